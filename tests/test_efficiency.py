@@ -1,0 +1,57 @@
+"""Tests for lasca_jax.efficiency: the parameter formula against a Flax MLP and by hand."""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import pytest
+import torch
+
+from lasca_jax import efficiency
+
+
+class _MLP(nn.Module):
+  hidden: tuple[int, int]
+
+  @nn.compact
+  def __call__(self, x):
+    for h in self.hidden:
+      x = nn.relu(nn.Dense(h)(x))
+    return nn.Dense(1)(x)
+
+
+@pytest.mark.parametrize("d", [4, 15, 58, 73, 768, 841])
+def test_param_count_matches_flax(d):
+  hidden = efficiency.mlp_hidden_sizes(d)
+  params = _MLP(hidden).init(jax.random.PRNGKey(0), jnp.zeros((1, d)))
+  flax_count = sum(x.size for x in jax.tree_util.tree_leaves(params))
+  assert efficiency.preference_mlp_param_count(d) == flax_count
+
+
+def test_hidden_sizes_and_hand_counts():
+  assert efficiency.mlp_hidden_sizes(15) == (7, 3)
+  assert efficiency.mlp_hidden_sizes(2000) == (250, 125)
+  assert efficiency.mlp_hidden_sizes(2) == (1, 1)  # floored at one unit
+  # 15 -> 7 -> 3 -> 1: (15*7+7) + (7*3+3) + (3+1)
+  assert efficiency.preference_mlp_param_count(15) == 112 + 24 + 4
+  # 768 -> 250 -> 125 -> 1
+  assert efficiency.preference_mlp_param_count(768) == 768 * 250 + 250 + 250 * 125 + 125 + 126
+  with pytest.raises(ValueError):
+    efficiency.mlp_hidden_sizes(0)
+
+
+def test_frozen_encoder_count_counts_tied_weights_once():
+  emb = torch.nn.Embedding(10, 4)
+  head = torch.nn.Linear(4, 10, bias=True)
+  head.weight = emb.weight  # tied, as in language-model heads
+  model = torch.nn.ModuleDict({"emb": emb, "head": head, "norm": torch.nn.LayerNorm(4)})
+  for p in model.parameters():
+    p.requires_grad_(False)  # frozen parameters still count
+  assert efficiency.frozen_encoder_param_count(model) == 40 + 10 + 8
+
+
+def test_summary_rows():
+  rows = efficiency.efficiency_summary({"audio": 15}, {"enc": torch.nn.Linear(3, 2)})
+  assert rows == [
+      {"name": "audio", "kind": "trainable MLP", "input_dim": 15, "hidden": (7, 3),
+       "params": 140},
+      {"name": "enc", "kind": "frozen encoder", "input_dim": None, "hidden": None, "params": 8}]
