@@ -1,0 +1,19 @@
+"""Config fields shared by the datasets whose features are extracted from raw video and audio."""
+
+import ml_collections
+
+
+def add(data: ml_collections.ConfigDict) -> None:
+  """Fields shared by every dataset whose features come from raw video and audio."""
+  data.root = ""                   # Dataset folder (required).
+  data.features_dir = ""           # Per-recording feature .npz files; "" -> <root>/lasca_features.
+  data.skip_missing = False        # Recordings without a feature file: False -> error naming the
+                                   # extraction command; True -> skipped with a warning.
+  data.face_model = ""             # MediaPipe face_landmarker.task; "" -> $LASCA_JAX_FACE_MODEL or
+                                   # ~/.cache/lasca_jax/models/face_landmarker.task.
+  data.frame_stride = 1            # Run the face landmarker on every n-th frame (speed); rows in
+                                   # between take the nearest processed frame.
+  data.num_faces = 0               # Faces MediaPipe looks for; 0 -> 1 (2 for _left/_right videos).
+  data.sample_rate = 16000         # Audio is decoded to mono at this rate (Hz) before MFCCs.
+  data.mfcc_hop_seconds = 0.01     # MFCC frame step; frames are mean-pooled onto the labels.
+  data.mfcc_window_seconds = 0.025 # MFCC analysis window.

@@ -1,0 +1,181 @@
+"""Aff-Wild2, ABAW valence-arousal track (Sec. 4.1): annotation files + videos -> Recordings.
+
+Layout, as the dataset ships (all folders under ``config.data.root``):
+
+  * Annotations: one ``<name>.txt`` per annotated person, header ``valence,arousal`` and one line
+    per video frame with values in [-1, 1]; ``-5`` marks an unannotated frame (-> NaN). Found by
+    walking ``config.data.annotations_dir`` (default: the whole root) for ``.txt`` files whose
+    first line is that header, so the ABAW folder names (``Train_Set``, ``Validation_Set``, ...)
+    do not matter.
+  * Videos: ``<name>.mp4`` or ``.avi`` in ``config.data.video_dirs`` (default ``batch1``,
+    ``batch2``, ``new_vids``; the whole root when none of them exists). Two-person videos have
+    two annotation files, ``<video>_left.txt`` and ``<video>_right.txt``; both read ``<video>``,
+    and MediaPipe runs with two faces and keeps the left-most / right-most face in the image
+    (see :mod:`lasca_jax.extract.video`). Audio is the video's track, shared by both persons.
+
+Time base and alignment: annotation row ``i`` belongs to decoded frame ``i`` (ABAW's convention),
+at ``i / fps`` seconds with ``fps`` read from each video. Rows and decoded frames often differ in
+count (by one or many): rows past the last decoded frame get NaN features (and the windowing's
+``min_valid_fraction`` drops windows made of them), frames past the last row are unused. With a
+frame stride, a row between processed frames takes the nearest processed frame within half a
+stride. MFCC frames (10 ms) are mean-pooled onto the rows.
+
+Subject id: the annotation file's stem (``video5_left``), as Aff-Wild2 gives no person ids
+across videos; the two persons of one video are therefore two subjects.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Optional
+
+import numpy as np
+
+from lasca_jax import data
+from lasca_jax.extract import load
+from lasca_jax.extract import runner
+
+NAME = "affwild2"
+HEADER = "valence,arousal"
+UNANNOTATED = -5.0
+SIDE_SUFFIXES = {"_left": "left", "_right": "right"}
+
+
+def _first_line(path: str) -> str:
+  with open(path, encoding="utf-8", errors="replace") as f:
+    return f.readline().strip().lower().replace(" ", "")
+
+
+def annotation_files(data_config) -> list[str]:
+  """Every annotation file (``.txt`` with the ``valence,arousal`` header), sorted by stem."""
+  root = os.path.join(os.path.expanduser(data_config.root),
+                      os.path.expanduser(data_config.annotations_dir))  # Absolute wins.
+  if not os.path.isdir(root):
+    raise FileNotFoundError(f"Aff-Wild2 annotation folder {root} does not exist "
+                            "(set --config.data.root or --config.data.annotations_dir)")
+  skip = os.path.abspath(load.features_dir(data_config))
+  files = []
+  for dirpath, dirnames, filenames in os.walk(root):
+    dirnames[:] = sorted(d for d in dirnames if os.path.abspath(os.path.join(dirpath, d)) != skip)
+    for name in filenames:
+      path = os.path.join(dirpath, name)
+      if name.lower().endswith(".txt") and _first_line(path) == HEADER:
+        files.append(path)
+  stems = [os.path.splitext(os.path.basename(p))[0] for p in files]
+  dup = sorted({s for s in stems if stems.count(s) > 1})
+  if dup:
+    raise ValueError(f"Aff-Wild2 annotation names appear twice under {root}: {dup[:5]}")
+  return sorted(files, key=lambda p: os.path.basename(p))
+
+
+def read_annotation(path: str) -> tuple[np.ndarray, np.ndarray]:
+  """Valence and arousal ``float32 [T]`` of one annotation file, NaN where ``-5``.
+
+  Raises:
+    ValueError: naming the file and line for a bad header, a malformed line, a value outside
+      [-1, 1] other than -5, or a file without rows.
+  """
+  with open(path, encoding="utf-8", errors="replace") as f:
+    lines = f.read().splitlines()
+  if not lines or lines[0].strip().lower().replace(" ", "") != HEADER:
+    raise ValueError(f"{path}: expected the header line {HEADER!r}")
+  rows = []
+  for i, line in enumerate(lines[1:], start=2):
+    if not line.strip():
+      continue
+    parts = line.split(",")
+    try:
+      if len(parts) != 2:
+        raise ValueError(f"{len(parts)} columns")
+      rows.append((float(parts[0]), float(parts[1])))
+    except ValueError as e:
+      raise ValueError(f"{path}: line {i}: expected 'valence,arousal' numbers, got "
+                       f"{line.strip()!r} ({e})") from None
+  if not rows:
+    raise ValueError(f"{path}: no annotation rows")
+  va = np.asarray(rows, np.float64)  # [T, 2]
+  invalid = va == UNANNOTATED
+  bad = ~invalid & ~((va >= -1) & (va <= 1))
+  if bad.any():
+    i = int(np.nonzero(bad.any(axis=1))[0][0])
+    raise ValueError(f"{path}: line {i + 2}: value {va[i].tolist()} is outside [-1, 1] and "
+                     f"is not the unannotated marker {UNANNOTATED:g}")
+  va[invalid] = np.nan
+  return va[:, 0].astype(np.float32), va[:, 1].astype(np.float32)
+
+
+def video_name(stem: str) -> tuple[str, str]:
+  """``(video stem, side)`` of an annotation stem: ``x_left`` -> ``("x", "left")``."""
+  for suffix, side in SIDE_SUFFIXES.items():
+    if stem.endswith(suffix):
+      return stem[:-len(suffix)], side
+  return stem, "any"
+
+
+def video_index(data_config) -> dict[str, str]:
+  """``{stem: path}`` of the videos in ``config.data.video_dirs`` (or the whole root)."""
+  root = os.path.expanduser(data_config.root)
+  dirs = [d if os.path.isabs(d) else os.path.join(root, d)
+          for d in str(data_config.video_dirs).split(",") if d.strip()]
+  dirs = [d for d in dirs if os.path.isdir(d)] or [root]
+  return load.index_files(dirs, load.VIDEO_EXTENSIONS, exclude=[load.features_dir(data_config)])
+
+
+def find_video(stem: str, videos: dict[str, str]) -> tuple[Optional[str], str]:
+  """The video and face side of an annotation stem (``(None, side)`` when absent)."""
+  name, side = video_name(stem)
+  if side != "any" and name in videos:
+    return videos[name], side
+  return videos.get(stem), "any"
+
+
+def media_jobs(data_config) -> list[runner.MediaJob]:
+  """One extraction job per annotation file (two per two-person video)."""
+  videos = video_index(data_config)
+  jobs = []
+  for path in annotation_files(data_config):
+    stem = os.path.splitext(os.path.basename(path))[0]
+    video, side = find_video(stem, videos)
+    if video is None:
+      logging.warning("%s: no video %s.mp4/.avi found", path, video_name(stem)[0])
+    jobs.append(runner.MediaJob(stem, video, None, load.features_path(data_config, stem), side))
+  return jobs
+
+
+def load_recordings(data_config) -> list[data.Recording]:
+  """Every annotated person as a :class:`lasca_jax.data.Recording` (see the module docstring)."""
+  recordings = []
+  for path in annotation_files(data_config):
+    stem = os.path.splitext(os.path.basename(path))[0]
+    valence, arousal = read_annotation(path)
+    features = load.read_features(load.features_path(data_config, stem), stem, NAME,
+                                  data_config.root, data_config.skip_missing)
+    if features is None:
+      continue
+    fps = features["meta"].get("fps")
+    if not fps:
+      raise ValueError(f"{stem}: its feature file has no video frame rate; Aff-Wild2 needs the "
+                       "video (re-run experiments/extract.py)")
+    times = np.arange(valence.shape[0]) / fps  # [T], row i <-> frame i.
+    num_frames = features["meta"]["num_frames"]
+    if num_frames != valence.shape[0]:
+      logging.info("%s: %d annotation rows, %d decoded frames (aligned by frame index)", stem,
+                   valence.shape[0], num_frames)
+    rec = data.Recording(
+        recording_id=stem, subject_id=stem, times=times,
+        features=load.on_time_base(features, times, frame_clock="index"),
+        feature_names=load.FEATURE_NAMES, modalities=load.MODALITIES,
+        valence=valence, arousal=arousal)
+    rec.validate(path)
+    recordings.append(rec)
+  return recordings
+
+
+def fingerprint(data_config) -> dict:
+  """Every file :func:`load_recordings` reads (path, size, mtime) plus the data config."""
+  files = annotation_files(data_config)
+  stems = [os.path.splitext(os.path.basename(p))[0] for p in files]
+  return {"dataset": NAME, "config": load.config_fields(data_config),
+          "annotations": load.file_stamps(files),
+          "features": load.file_stamps(load.features_path(data_config, s) for s in stems)}

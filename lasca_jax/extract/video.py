@@ -1,0 +1,238 @@
+"""Per-frame facial features with the MediaPipe Face Landmarker (Tasks API, video mode).
+
+Each processed frame yields the 52 blendshape scores in MediaPipe's order
+(:data:`lasca_jax.data.BLENDSHAPE_NAMES`) and six head-pose values read off the 4x4 facial
+transformation matrix (:data:`lasca_jax.data.HEAD_POSE_NAMES`): 58 values in all (Sec. 4.2).
+A frame in which no face (or not the wanted face) is found gets NaN in all 58 values and
+``valid=False``; nothing is zero-filled.
+
+Two-person videos (Aff-Wild2 ``_left`` / ``_right``) run the landmarker with ``num_faces=2`` and
+keep the face whose landmarks' mean x is the smallest (``side="left"``) or largest
+(``side="right"``) in image coordinates. A frame with a single detected face gives it to the side
+whose last seen position is nearer (before both sides have been seen: left of the image centre ->
+``left``); the other side's row is NaN for that frame.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from typing import Iterator, Optional
+
+import numpy as np
+
+from lasca_jax import data
+
+MODEL_URL = ("https://storage.googleapis.com/mediapipe-models/face_landmarker/"
+             "face_landmarker/float16/1/face_landmarker.task")
+MODEL_ENV = "LASCA_JAX_FACE_MODEL"
+DEFAULT_MODEL = "~/.cache/lasca_jax/models/face_landmarker.task"
+SIDES = ("any", "left", "right")
+
+
+@dataclasses.dataclass
+class FaceTrack:
+  """Facial features of the processed frames of one video.
+
+  Attributes:
+    frame_index: ``int64 [N]`` index of each processed frame among all decoded frames.
+    times: ``float64 [N]`` seconds since the first decoded frame (from the stream's timestamps).
+    values: ``float32 [N, 58]`` blendshapes + head pose, NaN where no face was kept.
+    valid: ``bool [N]`` a face was kept in the frame.
+    fps: the stream's average frame rate (frames per second) from the container header.
+    num_frames: frames decoded (all of them, whatever the stride).
+    start_time: presentation time in seconds of the first decoded frame (for audio sync).
+  """
+
+  frame_index: np.ndarray
+  times: np.ndarray
+  values: np.ndarray
+  valid: np.ndarray
+  fps: float
+  num_frames: int
+  start_time: float
+
+
+def resolve_model_path(path: str = "") -> str:
+  """The face landmarker bundle: ``path``, else ``$LASCA_JAX_FACE_MODEL``, else the default.
+
+  Raises:
+    FileNotFoundError: with the download address when the file does not exist.
+  """
+  path = path or os.environ.get(MODEL_ENV, "") or DEFAULT_MODEL
+  path = os.path.expanduser(path)
+  if not os.path.isfile(path):
+    raise FileNotFoundError(
+        f"MediaPipe face landmarker model not found at {path}. Download it from MediaPipe's "
+        f"model page ({MODEL_URL}) and pass its path with --config.data.face_model=PATH "
+        f"(or set ${MODEL_ENV}, or save it as {DEFAULT_MODEL}).")
+  return path
+
+
+def create_landmarker(model_path: str, num_faces: int = 1):
+  """A MediaPipe ``FaceLandmarker`` in video mode with blendshapes and transformation matrices."""
+  os.environ.setdefault("GLOG_minloglevel", "2")  # Silence MediaPipe's per-graph log lines.
+  from mediapipe.tasks.python import BaseOptions, vision  # pylint: disable=g-import-not-at-top
+  options = vision.FaceLandmarkerOptions(
+      base_options=BaseOptions(model_asset_path=resolve_model_path(model_path)),
+      running_mode=vision.RunningMode.VIDEO,
+      num_faces=num_faces,
+      output_face_blendshapes=True,
+      output_facial_transformation_matrixes=True)
+  return vision.FaceLandmarker.create_from_options(options)
+
+
+def stream_fps(stream) -> float:
+  """Average frame rate of a PyAV video stream (falls back to the guessed/base rate)."""
+  for rate in (stream.average_rate, stream.guessed_rate, stream.base_rate):
+    if rate is not None and float(rate) > 0:
+      return float(rate)
+  raise ValueError("the video stream declares no frame rate")
+
+
+def iter_frames(path: str, stride: int = 1) -> Iterator[tuple[int, float, Optional[np.ndarray]]]:
+  """Decodes every frame of the first video stream of ``path``.
+
+  Args:
+    path: a video file PyAV can open.
+    stride: only every ``stride``-th frame is converted to RGB; the others yield ``None``.
+
+  Yields:
+    ``(index, time, rgb)``: frame index, presentation time in seconds (``index / fps`` when the
+    container has no timestamps), and a C-contiguous ``uint8 [H, W, 3]`` image or ``None``.
+  """
+  import av  # pylint: disable=g-import-not-at-top
+  with av.open(path) as container:
+    if not container.streams.video:
+      raise ValueError("no video stream")
+    stream = container.streams.video[0]
+    stream.thread_type = "AUTO"
+    fps = stream_fps(stream)
+    for index, frame in enumerate(container.decode(stream)):
+      time = frame.time if frame.time is not None else index / fps
+      rgb = None
+      if index % stride == 0:
+        # MediaPipe silently finds no face in a strided (non-contiguous) array: copy.
+        rgb = np.ascontiguousarray(frame.to_ndarray(format="rgb24"))
+      yield index, float(time), rgb
+
+
+def probe_video(path: str) -> dict:
+  """Frame rate, declared frame count and whether ``path`` has an audio track."""
+  import av  # pylint: disable=g-import-not-at-top
+  with av.open(path) as container:
+    if not container.streams.video:
+      raise ValueError("no video stream")
+    stream = container.streams.video[0]
+    return {"fps": stream_fps(stream), "frames": int(stream.frames or 0),
+            "has_audio": bool(container.streams.audio)}
+
+
+def head_pose(matrix: np.ndarray) -> np.ndarray:
+  """Pitch, yaw, roll (degrees) and tx, ty, tz (cm) of a 4x4 facial transformation matrix.
+
+  The rotation is decomposed as ``R = Rz(roll) @ Ry(yaw) @ Rx(pitch)`` (x right, y up, z towards
+  the camera in MediaPipe's canonical face space).
+
+  Args:
+    matrix: ``[4, 4]`` rigid transform from the canonical face to camera space.
+
+  Returns:
+    ``float64 [6]`` in :data:`lasca_jax.data.HEAD_POSE_NAMES` order.
+  """
+  r = np.asarray(matrix, np.float64)[:3, :3]
+  pitch = math.atan2(r[2, 1], r[2, 2])
+  yaw = math.atan2(-r[2, 0], math.hypot(r[2, 1], r[2, 2]))
+  roll = math.atan2(r[1, 0], r[0, 0])
+  angles = np.degrees([pitch, yaw, roll])
+  return np.concatenate([angles, np.asarray(matrix, np.float64)[:3, 3]])
+
+
+def pick_face(centres_x: list[float], side: str, last: dict) -> Optional[int]:
+  """Index of the face kept for ``side`` among the detected faces, or ``None``.
+
+  Args:
+    centres_x: mean landmark x (0 = image left, 1 = right) of each detected face.
+    side: ``"any"`` (first face, MediaPipe's most confident), ``"left"`` or ``"right"``.
+    last: last seen x of each side, ``{"left": x, "right": x}``; updated in place.
+  """
+  if not centres_x:
+    return None
+  if side == "any":
+    return 0
+  order = np.argsort(centres_x)
+  if len(centres_x) >= 2:
+    last["left"], last["right"] = centres_x[order[0]], centres_x[order[-1]]
+    return int(order[0] if side == "left" else order[-1])
+  x = centres_x[0]
+  if "left" in last and "right" in last:
+    owner = "left" if abs(x - last["left"]) <= abs(x - last["right"]) else "right"
+  else:
+    owner = "left" if x < 0.5 else "right"
+  last[owner] = x
+  return 0 if owner == side else None
+
+
+def _check_blendshape_names(categories) -> None:
+  names = tuple(c.category_name for c in categories)
+  if names != data.BLENDSHAPE_NAMES:
+    raise ValueError(f"the face model emits blendshapes {names[:3]}... which differ from "
+                     "lasca_jax.data.BLENDSHAPE_NAMES; use MediaPipe's face_landmarker.task")
+
+
+def extract_face(video_path: str, model_path: str, stride: int = 1, side: str = "any",
+                 num_faces: int = 0) -> FaceTrack:
+  """Runs the face landmarker over every ``stride``-th frame of ``video_path``.
+
+  Args:
+    video_path: the video file.
+    model_path: the ``face_landmarker.task`` bundle ("" -> :func:`resolve_model_path` default).
+    stride: process every ``stride``-th frame (others are decoded and skipped).
+    side: which face to keep, one of :data:`SIDES`.
+    num_faces: faces MediaPipe looks for; 0 -> 1 for ``side="any"``, 2 otherwise.
+
+  Returns:
+    A :class:`FaceTrack`.
+  """
+  import mediapipe as mp  # pylint: disable=g-import-not-at-top
+  if side not in SIDES:
+    raise ValueError(f"unknown face side {side!r}; expected one of {SIDES}")
+  if stride < 1:
+    raise ValueError(f"frame stride must be >= 1, got {stride}")
+  fps = probe_video(video_path)["fps"]
+  num_faces = num_faces or (1 if side == "any" else 2)
+  landmarker = create_landmarker(model_path, num_faces)
+  indices, times, rows = [], [], []
+  num_frames, start, last_ms, last_x, checked = 0, None, -1, {}, False
+  try:
+    for index, time, rgb in iter_frames(video_path, stride):
+      num_frames = index + 1
+      start = time if start is None else start
+      if rgb is None:
+        continue
+      # Video mode needs strictly increasing integer millisecond timestamps.
+      ms = max(int(round((time - start) * 1000)), last_ms + 1)
+      last_ms = ms
+      result = landmarker.detect_for_video(
+          mp.Image(image_format=mp.ImageFormat.SRGB, data=rgb), ms)
+      centres = [float(np.mean([p.x for p in face])) for face in result.face_landmarks]
+      k = pick_face(centres, side, last_x)
+      row = np.full(len(data.FACE_FEATURE_NAMES), np.nan)
+      if k is not None and k < len(result.face_blendshapes):
+        if not checked:
+          _check_blendshape_names(result.face_blendshapes[k])
+          checked = True
+        row[:len(data.BLENDSHAPE_NAMES)] = [c.score for c in result.face_blendshapes[k]]
+        row[len(data.BLENDSHAPE_NAMES):] = head_pose(result.facial_transformation_matrixes[k])
+      indices.append(index)
+      times.append(time - start)
+      rows.append(row)
+  finally:
+    landmarker.close()
+  if not num_frames:
+    raise ValueError("no decodable video frame")
+  values = np.asarray(rows, np.float32).reshape(-1, len(data.FACE_FEATURE_NAMES))  # [N, 58]
+  return FaceTrack(frame_index=np.asarray(indices, np.int64), times=np.asarray(times, np.float64),
+                   values=values, valid=~np.isnan(values).any(axis=1), fps=fps,
+                   num_frames=num_frames, start_time=float(start))
