@@ -1,0 +1,248 @@
+"""Your own data: per-recording tables of features and continuous labels -> Recordings.
+
+Any per-frame features with continuous valence/arousal (OpenFace, openSMILE/eGeMAPS LLDs, your
+own) run through LaScA without media extraction. ``config.data.root`` holds one table per
+recording (searched recursively); the recording id is the file stem.
+
+  * CSV (``,``, ``;`` or tab separated, header row; empty cells, ``nan`` -> NaN) or ``.npz``
+    with one 1-D array per column (or ``features [T, F]`` + ``feature_names [F]`` + the time and
+    label columns).
+  * ``config.data.time_column`` (seconds, strictly increasing), ``valence_column``,
+    ``arousal_column``: required. Unannotated rows: empty/NaN.
+  * Subject: ``config.data.subject_map`` (CSV ``recording,subject``, header optional) wins; else
+    the ``config.data.subject_column`` of the table (one value per file); else the recording id
+    (a warning says so: only right if every subject has one recording).
+  * Features: every other numeric column, or those matching the regex
+    ``config.data.feature_columns``, minus the comma list ``config.data.exclude_columns`` (e.g.
+    OpenFace's ``frame,face_id,confidence,success``). Every table must give the same features.
+  * Modality: a feature whose name matches the regex ``config.data.audio_columns`` (default:
+    ``audio_`` prefix, MFCCs and openSMILE eGeMAPS/ComParE low-level descriptor names) is
+    ``"audio"``; every other feature is ``"face"`` (OpenFace action units, pose, gaze, ...).
+  * Lexicon: ``config.data.lexicon`` is a JSON object or two-column CSV mapping feature name ->
+    phrase (:func:`lasca_jax.lexicon.read_lexicon_file`); features without a phrase fall back to
+    the feature-name lexicon.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import os
+import re
+from typing import Optional
+
+import numpy as np
+
+from lasca_jax import data
+from lasca_jax.extract import load
+
+NAME = "custom"
+TABLE_EXTENSIONS = (".csv", ".npz")
+DEFAULT_AUDIO_COLUMNS = (
+    r"(?i)^(audio_|mfcc|pcm_|audspec|F0|loudness|jitter|shimmer|HNR|alphaRatio|hammarbergIndex|"
+    r"slope\d|spectralFlux|logRelF0|F[1-3](frequency|bandwidth|amplitude)|voicingFinal|"
+    r"voiceProb|lsp|zcr|equivalentSoundLevel)")
+
+
+def _expand(path: str, root: str) -> str:
+  return os.path.join(os.path.expanduser(root), os.path.expanduser(path)) if path else ""
+
+
+def table_files(data_config) -> list[str]:
+  """Every table under root (sorted), except the subject map and the lexicon."""
+  root = os.path.expanduser(data_config.root)
+  if not os.path.isdir(root):
+    raise FileNotFoundError(f"custom data folder {root} does not exist (set --config.data.root)")
+  skip = {os.path.abspath(_expand(p, root)) for p in (data_config.subject_map,
+                                                       data_config.lexicon) if p}
+  files = []
+  for dirpath, dirnames, filenames in os.walk(root):
+    dirnames.sort()
+    for name in sorted(filenames):
+      path = os.path.join(dirpath, name)
+      if (name.lower().endswith(TABLE_EXTENSIONS) and not name.startswith(".") and
+          os.path.abspath(path) not in skip):
+        files.append(path)
+  if not files:
+    raise FileNotFoundError(f"no .csv or .npz tables under {root}")
+  return files
+
+
+def _sniff(line: str) -> str:
+  return max((";", "\t", ","), key=line.count)
+
+
+def read_csv(path: str) -> dict[str, np.ndarray]:
+  """``{column: values}``: numeric columns as ``float64 [T]``, other columns as strings."""
+  with open(path, newline="", encoding="utf-8-sig") as f:
+    first = f.readline()
+    f.seek(0)
+    rows = list(csv.reader(f, delimiter=_sniff(first)))
+  rows = [r for r in rows if any(c.strip() for c in r)]
+  if len(rows) < 2:
+    raise ValueError(f"{path}: expected a header row and at least one data row")
+  header = [h.strip() for h in rows[0]]
+  if len(set(header)) != len(header):
+    raise ValueError(f"{path}: duplicate column names in the header")
+  for i, r in enumerate(rows[1:], start=2):
+    if len(r) != len(header):
+      raise ValueError(f"{path}: line {i}: {len(r)} cells, header has {len(header)}")
+  columns = {}
+  for j, name in enumerate(header):
+    cells = [r[j].strip() for r in rows[1:]]
+    try:
+      columns[name] = np.array([float(c) if c else np.nan for c in cells], np.float64)
+    except ValueError:
+      columns[name] = np.array(cells, dtype=str)
+  return columns
+
+
+def read_npz(path: str) -> dict[str, np.ndarray]:
+  """``{column: values}`` of an ``.npz`` table (column arrays, or ``features`` + names)."""
+  try:
+    with np.load(path, allow_pickle=False) as z:
+      raw = {k: z[k] for k in z.files}
+  except Exception as e:  # pylint: disable=broad-except
+    raise ValueError(f"{path}: unreadable .npz ({type(e).__name__}: {e})") from e
+  if "features" in raw:
+    feats, names = raw.pop("features"), raw.pop("feature_names", None)
+    if names is None or feats.ndim != 2 or len(names) != feats.shape[1]:
+      raise ValueError(f"{path}: 'features' needs a 2-D array and matching 'feature_names'")
+    raw.update({str(n): feats[:, j] for j, n in enumerate(names)})
+  out = {}
+  for k, v in raw.items():
+    v = np.asarray(v)
+    if v.ndim == 0:
+      v = np.full(len(next(iter(raw.values()))), v)
+    out[k] = v.astype(np.float64) if v.dtype.kind in "biuf" else v.astype(str)
+  return out
+
+
+def read_table(path: str) -> dict[str, np.ndarray]:
+  columns = read_npz(path) if path.lower().endswith(".npz") else read_csv(path)
+  lengths = {k: v.shape for k, v in columns.items()}
+  if len({s for s in lengths.values()}) != 1 or any(len(s) != 1 for s in lengths.values()):
+    raise ValueError(f"{path}: columns must be 1-D and of one length, got {lengths}")
+  return columns
+
+
+def read_subject_map(data_config) -> dict[str, str]:
+  """``{recording: subject}`` from ``config.data.subject_map`` (empty when unset)."""
+  path = _expand(data_config.subject_map, data_config.root)
+  if not path:
+    return {}
+  if not os.path.isfile(path):
+    raise FileNotFoundError(f"subject map {path} does not exist")
+  with open(path, newline="", encoding="utf-8-sig") as f:
+    first = f.readline()
+    f.seek(0)
+    rows = [r for r in csv.reader(f, delimiter=_sniff(first)) if any(c.strip() for c in r)]
+  if rows and [c.strip().lower() for c in rows[0][:2]] == ["recording", "subject"]:
+    rows = rows[1:]
+  out = {}
+  for i, r in enumerate(rows, start=1):
+    if len(r) < 2 or not r[0].strip() or not r[1].strip():
+      raise ValueError(f"{path}: line {i}: expected 'recording,subject'")
+    out[r[0].strip()] = r[1].strip()
+  return out
+
+
+def feature_columns(columns: dict[str, np.ndarray], data_config) -> list[str]:
+  """The feature columns of a table, in table order (module docstring)."""
+  reserved = {data_config.time_column, data_config.valence_column, data_config.arousal_column,
+              data_config.subject_column}
+  reserved |= {c.strip() for c in str(data_config.exclude_columns).split(",") if c.strip()}
+  pattern = re.compile(data_config.feature_columns) if data_config.feature_columns else None
+  return [k for k, v in columns.items()
+          if k not in reserved and v.dtype.kind == "f" and (pattern is None or pattern.search(k))]
+
+
+def modality_of(name: str, audio_pattern: str) -> str:
+  return "audio" if audio_pattern and re.search(audio_pattern, name) else "face"
+
+
+def _subject(path: str, rec: str, columns: dict, data_config, mapping: dict) -> str:
+  if rec in mapping:
+    return mapping[rec]
+  col = data_config.subject_column
+  if col and col in columns:
+    values = np.unique(np.asarray(columns[col]).astype(str))
+    if values.size != 1:
+      raise ValueError(f"{path}: column {col!r} holds {values.size} subjects; one table is one "
+                       "recording of one subject")
+    value = str(values[0])
+    return value[:-2] if value.endswith(".0") and value[:-2].isdigit() else value
+  if mapping:
+    raise ValueError(f"{path}: recording {rec} is not in the subject map "
+                     f"{data_config.subject_map}")
+  logging.warning("%s: no subject column %r and no subject map: subject = recording id %s", path,
+                  col, rec)
+  return rec
+
+
+def recording_from_table(path: str, data_config, mapping: dict,
+                         names: Optional[tuple[str, ...]] = None) -> data.Recording:
+  """One table as a :class:`lasca_jax.data.Recording`; ``names``: features the first table had."""
+  rec = os.path.splitext(os.path.basename(path))[0]
+  columns = read_table(path)
+  for key in ("time_column", "valence_column", "arousal_column"):
+    col = data_config[key]
+    if col not in columns:
+      raise ValueError(f"{path}: no {key.split('_')[0]} column {col!r} "
+                       f"(set --config.data.{key}); columns are {sorted(columns)[:12]}")
+    if columns[col].dtype.kind != "f":
+      raise ValueError(f"{path}: column {col!r} is not numeric")
+  feats = tuple(feature_columns(columns, data_config))
+  if not feats:
+    raise ValueError(f"{path}: no numeric feature columns")
+  if names is not None and feats != names:
+    extra, missing = sorted(set(feats) - set(names)), sorted(set(names) - set(feats))
+    raise ValueError(f"{path}: feature columns differ from the first table "
+                     f"(extra {extra[:5]}, missing {missing[:5]}, or another order)")
+  recording = data.Recording(
+      recording_id=rec, subject_id=_subject(path, rec, columns, data_config, mapping),
+      times=columns[data_config.time_column].astype(np.float64),
+      features=np.stack([columns[k] for k in feats], axis=1).astype(np.float32),  # [T, F]
+      feature_names=feats,
+      modalities=tuple(modality_of(k, data_config.audio_columns) for k in feats),
+      valence=columns[data_config.valence_column].astype(np.float32),
+      arousal=columns[data_config.arousal_column].astype(np.float32))
+  if np.isnan(recording.times).any():
+    raise ValueError(f"{path}: empty or NaN cell in the time column {data_config.time_column!r}")
+  recording.validate(path)
+  return recording
+
+
+def lexicon_path(data_config) -> str:
+  """``config.data.lexicon`` resolved against root ("" when unset); must exist when set."""
+  path = _expand(data_config.lexicon, data_config.root)
+  if path and not os.path.isfile(path):
+    raise FileNotFoundError(f"lexicon file {path} (config.data.lexicon) does not exist")
+  return path
+
+
+def load_recordings(data_config) -> list[data.Recording]:
+  """Every table under ``config.data.root`` as a Recording (module docstring)."""
+  lexicon_path(data_config)
+  mapping = read_subject_map(data_config)
+  recordings, names = [], None
+  for path in table_files(data_config):
+    recording = recording_from_table(path, data_config, mapping, names)
+    names = recording.feature_names
+    recordings.append(recording)
+  return recordings
+
+
+def media_jobs(data_config) -> list:
+  """Custom tables hold features already: nothing to extract."""
+  del data_config
+  return []
+
+
+def fingerprint(data_config) -> dict:
+  """Every file :func:`load_recordings` reads (path, size, mtime) plus the data config."""
+  extra = [p for p in (_expand(data_config.subject_map, data_config.root),
+                       lexicon_path(data_config)) if p]
+  return {"dataset": NAME, "config": load.config_fields(data_config),
+          "tables": load.file_stamps(table_files(data_config)),
+          "other": load.file_stamps(extra)}
