@@ -1,0 +1,46 @@
+r"""Tables 3-7 (Markdown, LaTeX, CSV) and figures from a sweep of run directories.
+
+  python experiments/report.py --sweep_dir=runs/sewa_sweep --output_dir=reports/sewa \
+      --dataset=sewa [--curves]
+
+Reads every ``config.json`` + ``results.npz`` under ``--sweep_dir``; see ``lasca_jax/report.py``
+for what is written. A table re-renders from its CSV with ``lasca_jax.tables.read_csv``.
+"""
+
+import os
+import sys
+
+from absl import app
+from absl import flags
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from lasca_jax import report  # pylint: disable=wrong-import-position
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("sweep_dir", None, "Directory tree holding the run directories.")
+flags.DEFINE_string("output_dir", None, "Where tables/, figures/ and report.md go.")
+flags.DEFINE_string("dataset", None, "Keep only runs of this config.data.name.")
+flags.DEFINE_string("lasca_label", "MPNet(F)", "Row reported as LaScA (ours) in Tables 5-6.")
+flags.DEFINE_string("lexicon", "llm", "Lexicon of the backbone and comparison tables.")
+flags.DEFINE_list("lexicon_backbones", ["MPNet(F)", "DRoBERTa(F)", "MiniLM(F)"],
+                  "Blocks of the lexicon table (Table 7).")
+flags.DEFINE_string("lexicon_modality", "multimodal", "Modality of the lexicon table.")
+flags.DEFINE_bool("figures", True, "Draw accuracy and pair-count figures.")
+flags.DEFINE_bool("curves", False, "Draw one learning-curve figure per run.")
+flags.mark_flags_as_required(["sweep_dir", "output_dir"])
+
+
+def main(argv):
+  del argv
+  written = report.make_report(
+      FLAGS.sweep_dir, FLAGS.output_dir, dataset=FLAGS.dataset, lasca_label=FLAGS.lasca_label,
+      lexicon=FLAGS.lexicon, lexicon_backbones=FLAGS.lexicon_backbones,
+      lexicon_modality=FLAGS.lexicon_modality, figures=FLAGS.figures,
+      curves=FLAGS.curves)
+  print(f"{len(written['tables'])} table files, {len(written['figures'])} figures -> "
+        f"{written['report'][0]}")
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,158 @@
+"""Every table and figure of a sweep in one call (used by ``experiments/report.py``).
+
+``make_report(sweep_dir, out_dir)`` reads all runs under ``sweep_dir`` and writes:
+
+  * ``tables/backbones.{md,tex,csv}`` - Tables 3-4 layout (when Features / text / fused runs
+    exist),
+  * ``tables/comparison.{md,tex,csv}`` - Tables 5-6 (when baseline-encoder runs exist),
+  * ``tables/lexicon.{md,tex,csv}`` - Table 7 (when runs with the feature-name lexicon exist),
+  * ``figures/accuracy/<table>/<block>_<target>_<w>s_<m>.png`` - accuracy per model per column,
+    std error bars, best / on-par marks,
+  * ``figures/pairs_<modality>.png`` - pair counts per (target, window, margin),
+  * ``figures/curves/<run path>.png`` - learning curves per run (``curves=True``),
+  * ``report.md`` - all Markdown tables and links to the figures.
+
+Everything is derived from ``config.json`` + ``results.npz``; the accuracy figures use the fold
+accuracies kept in each table cell, so they can also be redrawn from a table CSV alone.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+from typing import Sequence
+
+import numpy as np
+
+from lasca_jax import plots
+from lasca_jax import tables
+
+
+def _slug(text: str) -> str:
+  keep = [c if c.isalnum() or c in "-." else "_" for c in text]
+  return "".join(keep).strip("_")
+
+
+def column_slug(col: tables.Column) -> str:
+  """``("arousal", 3.0, 0.1)`` -> ``"arousal_3s_10"``."""
+  t, w, m = col
+  return f"{t}_{w:g}s_{m * 100:g}"
+
+
+def accuracy_figures(table: tables.Table, out_dir: str | os.PathLike) -> list[str]:
+  """One accuracy bar chart per (block, column) of a table; returns the PNG paths."""
+  paths = []
+  for block, rows in table.blocks:
+    for col in table.columns:
+      folds = {row: table.cells[(block, row, col)].folds for row in rows
+               if (block, row, col) in table.cells and table.cells[(block, row, col)].folds}
+      if not folds:
+        continue
+      path = pathlib.Path(out_dir) / f"{_slug(block)}_{column_slug(col)}.png"
+      plots.plot_accuracies(folds, path, title=f"{block}: {tables.column_label(col)}")
+      paths.append(str(path))
+  return paths
+
+
+def pair_count_figures(records: Sequence[tables.RunRecord], out_dir: str | os.PathLike
+                       ) -> list[str]:
+  """Per modality, pair counts of each (target, window, margin) (the first run found of each)."""
+  paths = []
+  for modality in tables.MODALITY_NAMES:
+    counts = {}
+    for col in tables.COLUMNS:
+      for r in records:
+        if r.modality == modality and r.column == col and r.num_pairs:
+          counts[f"{col[0]} {col[1]:g}s {col[2] * 100:g}%"] = dict(r.num_pairs)
+          break
+    if counts:
+      path = pathlib.Path(out_dir) / f"pairs_{modality}.png"
+      plots.plot_pair_counts(counts, path,
+                             title=f"Preference pairs, {tables.MODALITY_NAMES[modality]}")
+      paths.append(str(path))
+  return paths
+
+
+def learning_curve_figures(records: Sequence[tables.RunRecord], sweep_dir: str | os.PathLike,
+                           out_dir: str | os.PathLike) -> list[str]:
+  """One learning-curve figure per run, named after the run's path inside the sweep."""
+  paths = []
+  for r in records:
+    with np.load(os.path.join(r.path, "results.npz")) as res:
+      if "train_loss" not in res or "val_accuracy" not in res:
+        continue
+      loss, val = res["train_loss"], res["val_accuracy"]
+    rel = os.path.relpath(r.path, sweep_dir)
+    path = pathlib.Path(out_dir) / f"{_slug(rel.replace(os.sep, '__')) or 'run'}.png"
+    plots.plot_learning_curves(loss, val, path, best_epoch=r.best_epoch,
+                               title=f"{r.model_label} {r.modality} {tables.column_label(r.column)}")
+    paths.append(str(path))
+  return paths
+
+
+def make_report(sweep_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
+                dataset: str | None = None, lasca_label: str = "MPNet(F)", lexicon: str = "llm",
+                lexicon_backbones: Sequence[str] = ("MPNet(F)", "DRoBERTa(F)", "MiniLM(F)"),
+                lexicon_modality: str = "multimodal", figures: bool = True,
+                curves: bool = False) -> dict[str, list[str]]:
+  """Writes all tables (and figures) of a sweep; returns ``{kind: [paths]}``.
+
+  Args:
+    sweep_dir: directory tree of run directories.
+    out_dir: where ``tables/``, ``figures/`` and ``report.md`` go.
+    dataset: keep only runs with this ``config.data.name`` (None: all; mixing datasets in one
+      table raises on duplicate cells).
+    lasca_label: the LaScA row of the comparison table.
+    lexicon: lexicon of the backbone and comparison tables.
+    lexicon_backbones: blocks of the lexicon table.
+    lexicon_modality: modality of the lexicon table (multimodal in the paper).
+    figures: draw accuracy and pair-count figures.
+    curves: draw a learning-curve figure per run.
+
+  Raises:
+    ValueError: when the sweep holds no run.
+  """
+  records = tables.collect_sweep(sweep_dir, dataset)
+  if not records:
+    raise ValueError(f"{sweep_dir}: no run directories (config.json + results.npz)"
+                     + (f" for dataset {dataset!r}" if dataset else ""))
+  out_dir = pathlib.Path(out_dir)
+  suffix = f" ({dataset})" if dataset else ""
+  built = {
+      "backbones": tables.backbone_table(
+          records, lexicon=lexicon,
+          title="Accuracy across modalities, windows, margins and backbones" + suffix),
+      "comparison": tables.comparison_table(
+          records, lasca_label=lasca_label, lexicon=lexicon,
+          title=f"Baseline encoders vs LaScA ({lasca_label})" + suffix),
+      "lexicon": tables.lexicon_table(
+          records, backbones=lexicon_backbones, modality=lexicon_modality,
+          title="Feature-name vs LLM lexicon" + suffix),
+  }
+  if not any(r.lexicon == "feature_name" for r in records):
+    built.pop("lexicon")
+  if not any(r.model_label in tables.BASELINE_LABELS for r in records):
+    built.pop("comparison")
+  built = {k: t for k, t in built.items() if t.blocks}
+  written: dict[str, list[str]] = {"tables": [], "figures": []}
+  md = [f"# Results{suffix}", "", f"{len(records)} runs under `{sweep_dir}`.", ""]
+  for name, table in built.items():
+    paths = tables.write_table(table, out_dir / "tables", name)
+    written["tables"] += [str(p) for p in paths.values()]
+    md += [tables.to_markdown(table), ""]
+    if figures:
+      figs = accuracy_figures(table, out_dir / "figures" / "accuracy" / name)
+      written["figures"] += figs
+  if figures:
+    written["figures"] += pair_count_figures(records, out_dir / "figures")
+  if curves:
+    written["figures"] += learning_curve_figures(records, sweep_dir,
+                                                 out_dir / "figures" / "curves")
+  if written["figures"]:
+    md += ["## Figures", ""]
+    md += [f"- [{os.path.relpath(p, out_dir)}]({os.path.relpath(p, out_dir)})"
+           for p in written["figures"]]
+  report = out_dir / "report.md"
+  report.write_text("\n".join(md) + "\n")
+  written["report"] = [str(report)]
+  return written
