@@ -40,7 +40,8 @@ def pool_to_time_base(src_times: np.ndarray, values: np.ndarray, dst_times: np.n
     ``float32 [T, D]``.
   """
   src_times = np.asarray(src_times, np.float64)
-  values = np.asarray(values, np.float64).reshape(src_times.shape[0], -1)
+  values = np.asarray(values, np.float64)
+  values = values.reshape(src_times.shape[0], values.shape[-1] if values.ndim > 1 else 1)
   dst_times = np.asarray(dst_times, np.float64)
   t, d = dst_times.shape[0], values.shape[1]
   out = np.full((t, d), np.nan)

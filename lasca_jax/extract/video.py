@@ -29,6 +29,7 @@ MODEL_URL = ("https://storage.googleapis.com/mediapipe-models/face_landmarker/"
 MODEL_ENV = "LASCA_JAX_FACE_MODEL"
 DEFAULT_MODEL = "~/.cache/lasca_jax/models/face_landmarker.task"
 SIDES = ("any", "left", "right")
+os.environ.setdefault("GLOG_minloglevel", "2")  # Before MediaPipe loads: silence its graph logs.
 
 
 @dataclasses.dataclass
@@ -72,7 +73,6 @@ def resolve_model_path(path: str = "") -> str:
 
 def create_landmarker(model_path: str, num_faces: int = 1):
   """A MediaPipe ``FaceLandmarker`` in video mode with blendshapes and transformation matrices."""
-  os.environ.setdefault("GLOG_minloglevel", "2")  # Silence MediaPipe's per-graph log lines.
   from mediapipe.tasks.python import BaseOptions, vision  # pylint: disable=g-import-not-at-top
   options = vision.FaceLandmarkerOptions(
       base_options=BaseOptions(model_asset_path=resolve_model_path(model_path)),
@@ -91,16 +91,12 @@ def stream_fps(stream) -> float:
   raise ValueError("the video stream declares no frame rate")
 
 
-def iter_frames(path: str, stride: int = 1) -> Iterator[tuple[int, float, Optional[np.ndarray]]]:
+def iter_frames(path: str) -> Iterator[tuple[int, float, object]]:
   """Decodes every frame of the first video stream of ``path``.
 
-  Args:
-    path: a video file PyAV can open.
-    stride: only every ``stride``-th frame is converted to RGB; the others yield ``None``.
-
   Yields:
-    ``(index, time, rgb)``: frame index, presentation time in seconds (``index / fps`` when the
-    container has no timestamps), and a C-contiguous ``uint8 [H, W, 3]`` image or ``None``.
+    ``(index, time, frame)``: frame index, presentation time in seconds (``index / fps`` when
+    the container has no timestamps), and the PyAV frame (see :func:`to_rgb`).
   """
   import av  # pylint: disable=g-import-not-at-top
   with av.open(path) as container:
@@ -111,11 +107,15 @@ def iter_frames(path: str, stride: int = 1) -> Iterator[tuple[int, float, Option
     fps = stream_fps(stream)
     for index, frame in enumerate(container.decode(stream)):
       time = frame.time if frame.time is not None else index / fps
-      rgb = None
-      if index % stride == 0:
-        # MediaPipe silently finds no face in a strided (non-contiguous) array: copy.
-        rgb = np.ascontiguousarray(frame.to_ndarray(format="rgb24"))
-      yield index, float(time), rgb
+      yield index, float(time), frame
+
+
+def to_rgb(frame) -> np.ndarray:
+  """A C-contiguous ``uint8 [H, W, 3]`` copy of a PyAV frame.
+
+  MediaPipe silently finds no face in a non-contiguous array (PyAV pads rows), hence the copy.
+  """
+  return np.ascontiguousarray(frame.to_ndarray(format="rgb24"))
 
 
 def probe_video(path: str) -> dict:
@@ -188,7 +188,7 @@ def extract_face(video_path: str, model_path: str, stride: int = 1, side: str = 
   Args:
     video_path: the video file.
     model_path: the ``face_landmarker.task`` bundle ("" -> :func:`resolve_model_path` default).
-    stride: process every ``stride``-th frame (others are decoded and skipped).
+    stride: process every ``stride``-th frame, and the last one (others are decoded only).
     side: which face to keep, one of :data:`SIDES`.
     num_faces: faces MediaPipe looks for; 0 -> 1 for ``side="any"``, 2 otherwise.
 
@@ -204,30 +204,39 @@ def extract_face(video_path: str, model_path: str, stride: int = 1, side: str = 
   num_faces = num_faces or (1 if side == "any" else 2)
   landmarker = create_landmarker(model_path, num_faces)
   indices, times, rows = [], [], []
-  num_frames, start, last_ms, last_x, checked = 0, None, -1, {}, False
+  state = {"last_ms": -1, "last_x": {}, "checked": False}
+
+  def process(index: int, time: float, frame) -> None:
+    # Video mode needs strictly increasing integer millisecond timestamps.
+    ms = max(int(round(time * 1000)), state["last_ms"] + 1)
+    state["last_ms"] = ms
+    result = landmarker.detect_for_video(
+        mp.Image(image_format=mp.ImageFormat.SRGB, data=to_rgb(frame)), ms)
+    centres = [float(np.mean([p.x for p in face])) for face in result.face_landmarks]
+    k = pick_face(centres, side, state["last_x"])
+    row = np.full(len(data.FACE_FEATURE_NAMES), np.nan)
+    if k is not None and k < len(result.face_blendshapes):
+      if not state["checked"]:
+        _check_blendshape_names(result.face_blendshapes[k])
+        state["checked"] = True
+      row[:len(data.BLENDSHAPE_NAMES)] = [c.score for c in result.face_blendshapes[k]]
+      row[len(data.BLENDSHAPE_NAMES):] = head_pose(result.facial_transformation_matrixes[k])
+    indices.append(index)
+    times.append(time)
+    rows.append(row)
+
+  num_frames, start, held = 0, None, None
   try:
-    for index, time, rgb in iter_frames(video_path, stride):
+    for index, time, frame in iter_frames(video_path):
       num_frames = index + 1
       start = time if start is None else start
-      if rgb is None:
-        continue
-      # Video mode needs strictly increasing integer millisecond timestamps.
-      ms = max(int(round((time - start) * 1000)), last_ms + 1)
-      last_ms = ms
-      result = landmarker.detect_for_video(
-          mp.Image(image_format=mp.ImageFormat.SRGB, data=rgb), ms)
-      centres = [float(np.mean([p.x for p in face])) for face in result.face_landmarks]
-      k = pick_face(centres, side, last_x)
-      row = np.full(len(data.FACE_FEATURE_NAMES), np.nan)
-      if k is not None and k < len(result.face_blendshapes):
-        if not checked:
-          _check_blendshape_names(result.face_blendshapes[k])
-          checked = True
-        row[:len(data.BLENDSHAPE_NAMES)] = [c.score for c in result.face_blendshapes[k]]
-        row[len(data.BLENDSHAPE_NAMES):] = head_pose(result.facial_transformation_matrixes[k])
-      indices.append(index)
-      times.append(time - start)
-      rows.append(row)
+      if index % stride == 0:
+        process(index, time - start, frame)
+        held = None
+      else:
+        held = (index, time - start, frame)
+    if held is not None:  # With a stride, the last frame is processed too: no uncovered tail.
+      process(*held)
   finally:
     landmarker.close()
   if not num_frames:

@@ -1,0 +1,76 @@
+"""Shared defaults for every lasca_jax experiment; dataset configs import and override these.
+
+Run (any field can be overridden on the command line):
+
+  python experiments/main.py --config=configs/synthetic.py --workdir=runs/synthetic \
+      --config.pairs.target=valence --config.features.window_seconds=5
+"""
+
+import ml_collections
+
+
+def get_config() -> ml_collections.ConfigDict:
+  config = ml_collections.ConfigDict()
+  config.name = "default"          # Run name; the run directory is <workdir> (default runs/<name>).
+  config.seed = 0                  # Root seed: splits, validation split, init and shuffling derive from it.
+  config.cache_dir = ""            # Stage cache; "" -> $LASCA_JAX_CACHE or ~/.cache/lasca_jax.
+  config.model_label = ""          # Row label in tables; "" -> derived ("Features", "MPNet(F)").
+
+  # Dataset: `name` picks the module lasca_jax.datasets.<name>; other fields are its own.
+  config.data = ml_collections.ConfigDict()
+  config.data.name = "synthetic"
+
+  # Windows and features (Sec. 4.2).
+  config.features = ml_collections.ConfigDict()
+  config.features.modality = "multimodal"   # "visual" (58 face values), "audio" (15 MFCCs), "multimodal".
+  config.features.window_seconds = 3.0      # Window length; the paper uses 3 and 5.
+  config.features.min_valid_fraction = 0.5  # A window needs this fraction of frames with features
+                                            # (per modality) and with labels, else it is dropped.
+  config.features.clip = True               # Clip test-fold values to [0, 1] after train min-max.
+
+  # Salience, lexicon, templates, text encoder (Sec. 3.1, App. B).
+  config.text = ml_collections.ConfigDict()
+  config.text.salience = "otsu"             # "otsu" (paper), "topk", or "threshold".
+  config.text.salience_k = 5                # Features per modality kept by "topk".
+  config.text.salience_threshold = 0.5      # Normalised value above which "threshold" keeps a feature.
+  config.text.lexicon = "llm"               # "llm" (App. B tables 8-9), "feature_name" (Table 7),
+                                            # "shuffled" (llm phrases permuted across features), or
+                                            # a path to a JSON/CSV file mapping feature -> phrase.
+  config.text.uncovered = "name"            # Features the lexicon lacks: "name" (feature-name phrase)
+                                            # or "drop" (never described).
+  config.text.lexicon_seed = 0              # Permutation seed of the "shuffled" lexicon.
+  config.text.backbone = "all-MiniLM-L6-v2" # Sentence-transformer name (see lasca_jax.encode) or path.
+  config.text.model_path = ""               # Local model folder; overrides the name's default location.
+  config.text.batch_size = 64               # Prompts per encoder batch.
+  config.text.device = "cpu"                # Torch device of the frozen encoder.
+
+  # Representation fed to the preference learner (Tables 3-4 rows).
+  config.model = ml_collections.ConfigDict()
+  config.model.fusion = "fused"             # "features" [x], "text" [s], or "fused" [x || s].
+  config.model.max_hidden = (250, 125)      # Hidden sizes are (min(d/2, 250), min(d/4, 125)).
+
+  # Preference pairs (Sec. 3.3).
+  config.pairs = ml_collections.ConfigDict()
+  config.pairs.target = "arousal"           # "arousal" or "valence".
+  config.pairs.margin = 0.1                 # Relative-change margin tau (0.1 or 0.2 in the paper).
+  config.pairs.eps = 1e-3                   # Floor of the denominator max(|a_t|, eps).
+
+  # Subject-independent evaluation protocol (Sec. 5.1).
+  config.protocol = ml_collections.ConfigDict()
+  config.protocol.name = "kfold"            # "kfold" (SEWA) or "random_splits" (Aff-Wild2 seeds).
+  config.protocol.num_folds = 15            # Folds, or seeds for "random_splits".
+  config.protocol.test_fraction = 0.2       # Test share of subjects per "random_splits" seed.
+
+  # Preference learner training: sklearn MLPClassifier(max_iter=25, alpha=1, tol=1e-3,
+  # early_stopping=True, n_iter_no_change=3, shuffle=True) semantics, written functionally.
+  config.train = ml_collections.ConfigDict()
+  config.train.max_epochs = 25
+  config.train.learning_rate = 1e-3
+  config.train.alpha = 1.0                  # L2 penalty (sklearn's alpha, scaled by 1/batch).
+  config.train.tol = 1e-3
+  config.train.patience = 3                 # sklearn's n_iter_no_change.
+  config.train.validation_fraction = 0.1
+  config.train.validation_grouping = "pair" # "pair": both orders of a pair on one side of the
+                                            # validation split; "none": sklearn's plain split.
+  config.train.batch_size = 200             # min(batch_size, n_train) as sklearn's "auto".
+  return config

@@ -1,0 +1,37 @@
+"""Runs LaScA for one configuration over all folds or seeds.
+
+  python experiments/main.py --config=configs/synthetic.py --workdir=runs/synthetic
+  python experiments/main.py --config=configs/sewa.py --config.data.root=/data/SEWA
+
+Every config field can be overridden on the command line (``--config.pairs.margin=0.2``).
+"""
+
+import os
+import sys
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from lasca_jax import pipeline  # pylint: disable=wrong-import-position
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file.",
+                                          lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (default runs/<config.name>).")
+
+
+def main(argv):
+  del argv
+  config = _CONFIG.value
+  workdir = _WORKDIR.value or os.path.join("runs", config.name)
+  results = pipeline.run(config, workdir)
+  acc = results["test_accuracy"]
+  print(f"{config.name}: test accuracy {acc.mean():.4f} +- {acc.std():.4f} over {acc.size} "
+        f"folds -> {os.path.join(workdir, 'results.npz')}")
+
+
+if __name__ == "__main__":
+  flags.mark_flags_as_required(["config"])
+  logging.set_verbosity(logging.INFO)
+  app.run(main)

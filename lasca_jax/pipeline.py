@@ -1,0 +1,272 @@
+"""The LaScA pipeline: cached host-side stages, then all folds trained in one compiled call.
+
+``run(config, workdir)`` is what ``experiments/main.py`` calls; a notebook or a test calls it the
+same way. The steps, each a pure function of its inputs whose result is cached by content hash
+(:mod:`lasca_jax.cache`):
+
+  frames -> windows -> normalise (per fold) -> salience -> prompts -> embeddings -> fusion
+                    \\-> pairs -> fold indices -> train (jit(vmap(train)) over folds)
+
+Fusion (a concatenation of cached arrays) is assembled in memory rather than cached.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import time
+from typing import Any
+
+import numpy as np
+
+from lasca_jax import cache as cache_lib
+from lasca_jax import data as data_lib
+from lasca_jax import datasets
+from lasca_jax import encode, lexicon, pairs as pairs_lib, protocols, salience, templates, train
+from lasca_jax import windows as windows_lib
+
+
+class RunLog:
+  """Appends one JSON object per line to ``<workdir>/log.jsonl`` and mirrors it to logging."""
+
+  def __init__(self, workdir: str | None):
+    self.path = os.path.join(workdir, "log.jsonl") if workdir else None
+    self.start = time.time()
+
+  def __call__(self, event: str, **fields: Any) -> None:
+    record = {"event": event, "time_s": round(time.time() - self.start, 3), **fields}
+    logging.info("%s %s", event, json.dumps(fields, default=str)[:400])
+    if self.path:
+      with open(self.path, "a") as f:
+        f.write(json.dumps(record, default=_json_default) + "\n")
+
+
+def _json_default(obj):
+  if isinstance(obj, np.ndarray):
+    return obj.tolist()
+  if isinstance(obj, (np.integer, np.floating, np.bool_)):
+    return obj.item()
+  return str(obj)
+
+
+@dataclasses.dataclass
+class RunInputs:
+  """Everything the trainer needs for one configuration, plus what the results record."""
+  z: np.ndarray                    # float32 [folds, W, d]
+  pairs: train.PairData            # [P] numpy arrays
+  folds: protocols.FoldIndices     # [folds, ...]
+  splits: protocols.FoldSplits
+  prompts: np.ndarray | None       # [U] distinct prompts (None for features-only)
+  prompt_index: np.ndarray | None  # [folds, W]
+  usable: np.ndarray               # bool [W]
+  info: dict
+
+
+def model_label(config) -> str:
+  """Row label as in the paper's tables: ``Features``, ``MPNet``, ``MPNet(F)``."""
+  if config.get("model_label", ""):
+    return config.model_label
+  if config.model.fusion == "features":
+    return "Features"
+  label = encode.backbone_label(config.text.backbone)
+  return f"{label}(F)" if config.model.fusion == "fused" else label
+
+
+def frames_stage(config, cache: cache_lib.StageCache) -> tuple[str, dict]:
+  module = datasets.get_module(config.data.name)
+
+  def compute():
+    recordings = module.load_recordings(config.data)
+    data_lib.check_consistent(recordings)
+    return windows_lib.frames_to_arrays(recordings)
+
+  return cache.get_or_compute("frames", {"data": module.fingerprint(config.data)}, compute)
+
+
+def lexicon_key(config) -> Any:
+  kind = config.text.lexicon
+  if kind in lexicon.BUILTIN:
+    return kind
+  if not os.path.exists(kind):
+    raise FileNotFoundError(f"lexicon file {kind} does not exist (config.text.lexicon)")
+  with open(kind, "rb") as f:
+    return {"path": kind, "content": f.read().decode(errors="replace")}
+
+
+def prepare(config, cache: cache_lib.StageCache, log: RunLog | None = None) -> RunInputs:
+  """Runs (or loads) every host-side stage for ``config``."""
+  log = log or RunLog(None)
+  fcfg, tcfg = config.features, config.text
+  if config.model.fusion not in ("features", "text", "fused"):
+    raise ValueError(f"unknown model.fusion {config.model.fusion!r}: use features, text, fused")
+
+  frames_key, frames = frames_stage(config, cache)
+  log("frames", key=frames_key, frames=int(frames["times"].size),
+      recordings=int(frames["recording_ids"].size), subjects=int(np.unique(
+          frames["subject_ids"]).size))
+  win_key, win = cache.get_or_compute(
+      "windows", {"frames": frames_key, "window_seconds": float(fcfg.window_seconds)},
+      lambda: windows_lib.make_windows(frames, float(fcfg.window_seconds)))
+  cols = windows_lib.modality_columns(win["modalities"], fcfg.modality)
+  usable = windows_lib.usable_windows(win, fcfg.modality, float(fcfg.min_valid_fraction))
+  log("windows", key=win_key, windows=int(usable.size), usable=int(usable.sum()),
+      features=int(cols.size))
+
+  subject_of_window = win["subject_ids"][win["recording"]]
+  splits = protocols.subject_splits(win["subject_ids"], config.protocol.name,
+                                    int(config.protocol.num_folds), int(config.seed),
+                                    float(config.protocol.test_fraction))
+  subj_idx = protocols.subject_index(subject_of_window, splits.subjects)       # [W]
+
+  def normalise():
+    feats = win["features"][:, cols]
+    return {"values": np.stack([
+        windows_lib.minmax_normalise(feats, usable & splits.train[k, subj_idx], fcfg.clip)
+        for k in range(splits.train.shape[0])])}
+
+  norm_key, norm = cache.get_or_compute(
+      "normalise", {"windows": win_key, "modality": fcfg.modality, "clip": bool(fcfg.clip),
+                    "min_valid_fraction": float(fcfg.min_valid_fraction),
+                    "train_subjects": splits.train, "subjects": splits.subjects},
+      normalise)
+  x = norm["values"]                                                           # [folds, W, F]
+
+  pair_key, pairs = cache.get_or_compute(
+      "pairs", {"windows": win_key, "modality": fcfg.modality,
+                "min_valid_fraction": float(fcfg.min_valid_fraction),
+                "target": config.pairs.target, "margin": float(config.pairs.margin),
+                "eps": float(config.pairs.eps)},
+      lambda: pairs_lib.make_pairs(win, usable, config.pairs.target, float(config.pairs.margin),
+                                   float(config.pairs.eps)))
+  if pairs["label"].size == 0:
+    raise ValueError(
+        f"no preference pairs: no consecutive usable windows change {config.pairs.target} by "
+        f"more than margin {config.pairs.margin} ({int(usable.sum())} usable windows); lower "
+        "pairs.margin or features.min_valid_fraction")
+  folds = protocols.fold_indices(
+      pairs, subj_idx[pairs["first"]], splits, int(config.seed),
+      float(config.train.validation_fraction), config.train.validation_grouping,
+      int(config.train.batch_size))
+  log("pairs", key=pair_key, pairs=int(pairs["label"].size),
+      train=folds.train_count.tolist(), val=folds.val_mask.sum(1).tolist(),
+      test=folds.test_mask.sum(1).tolist())
+
+  prompts = prompt_index = None
+  parts = []
+  if config.model.fusion in ("features", "fused"):
+    parts.append(x)
+  if config.model.fusion in ("text", "fused"):
+    names, mods = win["feature_names"][cols], win["modalities"][cols]
+    sal_key, sal = cache.get_or_compute(
+        "salience", {"normalise": norm_key, "rule": tcfg.salience, "k": int(tcfg.salience_k),
+                     "threshold": float(tcfg.salience_threshold)},
+        lambda: {"mask": salience.salience_mask(x, mods, tcfg.salience, int(tcfg.salience_k),
+                                                float(tcfg.salience_threshold))})
+    phrases = lexicon.build_lexicon(tcfg.lexicon, names.tolist(), mods.tolist(),
+                                    int(tcfg.lexicon_seed), tcfg.uncovered)
+    prompt_key, pr = cache.get_or_compute(
+        "prompts", {"salience": sal_key, "lexicon": lexicon_key(config),
+                    "lexicon_seed": int(tcfg.lexicon_seed), "modality": fcfg.modality,
+                    "phrases": phrases},
+        lambda: dict(zip(("prompts", "index"), templates.build_prompts(
+            sal["mask"], phrases, mods.tolist(), fcfg.modality))))
+    prompts, prompt_index = pr["prompts"], pr["index"]
+    used = np.unique(prompt_index[:, usable])
+    log("prompts", key=prompt_key, distinct=int(prompts.size), distinct_used=int(used.size),
+        uncovered_by_lexicon=lexicon.uncovered(names.tolist()) if tcfg.lexicon in (
+            "llm", "shuffled") else [])
+    store = encode.EmbeddingStore(cache.cache_dir, tcfg.backbone, tcfg.model_path, tcfg.device,
+                                  int(tcfg.batch_size))
+    table = np.zeros((prompts.size, 0), np.float32)
+    emb = store.embed(prompts[used].tolist())
+    table = np.zeros((prompts.size, emb.shape[1]), np.float32)
+    table[used] = emb
+    log("embeddings", backbone=tcfg.backbone, store=store.path, dim=int(emb.shape[1]),
+        newly_encoded=store.encoded_count)
+    parts.append(table[prompt_index])                                          # [folds, W, D]
+  z = np.concatenate(parts, axis=-1).astype(np.float32)
+  pair_data = train.PairData(pairs["first"], pairs["second"], pairs["label"])
+  info = {"frames_key": frames_key, "windows_key": win_key, "pairs_key": pair_key,
+          "input_dim": int(z.shape[-1]), "model_label": model_label(config),
+          "feature_names": win["feature_names"][cols].tolist()}
+  return RunInputs(z, pair_data, folds, splits, prompts, prompt_index, usable, info)
+
+
+def fold_data(folds: protocols.FoldIndices) -> train.FoldData:
+  return train.FoldData(folds.train_idx, folds.train_count, folds.val_idx, folds.val_mask,
+                        folds.test_idx, folds.test_mask)
+
+
+def results_arrays(inputs: RunInputs, out: train.TrainOutput, config) -> dict[str, np.ndarray]:
+  """The ``results.npz`` arrays (leading fold axis; documented in the README)."""
+  f = inputs.folds
+  res = {
+      "test_accuracy": np.asarray(out.test_accuracy, np.float64),
+      "best_val_accuracy": np.asarray(out.val_accuracy, np.float64),
+      "best_epoch": np.asarray(out.best_epoch, np.int32),
+      "epochs_run": np.asarray(out.epochs_run, np.int32),
+      "train_loss": np.asarray(out.train_loss, np.float64),
+      "val_accuracy": np.asarray(out.val_curve, np.float64),
+      "num_train_pairs": f.train_count.astype(np.int32),
+      "num_val_pairs": f.val_mask.sum(1).astype(np.int32),
+      "num_test_pairs": f.test_mask.sum(1).astype(np.int32),
+      "test_prob": np.asarray(out.test_prob, np.float32),
+      "test_label": np.asarray(inputs.pairs.label)[f.test_idx].astype(np.int32),
+      "test_mask": f.test_mask,
+      "subjects": inputs.splits.subjects,
+      "test_subjects": inputs.splits.test,
+      "num_params": np.int64(train.num_params(inputs.z.shape[-1], tuple(config.model.max_hidden))),
+      "input_dim": np.int64(inputs.z.shape[-1]),
+  }
+  if inputs.prompts is not None:
+    res["prompts"] = inputs.prompts
+    res["prompt_index"] = inputs.prompt_index
+    res["usable_windows"] = inputs.usable
+  return res
+
+
+def write_results(workdir: str, arrays: dict[str, np.ndarray]) -> None:
+  cache_lib.save_npz_atomic(os.path.join(workdir, "results.npz"), arrays)
+
+
+def write_config(workdir: str, config, extra: dict | None = None) -> None:
+  """``config.json``: the full config (loadable with configs/from_json.py) plus resolved fields."""
+  os.makedirs(workdir, exist_ok=True)
+  payload = json.loads(config.to_json_best_effort())
+  payload.update(extra or {})
+  tmp = os.path.join(workdir, ".config.json.tmp")
+  with open(tmp, "w") as f:
+    json.dump(payload, f, indent=2, sort_keys=True)
+  os.replace(tmp, os.path.join(workdir, "config.json"))
+
+
+def run(config, workdir: str) -> dict[str, np.ndarray]:
+  """Runs one configuration over all folds; writes ``config.json``, ``log.jsonl``, ``results.npz``."""
+  os.makedirs(workdir, exist_ok=True)
+  log_path = os.path.join(workdir, "log.jsonl")
+  if os.path.exists(log_path):
+    os.remove(log_path)
+  log = RunLog(workdir)
+  cache = cache_lib.StageCache(config.cache_dir or None)
+  write_config(workdir, config, {"model_label": model_label(config)})
+  log("start", workdir=workdir, cache_dir=cache.cache_dir, model_label=model_label(config))
+  inputs = prepare(config, cache, log)
+  settings = train.TrainSettings.from_config(config.train)
+  log("train", folds=int(inputs.z.shape[0]), input_dim=int(inputs.z.shape[-1]),
+      hidden=list(train.hidden_sizes(inputs.z.shape[-1], tuple(config.model.max_hidden))))
+  t0 = time.time()
+  out = train.train_folds(settings, int(config.seed), inputs.z, inputs.pairs,
+                          fold_data(inputs.folds), tuple(config.model.max_hidden))
+  arrays = results_arrays(inputs, out, config)
+  log("trained", seconds=round(time.time() - t0, 3),
+      test_accuracy=arrays["test_accuracy"].round(4).tolist(),
+      best_epoch=arrays["best_epoch"].tolist())
+  write_results(workdir, arrays)
+  log("done", mean_test_accuracy=float(arrays["test_accuracy"].mean()),
+      std_test_accuracy=float(arrays["test_accuracy"].std()),
+      cache_hits=cache.hits, cache_misses=cache.misses)
+  arrays["_cache_hits"] = cache.hits
+  arrays["_cache_misses"] = cache.misses
+  return arrays
