@@ -9,6 +9,8 @@
   * ``figures/accuracy/<table>/<block>_<target>_<w>s_<m>.png`` - accuracy per model per column,
     std error bars, best / on-par marks,
   * ``figures/pairs_<modality>.png`` - pair counts per (target, window, margin),
+  * ``figures/prompts_<modality>_<w>s.png`` - Figure 2, unique-prompt histogram (fold 0 of the
+    first run with prompts per modality and window),
   * ``figures/curves/<run path>.png`` - learning curves per run (``curves=True``),
   * ``report.md`` - all Markdown tables and links to the figures.
 
@@ -25,6 +27,7 @@ from typing import Sequence
 import numpy as np
 
 from lasca_jax import plots
+from lasca_jax import stats
 from lasca_jax import tables
 
 
@@ -70,6 +73,39 @@ def pair_count_figures(records: Sequence[tables.RunRecord], out_dir: str | os.Pa
       plots.plot_pair_counts(counts, path,
                              title=f"Preference pairs, {tables.MODALITY_NAMES[modality]}")
       paths.append(str(path))
+  return paths
+
+
+def run_prompts(run_dir: str | os.PathLike, fold: int = 0) -> np.ndarray | None:
+  """The prompt of every usable window of one fold of a run (None for a features-only run).
+
+  Uses ``prompts [U]``, ``prompt_index [folds, W]`` and ``usable_windows [W]`` of
+  ``results.npz`` (salience thresholds are fit per fold, so prompts differ per fold).
+  """
+  with np.load(os.path.join(run_dir, "results.npz")) as res:
+    if "prompts" not in res or "prompt_index" not in res:
+      return None
+    prompts, index = res["prompts"], res["prompt_index"][fold]
+    usable = res["usable_windows"] if "usable_windows" in res else np.ones(index.shape, bool)
+  return prompts[index[usable]]
+
+
+def prompt_figures(records: Sequence[tables.RunRecord], out_dir: str | os.PathLike) -> list[str]:
+  """Figure 2 per (modality, window): unique-prompt histogram of the first run with prompts."""
+  paths, done = [], set()
+  for r in records:
+    key = (r.modality, r.window_seconds)
+    if key in done:
+      continue
+    prompts = run_prompts(r.path)
+    if prompts is None:
+      continue
+    done.add(key)
+    path = pathlib.Path(out_dir) / f"prompts_{r.modality}_{r.window_seconds:g}s.png"
+    plots.plot_prompt_histogram(
+        prompts, path, title=f"Unique prompts, {tables.MODALITY_NAMES.get(r.modality, r.modality)}"
+        f" {r.window_seconds:g}s windows (fold 0)")
+    paths.append(str(path))
   return paths
 
 
@@ -145,9 +181,16 @@ def make_report(sweep_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
       written["figures"] += figs
   if figures:
     written["figures"] += pair_count_figures(records, out_dir / "figures")
+    written["figures"] += prompt_figures(records, out_dir / "figures")
   if curves:
     written["figures"] += learning_curve_figures(records, sweep_dir,
                                                  out_dir / "figures" / "curves")
+  few = sorted({c.n_folds for t in built.values() for c in t.cells.values()
+                if 0 < c.n_folds < stats.MIN_PAIRS_FOR_SIGNIFICANCE})
+  if few:
+    md += [f"Note: some cells have only {', '.join(map(str, few))} folds; with fewer than "
+           f"{stats.MIN_PAIRS_FOR_SIGNIFICANCE} paired folds the two-sided Wilcoxon test cannot "
+           "reach p < 0.05, so every model there is on par with the best by construction.", ""]
   if written["figures"]:
     md += ["## Figures", ""]
     md += [f"- [{os.path.relpath(p, out_dir)}]({os.path.relpath(p, out_dir)})"

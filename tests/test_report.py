@@ -45,3 +45,17 @@ def test_make_report(tmp_path):
   lex = tables.read_csv(out / "tables" / "lexicon.csv")
   assert lex.blocks == (("MPNet(F)", ("Feature", "LLM (ours)")),)
   assert lex.cells[("MPNet(F)", "LLM (ours)", ("valence", 5.0, 0.2))].is_best
+
+
+def test_prompt_figure_uses_fold_and_usable_windows(tmp_path):
+  run = write_run(tmp_path, "r", modality="audio", fusion="fused", acc=BASE, window=5.0)
+  with np.load(run / "results.npz") as f:
+    arrays = dict(f)
+  arrays.update(prompts=np.array(["a", "b", "c"]),
+                prompt_index=np.array([[0, 0, 1, 2, 0], [2, 2, 2, 2, 2]]),
+                usable_windows=np.array([True, True, True, False, True]))
+  np.savez(run / "results.npz", **arrays)
+  assert report.run_prompts(run).tolist() == ["a", "a", "b", "a"]
+  assert report.run_prompts(run, fold=1).tolist() == ["c"] * 4
+  paths = report.prompt_figures(tables.collect_sweep(tmp_path), tmp_path / "figs")
+  assert [pathlib.Path(p).name for p in paths] == ["prompts_audio_5s.png"]
