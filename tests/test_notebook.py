@@ -1,0 +1,36 @@
+"""The results notebook runs top to bottom on a small sweep (IPython.display stubbed)."""
+
+import json
+import pathlib
+import sys
+import types
+
+from test_tables import BASE, NOISE, write_run  # pylint: disable=g-import-not-at-top
+
+NOTEBOOK = pathlib.Path(__file__).resolve().parents[1] / "notebooks" / "results.ipynb"
+
+
+def test_notebook_runs(tmp_path, monkeypatch):
+  sweep = tmp_path / "sweep"
+  write_run(sweep, "f", modality="visual", fusion="features", acc=BASE)
+  write_run(sweep, "x", modality="visual", fusion="fused", acc=BASE + 0.05 + NOISE)
+  shown = []
+  display_mod = types.ModuleType("IPython.display")
+  display_mod.display = shown.append
+  display_mod.Markdown = lambda s: ("md", s)
+  display_mod.Image = lambda p: ("img", p)
+  ipython = types.ModuleType("IPython")
+  ipython.version_info = (8, 30)  # matplotlib looks at it
+  monkeypatch.setitem(sys.modules, "IPython", ipython)
+  monkeypatch.setitem(sys.modules, "IPython.display", display_mod)
+  monkeypatch.setenv("LASCA_SWEEP", str(sweep))
+  nb = json.loads(NOTEBOOK.read_text())
+  namespace = {}
+  for cell in nb["cells"]:
+    if cell["cell_type"] == "code":
+      exec(compile("".join(cell["source"]), str(NOTEBOOK), "exec"), namespace)  # pylint: disable=exec-used
+  assert len(namespace["records"]) == 2
+  md = [s for kind, s in shown if kind == "md"]
+  assert any("**" in s and "| Visual | Features |" in s for s in md)
+  images = [p for kind, p in shown if kind == "img"]
+  assert len(images) == 3 and all(pathlib.Path(p).stat().st_size > 0 for p in images)
