@@ -181,11 +181,20 @@ def _subject(path: str, rec: str, columns: dict, data_config, mapping: dict) -> 
 
 
 def recording_from_table(path: str, data_config, mapping: dict,
-                         names: Optional[tuple[str, ...]] = None) -> data.Recording:
-  """One table as a :class:`lasca_jax.data.Recording`; ``names``: features the first table had."""
+                         names: Optional[tuple[str, ...]] = None) -> Optional[data.Recording]:
+  """One table as a :class:`lasca_jax.data.Recording`; ``names``: features the first table had.
+
+  A file with none of the time/valence/arousal columns (e.g. a mapping file kept beside the
+  tables) is not a table: a warning, and ``None``. A file with only some of them is an error.
+  """
   rec = os.path.splitext(os.path.basename(path))[0]
   columns = read_table(path)
-  for key in ("time_column", "valence_column", "arousal_column"):
+  required = ("time_column", "valence_column", "arousal_column")
+  if not any(data_config[k] in columns for k in required):
+    logging.warning("%s: no %s column: not a recording table, ignored", path,
+                    "/".join(data_config[k] for k in required))
+    return None
+  for key in required:
     col = data_config[key]
     if col not in columns:
       raise ValueError(f"{path}: no {key.split('_')[0]} column {col!r} "
@@ -228,8 +237,13 @@ def load_recordings(data_config) -> list[data.Recording]:
   recordings, names = [], None
   for path in table_files(data_config):
     recording = recording_from_table(path, data_config, mapping, names)
-    names = recording.feature_names
-    recordings.append(recording)
+    if recording is not None:
+      names = recording.feature_names
+      recordings.append(recording)
+  if not recordings:
+    raise ValueError(f"no table under {data_config.root} has the columns "
+                     f"{data_config.time_column!r}, {data_config.valence_column!r} and "
+                     f"{data_config.arousal_column!r}")
   return recordings
 
 
