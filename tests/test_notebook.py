@@ -28,7 +28,8 @@ def test_notebook_runs(tmp_path, monkeypatch):
   namespace = {}
   for cell in nb["cells"]:
     if cell["cell_type"] == "code":
-      exec(compile("".join(cell["source"]), str(NOTEBOOK), "exec"), namespace)  # pylint: disable=exec-used
+      code = compile("".join(cell["source"]), str(NOTEBOOK), "exec")
+      exec(code, namespace)  # pylint: disable=exec-used
   assert len(namespace["records"]) == 2
   md = [s for kind, s in shown if kind == "md"]
   assert any("**" in s and "| Visual | Features |" in s for s in md)
