@@ -42,6 +42,13 @@ from lasca_jax import stats
 Column = tuple[str, float, float]
 COLUMNS: tuple[Column, ...] = tuple(
     (t, w, m) for t in ("arousal", "valence") for w in (3.0, 5.0) for m in (0.1, 0.2))
+
+
+def make_column(target: str, window_seconds: float, margin: float) -> Column:
+  """A column key, rounded so that 0.1 from JSON and 0.1 + 1e-12 from a grid compare equal."""
+  return (str(target), round(float(window_seconds), 6), round(float(margin), 6))
+
+
 MODALITY_NAMES = {"visual": "Visual", "audio": "Audio", "multimodal": "Multimodal"}
 # Table 1 order; short names as printed in Tables 3-4.
 BACKBONE_SHORT_NAMES = {
@@ -100,7 +107,7 @@ class RunRecord:
 
   @property
   def column(self) -> Column:
-    return (self.target, float(self.window_seconds), float(self.margin))
+    return make_column(self.target, self.window_seconds, self.margin)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -245,7 +252,7 @@ def build_table(records: Iterable[RunRecord], *, block_of: Callable[[RunRecord],
                 row_of: Callable[[RunRecord], str | None], title: str,
                 block_header: str = "Modality", row_header: str = "Model",
                 block_order: Sequence[str] | None = None, row_order: Sequence[str] | None = None,
-                columns: Sequence[Column] = COLUMNS, mark_on_par: bool = True,
+                columns: Sequence[Column] | None = COLUMNS, mark_on_par: bool = True,
                 alpha: float = stats.ALPHA, zero_method: str = stats.ZERO_METHOD) -> Table:
   """Groups records into blocks x rows x columns and marks best / on-par per block column.
 
@@ -259,7 +266,8 @@ def build_table(records: Iterable[RunRecord], *, block_of: Callable[[RunRecord],
     row_header: header of the row column.
     block_order: block display order (others follow in order of first appearance).
     row_order: row display order within each block (others follow in order of appearance).
-    columns: ``(target, window, margin)`` columns.
+    columns: ``(target, window, margin)`` columns; None: every column the records have
+      (arousal before valence, then by window and margin).
     mark_on_par: underline on-par cells.
     alpha: significance level.
     zero_method: Wilcoxon zero handling (:mod:`lasca_jax.stats`).
@@ -270,7 +278,12 @@ def build_table(records: Iterable[RunRecord], *, block_of: Callable[[RunRecord],
   Raises:
     ValueError: when two runs with different fold accuracies land in one cell (naming both).
   """
-  columns = tuple((t, float(w), float(m)) for t, w, m in columns)
+  records = list(records)
+  if columns is None:
+    targets = {"arousal": 0, "valence": 1}
+    columns = sorted({r.column for r in records},
+                     key=lambda c: (targets.get(c[0], 2), c[0], c[1], c[2]))
+  columns = tuple(make_column(*c) for c in columns)
   col_set = set(columns)
   grouped: dict[tuple[str, str, Column], RunRecord] = {}
   block_seen: list[str] = []
@@ -302,7 +315,12 @@ def build_table(records: Iterable[RunRecord], *, block_of: Callable[[RunRecord],
     for col in columns:
       acc = {row: grouped[(block, row, col)].accuracies for row in rows
              if (block, row, col) in grouped}
-      for row, c in stats.compare_to_best(acc, alpha=alpha, zero_method=zero_method).items():
+      try:
+        compared = stats.compare_to_best(acc, alpha=alpha, zero_method=zero_method)
+      except ValueError as e:
+        paths = ", ".join(f"{row}: {grouped[(block, row, col)].path}" for row in acc)
+        raise ValueError(f"{block} {column_label(col)}: {e} ({paths})") from e
+      for row, c in compared.items():
         cells[(block, row, col)] = Cell(c.mean, c.std, c.n_folds, c.p_value, c.is_best,
                                         c.on_par, tuple(float(x) for x in acc[row]))
   return Table(title, block_header, row_header, blocks, columns, cells, mark_on_par)
@@ -416,10 +434,11 @@ def _body_rows(table: Table, bold, underline) -> list[list[str]]:
 def to_markdown(table: Table) -> str:
   """GitHub/Jupyter Markdown: bold ``**x**``, underline ``<u>x</u>``."""
   header = [table.block_header, table.row_header] + [column_label(c) for c in table.columns]
+  header = [h.replace("|", "\\|") for h in header]
   lines = [f"**{table.title}**", "", "| " + " | ".join(header) + " |",
            "|" + "|".join([" --- "] * 2 + [" ---: "] * len(table.columns)) + "|"]
   for cells in _body_rows(table, lambda s: f"**{s}**", lambda s: f"<u>{s}</u>"):
-    lines.append("| " + " | ".join(cells) + " |")
+    lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
   return "\n".join(lines) + "\n"
 
 
@@ -512,7 +531,7 @@ def read_csv(path: str | os.PathLike) -> Table:
   columns: list[Column] = []
   cells = {}
   for x in lines:
-    col = (x["target"], float(x["window_seconds"]), float(x["margin"]))
+    col = make_column(x["target"], x["window_seconds"], x["margin"])
     if col not in columns:
       columns.append(col)
     rows = blocks.setdefault(x["block"], [])

@@ -174,3 +174,18 @@ def test_column_label_and_short_names():
   assert tables.backbone_short_name("/models/multi-qa-distilbert-cos-v1/") == "DBERT"
   assert tables.default_model_label("fused", "sentence-transformers/all-distilroberta-v1") == (
       "DRoBERTa(F)")
+
+
+def test_auto_columns_and_fold_mismatch(tmp_path):
+  write_run(tmp_path, "a", modality="audio", fusion="features", acc=BASE, window=4.0,
+            margin=0.1 + 1e-12, target="valence")
+  write_run(tmp_path, "b", modality="audio", fusion="features", acc=BASE, window=4.0,
+            margin=0.3, target="arousal")
+  records = tables.collect_sweep(tmp_path)
+  assert records[0].column == ("valence", 4.0, 0.1)
+  table = tables.backbone_table(records, columns=None)
+  assert table.columns == (("arousal", 4.0, 0.3), ("valence", 4.0, 0.1))
+  write_run(tmp_path, "c", modality="audio", fusion="fused", acc=BASE[:3], window=4.0,
+            margin=0.3, target="arousal")
+  with pytest.raises(ValueError, match=r"Audio Arousal 4s 30%.*same folds.*MPNet\(F\): "):
+    tables.backbone_table(tables.collect_sweep(tmp_path), columns=None)
