@@ -18,7 +18,7 @@ Edge cases, all decided here so that tables and plots agree:
   are available through the ``zero_method`` argument.
 * **Ties and zeros with scipy's ``method="auto"``:** exact null distribution for ``n <= 50``
   without ties/zeros; with ties or zeros, exhaustive permutations for ``n <= 13`` and the normal
-  approximation above that (scipy >= 1.15 behaviour).
+  approximation above that (as documented for the pinned scipy 1.17).
 * **Few folds.** With fewer than 6 non-zero differences the smallest two-sided exact p-value is
   ``2 / 2**n >= 0.0625``, so *no* difference can be significant: every model is on par by
   construction. The result is still reported, with ``underpowered=True`` and a note.

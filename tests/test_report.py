@@ -59,3 +59,18 @@ def test_prompt_figure_uses_fold_and_usable_windows(tmp_path):
   assert report.run_prompts(run, fold=1).tolist() == ["c"] * 4
   paths = report.prompt_figures(tables.collect_sweep(tmp_path), tmp_path / "figs")
   assert [pathlib.Path(p).name for p in paths] == ["prompts_audio_5s.png"]
+
+
+def test_report_reads_a_real_pipeline_run(tmp_path):
+  """The results contract: a run written by lasca_jax.pipeline goes straight into the tables."""
+  pipeline = pytest.importorskip("lasca_jax.pipeline")
+  conftest = pytest.importorskip("conftest")
+  config = conftest.make_tiny_config(tmp_path / "cache")
+  pipeline.run(config, str(tmp_path / "sweep" / "features"))
+  written = report.make_report(tmp_path / "sweep", tmp_path / "report")
+  table = tables.read_csv(tmp_path / "report" / "tables" / "backbones.csv")
+  col = tables.make_column(config.pairs.target, config.features.window_seconds,
+                           config.pairs.margin)
+  cell = table.cells[(tables.MODALITY_NAMES[config.features.modality], "Features", col)]
+  assert cell.is_best and cell.n_folds == config.protocol.num_folds
+  assert "cannot reach p < 0.05" in pathlib.Path(written["report"][0]).read_text()
