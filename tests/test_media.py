@@ -88,14 +88,13 @@ def test_real_stride_keeps_every_row_filled(tmp_path):
 def test_two_person_video_keeps_left_and_right_face(tmp_path):
   """A real side-by-side video: _left keeps the left face, _right the right one."""
   import av  # pylint: disable=g-import-not-at-top
-  import cv2  # pylint: disable=g-import-not-at-top
   frames = []
   with av.open(str(mf.shared_file("media/retalking_4.mp4"))) as a, \
        av.open(str(mf.shared_file("media/retalking_1.mp4"))) as b:
     for fa, fb, _ in zip(a.decode(video=0), b.decode(video=0), range(12)):
-      left = cv2.resize(fa.to_ndarray(format="rgb24"), (256, 256))
-      right = cv2.resize(np.fliplr(fb.to_ndarray(format="rgb24")), (256, 256))
-      frames.append(np.concatenate([left, np.zeros((256, 64, 3), np.uint8), right], axis=1))
+      left = fa.to_ndarray(format="rgb24")[::2, ::2]  # 350 x 350
+      right = np.fliplr(fb.to_ndarray(format="rgb24"))[::2, ::2]
+      frames.append(np.concatenate([left, np.zeros((350, 100, 3), np.uint8), right], axis=1))
   path = mf.write_video(tmp_path / "pair.mp4", np.stack(frames), fps=30)
   settings = runner.Settings(face_model=mf.face_model())
   out = {}

@@ -15,9 +15,11 @@ whose last seen position is nearer (before both sides have been seen: left of th
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import os
+import sys
 from typing import Iterator, Optional
 
 import numpy as np
@@ -71,8 +73,25 @@ def resolve_model_path(path: str = "") -> str:
   return path
 
 
+@contextlib.contextmanager
+def _native_stderr_silenced():
+  """Hides native writes to fd 2 (MediaPipe's start-up log lines ignore GLOG_minloglevel)."""
+  sys.stderr.flush()
+  saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+  os.dup2(devnull, 2)
+  try:
+    yield
+  finally:
+    os.dup2(saved, 2)
+    os.close(saved)
+    os.close(devnull)
+
+
 def create_landmarker(model_path: str, num_faces: int = 1):
-  """A MediaPipe ``FaceLandmarker`` in video mode with blendshapes and transformation matrices."""
+  """A MediaPipe ``FaceLandmarker`` in video mode with blendshapes and transformation matrices.
+
+  Its start-up log lines are silenced; errors still arrive as Python exceptions.
+  """
   from mediapipe.tasks.python import BaseOptions, vision  # pylint: disable=g-import-not-at-top
   options = vision.FaceLandmarkerOptions(
       base_options=BaseOptions(model_asset_path=resolve_model_path(model_path)),
@@ -80,7 +99,8 @@ def create_landmarker(model_path: str, num_faces: int = 1):
       num_faces=num_faces,
       output_face_blendshapes=True,
       output_facial_transformation_matrixes=True)
-  return vision.FaceLandmarker.create_from_options(options)
+  with _native_stderr_silenced():
+    return vision.FaceLandmarker.create_from_options(options)
 
 
 def stream_fps(stream) -> float:
