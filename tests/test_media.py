@@ -288,3 +288,22 @@ def test_extract_command_end_to_end(tmp_path):
   assert (root / "lasca_features" / "extract_report.json").exists()
   second = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=120)
   assert "1 already done" in second.stdout
+
+
+def test_truncated_video_keeps_what_decodes(tmp_path):
+  """A cut-off .avi yields the frames before the cut, with a warning; a cut-off .mp4 (index at
+  the end) cannot be opened and is reported naming the file."""
+  settings = runner.Settings(face_model=mf.face_model())
+  for ext, status in ((".avi", "done"), (".mp4", "failed")):
+    whole = mf.write_video(tmp_path / f"whole{ext}", 40, fps=25, audio_seconds=1.6)
+    with open(whole, "rb") as f:
+      content = f.read()
+    cut = tmp_path / f"cut{ext}"
+    cut.write_bytes(content[:len(content) // 2])
+    result = runner.run_job(runner.MediaJob("cut", str(cut), None, str(tmp_path / "cut.npz")),
+                            settings, overwrite=True)
+    assert result.status == status, result
+    if status == "done":
+      assert 0 < result.frames < 40 and "declared frames" in result.reason
+    else:
+      assert f"cut{ext}" in result.reason

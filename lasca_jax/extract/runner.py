@@ -123,6 +123,7 @@ def extract(job: MediaJob, settings: Settings) -> tuple[dict, dict]:
                   face_valid=track.valid)
     meta["fps"], meta["num_frames"] = track.fps, track.num_frames
     origin = track.start_time
+    meta["warnings"].extend(track.warnings)
     if not track.valid.any():
       meta["warnings"].append("no face found in any processed frame")
   source = job.audio or job.video

@@ -46,6 +46,7 @@ class FaceTrack:
     fps: the stream's average frame rate (frames per second) from the container header.
     num_frames: frames decoded (all of them, whatever the stride).
     start_time: presentation time in seconds of the first decoded frame (for audio sync).
+    warnings: problems met while decoding (skipped packets, fewer frames than declared).
   """
 
   frame_index: np.ndarray
@@ -55,6 +56,7 @@ class FaceTrack:
   fps: float
   num_frames: int
   start_time: float
+  warnings: list = dataclasses.field(default_factory=list)
 
 
 def resolve_model_path(path: str = "") -> str:
@@ -111,23 +113,37 @@ def stream_fps(stream) -> float:
   raise ValueError("the video stream declares no frame rate")
 
 
-def iter_frames(path: str) -> Iterator[tuple[int, float, object]]:
+def iter_frames(path: str, problems: Optional[list] = None
+                ) -> Iterator[tuple[int, float, object]]:
   """Decodes every frame of the first video stream of ``path``.
 
+  A packet that fails to decode (a damaged stretch of the file) is skipped and noted in
+  ``problems``, so one bad packet does not lose the rest of the video.
+
   Yields:
-    ``(index, time, frame)``: frame index, presentation time in seconds (``index / fps`` when
-    the container has no timestamps), and the PyAV frame (see :func:`to_rgb`).
+    ``(index, time, frame)``: frame index among decoded frames, presentation time in seconds
+    (``index / fps`` when the container has no timestamps), and the PyAV frame (see
+    :func:`to_rgb`).
   """
   import av  # pylint: disable=g-import-not-at-top
+  problems = [] if problems is None else problems
   with av.open(path) as container:
     if not container.streams.video:
       raise ValueError("no video stream")
     stream = container.streams.video[0]
     stream.thread_type = "AUTO"
     fps = stream_fps(stream)
-    for index, frame in enumerate(container.decode(stream)):
-      time = frame.time if frame.time is not None else index / fps
-      yield index, float(time), frame
+    index = 0
+    for packet in container.demux(stream):
+      try:
+        frames = packet.decode()
+      except av.error.InvalidDataError as e:
+        problems.append(f"undecodable packet after frame {index} ({e})")
+        continue
+      for frame in frames:
+        time = frame.time if frame.time is not None else index / fps
+        yield index, float(time), frame
+        index += 1
 
 
 def to_rgb(frame) -> np.ndarray:
@@ -220,7 +236,7 @@ def extract_face(video_path: str, model_path: str, stride: int = 1, side: str = 
     raise ValueError(f"unknown face side {side!r}; expected one of {SIDES}")
   if stride < 1:
     raise ValueError(f"frame stride must be >= 1, got {stride}")
-  fps = probe_video(video_path)["fps"]
+  info = probe_video(video_path)
   num_faces = num_faces or (1 if side == "any" else 2)
   landmarker = create_landmarker(model_path, num_faces)
   indices, times, rows = [], [], []
@@ -245,9 +261,9 @@ def extract_face(video_path: str, model_path: str, stride: int = 1, side: str = 
     times.append(time)
     rows.append(row)
 
-  num_frames, start, held = 0, None, None
+  num_frames, start, held, problems = 0, None, None, []
   try:
-    for index, time, frame in iter_frames(video_path):
+    for index, time, frame in iter_frames(video_path, problems):
       num_frames = index + 1
       start = time if start is None else start
       if index % stride == 0:
@@ -261,7 +277,10 @@ def extract_face(video_path: str, model_path: str, stride: int = 1, side: str = 
     landmarker.close()
   if not num_frames:
     raise ValueError("no decodable video frame")
+  warnings = [f"{len(problems)} undecodable packets, first: {problems[0]}"] if problems else []
+  if info["frames"] and num_frames < info["frames"] - max(2, info["frames"] // 100):
+    warnings.append(f"decoded {num_frames} of {info['frames']} declared frames (truncated?)")
   values = np.asarray(rows, np.float32).reshape(-1, len(data.FACE_FEATURE_NAMES))  # [N, 58]
   return FaceTrack(frame_index=np.asarray(indices, np.int64), times=np.asarray(times, np.float64),
-                   values=values, valid=~np.isnan(values).any(axis=1), fps=fps,
-                   num_frames=num_frames, start_time=float(start))
+                   values=values, valid=~np.isnan(values).any(axis=1), fps=info["fps"],
+                   num_frames=num_frames, start_time=float(start), warnings=warnings)
