@@ -44,14 +44,18 @@ def main(argv):
   dataset = importlib.import_module(f"lasca_jax.datasets.{config.data.name}")
   if not hasattr(dataset, "media_jobs"):
     raise app.UsageError(f"dataset {config.data.name!r} has no media to extract")
-  jobs = dataset.media_jobs(config.data)
-  if not jobs:
-    print(f"{config.data.name}: nothing to extract")
-    return
-  settings = runner.settings_from_config(config.data)
-  results = runner.run_jobs(jobs, settings, num_workers=_NUM_WORKERS.value,
-                            shard_index=_SHARD_INDEX.value, num_shards=_NUM_SHARDS.value,
-                            overwrite=_OVERWRITE.value)
+  try:
+    jobs = dataset.media_jobs(config.data)
+    if not jobs:
+      print(f"{config.data.name}: nothing to extract")
+      return
+    settings = runner.settings_from_config(config.data)
+    results = runner.run_jobs(jobs, settings, num_workers=_NUM_WORKERS.value,
+                              shard_index=_SHARD_INDEX.value, num_shards=_NUM_SHARDS.value,
+                              overwrite=_OVERWRITE.value)
+  except (FileNotFoundError, ValueError) as e:  # No dataset/labels/model, bad shard flags.
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(2)
   path = report_path(config.data, _SHARD_INDEX.value, _NUM_SHARDS.value)
   runner.write_report(path, results)
   summary = runner.summarise(results)

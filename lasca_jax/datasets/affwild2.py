@@ -62,6 +62,9 @@ def annotation_files(data_config) -> list[str]:
       path = os.path.join(dirpath, name)
       if name.lower().endswith(".txt") and _first_line(path) == HEADER:
         files.append(path)
+  if not files:
+    raise FileNotFoundError(f"no Aff-Wild2 annotation files (.txt starting with "
+                            f"'{HEADER}') under {root}")
   stems = [os.path.splitext(os.path.basename(p))[0] for p in files]
   dup = sorted({s for s in stems if stems.count(s) > 1})
   if dup:
@@ -132,9 +135,10 @@ def find_video(stem: str, videos: dict[str, str]) -> tuple[Optional[str], str]:
 
 def media_jobs(data_config) -> list[runner.MediaJob]:
   """One extraction job per annotation file (two per two-person video)."""
+  annotations = annotation_files(data_config)  # First: fails fast on a wrong root.
   videos = video_index(data_config)
   jobs = []
-  for path in annotation_files(data_config):
+  for path in annotations:
     stem = os.path.splitext(os.path.basename(path))[0]
     video, side = find_video(stem, videos)
     if video is None:

@@ -117,6 +117,9 @@ def label_files(data_config) -> list[tuple[str, str, str, str]]:
       kind, rec, dim = classify(path)
       if kind and data_config.label_format in ("auto", kind):
         found.append((path, kind, rec, dim))
+  if not found:
+    raise FileNotFoundError(f"no SEWA label files ({data_config.label_format}) under {root}; "
+                            "see lasca_jax/datasets/sewa.py for the formats")
   return found
 
 
@@ -237,12 +240,13 @@ def subject_of(recording_id: str, rule: str) -> str:
 
 def media_jobs(data_config) -> list[runner.MediaJob]:
   """One extraction job per labelled recording: its video, and its ``.wav`` when there is one."""
+  labels = read_labels(data_config)  # First: fails fast on a wrong root.
   root = os.path.expanduser(data_config.root)
   skip = [load.features_dir(data_config)]
   videos = load.index_files([root], load.VIDEO_EXTENSIONS, exclude=skip)
   audios = load.index_files([root], load.AUDIO_EXTENSIONS, exclude=skip)
   jobs = []
-  for rec in read_labels(data_config):
+  for rec in labels:
     if rec not in videos and rec not in audios:
       logging.warning("%s: no video or audio file named %s.* under %s", rec, rec, root)
     jobs.append(runner.MediaJob(rec, videos.get(rec), audios.get(rec),
