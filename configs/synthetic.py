@@ -28,6 +28,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.data.subject_offset = 0.5   # Std of subject-specific blendshape logit offsets.
   config.data.face_dropout = 0.02    # Rate of face-detection failure bursts.
   config.data.action_rate = 0.05     # Facial actions per second per blendshape at neutral affect.
+  config.data.tonic_scale = 0.4      # Ceiling of the tonic (non-action) blendshape activity.
+  config.data.tonic_loading = 0.6    # How strongly tonic activity follows the cue loadings.
   config.protocol.name = "kfold"
   config.protocol.num_folds = 15
   if arg == "runlocal":

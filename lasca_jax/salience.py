@@ -5,7 +5,7 @@ between two *distinct* consecutive sorted values, and pick the one maximising th
 variance ``w0 * w1 * (mu0 - mu1)**2`` (weights are group fractions). Features in the upper group
 are salient. The search is exact over all ``d - 1`` splits and vectorised over windows with
 cumulative sums. If all values of a window are equal there is no split and nothing is salient.
-Ties between equally good splits take the lowest threshold.
+Ties between equally good splits (equal up to 1e-12 relative) take the lowest threshold.
 """
 
 from __future__ import annotations
@@ -35,7 +35,12 @@ def otsu_thresholds(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
   var = w0 * (1.0 - w0) * (mu0 - mu1) ** 2                          # [N, d-1]
   valid = x[:, 1:] > x[:, :-1]                                      # split between distinct values
   var = np.where(valid, var, -np.inf)
-  best = np.argmax(var, axis=-1) if d > 1 else np.zeros(n, int)
+  if d > 1:
+    # Lowest threshold among splits tied with the best (up to rounding of the cumulative sums).
+    top = var.max(axis=-1, keepdims=True)
+    best = np.argmax(var >= top - 1e-12 * np.abs(top), axis=-1)
+  else:
+    best = np.zeros(n, int)
   has_split = valid.any(axis=-1) if d > 1 else np.zeros(n, bool)
   thr = np.where(has_split, x[np.arange(n), best], np.inf)
   best_var = np.where(has_split, var[np.arange(n), best] if d > 1 else 0.0, 0.0)

@@ -6,8 +6,10 @@ features on a ``frame_rate`` Hz time base (10 Hz by default, SEWA's label rate) 
 affect through fixed cue-affect relations, plus subject-specific offsets and temporally
 correlated noise:
 
-* 52 MediaPipe blendshapes in [0, 1]: ``sigmoid(base + subject offset + loading . [v, a] + noise)``.
-  Smiles, cheek squints and dimples rise with valence; frowns, brow lowering, sneers, lip presses
+* 52 MediaPipe blendshapes in [0, 1]: a tonic level
+  ``tonic_scale * sigmoid(base + subject offset + tonic_loading * loading . [v, a] + noise)`` plus
+  transient actions (0.5-2.5 s bumps, shared by left/right partners) whose rate is
+  ``action_rate * exp(1.2 * loading . [v, a])``. Smiles, cheek squints and dimples rise with valence; frowns, brow lowering, sneers, lip presses
   and upper-lip raises fall with it; wide eyes, jaw opening, raised brows and mouth stretches rise
   with arousal; blinks and downward gaze fall with it. Other blendshapes carry small random
   loadings.
@@ -95,7 +97,8 @@ def make_subject(data_config, subject: int) -> Recording:
       loadings[i] = CUE_LOADINGS[name]
   base = rng.normal(-2.5, 0.5, num_bs) + rng.normal(0, float(data_config.subject_offset), num_bs)
   noise = _ar1(rng, n, num_bs, 0.8, 0.3 * float(data_config.noise))
-  blend = 0.25 / (1 + np.exp(-(base + 0.3 * (va @ loadings.T) + noise)))
+  tonic = base + float(data_config.tonic_loading) * (va @ loadings.T) + noise
+  blend = float(data_config.tonic_scale) / (1 + np.exp(-tonic))
   drive = va @ loadings.T                                               # [n, 52]
   rate = float(data_config.action_rate) * np.exp(1.2 * drive) / fps     # actions per frame
   # Left/right partners share their actions (bilateral co-activation).
