@@ -163,9 +163,11 @@ def load_recordings(data_config) -> list[data.Recording]:
                        "video (re-run experiments/extract.py)")
     times = np.arange(valence.shape[0]) / fps  # [T], row i <-> frame i.
     num_frames = features["meta"]["num_frames"]
-    if num_frames != valence.shape[0]:
-      logging.info("%s: %d annotation rows, %d decoded frames (aligned by frame index)", stem,
-                   valence.shape[0], num_frames)
+    gap = abs(num_frames - valence.shape[0])
+    if gap:  # Common by a frame or a few; a large gap suggests a wrong or truncated video.
+      log = logging.warning if gap > max(5, 0.02 * num_frames) else logging.info
+      log("%s: %d annotation rows, %d decoded frames (aligned by frame index; rows past the "
+          "last frame have no face features)", stem, valence.shape[0], num_frames)
     rec = data.Recording(
         recording_id=stem, subject_id=stem, times=times,
         features=load.on_time_base(features, times, frame_clock="index"),
