@@ -240,8 +240,11 @@ def test_runner_reports_failures_and_keeps_going(media):
 
 def test_resume_recomputes_nothing_finished(media, monkeypatch):
   settings = runner.Settings(face_model=mf.face_model())
-  runner.run_jobs(media[:1], settings, progress=False)  # "Interrupted" after the first job.
+  runner.run_jobs(media[:1], settings, progress=False)  # "Interrupted" after the first job,
   stamp = os.stat(media[0].output).st_mtime_ns
+  half_written = os.path.join(os.path.dirname(media[1].output), ".tmp-silent.npzab12.npz")
+  with open(half_written, "wb") as f:  # while writing the second.
+    f.write(b"PK\x03")
   calls = []
   real_extract = runner.extract
   monkeypatch.setattr(runner, "extract", lambda job, s: calls.append(job.recording_id) or
@@ -249,6 +252,7 @@ def test_resume_recomputes_nothing_finished(media, monkeypatch):
   results = {r.recording_id: r.status for r in runner.run_jobs(media, settings, progress=False)}
   assert results == {"ok": "skipped", "silent": "done", "broken": "failed"}
   assert sorted(calls) == ["broken", "silent"] and os.stat(media[0].output).st_mtime_ns == stamp
+  assert sorted(os.listdir(os.path.dirname(media[0].output))) == ["ok.npz", "silent.npz"]
   # Changed settings make the file stale; a failed run never deletes what exists.
   assert not store.is_current(media[0].output, runner.job_inputs(media[0]),
                               runner.job_settings(media[0], runner.Settings(

@@ -149,6 +149,7 @@ def run_job(job: MediaJob, settings: Settings, overwrite: bool = False) -> JobRe
     if not overwrite and store.is_current(job.output, job_inputs(job),
                                           job_settings(job, settings)):
       return JobResult(job.recording_id, "skipped")
+    store.remove_stale_temporaries(job.output)  # Left by a killed run of this same job.
     arrays, meta = extract(job, settings)
     store.save_features(job.output, arrays, meta)
     return JobResult(job.recording_id, "done", "; ".join(meta["warnings"]),

@@ -19,6 +19,7 @@ sees a half-written file and an existing file is only ever replaced by a complet
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import tempfile
@@ -55,6 +56,20 @@ def save_features(path: str, arrays: Mapping[str, np.ndarray], meta: Mapping[str
     if os.path.exists(tmp):
       os.remove(tmp)
     raise
+
+
+def remove_stale_temporaries(path: str) -> list[str]:
+  """Deletes temporary files a killed writer of ``path`` left behind; returns their paths.
+
+  Only call this for an output that no other process is writing (the runner gives every
+  recording to exactly one shard).
+  """
+  pattern = os.path.join(os.path.dirname(os.path.abspath(path)),
+                         ".tmp-" + glob.escape(os.path.basename(path)) + "*.npz")
+  stale = glob.glob(pattern)
+  for p in stale:
+    os.remove(p)
+  return stale
 
 
 def load_features(path: str) -> dict:
