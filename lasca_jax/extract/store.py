@@ -40,6 +40,12 @@ def file_stamp(path: Optional[str]) -> Optional[dict]:
   return {"name": os.path.basename(path), "size": os.path.getsize(path)}
 
 
+def _umask() -> int:
+  mask = os.umask(0)
+  os.umask(mask)
+  return mask
+
+
 def save_features(path: str, arrays: Mapping[str, np.ndarray], meta: Mapping[str, Any]) -> None:
   """Writes ``arrays`` and ``meta`` to ``path`` atomically (temporary file + ``os.replace``)."""
   folder = os.path.dirname(os.path.abspath(path))
@@ -51,6 +57,7 @@ def save_features(path: str, arrays: Mapping[str, np.ndarray], meta: Mapping[str
                           **{k: np.asarray(arrays[k]) for k in ARRAYS})
       f.flush()
       os.fsync(f.fileno())
+    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions.
     os.replace(tmp, path)
   except BaseException:
     if os.path.exists(tmp):
