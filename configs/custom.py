@@ -6,8 +6,8 @@ No extraction step: the tables hold the features (OpenFace, openSMILE/eGeMAPS, .
       --config.data.subject_map=subjects.csv --config.data.exclude_columns=frame,confidence \
       --config.data.lexicon=/data/mine/lexicon.json --workdir=runs/mine
 
-Pass the same lexicon file to the text stage with --config.text.lexicon=<path> if you want its
-phrases (features without a phrase use the feature-name lexicon).
+The text stage uses that lexicon (config.text.lexicon="dataset"); features without a phrase use
+the feature-name lexicon, and with no lexicon file the paper's LLM lexicon is used.
 `--config=configs/custom.py:runlocal` runs 2 folds.
 """
 
@@ -32,6 +32,7 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
   config.data.audio_columns = custom.DEFAULT_AUDIO_COLUMNS  # Regex: matching features are "audio",
                                                             # the others "face".
   config.data.lexicon = ""             # JSON/CSV feature -> phrase (relative to root or absolute).
+  config.text.lexicon = "dataset"      # The data.lexicon file above ("llm" when it is empty).
   config.protocol.name = "kfold"
   config.protocol.num_folds = 15
   if arg and "runlocal" in str(arg).split(","):

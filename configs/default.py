@@ -34,7 +34,8 @@ def get_config() -> ml_collections.ConfigDict:
   config.text.salience_k = 5                # Features per modality kept by "topk".
   config.text.salience_threshold = 0.5      # Normalised value above which "threshold" keeps a feature.
   config.text.lexicon = "llm"               # "llm" (App. B tables 8-9), "feature_name" (Table 7),
-                                            # "shuffled" (llm phrases permuted across features), or
+                                            # "shuffled" (llm phrases permuted across features),
+                                            # "dataset" (config.data.lexicon, else "llm"), or
                                             # a path to a JSON/CSV file mapping feature -> phrase.
   config.text.uncovered = "name"            # Features the lexicon lacks: "name" (feature-name phrase)
                                             # or "drop" (never described).
@@ -46,7 +47,10 @@ def get_config() -> ml_collections.ConfigDict:
 
   # Representation fed to the preference learner (Tables 3-4 rows).
   config.model = ml_collections.ConfigDict()
-  config.model.fusion = "fused"             # "features" [x], "text" [s], or "fused" [x || s].
+  config.model.fusion = "fused"             # "features" [x], "text" [s], "fused" [x || s], or
+                                            # "baseline": a frozen encoder's precomputed embeddings.
+  config.model.baseline_dir = ""            # "baseline": folder of <recording_id>.npz embeddings.
+  config.model.baseline_name = ""           # "baseline": row label, e.g. "VGGFace2".
   config.model.max_hidden = (250, 125)      # Hidden sizes are (min(d/2, 250), min(d/4, 125)).
 
   # Preference pairs (Sec. 3.3).

@@ -244,3 +244,15 @@ def load_directory(directory: str | os.PathLike, recording_ids: Sequence[str],
     n = None if num_windows is None else int(num_windows[rec_id])
     result[rec_id] = pool_track(track, window_seconds, n)
   return result
+
+
+def directory_fingerprint(directory: str | os.PathLike) -> dict:
+  """Names, sizes and modification times of a folder's ``.npz`` files (for cache keys)."""
+  directory = os.fspath(directory)
+  if not os.path.isdir(directory):
+    raise FileNotFoundError(f"baseline embedding folder {directory} does not exist "
+                            "(config.model.baseline_dir)")
+  files = sorted(f for f in os.listdir(directory) if f.endswith(".npz"))
+  return {"dir": os.path.abspath(directory),
+          "files": [(f, os.path.getsize(os.path.join(directory, f)),
+                     int(os.path.getmtime(os.path.join(directory, f)))) for f in files]}

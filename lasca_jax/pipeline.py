@@ -24,8 +24,12 @@ import numpy as np
 from lasca_jax import cache as cache_lib
 from lasca_jax import data as data_lib
 from lasca_jax import datasets
+from lasca_jax import embeddings as embeddings_lib
 from lasca_jax import encode, lexicon, pairs as pairs_lib, protocols, salience, templates, train
 from lasca_jax import windows as windows_lib
+
+
+FUSIONS = ("features", "text", "fused", "baseline")
 
 
 class RunLog:
@@ -70,6 +74,8 @@ def model_label(config) -> str:
     return config.model_label
   if config.model.fusion == "features":
     return "Features"
+  if config.model.fusion == "baseline":
+    return config.model.baseline_name or os.path.basename(config.model.baseline_dir.rstrip("/"))
   label = encode.backbone_label(config.text.backbone)
   return f"{label}(F)" if config.model.fusion == "fused" else label
 
@@ -85,8 +91,20 @@ def frames_stage(config, cache: cache_lib.StageCache) -> tuple[str, dict]:
   return cache.get_or_compute("frames", {"data": module.fingerprint(config.data)}, compute)
 
 
-def lexicon_key(config) -> Any:
+def lexicon_kind(config) -> str:
+  """``config.text.lexicon``, with ``"dataset"`` meaning the dataset's own lexicon file
+  (``config.data.lexicon``, e.g. for your own features) or ``"llm"`` when it has none."""
   kind = config.text.lexicon
+  if kind == "dataset":
+    path = config.data.get("lexicon", "")
+    if path and not os.path.isabs(path) and config.data.get("root", ""):
+      path = os.path.join(config.data.root, path)
+    return path or "llm"
+  return kind
+
+
+def lexicon_key(config) -> Any:
+  kind = lexicon_kind(config)
   if kind in lexicon.BUILTIN:
     return kind
   if not os.path.exists(kind):
@@ -99,8 +117,8 @@ def prepare(config, cache: cache_lib.StageCache, log: RunLog | None = None) -> R
   """Runs (or loads) every host-side stage for ``config``."""
   log = log or RunLog(None)
   fcfg, tcfg = config.features, config.text
-  if config.model.fusion not in ("features", "text", "fused"):
-    raise ValueError(f"unknown model.fusion {config.model.fusion!r}: use features, text, fused")
+  if config.model.fusion not in FUSIONS:
+    raise ValueError(f"unknown model.fusion {config.model.fusion!r}: use one of {FUSIONS}")
 
   frames_key, frames = frames_stage(config, cache)
   log("frames", key=frames_key, frames=int(frames["times"].size),
@@ -111,6 +129,17 @@ def prepare(config, cache: cache_lib.StageCache, log: RunLog | None = None) -> R
       lambda: windows_lib.make_windows(frames, float(fcfg.window_seconds)))
   cols = windows_lib.modality_columns(win["modalities"], fcfg.modality)
   usable = windows_lib.usable_windows(win, fcfg.modality, float(fcfg.min_valid_fraction))
+  baseline = None
+  if config.model.fusion == "baseline":
+    base_key, base = cache.get_or_compute(
+        "baseline", {"windows": win_key, "files": embeddings_lib.directory_fingerprint(
+            config.model.baseline_dir)},
+        lambda: dict(zip(("embeddings", "counts"), embeddings_lib.embeddings_for_windows(
+            config.model.baseline_dir, win["recording_ids"].tolist(), win["recording"],
+            win["position"], float(fcfg.window_seconds)))))
+    baseline = base["embeddings"]
+    usable = usable & np.isfinite(baseline).all(axis=1)
+    log("baseline", key=base_key, dir=config.model.baseline_dir, dim=int(baseline.shape[1]))
   log("windows", key=win_key, windows=int(usable.size), usable=int(usable.sum()),
       features=int(cols.size))
 
@@ -134,9 +163,7 @@ def prepare(config, cache: cache_lib.StageCache, log: RunLog | None = None) -> R
   x = norm["values"]                                                           # [folds, W, F]
 
   pair_key, pairs = cache.get_or_compute(
-      "pairs", {"windows": win_key, "modality": fcfg.modality,
-                "min_valid_fraction": float(fcfg.min_valid_fraction),
-                "target": config.pairs.target, "margin": float(config.pairs.margin),
+      "pairs", {"windows": win_key, "usable": usable, "target": config.pairs.target, "margin": float(config.pairs.margin),
                 "eps": float(config.pairs.eps)},
       lambda: pairs_lib.make_pairs(win, usable, config.pairs.target, float(config.pairs.margin),
                                    float(config.pairs.eps)))
@@ -157,6 +184,8 @@ def prepare(config, cache: cache_lib.StageCache, log: RunLog | None = None) -> R
   parts = []
   if config.model.fusion in ("features", "fused"):
     parts.append(x)
+  if baseline is not None:
+    parts.append(np.broadcast_to(np.nan_to_num(baseline), (x.shape[0],) + baseline.shape))
   if config.model.fusion in ("text", "fused"):
     names, mods = win["feature_names"][cols], win["modalities"][cols]
     sal_key, sal = cache.get_or_compute(
@@ -164,7 +193,7 @@ def prepare(config, cache: cache_lib.StageCache, log: RunLog | None = None) -> R
                      "threshold": float(tcfg.salience_threshold)},
         lambda: {"mask": salience.salience_mask(x, mods, tcfg.salience, int(tcfg.salience_k),
                                                 float(tcfg.salience_threshold))})
-    phrases = lexicon.build_lexicon(tcfg.lexicon, names.tolist(), mods.tolist(),
+    phrases = lexicon.build_lexicon(lexicon_kind(config), names.tolist(), mods.tolist(),
                                     int(tcfg.lexicon_seed), tcfg.uncovered)
     prompt_key, pr = cache.get_or_compute(
         "prompts", {"salience": sal_key, "lexicon": lexicon_key(config),
@@ -175,8 +204,8 @@ def prepare(config, cache: cache_lib.StageCache, log: RunLog | None = None) -> R
     prompts, prompt_index = pr["prompts"], pr["index"]
     used = np.unique(prompt_index[:, usable])
     log("prompts", key=prompt_key, distinct=int(prompts.size), distinct_used=int(used.size),
-        uncovered_by_lexicon=lexicon.uncovered(names.tolist()) if tcfg.lexicon in (
-            "llm", "shuffled") else [])
+        uncovered_by_lexicon=[n for n, p in zip(names.tolist(), phrases)
+                              if p is None or p == lexicon.feature_name_phrase(n)])
     store = encode.EmbeddingStore(cache.cache_dir, tcfg.backbone, tcfg.model_path, tcfg.device,
                                   int(tcfg.batch_size))
     table = np.zeros((prompts.size, 0), np.float32)

@@ -179,10 +179,13 @@ def make_train(settings: TrainSettings, d: int, max_hidden=(250, 125)):
       loss_sum = loss_sum + jnp.where(skip, 0.0, loss * jnp.sum(mask))
       return (params, opt_state, stopped, order, loss_sum), None
 
-    def run_epoch(carry, epoch):
-      params, opt_state, es = carry
+    def run_epoch(carry):
+      epoch, params, opt_state, es, losses, curve = carry
       # Shuffle the real rows; padding sorts last so batches match sklearn's gen_batches.
-      u = jax.random.uniform(jax.random.fold_in(key_shuffle, epoch), (n_max,))
+      # Row i's sort key depends on (epoch, i) only, so extra padding never changes the order.
+      key_epoch = jax.random.fold_in(key_shuffle, epoch)
+      u = jax.vmap(lambda i: jax.random.uniform(jax.random.fold_in(key_epoch, i)))(
+          jnp.arange(n_max))
       order = jnp.argsort(jnp.where(jnp.arange(n_max) < fold.train_count, u, 2.0))
       (params, opt_state, _, _, loss_sum), _ = jax.lax.scan(
           run_batch, (params, opt_state, es.stopped, order, jnp.zeros(())),
@@ -198,15 +201,22 @@ def make_train(settings: TrainSettings, d: int, max_hidden=(250, 125)):
           best_epoch=jnp.where(better, epoch + 1, es.best_epoch),
           bad_epochs=bad,
           stopped=es.stopped | (active & (bad > settings.patience)))
-      train_loss = jnp.where(active, loss_sum / fold.train_count, jnp.nan)
-      curve = jnp.where(active, score, jnp.nan)
-      return (params, opt_state, es), (train_loss, curve, active)
+      losses = losses.at[epoch].set(jnp.where(active, loss_sum / fold.train_count, jnp.nan))
+      curve = curve.at[epoch].set(jnp.where(active, score, jnp.nan))
+      return epoch + 1, params, opt_state, es, losses, curve
+
+    def keep_going(carry):
+      epoch, es = carry[0], carry[3]
+      return (epoch < settings.max_epochs) & ~es.stopped
 
     es = EarlyStopping(best_score=jnp.array(-jnp.inf), best_params=params,
                        best_epoch=jnp.array(0), bad_epochs=jnp.array(0),
                        stopped=jnp.array(False))
-    (_, _, es), (train_loss, val_curve, active) = jax.lax.scan(
-        run_epoch, (params, opt_state, es), jnp.arange(settings.max_epochs))
+    nan_curve = jnp.full((settings.max_epochs,), jnp.nan)
+    # A while loop: under vmap it runs until the last fold stops, and finished folds keep
+    # their state through the `stopped` masks above.
+    epochs_run, _, _, es, train_loss, val_curve = jax.lax.while_loop(
+        keep_going, run_epoch, (jnp.array(0), params, opt_state, es, nan_curve, nan_curve))
     best = es.best_params
     x_test, _ = inputs(z, pairs, fold.test_idx)
     prob = jnp.where(fold.test_mask, jax.nn.sigmoid(model.apply({"params": best}, x_test)), 0.0)
@@ -216,7 +226,7 @@ def make_train(settings: TrainSettings, d: int, max_hidden=(250, 125)):
         test_prob=prob,
         val_accuracy=es.best_score,
         best_epoch=es.best_epoch,
-        epochs_run=jnp.sum(active),
+        epochs_run=jnp.sum(jnp.isfinite(val_curve)),
         train_loss=train_loss,
         val_curve=val_curve)
 
