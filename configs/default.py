@@ -77,4 +77,22 @@ def get_config() -> ml_collections.ConfigDict:
   config.train.validation_grouping = "pair" # "pair": both orders of a pair on one side of the
                                             # validation split; "none": sklearn's plain split.
   config.train.batch_size = 200             # min(batch_size, n_train) as sklearn's "auto".
+
+  # Grid run by experiments/sweep.py (Tables 3-7); a single run ignores it.
+  config.sweep = ml_collections.ConfigDict()
+  config.sweep.modalities = ("visual", "audio", "multimodal")
+  config.sweep.windows = (3.0, 5.0)
+  config.sweep.margins = (0.1, 0.2)
+  config.sweep.targets = ("arousal", "valence")
+  config.sweep.models = ("features", "text", "fused")   # Rows: Features, backbone, backbone(F).
+  config.sweep.backbones = (                 # The paper's five sentence transformers (Table 1).
+      "all-mpnet-base-v2", "multi-qa-mpnet-base-dot-v1", "all-distilroberta-v1",
+      "all-MiniLM-L12-v2", "multi-qa-distilbert-cos-v1")
+  config.sweep.ablation_modalities = ("multimodal",)   # Where the ablation rows below are added.
+  config.sweep.ablation_lexicons = ("feature_name",)   # Table 7 (add "shuffled" for Sec. 6).
+  config.sweep.ablation_saliences = ()       # Sec. 6 alternatives, e.g. ("topk", "threshold").
+  config.sweep.baselines = ()                # Frozen encoders, "Name:modality:dir" (Tables 5-6).
+  config.sweep.simulated_baselines = False   # Synthetic data only: simulate one encoder per modality.
+  config.sweep.group_size = 8                # Equally shaped configurations per compiled call.
+  config.sweep.lasca_label = ""              # LaScA row of Tables 5-6; "" -> first backbone (F).
   return config

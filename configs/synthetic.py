@@ -4,9 +4,14 @@
   python experiments/main.py --config=configs/synthetic.py:runlocal --workdir=/tmp/lasca_smoke
   python experiments/main.py --config=configs/synthetic.py --config.pairs.target=valence \
       --config.features.window_seconds=5 --config.pairs.margin=0.2
+  python experiments/sweep.py --config=configs/synthetic.py:sweep --workdir=runs/synthetic_sweep
 
 Sized like the paper's SEWA setting: 30 subjects of 4 minutes, 15-fold subject-level CV.
 ``runlocal`` shrinks it to 6 subjects of 1 minute, 3 folds and 5 epochs for a quick check.
+``sweep`` sets the grid of ``experiments/sweep.py`` for this machine: the offline backbone, the
+lexicon (feature-name, shuffled) and salience (top-k, threshold) ablations, and one simulated
+frozen encoder per modality standing in for the baselines of Tables 5-6. Arguments combine:
+``configs/synthetic.py:runlocal,sweep``.
 """
 
 import ml_collections
@@ -32,12 +37,20 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.data.tonic_loading = 0.6    # How strongly tonic activity follows the cue loadings.
   config.protocol.name = "kfold"
   config.protocol.num_folds = 15
-  if arg == "runlocal":
+  args = set(str(arg).split(",")) if arg else set()
+  unknown = args - {"runlocal", "sweep"}
+  if unknown:
+    raise ValueError(f"unknown config arguments {sorted(unknown)}; use runlocal and/or sweep")
+  if "runlocal" in args:
     config.name = "synthetic_runlocal"
     config.data.num_subjects = 6
     config.data.minutes = 1.0
     config.protocol.num_folds = 3
     config.train.max_epochs = 5
-  elif arg:
-    raise ValueError(f"unknown config argument {arg!r}; use 'runlocal' or nothing")
+  if "sweep" in args:
+    config.name += "_sweep"
+    config.sweep.backbones = ("all-MiniLM-L6-v2",)
+    config.sweep.ablation_lexicons = ("feature_name", "shuffled")
+    config.sweep.ablation_saliences = ("topk", "threshold")
+    config.sweep.simulated_baselines = True
   return config

@@ -160,7 +160,8 @@ def plot_learning_curves(train_loss: np.ndarray, val_accuracy: np.ndarray,
     train_loss: ``[folds, max_epochs]``, NaN after early stopping.
     val_accuracy: ``[folds, max_epochs]``, NaN after early stopping.
     path: PNG to write, or None.
-    best_epoch: ``[folds]`` 0-based epoch whose parameters were kept; marked with a dot.
+    best_epoch: ``[folds]`` 1-based epoch whose parameters were kept (``results.npz``'s
+      ``best_epoch``; 0 = none); marked with a dot.
     title: figure title.
 
   Returns:
@@ -178,8 +179,9 @@ def plot_learning_curves(train_loss: np.ndarray, val_accuracy: np.ndarray,
     line, = ax_loss.plot(epochs, train_loss[f], linewidth=1, label=f"fold {f}")
     ax_acc.plot(epochs, val_accuracy[f], linewidth=1, color=line.get_color())
     if best_epoch is not None:
-      b = int(best_epoch[f])
-      ax_acc.plot(epochs[b], val_accuracy[f, b], "o", color=line.get_color(), markersize=4)
+      b = int(best_epoch[f]) - 1
+      if 0 <= b < epochs.size:
+        ax_acc.plot(epochs[b], val_accuracy[f, b], "o", color=line.get_color(), markersize=4)
   ax_loss.set_xlabel("epoch")
   ax_loss.set_ylabel("training loss")
   ax_acc.set_xlabel("epoch")

@@ -168,7 +168,8 @@ def make_report(sweep_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
   }
   if not any(r.lexicon == "feature_name" for r in records):
     built.pop("lexicon")
-  if not any(r.model_label in tables.BASELINE_LABELS for r in records):
+  if not any(r.model_label in tables.BASELINE_LABELS or r.fusion == "baseline"
+             for r in records):
     built.pop("comparison")
   built = {k: t for k, t in built.items() if t.blocks}
   written: dict[str, list[str]] = {"tables": [], "figures": []}

@@ -66,7 +66,7 @@ BASELINES = {
     "multimodal": ("HiCMAE", "MMA-DFER"),
 }
 BASELINE_LABELS = tuple(b for v in BASELINES.values() for b in v)
-LEXICON_NAMES = {"feature_name": "Feature", "llm": "LLM (ours)"}
+LEXICON_NAMES = {"feature_name": "Feature", "shuffled": "Shuffled", "llm": "LLM (ours)"}
 LASCA_ROW = "LaScA (ours)"
 MISSING = "--"
 
@@ -362,20 +362,24 @@ def comparison_table(records: Iterable[RunRecord], *, lasca_label: str = "MPNet(
 
   LaScA is the run labelled ``lasca_label`` (``MPNet(F)`` in the paper) with ``lexicon``.
   """
+  records = list(records)
   by_modality = {m: tuple(v) for m, v in baselines.items()}
   all_baselines = [b for v in by_modality.values() for b in v]
+  # Any run of a precomputed encoder (model.fusion == "baseline") is a baseline row too.
+  others = sorted({r.model_label for r in records
+                   if r.fusion == "baseline" and r.model_label not in all_baselines})
 
   def row_of(r):
-    if r.model_label == lasca_label and r.lexicon == lexicon:
+    if r.model_label == lasca_label and r.lexicon == lexicon and r.fusion != "baseline":
       return LASCA_ROW
-    if r.model_label in by_modality.get(r.modality, ()):
+    if r.model_label in by_modality.get(r.modality, ()) or r.fusion == "baseline":
       return r.model_label
     return None
 
   return build_table(
       records, block_of=_modality_block, row_of=row_of,
       title=title or "Comparison with baseline encoders.",
-      block_order=list(MODALITY_NAMES.values()), row_order=all_baselines + [LASCA_ROW],
+      block_order=list(MODALITY_NAMES.values()), row_order=all_baselines + others + [LASCA_ROW],
       **kwargs)
 
 

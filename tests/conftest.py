@@ -31,3 +31,31 @@ def make_tiny_config(cache_dir: str, **overrides):
 @pytest.fixture
 def tiny_config(tmp_path):
   return make_tiny_config(tmp_path / "cache")
+
+
+@pytest.fixture(scope="session")
+def tiny_backbone(tmp_path_factory):
+  """A randomly initialised 1-layer, 32-d sentence transformer saved to a local folder.
+
+  It uses the real all-MiniLM-L6-v2 tokenizer, so prompts tokenise as they do for the offline
+  default backbone, but encodes thousands of prompts per second: for sweep tests only.
+  """
+  import torch  # pylint: disable=import-outside-toplevel
+  from sentence_transformers import SentenceTransformer, models  # pylint: disable=import-outside-toplevel
+  from transformers import AutoTokenizer, BertConfig, BertModel  # pylint: disable=import-outside-toplevel
+
+  from lasca_jax import encode  # pylint: disable=import-outside-toplevel
+  torch.manual_seed(0)
+  base = tmp_path_factory.mktemp("tiny_backbone")
+  tokenizer = AutoTokenizer.from_pretrained(encode.resolve("all-MiniLM-L6-v2"))
+  bert = BertModel(BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32,
+                              num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,
+                              max_position_embeddings=512))
+  hf_dir = base / "hf"
+  bert.save_pretrained(hf_dir)
+  tokenizer.save_pretrained(hf_dir)
+  word = models.Transformer(str(hf_dir), max_seq_length=256)
+  model = SentenceTransformer(modules=[word, models.Pooling(32, pooling_mode="mean")])
+  out = base / "sentence_transformer"
+  model.save(str(out))
+  return str(out)

@@ -54,7 +54,7 @@ def test_prompt_histogram_counts_sorted(tmp_path):
 def test_learning_curves_one_line_per_fold(tmp_path):
   loss = np.array([[0.7, 0.6, 0.55, np.nan], [0.7, 0.65, 0.6, 0.58]])
   val = np.array([[0.5, 0.6, 0.58, np.nan], [0.5, 0.55, 0.6, 0.61]])
-  p = plots.plot_learning_curves(loss, val, tmp_path / "curves.png", best_epoch=[1, 3])
+  p = plots.plot_learning_curves(loss, val, tmp_path / "curves.png", best_epoch=[2, 4])
   _png_ok(p.path)
   ax_loss, ax_acc = p.figure.axes
   assert len(ax_loss.lines) == 2

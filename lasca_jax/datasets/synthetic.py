@@ -27,6 +27,8 @@ Everything is drawn from ``numpy.random.default_rng([seed, subject])``.
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 from lasca_jax.data import BLENDSHAPE_NAMES, FACE_FEATURE_NAMES, MFCC_NAMES, Recording
@@ -171,3 +173,42 @@ def load_recordings(data_config) -> list[Recording]:
 
 def fingerprint(data_config) -> dict:
   return {"generator": "synthetic/v1", **data_config.to_dict()}
+
+
+SIMULATED_ENCODERS = (("SimFace", "visual", ("face",)), ("SimAudio", "audio", ("audio",)),
+                      ("SimAV", "multimodal", ("face", "audio")))
+
+
+def write_simulated_encoders(data_config, out_dir: str, dim: int = 64, seed: int = 0
+                             ) -> list[str]:
+  """Writes stand-ins for frozen baseline encoders (Tables 5-6) for the synthetic recordings.
+
+  Each simulated encoder is a fixed random two-layer network (``dim`` units, tanh) applied to a
+  modality's per-frame features, standardised with statistics of a separate "pretraining"
+  subject that is not in the dataset, plus noise; frames without a face are left out, as a real
+  face encoder would. Files follow :mod:`lasca_jax.embeddings`' per-frame layout.
+
+  Returns:
+    ``sweep.baselines`` entries ``"Name:modality:dir"``.
+  """
+  from lasca_jax import cache as cache_lib  # pylint: disable=import-outside-toplevel
+  recordings = load_recordings(data_config)
+  reference = make_subject(data_config, 10_000 + int(data_config.num_subjects))
+  entries = []
+  for e, (name, modality, streams) in enumerate(SIMULATED_ENCODERS):
+    cols = np.flatnonzero(np.isin(reference.modalities, streams))
+    ref = reference.features[:, cols]
+    mean, std = np.nanmean(ref, 0), np.nanstd(ref, 0) + 1e-6
+    rng = np.random.default_rng([seed, e])
+    w1 = rng.normal(0, 1 / np.sqrt(cols.size), (cols.size, dim))
+    w2 = rng.normal(0, 1 / np.sqrt(dim), (dim, dim))
+    folder = os.path.join(out_dir, name)
+    for r, rec in enumerate(recordings):
+      x = (rec.features[:, cols] - mean) / std
+      keep = np.isfinite(x).all(1)
+      h = np.tanh(np.tanh(x[keep] @ w1) @ w2)
+      noise = np.random.default_rng([seed, e, r]).normal(0, 0.3, h.shape)
+      cache_lib.save_npz_atomic(os.path.join(folder, f"{rec.recording_id}.npz"), {
+          "embeddings": (h + noise).astype(np.float32), "times": rec.times[keep]})
+    entries.append(f"{name}:{modality}:{folder}")
+  return entries

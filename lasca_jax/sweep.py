@@ -1,0 +1,234 @@
+"""Grids of configurations (the paper's Tables 3-7), trained in shape-sharing groups, resumable.
+
+A sweep expands ``config.sweep`` into one configuration per cell of
+
+  modality x window x margin x target x model,
+
+where the models are ``Features``, each text backbone alone, each backbone fused with the
+features, and each baseline encoder (for its own modality); lexicon and salience ablations
+(Table 7 and Sec. 6) add fused rows for the modalities in ``sweep.ablation_modalities``.
+
+Every configuration gets its own run directory (``config.json``, ``log.jsonl``, ``results.npz``
+exactly as ``experiments/main.py`` writes them). A configuration whose directory already holds
+``results.npz`` for the same config is not trained again, so a killed sweep resumes. Pending
+configurations are prepared (cached stages) and sorted by the shape of their inputs; up to
+``sweep.group_size`` configurations of equal shape are stacked on a leading axis and trained,
+with all their folds, in one compiled call (:func:`lasca_jax.train.train_configs`). Training is
+invariant to padding, so each run's results equal those of its standalone run.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import os
+import re
+import time
+from typing import Iterator
+
+import jax
+import ml_collections
+import numpy as np
+
+from lasca_jax import cache as cache_lib
+from lasca_jax import encode, pipeline, protocols, train
+
+
+def _slug(text: str) -> str:
+  return re.sub(r"[^A-Za-z0-9.+-]+", "_", text).strip("_")
+
+
+def _baselines(sweep) -> list[tuple[str, str, str]]:
+  """``sweep.baselines`` entries ``"Name:modality:dir"`` -> ``(name, modality, dir)``."""
+  out = []
+  for entry in sweep.baselines:
+    parts = entry.split(":", 2)
+    if len(parts) != 3 or parts[1] not in ("visual", "audio", "multimodal"):
+      raise ValueError(f"sweep.baselines entry {entry!r}: expected 'Name:modality:dir' with "
+                       "modality visual, audio or multimodal")
+    out.append(tuple(parts))
+  return out
+
+
+def _model_variants(sweep, modality: str) -> Iterator[dict]:
+  """The model rows of one modality: dicts of dotted config overrides."""
+  if "features" in sweep.models:
+    yield {"model.fusion": "features"}
+  for backbone in sweep.backbones:
+    for fusion in ("text", "fused"):
+      if fusion in sweep.models:
+        yield {"model.fusion": fusion, "text.backbone": backbone}
+  if modality in sweep.ablation_modalities:
+    for backbone in sweep.backbones:
+      for lex in sweep.ablation_lexicons:
+        yield {"model.fusion": "fused", "text.backbone": backbone, "text.lexicon": lex}
+      for rule in sweep.ablation_saliences:
+        label = f"{encode.backbone_label(backbone)}(F) {rule}"
+        yield {"model.fusion": "fused", "text.backbone": backbone, "text.salience": rule,
+               "model_label": label}
+  for name, base_modality, directory in _baselines(sweep):
+    if base_modality == modality:
+      yield {"model.fusion": "baseline", "model.baseline_name": name,
+             "model.baseline_dir": directory}
+
+
+def _set(config, dotted: str, value) -> None:
+  node = config
+  *parents, leaf = dotted.split(".")
+  for p in parents:
+    node = node[p]
+  node[leaf] = value
+
+
+def expand(config: ml_collections.ConfigDict) -> list[tuple[str, ml_collections.ConfigDict]]:
+  """``(relative run directory, config)`` for every cell of the grid, in a fixed order."""
+  sweep = config.sweep
+  runs = []
+  for modality in sweep.modalities:
+    for window in sweep.windows:
+      for margin in sweep.margins:
+        for target in sweep.targets:
+          for overrides in _model_variants(sweep, modality):
+            run = copy.deepcopy(config)
+            with run.unlocked():
+              run.features.modality = modality
+              run.features.window_seconds = float(window)
+              run.pairs.margin = float(margin)
+              run.pairs.target = target
+              for key, value in overrides.items():
+                _set(run, key, value)
+              label = pipeline.model_label(run)
+              run.model_label = label
+              run.name = f"{config.name}/{modality}/{window:g}s/{margin:g}/{target}/{label}"
+            tag = f"{label}_{run.text.lexicon}" if run.model.fusion in ("text", "fused") else label
+            runs.append((os.path.join(modality, f"w{window:g}s_m{margin:g}", target,
+                                      _slug(tag)), run))
+  names = [r for r, _ in runs]
+  if len(set(names)) != len(names):
+    raise ValueError("sweep produces two runs with the same directory; give baselines and "
+                     "backbones distinct names")
+  return runs
+
+
+def _config_json(config) -> dict:
+  return json.loads(config.to_json_best_effort())
+
+
+def is_done(run_dir: str, config) -> bool:
+  """True when ``run_dir`` holds results of exactly this configuration."""
+  cfg_path = os.path.join(run_dir, "config.json")
+  if not (os.path.exists(os.path.join(run_dir, "results.npz")) and os.path.exists(cfg_path)):
+    return False
+  try:
+    with open(cfg_path) as f:
+      saved = json.load(f)
+    cache_lib.load_npz(os.path.join(run_dir, "results.npz"))
+  except Exception:  # pylint: disable=broad-except
+    return False
+  return saved == _config_json(config)
+
+
+def _pad_to(a: np.ndarray, n: int, axis: int) -> np.ndarray:
+  width = [(0, 0)] * a.ndim
+  width[axis] = (0, n - a.shape[axis])
+  return np.pad(a, width)
+
+
+def stack_inputs(group: list[pipeline.RunInputs]) -> tuple[np.ndarray, train.PairData,
+                                                           train.FoldData]:
+  """Stacks equally shaped runs on a leading axis, padding pairs and fold indices."""
+  p_max = protocols.bucket_size(max(g.pairs.label.shape[0] for g in group), 1024)
+  pairs = train.PairData(*[np.stack([_pad_to(np.asarray(getattr(g.pairs, f)), p_max, 0)
+                                     for g in group]) for f in train.PairData._fields])
+  folds = [pipeline.fold_data(g.folds) for g in group]
+  stacked = []
+  for f in train.FoldData._fields:
+    arrays = [np.asarray(getattr(fd, f)) for fd in folds]
+    if arrays[0].ndim == 2:
+      n = max(a.shape[1] for a in arrays)
+      arrays = [_pad_to(a, n, 1) for a in arrays]
+    stacked.append(np.stack(arrays))
+  z = np.stack([g.z for g in group])
+  return z, pairs, train.FoldData(*stacked)
+
+
+def _shape_signature(config) -> tuple:
+  """Config fields that decide the input shape (text-only inputs ignore the modality)."""
+  fusion = config.model.fusion
+  return (float(config.features.window_seconds), fusion,
+          "" if fusion == "text" else config.features.modality,
+          config.text.backbone if fusion in ("text", "fused") else "",
+          config.model.baseline_dir if fusion == "baseline" else "")
+
+
+def _group_key(config, inputs: pipeline.RunInputs):
+  return (inputs.z.shape, train.TrainSettings.from_config(config.train),
+          tuple(config.model.max_hidden), int(config.seed))
+
+
+def _train_and_write(group, log: logging.Logger) -> float:
+  """Trains a group of ``(run_dir, config, inputs, runlog)`` in one call and writes results."""
+  config0, inputs0 = group[0][1], group[0][2]
+  settings = train.TrainSettings.from_config(config0.train)
+  z, pairs, folds = stack_inputs([g[2] for g in group])
+  t0 = time.time()
+  out = train.train_configs(settings, [int(g[1].seed) for g in group], z, pairs, folds,
+                            tuple(config0.model.max_hidden))
+  seconds = time.time() - t0
+  log.info("trained %d configurations x %d folds (d=%d) in one call: %.1f s", len(group),
+           inputs0.z.shape[0], inputs0.z.shape[-1], seconds)
+  for c, (run_dir, config, inputs, runlog) in enumerate(group):
+    one = jax.tree.map(lambda a: np.asarray(a)[c], out)
+    n_test = inputs.folds.test_idx.shape[1]
+    one = one._replace(test_prob=one.test_prob[:, :n_test])
+    arrays = pipeline.results_arrays(inputs, one, config)
+    runlog("trained", seconds=round(seconds, 3), group_size=len(group),
+           test_accuracy=arrays["test_accuracy"].round(4).tolist(),
+           best_epoch=arrays["best_epoch"].tolist())
+    pipeline.write_results(run_dir, arrays)
+    runlog("done", mean_test_accuracy=float(arrays["test_accuracy"].mean()),
+           std_test_accuracy=float(arrays["test_accuracy"].std()))
+  return seconds
+
+
+def run_sweep(config, workdir: str, progress: bool = True) -> dict:
+  """Runs every pending configuration of ``config.sweep``; returns a summary dict."""
+  from tqdm.auto import tqdm  # pylint: disable=import-outside-toplevel
+  log = logging.getLogger("lasca_jax.sweep")
+  runs = expand(config)
+  pending = [(os.path.join(workdir, rel), cfg) for rel, cfg in runs
+             if not is_done(os.path.join(workdir, rel), cfg)]
+  log.info("sweep: %d configurations, %d already done, %d to run", len(runs),
+           len(runs) - len(pending), len(pending))
+  cache = cache_lib.StageCache(config.cache_dir or None)
+  # Runs whose inputs will share a shape are adjacent, so at most one group is in memory.
+  pending.sort(key=lambda p: (_shape_signature(p[1]), p[0]))
+  size = max(1, int(config.sweep.group_size))
+  group, groups, train_seconds = [], 0, 0.0
+  for run_dir, cfg in tqdm(pending, desc="sweep", unit="run", disable=not progress):
+    os.makedirs(run_dir, exist_ok=True)
+    for stale in ("log.jsonl", "results.npz"):
+      if os.path.exists(os.path.join(run_dir, stale)):
+        os.remove(os.path.join(run_dir, stale))
+    runlog = pipeline.RunLog(run_dir)
+    pipeline.write_config(run_dir, cfg)
+    runlog("start", workdir=run_dir, cache_dir=cache.cache_dir, model_label=cfg.model_label,
+           sweep=workdir)
+    inputs = pipeline.prepare(cfg, cache, runlog)
+    key = _group_key(cfg, inputs)
+    if group and (key != group[0][0] or len(group) == size):
+      train_seconds += _train_and_write([g[1:] for g in group], log)
+      groups += 1
+      group = []
+    group.append((key, run_dir, cfg, inputs, runlog))
+  if group:
+    train_seconds += _train_and_write([g[1:] for g in group], log)
+    groups += 1
+  summary = {"configurations": len(runs), "trained": len(pending),
+             "skipped": len(runs) - len(pending), "groups": groups,
+             "train_seconds": round(train_seconds, 2), "cache_hits": cache.hits,
+             "cache_misses": cache.misses}
+  with open(os.path.join(workdir, "sweep.json"), "w") as f:
+    json.dump({"summary": summary, "runs": [rel for rel, _ in runs]}, f, indent=2)
+  return summary
