@@ -9,12 +9,26 @@ transformer stays frozen. The trainable count is therefore
 
 Reference sizes: 15 MFCCs -> 140; 58 face values -> 2,146; a 768-d text embedding -> 223,751;
 768 + 73 fused multimodal -> 242,001 (the paper quotes "129 to 230k").
+
+Latency: :class:`WindowPredictor` runs the deployed inference path for one window and its
+predecessor, from raw mean-pooled features to the decision P(increase), with the pipeline's own
+functions (``windows.minmax_normalise``, ``salience.salience_mask``, ``templates.prompt_for_mask``,
+the frozen encoder, ``train.PreferenceMLP``); :func:`trained_predictor` builds one from a config
+the way ``pipeline.run`` trains it, and :func:`latency_ms` times it per window.
 """
 
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping, NamedTuple, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from lasca_jax import cache as cache_lib
+from lasca_jax import encode, lexicon, pipeline, protocols, salience, templates, train
+from lasca_jax import windows as windows_lib
 
 MAX_HIDDEN = (250, 125)
 
@@ -85,3 +99,245 @@ def efficiency_summary(input_dims: Mapping[str, int],
     rows.append({"name": k, "kind": "frozen encoder", "input_dim": None, "hidden": None,
                  "params": frozen_encoder_param_count(m)})
   return rows
+
+
+PAPER_LATENCY_MS = (80.0, 140.0)   # Sec. 5.5: end-to-end per sample, i5-11th gen + RTX 3060 laptop.
+
+
+class TrainingRange(NamedTuple):
+  """Per-feature minimum and maximum over one fold's training windows (``float32 [F]`` each)."""
+  lo: np.ndarray
+  hi: np.ndarray
+
+  @property
+  def span(self) -> np.ndarray:
+    """``hi - lo`` where positive and finite, else 1 (as ``windows.minmax_normalise``)."""
+    return np.where(np.isfinite(self.hi) & (self.hi > self.lo), self.hi - self.lo, 1.0)
+
+
+def training_range(features: np.ndarray, train_mask: np.ndarray) -> TrainingRange:
+  """The statistics ``windows.minmax_normalise(features, train_mask)`` normalises with.
+
+  A feature never finite on the training windows gets ``(lo, hi) = (0, 1)``, which normalises
+  exactly as the pipeline does (``lo`` 0, ``span`` 1) without NaN statistics.
+  """
+  train_rows = features[train_mask]
+  if train_rows.shape[0] == 0:
+    raise ValueError("no training windows to compute normalisation statistics from")
+  finite = np.isfinite(train_rows).any(axis=0)
+  rows = np.where(finite, train_rows, 0.0).astype(train_rows.dtype)
+  with np.errstate(all="ignore"):
+    lo = np.where(finite, np.nanmin(rows, axis=0), 0.0).astype(rows.dtype)
+    hi = np.where(finite, np.nanmax(rows, axis=0), 1.0).astype(rows.dtype)
+  return TrainingRange(lo, hi)
+
+
+def normalise_window(raw: np.ndarray, stats: TrainingRange, clip: bool = True) -> np.ndarray:
+  """Min-max normalises one raw window ``[F]`` with a fold's training statistics.
+
+  Calls the pipeline's ``windows.minmax_normalise`` itself: the two rows ``lo`` and ``hi`` are
+  its "training windows", so it derives exactly the ``lo`` and ``span`` of the fold (bit for
+  bit), and the window is the one row it normalises.
+  """
+  rows = np.stack([stats.lo, stats.hi, np.asarray(raw, stats.lo.dtype)])
+  return windows_lib.minmax_normalise(rows, np.array([True, True, False]), clip)[2]
+
+
+class WindowPredictor:
+  """Inference for one window given its predecessor: raw features in, P(increase) out.
+
+  The path, per window: min-max normalisation with the fold's training statistics -> salience
+  (``salience.salience_mask``) -> prompt (``templates.prompt_for_mask`` with the lexicon's
+  phrases) -> text embedding -> fusion ``[x || s]`` (or ``x`` / ``s`` alone); then the
+  difference ``z[window] - z[predecessor]`` -> the trained ``PreferenceMLP`` (jitted) -> sigmoid.
+  The decision is the pipeline's pair prediction with ``first`` the predecessor and ``second``
+  the window.
+
+  The text embedding is taken either *cold* (the frozen encoder encodes the prompt, batch of 1)
+  or *warm* (looked up in ``prompt_cache``, a dict prompt -> embedding such as an
+  ``EmbeddingStore``'s table; a prompt missing from it is encoded once and added).
+
+  Attributes:
+    input_dim: ``d``, the MLP's input size.
+    encoder_calls: prompts the encoder has encoded so far.
+    cache_hits: warm look-ups answered by ``prompt_cache``.
+  """
+
+  def __init__(self, params: Any, *, fusion: str, modality: str, stats: TrainingRange,
+               modalities: Sequence[str] | None = None,
+               phrases: Sequence[str | None] | None = None, clip: bool = True,
+               salience_rule: str = "otsu", salience_k: int = 5,
+               salience_threshold: float = 0.5, encoder: Any = None,
+               prompt_cache: dict[str, np.ndarray] | None = None,
+               max_hidden: Sequence[int] = MAX_HIDDEN):
+    """Builds the predictor.
+
+    Args:
+      params: one fold's ``PreferenceMLP`` parameters (no fold axis).
+      fusion: ``"features"``, ``"text"`` or ``"fused"``.
+      modality: ``"visual"``, ``"audio"`` or ``"multimodal"`` (the prompt template).
+      stats: the fold's training range of the raw features.
+      modalities: ``F`` entries ``"face"``/``"audio"`` (needed unless ``fusion="features"``).
+      phrases: ``F`` lexicon phrases (needed unless ``fusion="features"``).
+      clip: clip normalised values into ``[0, 1]`` (``config.features.clip``).
+      salience_rule: ``config.text.salience``; ``salience_k`` and ``salience_threshold`` its
+        parameters.
+      encoder: object with the ``SentenceTransformer.encode`` signature (needed for cold
+        embeddings and warm misses).
+      prompt_cache: prompt -> ``float32 [D]`` embedding, the warm cache.
+      max_hidden: hidden-size caps the MLP was trained with.
+    """
+    if fusion not in ("features", "text", "fused"):
+      raise ValueError(f"unknown fusion {fusion!r}: use features, text, fused")
+    if fusion != "features" and (modalities is None or phrases is None):
+      raise ValueError(f"fusion {fusion!r} needs the feature modalities and lexicon phrases")
+    self.params = params
+    self.fusion, self.modality, self.stats, self.clip = fusion, modality, stats, clip
+    self.modalities = None if modalities is None else list(modalities)
+    self.phrases = None if phrases is None else list(phrases)
+    self.salience_rule, self.salience_k = salience_rule, int(salience_k)
+    self.salience_threshold = float(salience_threshold)
+    self.encoder = encoder
+    self.prompt_cache = {} if prompt_cache is None else prompt_cache
+    self.input_dim = int(params["SklearnDense_0"]["kernel"].shape[0])
+    model = train.PreferenceMLP(train.hidden_sizes(self.input_dim, tuple(max_hidden)))
+    self._prob = jax.jit(lambda p, x: jax.nn.sigmoid(model.apply({"params": p}, x)))
+    self.encoder_calls = 0
+    self.cache_hits = 0
+
+  def normalise(self, raw: np.ndarray) -> np.ndarray:
+    """``float32 [F]`` normalised features of one raw window."""
+    return normalise_window(raw, self.stats, self.clip)
+
+  def prompt_of(self, x: np.ndarray) -> str:
+    """The prompt of one normalised window ``x [F]``."""
+    mask = salience.salience_mask(x[None], self.modalities, self.salience_rule,
+                                  self.salience_k, self.salience_threshold)[0]
+    return templates.prompt_for_mask(mask, self.phrases, self.modalities, self.modality)
+
+  def encode_prompt(self, prompt: str) -> np.ndarray:
+    """Encodes one prompt with the frozen encoder (batch of 1): ``float32 [D]``."""
+    if self.encoder is None:
+      raise ValueError("this predictor has no text encoder (cold embedding or a cache miss)")
+    self.encoder_calls += 1
+    emb = self.encoder.encode([prompt], batch_size=1, convert_to_numpy=True,
+                              show_progress_bar=False)
+    return np.asarray(emb, np.float32)[0]
+
+  def embed(self, prompt: str, cache: str = "warm") -> np.ndarray:
+    """The prompt's embedding, ``cache="warm"`` (look-up) or ``"cold"`` (encoded)."""
+    if cache == "cold":
+      return self.encode_prompt(prompt)
+    if cache != "warm":
+      raise ValueError(f"unknown cache mode {cache!r}: use warm or cold")
+    emb = self.prompt_cache.get(prompt)
+    if emb is None:
+      emb = self.prompt_cache[prompt] = self.encode_prompt(prompt)
+    else:
+      self.cache_hits += 1
+    return emb
+
+  def represent(self, raw: np.ndarray, cache: str = "warm") -> np.ndarray:
+    """``float32 [d]``: the window representation the MLP sees (before differencing)."""
+    x = self.normalise(raw)
+    if self.fusion == "features":
+      return x
+    s = self.embed(self.prompt_of(x), cache)
+    return s if self.fusion == "text" else np.concatenate([x, s]).astype(np.float32)
+
+  def decide_next(self, z_prev: np.ndarray, raw: np.ndarray, cache: str = "warm"
+                  ) -> tuple[float, np.ndarray]:
+    """Streaming step: ``(P(increase), z)`` for a window whose predecessor is already encoded."""
+    z = self.represent(raw, cache)
+    prob = jax.block_until_ready(self._prob(self.params, jnp.asarray(z - z_prev)))
+    return float(prob), z
+
+  def decide(self, raw_prev: np.ndarray, raw: np.ndarray, cache: str = "warm") -> float:
+    """P(target increases from ``raw_prev``'s window to ``raw``'s), both from raw features."""
+    return self.decide_next(self.represent(raw_prev, cache), raw, cache)[0]
+
+
+class TrainedPredictor(NamedTuple):
+  """A predictor trained like ``pipeline.run`` trains, with the data it was trained on."""
+  predictor: WindowPredictor
+  inputs: pipeline.RunInputs
+  output: train.TrainOutput    # all folds (leading fold axis)
+  fold: int
+  raw: np.ndarray              # float32 [W, F] raw mean-pooled features of the modality
+  steps: np.ndarray            # int [N, 2] (predecessor, window) of consecutive usable windows
+  encoder: Any                 # the loaded frozen encoder (None for features-only)
+
+
+def consecutive_windows(win: Mapping[str, np.ndarray], usable: np.ndarray) -> np.ndarray:
+  """``int [N, 2]``: ``(t, t + 1)`` for consecutive usable windows of one recording."""
+  rec, pos = win["recording"], win["position"]
+  t = np.arange(rec.size - 1)
+  ok = (rec[t] == rec[t + 1]) & (pos[t + 1] == pos[t] + 1) & usable[t] & usable[t + 1]
+  return np.stack([t[ok], t[ok] + 1], axis=1)
+
+
+def trained_predictor(config, cache: cache_lib.StageCache | None = None, fold: int = 0,
+                      encoder: Any = None) -> TrainedPredictor:
+  """Prepares and trains ``config`` (all folds, as ``pipeline.run``) and wraps fold ``fold``.
+
+  Args:
+    config: an experiment config (``config.model.fusion`` etc. as for ``pipeline.run``).
+    cache: stage cache (default: ``config.cache_dir``).
+    fold: whose best parameters and training statistics to use.
+    encoder: the frozen text encoder; default ``encode.load_model`` of ``config.text``.
+
+  Returns:
+    The predictor, whose warm cache is the backbone's ``EmbeddingStore`` table.
+  """
+  cache = cache or cache_lib.StageCache(config.cache_dir or None)
+  fcfg, tcfg = config.features, config.text
+  inputs = pipeline.prepare(config, cache)
+  out = train.train_folds(train.TrainSettings.from_config(config.train), int(config.seed),
+                          inputs.z, inputs.pairs, pipeline.fold_data(inputs.folds),
+                          tuple(config.model.max_hidden))
+  params = jax.tree.map(lambda a: a[fold], out.params)
+  win = cache_lib.load_npz(cache.path("windows", inputs.info["windows_key"]))
+  cols = windows_lib.modality_columns(win["modalities"], fcfg.modality)
+  raw = win["features"][:, cols]
+  subj_idx = protocols.subject_index(win["subject_ids"][win["recording"]],
+                                     inputs.splits.subjects)
+  stats = training_range(raw, inputs.usable & inputs.splits.train[fold, subj_idx])
+  names, mods = win["feature_names"][cols].tolist(), win["modalities"][cols].tolist()
+  phrases, prompt_cache = None, None
+  if config.model.fusion != "features":
+    phrases = lexicon.build_lexicon(tcfg.lexicon, names, mods, int(tcfg.lexicon_seed),
+                                    tcfg.uncovered)
+    store = encode.EmbeddingStore(cache.cache_dir, tcfg.backbone, tcfg.model_path, tcfg.device,
+                                  int(tcfg.batch_size))
+    prompt_cache = dict(zip(store.texts, store.table))
+    encoder = encoder if encoder is not None else encode.load_model(
+        tcfg.backbone, tcfg.model_path, tcfg.device)
+  else:
+    encoder = None
+  predictor = WindowPredictor(
+      params, fusion=config.model.fusion, modality=fcfg.modality, stats=stats,
+      modalities=mods, phrases=phrases, clip=bool(fcfg.clip), salience_rule=tcfg.salience,
+      salience_k=int(tcfg.salience_k), salience_threshold=float(tcfg.salience_threshold),
+      encoder=encoder, prompt_cache=prompt_cache, max_hidden=tuple(config.model.max_hidden))
+  return TrainedPredictor(predictor, inputs, out, fold, raw,
+                          consecutive_windows(win, inputs.usable), encoder)
+
+
+def latency_ms(fn: Callable[[Any], Any], items: Sequence[Any], count: int, *, warmup: int = 5,
+               clock: Callable[[], float] = time.perf_counter) -> np.ndarray:
+  """Wall time of ``fn(item)`` per call in milliseconds, ``count`` calls after ``warmup``.
+
+  Items are taken in order and cycled; the ``warmup`` calls (JIT compilation, first-call
+  allocations) run first on the leading items and are not timed.
+  """
+  if not len(items):
+    raise ValueError("no items to time")
+  for i in range(warmup):
+    fn(items[i % len(items)])
+  times = np.empty(count)
+  for i in range(count):
+    item = items[i % len(items)]
+    start = clock()
+    fn(item)
+    times[i] = clock() - start
+  return times * 1e3
