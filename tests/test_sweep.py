@@ -8,33 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import ROOT, make_tiny_config
 from lasca_jax import pipeline, sweep as sweep_lib
-
-sys.path.insert(0, os.path.join(ROOT, "experiments"))
-import sweep as sweep_cmd  # pylint: disable=wrong-import-position
-
-
-def _sweep_config(cache_dir, backbone):
-  from configs import synthetic
-  config = synthetic.get_config("runlocal,sweep")
-  config.cache_dir = str(cache_dir)
-  config.data.num_subjects = 8
-  config.sweep.windows = (3.0, 5.0)
-  config.sweep.margins = (0.1,)
-  config.sweep.targets = ("arousal",)
-  config.sweep.backbones = (backbone,)
-  config.sweep.group_size = 4
-  config.sweep.lasca_label = ""
-  return config
-
-
-@pytest.fixture(scope="module")
-def swept(tmp_path_factory, tiny_backbone):
-  root = tmp_path_factory.mktemp("sweep")
-  config = _sweep_config(root / "cache", tiny_backbone)
-  summary = sweep_cmd.run(config, str(root / "out"))
-  return root, config, summary
 
 
 def test_grid_expansion_covers_the_paper_tables():
