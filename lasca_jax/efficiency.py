@@ -105,42 +105,21 @@ PAPER_LATENCY_MS = (80.0, 140.0)   # Sec. 5.5: end-to-end per sample, i5-11th ge
 
 
 class TrainingRange(NamedTuple):
-  """Per-feature minimum and maximum over one fold's training windows (``float32 [F]`` each)."""
+  """Per-feature minimum and range over one fold's training windows (``[F]`` each), as
+  ``windows.minmax_stats`` computes them."""
   lo: np.ndarray
-  hi: np.ndarray
-
-  @property
-  def span(self) -> np.ndarray:
-    """``hi - lo`` where positive and finite, else 1 (as ``windows.minmax_normalise``)."""
-    return np.where(np.isfinite(self.hi) & (self.hi > self.lo), self.hi - self.lo, 1.0)
+  span: np.ndarray
 
 
 def training_range(features: np.ndarray, train_mask: np.ndarray) -> TrainingRange:
-  """The statistics ``windows.minmax_normalise(features, train_mask)`` normalises with.
-
-  A feature never finite on the training windows gets ``(lo, hi) = (0, 1)``, which normalises
-  exactly as the pipeline does (``lo`` 0, ``span`` 1) without NaN statistics.
-  """
-  train_rows = features[train_mask]
-  if train_rows.shape[0] == 0:
-    raise ValueError("no training windows to compute normalisation statistics from")
-  finite = np.isfinite(train_rows).any(axis=0)
-  rows = np.where(finite, train_rows, 0.0).astype(train_rows.dtype)
-  with np.errstate(all="ignore"):
-    lo = np.where(finite, np.nanmin(rows, axis=0), 0.0).astype(rows.dtype)
-    hi = np.where(finite, np.nanmax(rows, axis=0), 1.0).astype(rows.dtype)
-  return TrainingRange(lo, hi)
+  """The statistics ``windows.minmax_normalise(features, train_mask)`` normalises with."""
+  return TrainingRange(*windows_lib.minmax_stats(features, train_mask))
 
 
 def normalise_window(raw: np.ndarray, stats: TrainingRange, clip: bool = True) -> np.ndarray:
-  """Min-max normalises one raw window ``[F]`` with a fold's training statistics.
-
-  Calls the pipeline's ``windows.minmax_normalise`` itself: the two rows ``lo`` and ``hi`` are
-  its "training windows", so it derives exactly the ``lo`` and ``span`` of the fold (bit for
-  bit), and the window is the one row it normalises.
-  """
-  rows = np.stack([stats.lo, stats.hi, np.asarray(raw, stats.lo.dtype)])
-  return windows_lib.minmax_normalise(rows, np.array([True, True, False]), clip)[2]
+  """Min-max normalises one raw window ``[F]`` with a fold's training statistics, through the
+  pipeline's own ``windows.minmax_apply`` (bit-identical to the batch path)."""
+  return windows_lib.minmax_apply(np.asarray(raw), stats.lo, stats.span, clip)
 
 
 class WindowPredictor:
@@ -305,7 +284,8 @@ def trained_predictor(config, cache: cache_lib.StageCache | None = None, fold: i
   names, mods = win["feature_names"][cols].tolist(), win["modalities"][cols].tolist()
   phrases, prompt_cache = None, None
   if config.model.fusion != "features":
-    phrases = lexicon.build_lexicon(tcfg.lexicon, names, mods, int(tcfg.lexicon_seed),
+    phrases = lexicon.build_lexicon(pipeline.lexicon_kind(config), names, mods,
+                                    int(tcfg.lexicon_seed),
                                     tcfg.uncovered)
     store = encode.EmbeddingStore(cache.cache_dir, tcfg.backbone, tcfg.model_path, tcfg.device,
                                   int(tcfg.batch_size))

@@ -16,7 +16,8 @@ n_iter_no_change=3, shuffle=True)``:
 Everything is a pure function of a PRNG key and arrays: :func:`make_train` closes over the static
 settings and returns ``train(key, z, pairs, fold) -> TrainOutput``. Ragged folds are padded, and
 masks keep padding out of every sum; an all-padding batch or a finished run leaves the state
-unchanged through ``jnp.where``. ``train_folds`` maps it over folds; stacking equally shaped
+unchanged through ``jnp.where``. Each epoch reports to a host-side progress bar through
+``jax.debug.callback``. ``train_folds`` maps it over folds; stacking equally shaped
 configurations on a further leading axis and wrapping it in another ``vmap`` trains them in the
 same compiled call (see :func:`train_configs`).
 """
@@ -125,6 +126,31 @@ class TrainOutput(NamedTuple):
   val_curve: jax.Array        # [max_epochs], NaN after stopping
 
 
+class _EpochProgress:
+  """Host-side progress of the compiled training loop (fed by ``jax.debug.callback``)."""
+
+  def __init__(self):
+    self.bar = None
+
+  def __call__(self, epoch):
+    if self.bar is not None:
+      done = int(np.max(np.asarray(epoch)))
+      if done > self.bar.n:
+        self.bar.update(done - self.bar.n)
+
+  def start(self, total: int, desc: str):
+    from tqdm.auto import tqdm  # pylint: disable=import-outside-toplevel
+    self.bar = tqdm(total=total, desc=desc, unit="epoch", leave=False)
+
+  def stop(self):
+    if self.bar is not None:
+      self.bar.close()
+    self.bar = None
+
+
+_PROGRESS = _EpochProgress()
+
+
 def _tree_where(cond, a, b):
   return jax.tree.map(lambda x, y: jnp.where(cond, x, y), a, b)
 
@@ -201,6 +227,7 @@ def make_train(settings: TrainSettings, d: int, max_hidden=(250, 125)):
           best_epoch=jnp.where(better, epoch + 1, es.best_epoch),
           bad_epochs=bad,
           stopped=es.stopped | (active & (bad > settings.patience)))
+      jax.debug.callback(_PROGRESS, epoch + 1)
       losses = losses.at[epoch].set(jnp.where(active, loss_sum / fold.train_count, jnp.nan))
       curve = curve.at[epoch].set(jnp.where(active, score, jnp.nan))
       return epoch + 1, params, opt_state, es, losses, curve
@@ -259,7 +286,11 @@ def train_folds(settings: TrainSettings, seed: int, z: np.ndarray, pairs: PairDa
   """
   num_folds, _, d = z.shape
   fn = _compiled(settings, d, tuple(max_hidden), False)
-  return jax.block_until_ready(fn(fold_keys(seed, num_folds), jnp.asarray(z), pairs, fold))
+  _PROGRESS.start(settings.max_epochs, f"train {num_folds} folds")
+  try:
+    return jax.block_until_ready(fn(fold_keys(seed, num_folds), jnp.asarray(z), pairs, fold))
+  finally:
+    _PROGRESS.stop()
 
 
 def train_configs(settings: TrainSettings, seeds, z: np.ndarray, pairs: PairData,
@@ -273,7 +304,11 @@ def train_configs(settings: TrainSettings, seeds, z: np.ndarray, pairs: PairData
   _, num_folds, _, d = z.shape
   keys = jnp.stack([fold_keys(int(s), num_folds) for s in seeds])
   fn = _compiled(settings, d, tuple(max_hidden), True)
-  return jax.block_until_ready(fn(keys, jnp.asarray(z), pairs, fold))
+  _PROGRESS.start(settings.max_epochs, f"train {len(seeds)} configs x {num_folds} folds")
+  try:
+    return jax.block_until_ready(fn(keys, jnp.asarray(z), pairs, fold))
+  finally:
+    _PROGRESS.stop()
 
 
 def num_params(d: int, max_hidden=(250, 125)) -> int:

@@ -127,6 +127,33 @@ def usable_windows(windows: dict[str, np.ndarray], modality: str,
   return (windows["coverage"][:, streams] >= min_valid_fraction).all(axis=1)
 
 
+def minmax_stats(features: np.ndarray, train_mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+  """``(lo, span)`` per feature over the training windows only.
+
+  A feature constant on the training windows, or never finite there, gets ``span`` 1 (and a
+  never-finite one ``lo`` 0), so normalising never divides by zero.
+  """
+  train = features[train_mask]
+  if train.shape[0] == 0:
+    raise ValueError("no training windows to compute normalisation statistics from")
+  finite = np.isfinite(train).any(axis=0)
+  filled = np.where(finite, train, 0.0)          # all-NaN columns: no nanmin warning
+  lo = np.where(finite, np.nanmin(filled, axis=0), 0.0)
+  hi = np.where(finite, np.nanmax(filled, axis=0), 0.0)
+  span = np.where(hi > lo, hi - lo, 1.0)
+  return lo, span
+
+
+def minmax_apply(features: np.ndarray, lo: np.ndarray, span: np.ndarray, clip: bool = True
+                 ) -> np.ndarray:
+  """``(x - lo) / span``, NaN -> 0, optionally clipped to ``[0, 1]``; ``float32``."""
+  out = (features - lo) / span
+  out = np.where(np.isfinite(out), out, 0.0)
+  if clip:
+    out = np.clip(out, 0.0, 1.0)
+  return out.astype(np.float32)
+
+
 def minmax_normalise(features: np.ndarray, train_mask: np.ndarray, clip: bool = True
                      ) -> np.ndarray:
   """Min-max normalisation with statistics of the training windows only.
@@ -140,16 +167,5 @@ def minmax_normalise(features: np.ndarray, train_mask: np.ndarray, clip: bool = 
     ``float32 [W, F]``; a feature constant on the training windows maps to 0 (no NaN), and
     NaN inputs map to 0 (such windows are not usable and never enter a pair).
   """
-  train = features[train_mask]
-  if train.shape[0] == 0:
-    raise ValueError("no training windows to compute normalisation statistics from")
-  with np.errstate(all="ignore"):
-    lo = np.nanmin(train, axis=0)
-    hi = np.nanmax(train, axis=0)
-  lo = np.where(np.isfinite(lo), lo, 0.0)
-  span = np.where(np.isfinite(hi) & (hi > lo), hi - lo, 1.0)
-  out = (features - lo) / span
-  out = np.where(np.isfinite(out), out, 0.0)
-  if clip:
-    out = np.clip(out, 0.0, 1.0)
-  return out.astype(np.float32)
+  lo, span = minmax_stats(features, train_mask)
+  return minmax_apply(features, lo, span, clip)
