@@ -34,16 +34,16 @@ MAX_HIDDEN = (250, 125)
 
 
 def mlp_hidden_sizes(d: int, max_hidden: Sequence[int] = MAX_HIDDEN) -> tuple[int, int]:
-  """``(min(d // 2, 250), min(d // 4, 125))``, floored at one unit."""
+  """``(min(d // 2, 250), min(d // 4, 125))``, floored at one unit (``train.hidden_sizes``)."""
   if d < 1:
     raise ValueError(f"input dimension must be positive, got {d}")
-  return (max(1, min(d // 2, max_hidden[0])), max(1, min(d // 4, max_hidden[1])))
+  return train.hidden_sizes(d, tuple(max_hidden))
 
 
 def preference_mlp_param_count(d: int, max_hidden: Sequence[int] = MAX_HIDDEN) -> int:
-  """Trainable parameters (weights and biases) of the preference MLP for input size ``d``."""
-  sizes = (d, *mlp_hidden_sizes(d, max_hidden), 1)
-  return int(sum(n_in * n_out + n_out for n_in, n_out in zip(sizes[:-1], sizes[1:])))
+  """Trainable parameters (weights and biases) of the preference MLP (``train.num_params``)."""
+  mlp_hidden_sizes(d, max_hidden)
+  return train.num_params(d, tuple(max_hidden))
 
 
 def frozen_encoder_param_count(model: Any) -> int:

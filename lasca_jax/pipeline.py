@@ -216,7 +216,10 @@ def prepare(config, cache: cache_lib.StageCache, log: RunLog | None = None) -> R
         newly_encoded=store.encoded_count)
     parts.append(table[prompt_index])                                          # [folds, W, D]
   z = np.concatenate(parts, axis=-1).astype(np.float32)
-  pair_data = train.PairData(pairs["first"], pairs["second"], pairs["label"])
+  # Pairs are padded to a coarse size (never indexed; training ignores them) so that runs of
+  # similar size reuse one compiled program.
+  n_pad = protocols.bucket_size(pairs["label"].size, 1024) - pairs["label"].size
+  pair_data = train.PairData(*[np.pad(pairs[k], (0, n_pad)) for k in ("first", "second", "label")])
   info = {"frames_key": frames_key, "windows_key": win_key, "pairs_key": pair_key,
           "input_dim": int(z.shape[-1]), "model_label": model_label(config),
           "feature_names": win["feature_names"][cols].tolist()}

@@ -32,7 +32,7 @@ import ml_collections
 import numpy as np
 
 from lasca_jax import cache as cache_lib
-from lasca_jax import encode, pipeline, protocols, train
+from lasca_jax import encode, pipeline, train
 
 
 def _slug(text: str) -> str:
@@ -138,7 +138,7 @@ def _pad_to(a: np.ndarray, n: int, axis: int) -> np.ndarray:
 def stack_inputs(group: list[pipeline.RunInputs]) -> tuple[np.ndarray, train.PairData,
                                                            train.FoldData]:
   """Stacks equally shaped runs on a leading axis, padding pairs and fold indices."""
-  p_max = protocols.bucket_size(max(g.pairs.label.shape[0] for g in group), 1024)
+  p_max = max(g.pairs.label.shape[0] for g in group)
   pairs = train.PairData(*[np.stack([_pad_to(np.asarray(getattr(g.pairs, f)), p_max, 0)
                                      for g in group]) for f in train.PairData._fields])
   folds = [pipeline.fold_data(g.folds) for g in group]

@@ -33,6 +33,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from lasca_jax import cache as cache_lib
+
 SAMPLE_RATE = 16000
 MEDIA_EXTENSIONS = (".wav", ".flac", ".mp3", ".m4a", ".aac", ".ogg", ".opus", ".mp4", ".avi",
                     ".mkv", ".mov", ".webm", ".mpg", ".mpeg")
@@ -199,17 +201,8 @@ def list_media(inputs: Sequence[str | os.PathLike]) -> list[pathlib.Path]:
 
 
 def save_npz_atomic(path: str | os.PathLike, **arrays) -> None:
-  """Writes an ``.npz`` to a temporary name in the same folder, then ``os.replace``."""
-  path = pathlib.Path(path)
-  path.parent.mkdir(parents=True, exist_ok=True)
-  tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-  try:
-    with open(tmp, "wb") as f:
-      np.savez(f, **arrays)
-    os.replace(tmp, path)
-  finally:
-    if tmp.exists():
-      tmp.unlink()
+  """Writes an ``.npz`` atomically (``lasca_jax.cache.save_npz_atomic``)."""
+  cache_lib.save_npz_atomic(os.fspath(path), arrays)
 
 
 def extract_files(model_path: str | os.PathLike, inputs: Sequence[str | os.PathLike],
