@@ -101,10 +101,15 @@ def plot_accuracies(fold_accuracies: Mapping[str, Sequence[float]],
   ax.set_xticks(x)
   ax.set_xticklabels(labels, rotation=45, ha="right")
   ax.set_ylabel("accuracy (mean ± std over folds)")
-  finite = means[np.isfinite(means)]
-  if finite.size:
-    ax.set_ylim(max(0.0, min(finite.min(), chance or 1.0) - 0.1), min(1.0, finite.max() + 0.1))
-  ax.set_title(title or f"best: red; on par (Wilcoxon p >= {alpha:g}): '='")
+  ok = np.isfinite(means)
+  if ok.any():
+    low = (means - stds)[ok].min()
+    top = (means + stds)[ok].max()
+    ax.set_ylim(max(0.0, min(low, chance or 1.0) - 0.05), min(1.05, top + 0.06))
+  ax.set_title(title or f"best: red; on par (Wilcoxon p >= {alpha:g}): '='", pad=12)
+  if title:
+    ax.text(1.0, 1.0, f"red: best; '=': on par (p >= {alpha:g})", transform=ax.transAxes,
+            ha="right", va="bottom", fontsize=7)
   data = dict(labels=labels, means=means, stds=stds,
               p_values=np.array([comp[k].p_value for k in labels]), best=best, on_par=on_par)
   return Plot(fig, data, _save(fig, path))
