@@ -111,6 +111,19 @@ def expand(config: ml_collections.ConfigDict) -> list[tuple[str, ml_collections.
   return runs
 
 
+def group_size(config) -> int:
+  """``sweep.group_size``, with 0 meaning 1 on CPU and 8 on an accelerator.
+
+  Stacked configurations run until the slowest of them stops early, so on a CPU, where the
+  trainer is compute bound, one call per configuration is faster
+  (``experiments/benchmark_grouping.py``); accelerators gain from the larger batch.
+  """
+  size = int(config.sweep.group_size)
+  if size <= 0:
+    size = 1 if jax.default_backend() == "cpu" else 8
+  return size
+
+
 def _config_json(config) -> dict:
   return json.loads(config.to_json_best_effort())
 
@@ -204,7 +217,7 @@ def run_sweep(config, workdir: str, progress: bool = True) -> dict:
   cache = cache_lib.StageCache(config.cache_dir or None)
   # Runs whose inputs will share a shape are adjacent, so at most one group is in memory.
   pending.sort(key=lambda p: (_shape_signature(p[1]), p[0]))
-  size = max(1, int(config.sweep.group_size))
+  size = group_size(config)
   group, groups, train_seconds = [], 0, 0.0
   for run_dir, cfg in tqdm(pending, desc="sweep", unit="run", disable=not progress):
     os.makedirs(run_dir, exist_ok=True)
