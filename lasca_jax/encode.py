@@ -119,6 +119,16 @@ def load_model(backbone: str, model_path: str = "", device: str = "cpu"):
   return model
 
 
+def count_truncated(model, texts: Sequence[str]) -> int:
+  """How many ``texts`` the sentence transformer would cut at its ``max_seq_length``."""
+  limit = getattr(model, "max_seq_length", None)
+  tokenizer = getattr(model, "tokenizer", None)
+  if not limit or tokenizer is None:
+    return 0
+  ids = tokenizer(list(texts), add_special_tokens=True, truncation=False)["input_ids"]
+  return int(sum(len(i) > limit for i in ids))
+
+
 class EmbeddingStore:
   """Prompt -> embedding table of one backbone, persisted under ``cache_dir/embeddings``."""
 
@@ -129,6 +139,7 @@ class EmbeddingStore:
     self.path = os.path.join(cache_dir, "embeddings", f"{store_key(backbone, model_path)}.npz")
     self._model = None
     self.encoded_count = 0   # prompts encoded (not found in the store) by this object
+    self.truncated_count = 0  # of those, prompts longer than the encoder's max_seq_length
     if os.path.exists(self.path):
       data = cache_lib.load_npz(self.path)
       self.texts = list(data["texts"].tolist())
@@ -159,6 +170,7 @@ class EmbeddingStore:
       chunk = self.batch_size * self.save_every
       for start in range(0, len(missing), chunk):
         texts = missing[start:start + chunk]
+        self.truncated_count += count_truncated(self.model, texts)
         emb = self.model.encode(texts, batch_size=self.batch_size, convert_to_numpy=True,
                                 show_progress_bar=False).astype(np.float32)
         self.table = emb if self.table.size == 0 else np.concatenate([self.table, emb])
@@ -167,5 +179,10 @@ class EmbeddingStore:
         self._save()
         bar.update(len(texts))
       bar.close()
+      if self.truncated_count:
+        logging.warning("%d of %d prompts exceed %s's limit of %d tokens and were truncated "
+                        "(the end of the prompt, e.g. the audio part, is lost)",
+                        self.truncated_count, self.encoded_count, self.backbone,
+                        self.model.max_seq_length)
       known = {t: i for i, t in enumerate(self.texts)}
     return self.table[[known[p] for p in prompts]]

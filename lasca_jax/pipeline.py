@@ -213,7 +213,7 @@ def prepare(config, cache: cache_lib.StageCache, log: RunLog | None = None) -> R
     table = np.zeros((prompts.size, emb.shape[1]), np.float32)
     table[used] = emb
     log("embeddings", backbone=tcfg.backbone, store=store.path, dim=int(emb.shape[1]),
-        newly_encoded=store.encoded_count)
+        newly_encoded=store.encoded_count, newly_encoded_truncated=store.truncated_count)
     parts.append(table[prompt_index])                                          # [folds, W, D]
   z = np.concatenate(parts, axis=-1).astype(np.float32)
   # Pairs are padded to a coarse size (never indexed; training ignores them) so that runs of

@@ -139,8 +139,15 @@ def test_embedding_store_encodes_each_prompt_once_across_runs(tmp_path):
   again = encode.EmbeddingStore(str(tmp_path), "all-MiniLM-L6-v2")
   np.testing.assert_array_equal(again.embed(prompts[::-1], progress=False), emb[[1, 0]])
   assert again.encoded_count == 0 and again._model is None        # never even loaded
-  direct = encode.load_model("all-MiniLM-L6-v2").encode(prompts)
+  model = encode.load_model("all-MiniLM-L6-v2")
+  direct = model.encode(prompts)
   np.testing.assert_allclose(emb[:2], direct, atol=1e-5)
+  # Prompts over the encoder's token limit are counted (and logged) as truncated.
+  assert store.truncated_count == 0
+  long_prompt = "facial: " + ", ".join(["left blink stress regulation"] * 80) + " <|endoftext|>"
+  assert encode.count_truncated(model, [long_prompt, prompts[0]]) == 1
+  store.embed([long_prompt], progress=False)
+  assert store.truncated_count == 1 and store.encoded_count == 3
 
 
 def test_lexicons():
