@@ -25,7 +25,11 @@ def main(argv):
   del argv
   config = _CONFIG.value
   workdir = _WORKDIR.value or os.path.join("runs", config.name)
-  results = pipeline.run(config, workdir)
+  try:
+    results = pipeline.run(config, workdir)
+  except (ValueError, FileNotFoundError, RuntimeError) as e:
+    # Bad input or configuration: the message names the file and the problem.
+    sys.exit(f"error: {e}")
   acc = results["test_accuracy"]
   print(f"{config.name}: test accuracy {acc.mean():.4f} +- {acc.std():.4f} over {acc.size} "
         f"folds -> {os.path.join(workdir, 'results.npz')}")

@@ -56,7 +56,11 @@ def run(config, workdir: str, make_report: bool = True) -> dict:
 def main(argv):
   del argv
   config = _CONFIG.value
-  run(config, _WORKDIR.value or os.path.join("runs", config.name.replace("/", "_")), _REPORT.value)
+  try:
+    run(config, _WORKDIR.value or os.path.join("runs", config.name.replace("/", "_")),
+        _REPORT.value)
+  except (ValueError, FileNotFoundError, RuntimeError) as e:
+    sys.exit(f"error: {e}")
 
 
 if __name__ == "__main__":
