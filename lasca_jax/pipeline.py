@@ -157,14 +157,14 @@ def prepare(config, cache: cache_lib.StageCache, log: RunLog | None = None) -> R
 
   norm_key, norm = cache.get_or_compute(
       "normalise", {"windows": win_key, "modality": fcfg.modality, "clip": bool(fcfg.clip),
-                    "min_valid_fraction": float(fcfg.min_valid_fraction),
-                    "train_subjects": splits.train, "subjects": splits.subjects},
+                    "usable": usable, "train_subjects": splits.train,
+                    "subjects": splits.subjects},
       normalise)
   x = norm["values"]                                                           # [folds, W, F]
 
   pair_key, pairs = cache.get_or_compute(
-      "pairs", {"windows": win_key, "usable": usable, "target": config.pairs.target, "margin": float(config.pairs.margin),
-                "eps": float(config.pairs.eps)},
+      "pairs", {"windows": win_key, "usable": usable, "target": config.pairs.target,
+                "margin": float(config.pairs.margin), "eps": float(config.pairs.eps)},
       lambda: pairs_lib.make_pairs(win, usable, config.pairs.target, float(config.pairs.margin),
                                    float(config.pairs.eps)))
   if pairs["label"].size == 0:
@@ -208,7 +208,6 @@ def prepare(config, cache: cache_lib.StageCache, log: RunLog | None = None) -> R
                               if p is None or p == lexicon.feature_name_phrase(n)])
     store = encode.EmbeddingStore(cache.cache_dir, tcfg.backbone, tcfg.model_path, tcfg.device,
                                   int(tcfg.batch_size))
-    table = np.zeros((prompts.size, 0), np.float32)
     emb = store.embed(prompts[used].tolist())
     table = np.zeros((prompts.size, emb.shape[1]), np.float32)
     table[used] = emb
