@@ -179,14 +179,14 @@ SIMULATED_ENCODERS = (("SimFace", "visual", ("face",)), ("SimAudio", "audio", ("
                       ("SimAV", "multimodal", ("face", "audio")))
 
 
-def write_simulated_encoders(data_config, out_dir: str, dim: int = 64, seed: int = 0
-                             ) -> list[str]:
+def write_simulated_encoders(data_config, out_dir: str, dim: int = 64) -> list[str]:
   """Writes stand-ins for frozen baseline encoders (Tables 5-6) for the synthetic recordings.
 
   Each simulated encoder is a fixed random two-layer network (``dim`` units, tanh) applied to a
   modality's per-frame features, standardised with statistics of a separate "pretraining"
   subject that is not in the dataset, plus noise; frames without a face are left out, as a real
-  face encoder would. Files follow :mod:`lasca_jax.embeddings`' per-frame layout.
+  face encoder would. Weights and noise are drawn from ``data_config.seed`` (recorded in every
+  run's config.json). Files follow :mod:`lasca_jax.embeddings`' per-frame layout.
 
   Returns:
     ``sweep.baselines`` entries ``"Name:modality:dir"``.
@@ -194,7 +194,7 @@ def write_simulated_encoders(data_config, out_dir: str, dim: int = 64, seed: int
   from lasca_jax import cache as cache_lib  # pylint: disable=import-outside-toplevel
   recordings = load_recordings(data_config)
   reference = make_subject(data_config, 10_000 + int(data_config.num_subjects))
-  entries = []
+  entries, seed = [], int(data_config.seed)
   for e, (name, modality, streams) in enumerate(SIMULATED_ENCODERS):
     cols = np.flatnonzero(np.isin(reference.modalities, streams))
     ref = reference.features[:, cols]
