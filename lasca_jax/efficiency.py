@@ -27,7 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from lasca_jax import cache as cache_lib
-from lasca_jax import encode, lexicon, pipeline, protocols, salience, templates, train
+from lasca_jax import encode, lexicon, pipeline, salience, templates, train
 from lasca_jax import windows as windows_lib
 
 MAX_HIDDEN = (250, 125)
@@ -278,9 +278,7 @@ def trained_predictor(config, cache: cache_lib.StageCache | None = None, fold: i
   win = cache_lib.load_npz(cache.path("windows", inputs.info["windows_key"]))
   cols = windows_lib.modality_columns(win["modalities"], fcfg.modality)
   raw = win["features"][:, cols]
-  subj_idx = protocols.subject_index(win["subject_ids"][win["recording"]],
-                                     inputs.splits.subjects)
-  stats = training_range(raw, inputs.usable & inputs.splits.train[fold, subj_idx])
+  stats = training_range(raw, inputs.train_windows(fold))
   names, mods = win["feature_names"][cols].tolist(), win["modalities"][cols].tolist()
   phrases, prompt_cache = None, None
   if config.model.fusion != "features":

@@ -67,6 +67,16 @@ class RunInputs:
   usable: np.ndarray               # bool [W]
   info: dict
 
+  def train_windows(self, fold: int) -> np.ndarray:
+    """``bool [W]``: the usable windows of ``fold``'s training subjects (its min-max rows)."""
+    return train_windows(self.usable, self.splits, self.info["window_subject"], fold)
+
+
+def train_windows(usable: np.ndarray, splits: protocols.FoldSplits, window_subject: np.ndarray,
+                  fold: int) -> np.ndarray:
+  """``bool [W]``: usable windows whose subject is in ``fold``'s training set."""
+  return usable & splits.train[fold, window_subject]
+
 
 def model_label(config) -> str:
   """Row label as in the paper's tables: ``Features``, ``MPNet``, ``MPNet(F)``."""
@@ -152,7 +162,8 @@ def prepare(config, cache: cache_lib.StageCache, log: RunLog | None = None) -> R
   def normalise():
     feats = win["features"][:, cols]
     return {"values": np.stack([
-        windows_lib.minmax_normalise(feats, usable & splits.train[k, subj_idx], fcfg.clip)
+        windows_lib.minmax_normalise(feats, train_windows(usable, splits, subj_idx, k),
+                                     fcfg.clip)
         for k in range(splits.train.shape[0])])}
 
   norm_key, norm = cache.get_or_compute(
@@ -221,7 +232,7 @@ def prepare(config, cache: cache_lib.StageCache, log: RunLog | None = None) -> R
   pair_data = train.PairData(*[np.pad(pairs[k], (0, n_pad)) for k in ("first", "second", "label")])
   info = {"frames_key": frames_key, "windows_key": win_key, "pairs_key": pair_key,
           "input_dim": int(z.shape[-1]), "model_label": model_label(config),
-          "feature_names": win["feature_names"][cols].tolist()}
+          "feature_names": win["feature_names"][cols].tolist(), "window_subject": subj_idx}
   return RunInputs(z, pair_data, folds, splits, prompts, prompt_index, usable, info)
 
 
