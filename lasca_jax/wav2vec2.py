@@ -34,6 +34,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from lasca_jax import cache as cache_lib
+from lasca_jax.extract import audio as audio_lib
 
 SAMPLE_RATE = 16000
 MEDIA_EXTENSIONS = (".wav", ".flac", ".mp3", ".m4a", ".aac", ".ogg", ".opus", ".mp4", ".avi",
@@ -49,6 +50,8 @@ def _stream_start(stream) -> float | None:
 def decode_audio(path: str | os.PathLike) -> tuple[np.ndarray, int, float]:
   """Decodes the first audio stream of a file to mono float32 at its native rate.
 
+  The samples come from :func:`lasca_jax.extract.audio.decode_audio`.
+
   Returns:
     ``samples [N]``, the sample rate, and the offset in seconds of the audio start relative to
     the video start (0 for an audio-only file or when the container does not say).
@@ -58,26 +61,19 @@ def decode_audio(path: str | os.PathLike) -> tuple[np.ndarray, int, float]:
   """
   import av  # pylint: disable=g-import-not-at-top
   path = os.fspath(path)
+  wave = audio_lib.decode_audio(path, sample_rate=None)
+  if wave is None:
+    raise ValueError(f"{path}: no audio stream")
+  if wave.samples.size == 0:
+    raise ValueError(f"{path}: the audio stream decoded to no samples")
+  offset = 0.0
   with av.open(path) as container:
-    if not container.streams.audio:
-      raise ValueError(f"{path}: no audio stream")
-    stream = container.streams.audio[0]
-    rate = int(stream.codec_context.sample_rate or stream.rate)
-    offset = 0.0
     if container.streams.video:
-      a, v = _stream_start(stream), _stream_start(container.streams.video[0])
+      a = _stream_start(container.streams.audio[0])
+      v = _stream_start(container.streams.video[0])
       if a is not None and v is not None:
         offset = a - v
-    resampler = av.AudioResampler(format="flt", layout="mono", rate=rate)
-    chunks = []
-    for frame in container.decode(stream):
-      for out in resampler.resample(frame):
-        chunks.append(out.to_ndarray().reshape(-1))
-    for out in resampler.resample(None):
-      chunks.append(out.to_ndarray().reshape(-1))
-  if not chunks:
-    raise ValueError(f"{path}: the audio stream decoded to no samples")
-  return np.concatenate(chunks).astype(np.float32), rate, offset
+  return wave.samples, wave.sample_rate, offset
 
 
 def resample(samples: np.ndarray, rate: int, target_rate: int = SAMPLE_RATE) -> np.ndarray:

@@ -25,12 +25,12 @@ class Waveform:
   start_time: float
 
 
-def decode_audio(path: str, sample_rate: int = 16000) -> Optional[Waveform]:
+def decode_audio(path: str, sample_rate: Optional[int] = 16000) -> Optional[Waveform]:
   """Decodes the first audio stream of ``path`` to mono ``float32`` at ``sample_rate``.
 
   Args:
     path: any container PyAV reads (``.wav``, ``.mp4``, ``.avi``, ...).
-    sample_rate: output rate in Hz.
+    sample_rate: output rate in Hz; None keeps the stream's own rate.
 
   Returns:
     The waveform, or ``None`` when the file has no audio stream.
@@ -40,6 +40,8 @@ def decode_audio(path: str, sample_rate: int = 16000) -> Optional[Waveform]:
     if not container.streams.audio:
       return None
     stream = container.streams.audio[0]
+    if sample_rate is None:
+      sample_rate = int(stream.codec_context.sample_rate or stream.rate)
     resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
     chunks, start = [], None
     for frame in container.decode(stream):
