@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from lasca_jax import bundle as bundle_lib
 from lasca_jax import cache as cache_lib
 from lasca_jax import data as data_lib
 from lasca_jax import datasets
@@ -285,7 +286,8 @@ def write_config(workdir: str, config, extra: dict | None = None) -> None:
 
 
 def run(config, workdir: str) -> dict[str, np.ndarray]:
-  """Runs one configuration over all folds; writes ``config.json``, ``log.jsonl``, ``results.npz``."""
+  """Runs one configuration over all folds; writes ``config.json``, ``log.jsonl``, ``results.npz``
+  and the model bundle ``bundle/`` (:mod:`lasca_jax.bundle`)."""
   os.makedirs(workdir, exist_ok=True)
   log_path = os.path.join(workdir, "log.jsonl")
   if os.path.exists(log_path):
@@ -306,6 +308,8 @@ def run(config, workdir: str) -> dict[str, np.ndarray]:
       test_accuracy=arrays["test_accuracy"].round(4).tolist(),
       best_epoch=arrays["best_epoch"].tolist())
   write_results(workdir, arrays)
+  bundle_lib.write_bundle(workdir, config, inputs, out.params, cache)
+  log("bundle", path=bundle_lib.bundle_dir(workdir))
   log("done", mean_test_accuracy=float(arrays["test_accuracy"].mean()),
       std_test_accuracy=float(arrays["test_accuracy"].std()),
       cache_hits=cache.hits, cache_misses=cache.misses)

@@ -31,6 +31,7 @@ import jax
 import ml_collections
 import numpy as np
 
+from lasca_jax import bundle as bundle_lib
 from lasca_jax import cache as cache_lib
 from lasca_jax import encode, pipeline, train
 
@@ -129,9 +130,11 @@ def _config_json(config) -> dict:
 
 
 def is_done(run_dir: str, config) -> bool:
-  """True when ``run_dir`` holds results of exactly this configuration."""
+  """True when ``run_dir`` holds results and a model bundle of exactly this configuration."""
   cfg_path = os.path.join(run_dir, "config.json")
-  if not (os.path.exists(os.path.join(run_dir, "results.npz")) and os.path.exists(cfg_path)):
+  needed = ("results.npz", os.path.join(bundle_lib.DIRNAME, bundle_lib.JSON_FILE))
+  if not (all(os.path.exists(os.path.join(run_dir, n)) for n in needed) and
+          os.path.exists(cfg_path)):
     return False
   try:
     with open(cfg_path) as f:
@@ -180,7 +183,7 @@ def _group_key(config, inputs: pipeline.RunInputs):
           tuple(config.model.max_hidden), int(config.seed))
 
 
-def _train_and_write(group, log: logging.Logger) -> float:
+def _train_and_write(group, log: logging.Logger, cache: cache_lib.StageCache) -> float:
   """Trains a group of ``(run_dir, config, inputs, runlog)`` in one call and writes results."""
   config0, inputs0 = group[0][1], group[0][2]
   settings = train.TrainSettings.from_config(config0.train)
@@ -200,6 +203,7 @@ def _train_and_write(group, log: logging.Logger) -> float:
            test_accuracy=arrays["test_accuracy"].round(4).tolist(),
            best_epoch=arrays["best_epoch"].tolist())
     pipeline.write_results(run_dir, arrays)
+    bundle_lib.write_bundle(run_dir, config, inputs, one.params, cache)
     runlog("done", mean_test_accuracy=float(arrays["test_accuracy"].mean()),
            std_test_accuracy=float(arrays["test_accuracy"].std()))
   return seconds
@@ -221,7 +225,7 @@ def run_sweep(config, workdir: str, progress: bool = True) -> dict:
   group, groups, train_seconds = [], 0, 0.0
   for run_dir, cfg in tqdm(pending, desc="sweep", unit="run", disable=not progress):
     os.makedirs(run_dir, exist_ok=True)
-    for stale in ("log.jsonl", "results.npz"):
+    for stale in ("log.jsonl", "results.npz", os.path.join("bundle", "bundle.json")):
       if os.path.exists(os.path.join(run_dir, stale)):
         os.remove(os.path.join(run_dir, stale))
     runlog = pipeline.RunLog(run_dir)
@@ -231,12 +235,12 @@ def run_sweep(config, workdir: str, progress: bool = True) -> dict:
     inputs = pipeline.prepare(cfg, cache, runlog)
     key = _group_key(cfg, inputs)
     if group and (key != group[0][0] or len(group) == size):
-      train_seconds += _train_and_write([g[1:] for g in group], log)
+      train_seconds += _train_and_write([g[1:] for g in group], log, cache)
       groups += 1
       group = []
     group.append((key, run_dir, cfg, inputs, runlog))
   if group:
-    train_seconds += _train_and_write([g[1:] for g in group], log)
+    train_seconds += _train_and_write([g[1:] for g in group], log, cache)
     groups += 1
   summary = {"configurations": len(runs), "trained": len(pending),
              "skipped": len(runs) - len(pending), "groups": groups,

@@ -1,0 +1,87 @@
+"""Model bundles: written by every run, reloaded bit-identically, and their bad-input errors."""
+
+import json
+import os
+import shutil
+
+import numpy as np
+import pytest
+
+from lasca_jax import bundle, pipeline
+from conftest import make_tiny_config
+
+
+@pytest.fixture(scope="module", params=["features", "fused"])
+def run(request, tmp_path_factory, tiny_backbone):
+  """A runlocal synthetic run (3 folds) with its bundle."""
+  root = tmp_path_factory.mktemp(f"bundle_{request.param}")
+  config = make_tiny_config(root / "cache", **{"model.fusion": request.param,
+                                               "text.backbone": tiny_backbone})
+  results = pipeline.run(config, str(root / "run"))
+  return str(root / "run"), config, results
+
+
+def test_bundle_reproduces_the_test_probabilities_bit_for_bit(run):
+  run_dir, config, results = run
+  predictor = bundle.load_bundle(run_dir)
+  prob = predictor.test_probabilities()
+  assert prob.dtype == results["test_prob"].dtype
+  np.testing.assert_array_equal(prob, results["test_prob"])
+  saved = np.load(os.path.join(run_dir, "results.npz"))
+  np.testing.assert_array_equal(prob, saved["test_prob"])
+  meta = predictor.meta
+  assert meta["num_folds"] == config.protocol.num_folds == prob.shape[0]
+  assert len(meta["feature_names"]) == 73 and meta["modalities"].count("audio") == 15
+  assert meta["target"] == config.pairs.target and meta["window_seconds"] == 3.0
+  assert meta["config"]["model"]["fusion"] == config.model.fusion
+  if config.model.fusion == "fused":
+    assert meta["phrases"][meta["feature_names"].index("mouthSmileLeft")] == (
+        "left smile smirk positivity")
+
+
+def test_the_bundle_leaves_results_unchanged(run, tmp_path):
+  run_dir, config, results = run
+  # Same config in a fresh directory: identical arrays, and results.npz holds no bundle data.
+  again = pipeline.run(config, str(tmp_path / "again"))
+  for key in results:
+    if not key.startswith("_"):
+      np.testing.assert_array_equal(results[key], again[key])
+  assert set(np.load(os.path.join(run_dir, "results.npz")).files) == {
+      k for k in results if not k.startswith("_")}
+
+
+def test_a_run_without_a_bundle_is_a_one_line_error(run, tmp_path):
+  old = tmp_path / "old_run"
+  shutil.copytree(run[0], old, ignore=shutil.ignore_patterns("bundle"))
+  with pytest.raises(bundle.BundleError, match=r"bundle\.json does not exist.*rerun") as e:
+    bundle.load_bundle(str(old))
+  assert "\n" not in str(e.value) and str(old) in str(e.value)
+  with pytest.raises(bundle.BundleError, match="does not exist"):
+    bundle.load_bundle(str(tmp_path / "nowhere"))
+
+
+def test_an_altered_or_unknown_backbone_bundle_is_a_one_line_error(run, tmp_path):
+  copy = tmp_path / "copy"
+  shutil.copytree(run[0], copy)
+  meta_path = copy / "bundle" / "bundle.json"
+  meta = json.loads(meta_path.read_text())
+  meta["fusion"], meta["backbone"], meta["model_path"] = "fused", "no-such-encoder", ""
+  meta_path.write_text(json.dumps(meta))
+  with pytest.raises(bundle.BundleError, match=r"bundle\.json: text backbone 'no-such-encoder' "
+                     r"is not available here.*--text_model_path"):
+    bundle.load_bundle(str(copy))
+  with open(copy / "bundle" / "params.msgpack", "ab") as f:
+    f.write(b"x")
+  with pytest.raises(bundle.BundleError, match=r"params\.msgpack is missing or does not match"):
+    bundle.load_bundle(str(copy))
+
+
+def test_sweep_runs_write_bundles(swept):
+  root, _, _ = swept
+  runs = sorted((root / "out" / "runs").glob("multimodal/w3s_m0.1/arousal/*/results.npz"))
+  assert runs
+  for res in runs:
+    predictor = bundle.load_bundle(str(res.parent))
+    if predictor.fusion == "baseline":
+      continue
+    np.testing.assert_array_equal(predictor.test_probabilities(), np.load(res)["test_prob"])
