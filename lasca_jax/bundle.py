@@ -20,8 +20,10 @@ Every run (``pipeline.run``, and each run of a sweep) writes ``<run dir>/bundle/
 :func:`load_bundle` returns a :class:`BundlePredictor`, which recomputes a decision from raw
 window features exactly as the pipeline does (``windows.minmax_apply`` with the fold's
 statistics, ``salience.salience_mask``, ``templates.build_prompts``, the shared
-:class:`lasca_jax.encode.EmbeddingStore`, fusion, ``train.PreferenceMLP``): its probabilities on
-the run's test pairs are bit-identical to ``results.npz["test_prob"]``.
+:class:`lasca_jax.encode.EmbeddingStore`, fusion, ``train.PreferenceMLP``) for all fold models at
+once: its probabilities on the run's test pairs are bit-identical to ``results.npz["test_prob"]``.
+:meth:`BundlePredictor.window_predictor` gives one fold as the streaming
+:class:`lasca_jax.efficiency.WindowPredictor` (one window at a time, warm/cold prompt cache).
 """
 
 from __future__ import annotations
@@ -124,10 +126,14 @@ def write_bundle(run_dir: str, config, inputs, params: Any, cache: cache_lib.Sta
   mods = win["modalities"][cols].tolist()
   num_folds = int(inputs.z.shape[0])
   stats = [windows_lib.minmax_stats(raw, inputs.train_windows(k)) for k in range(num_folds)]
-  phrases = None
-  if config.model.fusion in ("text", "fused"):
+  # Models without text keep the configured lexicon's phrases too: explanations name cues by them.
+  try:
     phrases = lexicon.build_lexicon(pipeline.lexicon_kind(config), names, mods,
                                     int(tcfg.lexicon_seed), tcfg.uncovered)
+  except (ValueError, FileNotFoundError):
+    if config.model.fusion in ("text", "fused"):
+      raise
+    phrases = None
   folder = bundle_dir(run_dir)
   os.makedirs(folder, exist_ok=True)
   json_path = os.path.join(folder, JSON_FILE)
@@ -283,6 +289,25 @@ class BundlePredictor:
   def logits(self, diff: np.ndarray) -> np.ndarray:
     """``float32 [K, n]`` logits of each fold model for difference vectors ``[K, n, d]``."""
     return np.asarray(self._logits(self.params, jnp.asarray(diff)))
+
+  def window_predictor(self, fold: int = 0, encoder: Any = None):
+    """Fold ``fold`` as the streaming :class:`lasca_jax.efficiency.WindowPredictor` (one window
+    at a time, Sec. 5.5 latency path); its warm cache is the shared embedding store."""
+    from lasca_jax import efficiency  # pylint: disable=import-outside-toplevel
+    if self.fusion == "baseline":
+      raise BundleError(f"{self.path}: a baseline-encoder model has no streaming predictor")
+    prompt_cache = encoder_ = None
+    if self.uses_text:
+      prompt_cache = dict(zip(self.store.texts, self.store.table))
+      encoder_ = encoder if encoder is not None else self.store.model
+    sal = self.meta["salience"]
+    return efficiency.WindowPredictor(
+        jax.tree.map(lambda a: a[fold], self.params), fusion=self.fusion,
+        modality=self.meta["modality"],
+        stats=efficiency.TrainingRange(self.lo[fold], self.span[fold]),
+        modalities=self.modalities, phrases=self.phrases, clip=self.meta["clip"],
+        salience_rule=sal["rule"], salience_k=sal["k"], salience_threshold=sal["threshold"],
+        encoder=encoder_, prompt_cache=prompt_cache, max_hidden=tuple(self.meta["max_hidden"]))
 
   def test_windows(self) -> dict[str, np.ndarray]:
     """The run's test decisions (``test_windows.npz``, module docstring)."""
