@@ -189,6 +189,7 @@ class Prediction:
   windows: dict
   explanation: attribution.Explanation | None
   decided: np.ndarray        # int [N] rows of ``table`` that were decided
+  fold_prob: np.ndarray      # float32 [K, N] each fold model's P(increase) of those rows
 
 
 def predict_recording(predictor, frames: FrameInput, explain: bool = True, top: int = 3,
@@ -198,8 +199,11 @@ def predict_recording(predictor, frames: FrameInput, explain: bool = True, top: 
   t0 = time.perf_counter()
   win = window_input(frames, predictor)
   reasons = unusable_reasons(win, predictor)
-  usable = np.array([r == "" for r in reasons])
+  end = float(frames.times[-1]) if frames.times.size else 0.0
   w = float(predictor.meta["window_seconds"])
+  reasons = [f"partial window (the recording ends at {end:g} s): {r}"
+             if r and start + w > end + 1e-9 else r for r, start in zip(reasons, win["start"])]
+  usable = np.array([r == "" for r in reasons])
   num_w = usable.size
   pairs = np.stack([np.arange(num_w - 1), np.arange(1, num_w)], 1) if num_w > 1 else np.zeros(
       (0, 2), int)
@@ -268,7 +272,7 @@ def predict_recording(predictor, frames: FrameInput, explain: bool = True, top: 
   }
   if expl is not None:
     summary["max_completeness_gap"] = float(np.abs(expl.completeness_gap).max())
-  return Prediction(table, summary, win, expl, decided)
+  return Prediction(table, summary, win, expl, decided, prob)
 
 
 def trajectory_figure(pred: Prediction, path: str, title: str = "") -> None:

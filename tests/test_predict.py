@@ -1,0 +1,158 @@
+"""experiments/predict.py on new recordings: a shared real clip, per-frame tables, bad input."""
+
+import json
+import os
+import subprocess
+import sys
+
+import av
+import numpy as np
+import pandas as pd
+import pytest
+
+from lasca_jax import apply, bundle, pipeline
+from lasca_jax.datasets import synthetic
+from conftest import ROOT, make_tiny_config
+import media_fixtures
+
+sys.path.insert(0, os.path.join(ROOT, "experiments"))
+import predict as predict_cmd  # pylint: disable=wrong-import-position
+
+COLUMNS = ["start_s", "end_s", "next_start_s", "next_end_s", "p_increase", "p_increase_std",
+           "direction", "prompt", "next_prompt"]
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory, tiny_backbone):
+  """A runlocal synthetic multimodal fused run (58 + 15 columns, 3 folds)."""
+  root = tmp_path_factory.mktemp("predict")
+  config = make_tiny_config(root / "cache", **{"model.fusion": "fused",
+                                               "text.backbone": tiny_backbone})
+  results = pipeline.run(config, str(root / "run"))
+  return str(root / "run"), config, results
+
+
+def _subject_table(config, results, fold=0):
+  """The frames of one of ``fold``'s test subjects as column arrays (time + 73 features)."""
+  subject = str(np.asarray(results["subjects"])[results["test_subjects"][fold]][0])
+  rec = synthetic.make_subject(config.data, int(subject[1:]))
+  cols = {"time": rec.times}
+  cols.update({n: rec.features[:, j] for j, n in enumerate(rec.feature_names)})
+  return rec, cols
+
+
+def test_predictions_on_a_test_subjects_table_equal_the_runs_test_probabilities(run, tmp_path):
+  run_dir, config, results = run
+  rec, cols = _subject_table(config, results)
+  path = tmp_path / f"{rec.recording_id}.npz"
+  np.savez(path, **cols)
+  pred = predict_cmd.predict(run_dir, str(path), str(tmp_path / "out"))
+  table = pd.read_csv(tmp_path / "out" / "predictions.csv")
+  assert list(table.columns[:len(COLUMNS)]) == COLUMNS
+  assert len(table) == pred.windows["start"].size - 1
+  # Fold 0's test pairs of this recording, decided again from the frame table.
+  predictor = bundle.load_bundle(run_dir)
+  t = predictor.test_windows()
+  rec_index = list(t["recording_ids"]).index(rec.recording_id)
+  row_of = {int(r): i for i, r in enumerate(pred.decided)}
+  w = config.features.window_seconds
+  checked = 0
+  for j in np.flatnonzero(t["mask"][0]):
+    a, b = t["first"][0, j], t["second"][0, j]
+    if t["recording"][a] != rec_index or t["start"][b] < t["start"][a]:
+      continue                                        # other recordings; the reversed order
+    row = int(round(t["start"][a] / w))
+    # Equal up to float32 rounding of the MLP's batched matmul (another batch shape here);
+    # in the run's own layout the bundle is bit-identical (test_bundle.py).
+    np.testing.assert_allclose(pred.fold_prob[0, row_of[row]], results["test_prob"][0, j],
+                               rtol=2e-6)
+    checked += 1
+  assert checked > 5
+  summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+  assert summary["decided"] == len(pred.decided) and summary["fold_models"] == 3
+  assert (tmp_path / "out" / "trajectory.png").stat().st_size > 0
+  decided = table[table["status"] == "ok"]
+  assert np.allclose(decided["p_increase"], pred.fold_prob.mean(0))
+  assert set(decided["direction"]) <= {"increase", "decrease"}
+  assert decided["top_cues"].str.len().min() > 0
+
+
+def test_a_csv_table_with_a_face_gap_reports_the_windows_it_cannot_decide(run, tmp_path):
+  run_dir, config, results = run
+  _, cols = _subject_table(config, results)
+  gap = (cols["time"] >= 9.0) & (cols["time"] < 15.0)
+  for name in list(cols)[1:59]:                      # the 58 face columns
+    cols[name] = np.where(gap, np.nan, cols[name])
+  cols["extra_column"] = np.zeros_like(cols["time"])  # ignored
+  path = tmp_path / "frames.csv"
+  pd.DataFrame(cols).to_csv(path, index=False)
+  pred = predict_cmd.predict(run_dir, str(path), str(tmp_path / "out"), explain=False)
+  table = pred.table
+  assert [9.0, 12.0] in pred.summary["windows_without_face"]
+  assert [12.0, 15.0] in pred.summary["windows_without_face"]
+  blocked = table[(table["start_s"] >= 6.0) & (table["start_s"] <= 12.0)]
+  assert blocked["p_increase"].isna().all()
+  assert blocked["status"].str.contains("window 9-12 s: face in 0% of frames").any()
+  assert (table["status"] == "ok").sum() == len(pred.decided) > 5
+
+
+def test_mismatched_columns_are_a_one_line_error(run, tmp_path):
+  run_dir, config, results = run
+  _, cols = _subject_table(config, results)
+  del cols["mouthSmileLeft"], cols["mfcc_3"]
+  path = tmp_path / "missing.csv"
+  pd.DataFrame(cols).to_csv(path, index=False)
+  with pytest.raises(bundle.BundleError, match=r"missing\.csv: 2 of the model's 73 feature "
+                     r"columns are missing .*feature_names in .*bundle\.json") as e:
+    predict_cmd.predict(run_dir, str(path), str(tmp_path / "out"))
+  assert "\n" not in str(e.value)
+
+
+def test_predict_runs_end_to_end_on_a_shared_clip(run, tmp_path):
+  run_dir, _, _ = run
+  clip = str(media_fixtures.shared_file("media/retalking_1.mp4"))
+  face_model = media_fixtures.face_model()
+  out = tmp_path / "clip"
+  env = dict(os.environ, LASCA_JAX_FACE_MODEL=face_model)
+  proc = subprocess.run([sys.executable, os.path.join(ROOT, "experiments", "predict.py"),
+                         f"--run={run_dir}", f"--input={clip}", f"--output={out}"],
+                        capture_output=True, text=True, env=env, cwd=ROOT, timeout=900)
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  table = pd.read_csv(out / "predictions.csv")
+  summary = json.loads((out / "summary.json").read_text())
+  assert summary["input_kind"] == "video" and summary["frames_decoded"] == 135
+  assert summary["windows"] == 3 and summary["decided"] == 1 == (table["status"] == "ok").sum()
+  assert summary["windows_without_face"] == [[6.0, 9.0]]       # the partial last window
+  assert table["status"].iloc[1].startswith("not decided: window 6-9 s: partial window")
+  p = table["p_increase"].iloc[0]
+  assert 0 < p < 1 and table["prompt"].iloc[0].startswith("facial: ")
+  # The streaming WindowPredictor of each fold gives the same decision.
+  predictor = bundle.load_bundle(run_dir)
+  frames = apply.read_input(clip, predictor, face_model)
+  win = apply.window_input(frames, predictor)
+  probs = [predictor.window_predictor(k).decide(win["features"][0], win["features"][1])
+           for k in range(predictor.num_folds)]
+  np.testing.assert_allclose(p, np.mean(probs), rtol=1e-5)
+  assert (out / "trajectory.png").stat().st_size > 0
+
+
+def _reencode(src, dst, frames=40, audio=True):
+  with av.open(src) as inp:
+    images = [f.to_ndarray(format="rgb24") for _, f in zip(range(frames),
+                                                           inp.decode(video=0))]
+  return media_fixtures.write_video(dst, np.stack(images), fps=22,
+                                    audio_seconds=frames / 22 if audio else None)
+
+
+def test_a_video_without_audio_or_without_a_face_is_a_one_line_error(run, tmp_path):
+  run_dir, _, _ = run
+  face_model = media_fixtures.face_model()
+  clip = str(media_fixtures.shared_file("media/retalking_1.mp4"))
+  silent = _reencode(clip, str(tmp_path / "silent.mp4"), audio=False)
+  with pytest.raises(bundle.BundleError, match=r"silent\.mp4: no audio track, but the model "
+                     r".*uses audio features.*features\.modality=visual"):
+    predict_cmd.predict(run_dir, silent, str(tmp_path / "out"), face_model=face_model)
+  grey = media_fixtures.write_video(str(tmp_path / "grey.mp4"), 30, fps=25, audio_seconds=1.2)
+  with pytest.raises(bundle.BundleError, match=r"grey\.mp4: no face found in any frame.*"
+                     r"features\.modality=audio"):
+    predict_cmd.predict(run_dir, grey, str(tmp_path / "out"), face_model=face_model)
