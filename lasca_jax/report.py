@@ -12,6 +12,9 @@
   * ``figures/prompts_<modality>_<w>s.png`` - Figure 2, unique-prompt histogram (fold 0 of the
     first run with prompts per modality and window),
   * ``figures/curves/<run path>.png`` - learning curves per run (``curves=True``),
+  * ``tables/cues_<target>.csv`` and ``figures/cues_<target>.png`` - cue attributions
+    (:mod:`lasca_jax.attribution`) of one LaScA run per target, with its deletion curve
+    (``cues=True``; runs written before model bundles are skipped),
   * ``report.md`` - all Markdown tables and links to the figures.
 
 Everything is derived from ``config.json`` + ``results.npz``; the accuracy figures use the fold
@@ -127,11 +130,86 @@ def learning_curve_figures(records: Sequence[tables.RunRecord], sweep_dir: str |
   return paths
 
 
+def cue_run(records: Sequence[tables.RunRecord], target: str, lasca_label: str,
+            lexicon: str = "llm") -> tables.RunRecord | None:
+  """The run whose cues the report shows for ``target``: a fused run with a model bundle and
+  the given lexicon, preferring the LaScA row, multimodal input, then the shortest window and
+  smallest margin."""
+  from lasca_jax import bundle  # pylint: disable=import-outside-toplevel
+  found = [r for r in records if r.target == target and r.fusion == "fused" and
+           r.lexicon == lexicon and
+           os.path.exists(os.path.join(bundle.bundle_dir(r.path), bundle.JSON_FILE))]
+  found.sort(key=lambda r: (r.model_label != lasca_label, r.modality != "multimodal",
+                            r.window_seconds, r.margin, r.path))
+  return found[0] if found else None
+
+
+def run_cues(run_dir: str, max_pairs: int = 200, seed: int = 0):
+  """``(cues table, explain summary)`` of a run: ``<run>/explain`` when it is newer than the
+  bundle, else computed (``experiments/explain.py``'s defaults) and written there."""
+  import json  # pylint: disable=import-outside-toplevel
+  import pandas as pd  # pylint: disable=import-outside-toplevel
+  from lasca_jax import attribution, bundle  # pylint: disable=import-outside-toplevel
+  folder = os.path.join(run_dir, "explain")
+  summary_path = os.path.join(folder, "explain.json")
+  bundle_json = os.path.join(bundle.bundle_dir(run_dir), bundle.JSON_FILE)
+  if (os.path.exists(summary_path) and
+      os.path.getmtime(summary_path) >= os.path.getmtime(bundle_json)):
+    with open(summary_path) as f:
+      return pd.read_csv(os.path.join(folder, "cues.csv")), json.load(f)
+  result = attribution.explain_run(bundle.load_bundle(run_dir), max_pairs, seed)
+  attribution.write_run_explanation(result, folder)
+  return result.cues, result.summary
+
+
+def cue_section(records: Sequence[tables.RunRecord], sweep_dir, out_dir, lasca_label: str,
+                lexicon: str = "llm", max_pairs: int = 200, top: int = 8
+                ) -> tuple[list[str], list[str], list[str]]:
+  """Cue attributions per target: ``(markdown lines, table paths, figure paths)``."""
+  from lasca_jax import attribution  # pylint: disable=import-outside-toplevel
+  md, table_paths, figure_paths = [], [], []
+  for target in sorted({r.target for r in records}):
+    r = cue_run(records, target, lasca_label, lexicon)
+    if r is None:
+      continue
+    cues, summary = run_cues(r.path, max_pairs)
+    csv_path = pathlib.Path(out_dir) / "tables" / f"cues_{target}.csv"
+    csv_path.parent.mkdir(parents=True, exist_ok=True)
+    cues.to_csv(csv_path, index=False)
+    fig_path = pathlib.Path(out_dir) / "figures" / f"cues_{target}.png"
+    fig_path.parent.mkdir(parents=True, exist_ok=True)
+    attribution.cue_figure(cues, str(fig_path), f"{r.model_label} {r.modality} "
+                           f"{tables.column_label(r.column)}: cues of {target}")
+    table_paths.append(str(csv_path))
+    figure_paths.append(str(fig_path))
+    d = summary["deletion"]
+    md += [f"### {target}: {r.model_label}, {r.modality}, {tables.column_label(r.column)}", "",
+           f"Run `{os.path.relpath(r.path, sweep_dir)}`, {summary['explained']} test decisions "
+           "explained. Positive = the cue's presence in the later window (text) or its rise "
+           "(feature) pushes toward an increase.", "",
+           "| source | cue | phrase | mean contribution | std over folds | times salient |",
+           "| --- | --- | --- | --- | --- | --- |"]
+    for source in ("text", "feature"):
+      part = cues[cues["source"] == source].sort_values("mean_abs_contribution",
+                                                        ascending=False).head(top)
+      md += [f"| {source} | {c.cue} | {c.phrase if isinstance(c.phrase, str) else ''} | "
+             f"{c.mean_contribution:+.3f} | {c.std_over_folds:.3f} | {c.times_salient} |"
+             for c in part.itertuples()]
+    md += ["", "Deletion curve (mean |logit change| when removing k cues, k = "
+           f"{d['k'][0]}..{d['k'][-1]}): top-k attributed "
+           f"{', '.join(f'{v:.3f}' for v in d['top_change'])}; k random salient "
+           f"{', '.join(f'{v:.3f}' for v in d['random_change'])}.", ""]
+  if md:
+    md = ["## Cue attributions", ""] + md
+  return md, table_paths, figure_paths
+
+
 def make_report(sweep_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
                 dataset: str | None = None, lasca_label: str = "MPNet(F)", lexicon: str = "llm",
                 lexicon_backbones: Sequence[str] = ("MPNet(F)", "DRoBERTa(F)", "MiniLM(F)"),
                 lexicon_modality: str = "multimodal", figures: bool = True,
-                curves: bool = False) -> dict[str, list[str]]:
+                curves: bool = False, cues: bool = True,
+                cue_pairs: int = 200) -> dict[str, list[str]]:
   """Writes all tables (and figures) of a sweep; returns ``{kind: [paths]}``.
 
   Args:
@@ -145,6 +223,8 @@ def make_report(sweep_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
     lexicon_modality: modality of the lexicon table (multimodal in the paper).
     figures: draw accuracy and pair-count figures.
     curves: draw a learning-curve figure per run.
+    cues: explain one LaScA run per target (:func:`cue_section`).
+    cue_pairs: test decisions explained per such run.
 
   Raises:
     ValueError: when the sweep holds no run.
@@ -193,6 +273,12 @@ def make_report(sweep_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
     md += [f"Note: some cells have only {', '.join(map(str, few))} folds; with fewer than "
            f"{stats.MIN_PAIRS_FOR_SIGNIFICANCE} paired folds the two-sided Wilcoxon test cannot "
            "reach p < 0.05, so every model there is on par with the best by construction.", ""]
+  if cues:
+    cue_md, cue_tables, cue_figs = cue_section(records, sweep_dir, out_dir, lasca_label,
+                                               lexicon, cue_pairs)
+    md += cue_md
+    written["tables"] += cue_tables
+    written["figures"] += cue_figs
   if written["figures"]:
     md += ["## Figures", ""]
     md += [f"- [{os.path.relpath(p, out_dir)}]({os.path.relpath(p, out_dir)})"

@@ -5,6 +5,7 @@ import os
 import shutil
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from lasca_jax import bundle, pipeline
@@ -85,3 +86,20 @@ def test_sweep_runs_write_bundles(swept):
     if predictor.fusion == "baseline":
       continue
     np.testing.assert_array_equal(predictor.test_probabilities(), np.load(res)["test_prob"])
+  # The sweep report explains one LaScA run per target from its bundle.
+  report = root / "out" / "report"
+  assert "## Cue attributions" in (report / "report.md").read_text()
+  cues = pd.read_csv(report / "tables" / "cues_arousal.csv")
+  assert {"cue", "phrase", "modality", "source", "times_salient", "mean_contribution",
+          "std_over_folds"} <= set(cues.columns)
+  assert set(cues["source"]) == {"text", "feature"} and len(cues) == 2 * 73
+  assert (report / "figures" / "cues_arousal.png").stat().st_size > 0
+
+
+def test_the_notebook_shows_cue_attributions(swept, monkeypatch):
+  from test_notebook import run_notebook  # pylint: disable=import-outside-toplevel
+  root, _, _ = swept
+  _, shown = run_notebook(root / "out" / "runs", monkeypatch)
+  md = "\n".join(s for kind, s in shown if kind == "md")
+  assert "## Cue attributions" in md and "Deletion curve" in md
+  assert any(str(p).endswith("cues_arousal.png") for kind, p in shown if kind == "img")
