@@ -154,10 +154,15 @@ def _removal_logits(predictor, rep, first: np.ndarray, second: np.ndarray, diff:
     s2 = table[[row[t] for t in texts_second]]
     off = _text_offset(predictor)
     new[:, off:off + s1.shape[1]] = s2 - s1
+  num_f = len(predictor.feature_names)
+  if predictor.fusion == "mask":                   # the salience-mask control: [x || m]
+    m1 = np.stack([it[2] for it in items]).astype(np.float32)
+    m2 = np.stack([it[3] for it in items]).astype(np.float32)
+    new[:, num_f:2 * num_f] = m2 - m1
   if predictor.uses_features:
     for m, it in enumerate(items):
       if it[4] is not None:
-        new[m, :len(predictor.feature_names)][it[4]] = 0.0
+        new[m, :num_f][it[4]] = 0.0
   return _logits_by_fold(predictor, fold, new)
 
 

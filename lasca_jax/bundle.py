@@ -40,7 +40,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from lasca_jax import cache as cache_lib
-from lasca_jax import encode, lexicon, salience, templates, train
+from lasca_jax import controls, encode, lexicon, salience, templates, train
 from lasca_jax import windows as windows_lib
 
 FORMAT = "lasca_jax.bundle/1"
@@ -48,6 +48,13 @@ DIRNAME = "bundle"
 JSON_FILE = "bundle.json"
 PARAMS_FILE = "params.msgpack"
 TEST_FILE = "test_windows.npz"
+
+
+# Fusions whose representation holds features x / a prompt embedding (encoded or, for the
+# random-text control, a fixed random vector per prompt).
+FEATURE_FUSIONS = ("features", "fused") + controls.FUSIONS
+TEXT_FUSIONS = ("text", "fused", "random_text")
+ENCODED_FUSIONS = ("text", "fused")
 
 
 class BundleError(ValueError):
@@ -131,7 +138,7 @@ def write_bundle(run_dir: str, config, inputs, params: Any, cache: cache_lib.Sta
     phrases = lexicon.build_lexicon(pipeline.lexicon_kind(config), names, mods,
                                     int(tcfg.lexicon_seed), tcfg.uncovered)
   except (ValueError, FileNotFoundError):
-    if config.model.fusion in ("text", "fused"):
+    if config.model.fusion in TEXT_FUSIONS:
       raise
     phrases = None
   folder = bundle_dir(run_dir)
@@ -159,15 +166,20 @@ def write_bundle(run_dir: str, config, inputs, params: Any, cache: cache_lib.Sta
       "salience": {"rule": tcfg.salience, "k": int(tcfg.salience_k),
                    "threshold": float(tcfg.salience_threshold)},
       "clip": bool(fcfg.clip),
-      "backbone": tcfg.backbone if config.model.fusion in ("text", "fused") else "",
-      "model_path": tcfg.model_path if config.model.fusion in ("text", "fused") else "",
+      "backbone": tcfg.backbone if config.model.fusion in TEXT_FUSIONS else "",
+      "model_path": tcfg.model_path if config.model.fusion in TEXT_FUSIONS else "",
       "window_seconds": float(fcfg.window_seconds),
       "min_valid_fraction": float(fcfg.min_valid_fraction),
       "time_base_hz": time_base_hz(config),
       "target": config.pairs.target,
       "margin": float(config.pairs.margin),
       "input_dim": d,
-      "hidden": list(train.hidden_sizes(d, tuple(config.model.max_hidden))),
+      "hidden": list(train.hidden_sizes(d, tuple(config.model.max_hidden),
+                                        int(inputs.info.get("hidden_dim", 0)))),
+      "random_text": ({"seed": int(tcfg.get("random_seed", 0)),
+                       "norm": controls.random_norm(tcfg),
+                       "dim": encode.embedding_geometry(tcfg.backbone, tcfg.model_path)[0]}
+                      if config.model.fusion == "random_text" else None),
       "max_hidden": list(config.model.max_hidden),
       "num_folds": num_folds,
       "files": {PARAMS_FILE: _sha256(os.path.join(folder, PARAMS_FILE)),
@@ -225,11 +237,11 @@ class BundlePredictor:
 
   @property
   def uses_text(self) -> bool:
-    return self.fusion in ("text", "fused")
+    return self.fusion in TEXT_FUSIONS
 
   @property
   def uses_features(self) -> bool:
-    return self.fusion in ("features", "fused")
+    return self.fusion in FEATURE_FUSIONS
 
   @property
   def store(self) -> encode.EmbeddingStore:
@@ -241,7 +253,12 @@ class BundlePredictor:
     return self._store
 
   def embed(self, prompts: Sequence[str]) -> np.ndarray:
-    """``float32 [n, D]``: prompts through the shared embedding store (encoding only new ones)."""
+    """``float32 [n, D]``: prompts through the shared embedding store (encoding only new ones);
+    for the random-text control, its fixed random vector per prompt."""
+    rnd = self.meta.get("random_text")
+    if rnd:
+      return controls.random_prompt_embeddings(list(prompts), rnd["dim"], rnd["seed"],
+                                               rnd["norm"])
     return self.store.embed(list(prompts), progress=False)
 
   def normalise(self, raw: np.ndarray) -> np.ndarray:
@@ -276,10 +293,14 @@ class BundlePredictor:
                           "encoder's embeddings, which predict.py cannot compute: use a "
                           "features, text or fused run")
       parts.append(np.broadcast_to(np.nan_to_num(baseline), (self.num_folds,) + baseline.shape))
+    if self.fusion == "mask":
+      parts.append(mask.astype(np.float32))
     if self.uses_text:
       prompts, index = self.prompts_for(mask)
       parts.append(self.embed(prompts.tolist())[index])
-    z = np.concatenate(parts, axis=-1).astype(np.float32)
+    # The capacity-matched control pads with zero columns up to the fused model's size.
+    z = controls.pad_to(np.concatenate(parts, axis=-1).astype(np.float32),
+                        int(self.meta["input_dim"]))
     return Represented(x, mask, prompts, index, z)
 
   def probabilities(self, z_first: np.ndarray, z_second: np.ndarray) -> np.ndarray:
@@ -294,8 +315,10 @@ class BundlePredictor:
     """Fold ``fold`` as the streaming :class:`lasca_jax.efficiency.WindowPredictor` (one window
     at a time, Sec. 5.5 latency path); its warm cache is the shared embedding store."""
     from lasca_jax import efficiency  # pylint: disable=import-outside-toplevel
-    if self.fusion == "baseline":
-      raise BundleError(f"{self.path}: a baseline-encoder model has no streaming predictor")
+    if self.fusion not in ENCODED_FUSIONS + ("features",) or (
+        self.fusion == "features" and self.meta["input_dim"] != len(self.feature_names)):
+      raise BundleError(f"{self.path}: the streaming WindowPredictor covers the features, text "
+                        f"and fused models, not {self.fusion!r} or a capacity-padded control")
     prompt_cache = encoder_ = None
     if self.uses_text:
       prompt_cache = dict(zip(self.store.texts, self.store.table))
@@ -324,7 +347,7 @@ class BundlePredictor:
 
 
 def _check_backbone(meta: dict, json_path: str, model_path: str | None) -> None:
-  if meta["fusion"] not in ("text", "fused"):
+  if meta["fusion"] not in ENCODED_FUSIONS:
     return
   try:
     encode.resolve(meta["backbone"], meta["model_path"] if model_path is None else model_path)

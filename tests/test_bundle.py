@@ -103,3 +103,15 @@ def test_the_notebook_shows_cue_attributions(swept, monkeypatch):
   md = "\n".join(s for kind, s in shown if kind == "md")
   assert "## Cue attributions" in md and "Deletion curve" in md
   assert any(str(p).endswith("cues_arousal.png") for kind, p in shown if kind == "img")
+
+
+@pytest.mark.parametrize("overrides", [
+    {"model.fusion": "mask"},
+    {"model.fusion": "random_text", "text.random_norm": 1.0},
+    {"model.fusion": "features", "model.hidden_from": "fused"},
+], ids=["mask", "random_text", "capacity"])
+def test_control_runs_reproduce_bit_for_bit(overrides, tmp_path, tiny_backbone):
+  config = make_tiny_config(tmp_path / "cache", **{"text.backbone": tiny_backbone, **overrides})
+  results = pipeline.run(config, str(tmp_path / "run"))
+  predictor = bundle.load_bundle(str(tmp_path / "run"))
+  np.testing.assert_array_equal(predictor.test_probabilities(), results["test_prob"])
