@@ -157,3 +157,25 @@ def test_integrated_gradients_are_complete(models):
   assert np.abs(delta[v]).max() > 0.05
   np.testing.assert_allclose(got[v], delta[v], atol=0.02 + 0.05 * np.abs(delta[v]).max())
   assert np.all(expl.feature[~v] == 0)
+
+
+def test_explain_command_writes_cues_figure_and_deletion_curve(models, tmp_path, monkeypatch):
+  import os  # pylint: disable=import-outside-toplevel
+  import sys  # pylint: disable=import-outside-toplevel
+  import pandas as pd  # pylint: disable=import-outside-toplevel
+  from conftest import ROOT  # pylint: disable=import-outside-toplevel
+  sys.path.insert(0, os.path.join(ROOT, "experiments"))
+  import explain as explain_cmd  # pylint: disable=import-outside-toplevel
+  predictor, _ = models["fused", "valence"]
+  monkeypatch.setattr(encode, "load_model", lambda *args, **kwargs: BagOfWordsEncoder())
+  run_dir = os.path.dirname(predictor.path)
+  result = explain_cmd.explain(run_dir, str(tmp_path / "explain"), max_pairs=60)
+  cues = pd.read_csv(tmp_path / "explain" / "cues.csv")
+  assert list(cues.columns[:7]) == ["cue", "phrase", "modality", "source", "times_salient",
+                                    "mean_contribution", "std_over_folds"]
+  assert set(cues["source"]) == {"text", "feature"} and len(cues) == 2 * 58
+  assert result.summary["explained"] == 60
+  for name in ("cues_valence.png", "deletion.png"):
+    assert (tmp_path / "explain" / name).stat().st_size > 0
+  deletion = pd.read_csv(tmp_path / "explain" / "deletion.csv")
+  assert list(deletion["k"]) == [1, 2, 3, 4, 5]
