@@ -26,13 +26,11 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-import predict as predict_cmd  # pylint: disable=wrong-import-position
 from lasca_jax import apply, attribution, bundle, efficiency, encode  # pylint: disable=wrong-import-position
 
-# --run, --input and --face_model are predict.py's flags.
-_RUN, _INPUT, _FACE_MODEL = predict_cmd._RUN, predict_cmd._INPUT, predict_cmd._FACE_MODEL  # pylint: disable=protected-access
+_RUN = flags.DEFINE_string("run", None, "Trained run directory.")
+_INPUT = flags.DEFINE_string("input", None, "A video (or per-frame table).")
+_FACE_MODEL = flags.DEFINE_string("face_model", "", "MediaPipe face_landmarker.task.")
 _REPEATS = flags.DEFINE_integer("repeats", 30, "Timed decisions per setting.")
 _OUT = flags.DEFINE_string("out", "", "Optional JSON output path.")
 
@@ -47,7 +45,7 @@ def main(argv):
   out = {"load_before": os.getloadavg()}
   with tempfile.TemporaryDirectory() as tmp:
     t0 = time.perf_counter()
-    pred = predict_cmd.predict(_RUN.value, _INPUT.value, os.path.join(tmp, "p"),
+    pred = apply.run_predict(_RUN.value, _INPUT.value, os.path.join(tmp, "p"),
                                _FACE_MODEL.value, explain=False)
     wall = time.perf_counter() - t0
   s = pred.summary

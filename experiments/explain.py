@@ -15,7 +15,7 @@ from absl import app, flags, logging
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from lasca_jax import attribution, bundle  # pylint: disable=wrong-import-position
+from lasca_jax import attribution  # pylint: disable=wrong-import-position
 
 _RUN = flags.DEFINE_string("run", None, "Run directory (with bundle/).")
 _OUTPUT = flags.DEFINE_string("output", None, "Output folder (default <run>/explain).")
@@ -29,14 +29,8 @@ _TEXT_MODEL_PATH = flags.DEFINE_string("text_model_path", None, "Local folder of
 _CACHE_DIR = flags.DEFINE_string("cache_dir", None, "Embedding store location.")
 
 
-def explain(run_dir: str, output: str | None = None, max_pairs: int = 400, seed: int = 0,
-            steps: int = 32, draws: int = 5, text_model_path: str | None = None,
-            cache_dir: str | None = None) -> attribution.RunExplanation:
-  """Library entry point (tests and the sweep report call this)."""
-  predictor = bundle.load_bundle(run_dir, cache_dir, text_model_path)
-  result = attribution.explain_run(predictor, max_pairs, seed, steps, draws)
-  attribution.write_run_explanation(result, output or os.path.join(run_dir, "explain"))
-  return result
+# Library entry point (tests and the sweep report call it).
+explain = attribution.explain_run_dir
 
 
 def main(argv):

@@ -11,16 +11,14 @@ and the run's feature columns. Writes ``<output>/predictions.csv`` (one row per 
 window pair), ``<output>/trajectory.png`` and ``<output>/summary.json``.
 """
 
-import json
 import os
 import sys
-import time
 
 from absl import app, flags, logging
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from lasca_jax import apply, bundle  # pylint: disable=wrong-import-position
+from lasca_jax import apply  # pylint: disable=wrong-import-position
 
 _RUN = flags.DEFINE_string("run", None, "Run directory (with bundle/) of a trained model.")
 _INPUT = flags.DEFINE_string("input", None, "Video, extracted feature .npz, or per-frame table.")
@@ -37,29 +35,8 @@ _TOP = flags.DEFINE_integer("top_cues", 3, "Cues listed per decision.")
 _IG_STEPS = flags.DEFINE_integer("ig_steps", 32, "Integrated-gradient quadrature points.")
 
 
-def predict(run_dir: str, input_path: str, output: str, face_model: str = "",
-            text_model_path: str | None = None, cache_dir: str | None = None,
-            time_column: str = "time", explain: bool = True, top: int = 3,
-            ig_steps: int = 32) -> apply.Prediction:
-  """Library entry point (tests call this); writes the three outputs."""
-  predictor = bundle.load_bundle(run_dir, cache_dir, text_model_path)
-  t0 = time.perf_counter()
-  frames = apply.read_input(input_path, predictor, face_model, time_column)
-  seconds_input = time.perf_counter() - t0
-  pred = apply.predict_recording(predictor, frames, explain, top, ig_steps)
-  seconds_total = time.perf_counter() - t0
-  os.makedirs(output, exist_ok=True)
-  pred.table.to_csv(os.path.join(output, "predictions.csv"), index=False)
-  apply.trajectory_figure(pred, os.path.join(output, "trajectory.png"))
-  pred.summary.update(
-      run=os.path.abspath(run_dir), input=os.path.abspath(input_path),
-      seconds_input=round(seconds_input, 3), seconds_total=round(seconds_total, 3),
-      frames_per_second=(round(frames.frames / seconds_total, 2) if frames.frames else None))
-  tmp = os.path.join(output, ".summary.json.tmp")
-  with open(tmp, "w") as f:
-    json.dump(pred.summary, f, indent=1)
-  os.replace(tmp, os.path.join(output, "summary.json"))
-  return pred
+# Library entry point (tests and benchmarks call it): lasca_jax.apply.run_predict.
+predict = apply.run_predict
 
 
 def main(argv):

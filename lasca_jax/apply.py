@@ -311,3 +311,31 @@ def trajectory_figure(pred: Prediction, path: str, title: str = "") -> None:
   fig.tight_layout()
   fig.savefig(path, dpi=130)
   plt.close(fig)
+
+
+def run_predict(run_dir: str, input_path: str, output: str, face_model: str = "",
+                text_model_path: str | None = None, cache_dir: str | None = None,
+                time_column: str = "time", explain: bool = True, top: int = 3,
+                ig_steps: int = 32) -> Prediction:
+  """``experiments/predict.py``: loads the bundle of ``run_dir``, decides and explains
+  ``input_path`` and writes ``predictions.csv``, ``trajectory.png`` and ``summary.json`` to
+  ``output``."""
+  import json  # pylint: disable=import-outside-toplevel
+  predictor = bundle_lib.load_bundle(run_dir, cache_dir, text_model_path)
+  t0 = time.perf_counter()
+  frames = read_input(input_path, predictor, face_model, time_column)
+  seconds_input = time.perf_counter() - t0
+  pred = predict_recording(predictor, frames, explain, top, ig_steps)
+  seconds_total = time.perf_counter() - t0
+  os.makedirs(output, exist_ok=True)
+  pred.table.to_csv(os.path.join(output, "predictions.csv"), index=False)
+  trajectory_figure(pred, os.path.join(output, "trajectory.png"))
+  pred.summary.update(
+      run=os.path.abspath(run_dir), input=os.path.abspath(input_path),
+      seconds_input=round(seconds_input, 3), seconds_total=round(seconds_total, 3),
+      frames_per_second=(round(frames.frames / seconds_total, 2) if frames.frames else None))
+  tmp = os.path.join(output, ".summary.json.tmp")
+  with open(tmp, "w") as f:
+    json.dump(pred.summary, f, indent=1)
+  os.replace(tmp, os.path.join(output, "summary.json"))
+  return pred

@@ -134,7 +134,7 @@ def _logits_by_fold(predictor, fold: np.ndarray, diff: np.ndarray) -> np.ndarray
   return out
 
 
-def _removal_logits(predictor, rep, first: np.ndarray, second: np.ndarray, diff: np.ndarray,
+def _removal_logits(predictor, diff: np.ndarray,
                     items: list[tuple[int, int, np.ndarray, np.ndarray, np.ndarray | None]],
                     ) -> np.ndarray:
   """Logits after removing cues: items ``(fold, decision, first mask, second mask, zero dx)``."""
@@ -189,7 +189,6 @@ def explain(predictor, rep, first: np.ndarray, second: np.ndarray,
   first, second, valid = _per_fold(predictor, first, second, valid)
   diff = rep.z[k_idx, second] - rep.z[k_idx, first]                  # [K, N, d]
   logit = predictor.logits(diff)
-  num_f = len(predictor.feature_names)
   m1 = rep.mask[k_idx, first] & valid[..., None]                      # [K, N, F]
   m2 = rep.mask[k_idx, second] & valid[..., None]
   dx = np.where(valid[..., None], rep.x[k_idx, second] - rep.x[k_idx, first], 0.0)
@@ -212,10 +211,9 @@ def explain(predictor, rep, first: np.ndarray, second: np.ndarray,
       mask[c] = False
       items.append((k, n, m1[k, n], mask, None))
       where.append((1, k, n, c))
-    removed = _removal_logits(predictor, rep, first, second, diff, items)
+    removed = _removal_logits(predictor, diff, items)
     for (side, k, n, c), value in zip(where, removed):
       (text1 if side == 0 else text2)[k, n, c] = logit[k, n] - value
-  del num_f
   return Explanation(logit, feature.astype(np.float32), text1, text2, m1, m2,
                      dx.astype(np.float32), gap, valid)
 
@@ -245,7 +243,6 @@ def cue_table(expl: Explanation, names: Sequence[str], phrases: Sequence[str | N
   |contribution| per decision (the cue's weight in the decisions, zeros included).
   """
   import pandas as pd  # pylint: disable=import-outside-toplevel
-  num_k = expl.logit.shape[0]
   rows = []
   salient_count = expl.salient.sum((0, 1))
   sources = (["text"] if uses_text else []) + (["feature"] if uses_features else [])
@@ -272,7 +269,6 @@ def cue_table(expl: Explanation, names: Sequence[str], phrases: Sequence[str | N
           "mean_abs_contribution": float(magnitude[..., c].sum() / max(expl.valid.sum(), 1)),
           "folds": int(fm.size)})
   table = pd.DataFrame(rows)
-  del num_k
   return table.sort_values(["source", "mean_abs_contribution"], ascending=[False, False],
                            kind="stable").reset_index(drop=True)
 
@@ -321,7 +317,7 @@ def deletion_curve(predictor, rep, first: np.ndarray, second: np.ndarray, expl: 
         items.append((k, n, expl.salient_first[k, n] & ~off, expl.salient_second[k, n] & ~off,
                       off))
         tags.append((j, kind, k, n))
-  logits = _removal_logits(predictor, rep, first, second, diff, items)
+  logits = _removal_logits(predictor, diff, items)
   top_c, rand_c = np.zeros(len(ks)), np.zeros(len(ks))
   top_f, rand_f = np.zeros(len(ks)), np.zeros(len(ks))
   for (j, kind, k, n), value in zip(tags, logits):
@@ -463,3 +459,17 @@ def write_run_explanation(result: RunExplanation, output: str) -> dict[str, str]
   with open(paths["summary"], "w") as f:
     json.dump(s, f, indent=1)
   return paths
+
+
+def explain_run_dir(run_dir: str, output: str | None = None, max_pairs: int = 400,
+                    seed: int = 0, steps: int = 32, draws: int = 5,
+                    text_model_path: str | None = None, cache_dir: str | None = None
+                    ) -> RunExplanation:
+  """``experiments/explain.py``: explains a run from its bundle and writes the outputs to
+  ``output`` (default ``<run_dir>/explain``)."""
+  import os  # pylint: disable=import-outside-toplevel
+  from lasca_jax import bundle  # pylint: disable=import-outside-toplevel
+  predictor = bundle.load_bundle(run_dir, cache_dir, text_model_path)
+  result = explain_run(predictor, max_pairs, seed, steps, draws)
+  write_run_explanation(result, output or os.path.join(run_dir, "explain"))
+  return result

@@ -161,15 +161,11 @@ def test_integrated_gradients_are_complete(models):
 
 def test_explain_command_writes_cues_figure_and_deletion_curve(models, tmp_path, monkeypatch):
   import os  # pylint: disable=import-outside-toplevel
-  import sys  # pylint: disable=import-outside-toplevel
   import pandas as pd  # pylint: disable=import-outside-toplevel
-  from conftest import ROOT  # pylint: disable=import-outside-toplevel
-  sys.path.insert(0, os.path.join(ROOT, "experiments"))
-  import explain as explain_cmd  # pylint: disable=import-outside-toplevel
   predictor, _ = models["fused", "valence"]
   monkeypatch.setattr(encode, "load_model", lambda *args, **kwargs: BagOfWordsEncoder())
   run_dir = os.path.dirname(predictor.path)
-  result = explain_cmd.explain(run_dir, str(tmp_path / "explain"), max_pairs=60)
+  result = attribution.explain_run_dir(run_dir, str(tmp_path / "explain"), max_pairs=60)
   cues = pd.read_csv(tmp_path / "explain" / "cues.csv")
   assert list(cues.columns[:7]) == ["cue", "phrase", "modality", "source", "times_salient",
                                     "mean_contribution", "std_over_folds"]

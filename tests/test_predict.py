@@ -15,8 +15,6 @@ from lasca_jax.datasets import synthetic
 from conftest import ROOT, make_tiny_config
 import media_fixtures
 
-sys.path.insert(0, os.path.join(ROOT, "experiments"))
-import predict as predict_cmd  # pylint: disable=wrong-import-position
 
 COLUMNS = ["start_s", "end_s", "next_start_s", "next_end_s", "p_increase", "p_increase_std",
            "direction", "prompt", "next_prompt"]
@@ -46,7 +44,7 @@ def test_predictions_on_a_test_subjects_table_equal_the_runs_test_probabilities(
   rec, cols = _subject_table(config, results)
   path = tmp_path / f"{rec.recording_id}.npz"
   np.savez(path, **cols)
-  pred = predict_cmd.predict(run_dir, str(path), str(tmp_path / "out"))
+  pred = apply.run_predict(run_dir, str(path), str(tmp_path / "out"))
   table = pd.read_csv(tmp_path / "out" / "predictions.csv")
   assert list(table.columns[:len(COLUMNS)]) == COLUMNS
   assert len(table) == pred.windows["start"].size - 1
@@ -86,7 +84,7 @@ def test_a_csv_table_with_a_face_gap_reports_the_windows_it_cannot_decide(run, t
   cols["extra_column"] = np.zeros_like(cols["time"])  # ignored
   path = tmp_path / "frames.csv"
   pd.DataFrame(cols).to_csv(path, index=False)
-  pred = predict_cmd.predict(run_dir, str(path), str(tmp_path / "out"), explain=False)
+  pred = apply.run_predict(run_dir, str(path), str(tmp_path / "out"), explain=False)
   table = pred.table
   assert [9.0, 12.0] in pred.summary["windows_without_face"]
   assert [12.0, 15.0] in pred.summary["windows_without_face"]
@@ -104,7 +102,7 @@ def test_mismatched_columns_are_a_one_line_error(run, tmp_path):
   pd.DataFrame(cols).to_csv(path, index=False)
   with pytest.raises(bundle.BundleError, match=r"missing\.csv: 2 of the model's 73 feature "
                      r"columns are missing .*feature_names in .*bundle\.json") as e:
-    predict_cmd.predict(run_dir, str(path), str(tmp_path / "out"))
+    apply.run_predict(run_dir, str(path), str(tmp_path / "out"))
   assert "\n" not in str(e.value)
 
 
@@ -151,8 +149,8 @@ def test_a_video_without_audio_or_without_a_face_is_a_one_line_error(run, tmp_pa
   silent = _reencode(clip, str(tmp_path / "silent.mp4"), audio=False)
   with pytest.raises(bundle.BundleError, match=r"silent\.mp4: no audio track, but the model "
                      r".*uses audio features.*features\.modality=visual"):
-    predict_cmd.predict(run_dir, silent, str(tmp_path / "out"), face_model=face_model)
+    apply.run_predict(run_dir, silent, str(tmp_path / "out"), face_model=face_model)
   grey = media_fixtures.write_video(str(tmp_path / "grey.mp4"), 30, fps=25, audio_seconds=1.2)
   with pytest.raises(bundle.BundleError, match=r"grey\.mp4: no face found in any frame.*"
                      r"features\.modality=audio"):
-    predict_cmd.predict(run_dir, grey, str(tmp_path / "out"), face_model=face_model)
+    apply.run_predict(run_dir, grey, str(tmp_path / "out"), face_model=face_model)
