@@ -18,7 +18,7 @@ from ml_collections import config_flags
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from lasca_jax import encode, report, sweep  # pylint: disable=wrong-import-position
+from lasca_jax import encode, report, sweep, validate  # pylint: disable=wrong-import-position
 from lasca_jax.datasets import synthetic  # pylint: disable=wrong-import-position
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file.",
@@ -29,6 +29,7 @@ _REPORT = flags.DEFINE_bool("report", True, "Write tables and figures after trai
 
 def run(config, workdir: str, make_report: bool = True) -> dict:
   """Library entry point (tests and notebooks call this)."""
+  validate.check(config, sweep=True)
   if config.sweep.simulated_baselines:
     if config.data.name != "synthetic":
       raise ValueError("sweep.simulated_baselines needs the synthetic dataset")
@@ -66,4 +67,4 @@ def main(argv):
 if __name__ == "__main__":
   flags.mark_flags_as_required(["config"])
   logging.set_verbosity(logging.WARNING)
-  app.run(main)
+  app.run(main, flags_parser=validate.parse_flags)

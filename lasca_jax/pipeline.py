@@ -25,7 +25,8 @@ from lasca_jax import cache as cache_lib
 from lasca_jax import data as data_lib
 from lasca_jax import datasets
 from lasca_jax import embeddings as embeddings_lib
-from lasca_jax import encode, lexicon, pairs as pairs_lib, protocols, salience, templates, train
+from lasca_jax import encode, lexicon, pairs as pairs_lib, protocols, salience, stats, templates, train
+from lasca_jax import validate
 from lasca_jax import windows as windows_lib
 
 
@@ -286,6 +287,7 @@ def write_config(workdir: str, config, extra: dict | None = None) -> None:
 
 def run(config, workdir: str) -> dict[str, np.ndarray]:
   """Runs one configuration over all folds; writes ``config.json``, ``log.jsonl``, ``results.npz``."""
+  validate.check(config)
   os.makedirs(workdir, exist_ok=True)
   log_path = os.path.join(workdir, "log.jsonl")
   if os.path.exists(log_path):
@@ -306,8 +308,8 @@ def run(config, workdir: str) -> dict[str, np.ndarray]:
       test_accuracy=arrays["test_accuracy"].round(4).tolist(),
       best_epoch=arrays["best_epoch"].tolist())
   write_results(workdir, arrays)
-  log("done", mean_test_accuracy=float(arrays["test_accuracy"].mean()),
-      std_test_accuracy=float(arrays["test_accuracy"].std()),
+  mean, std, _ = stats.fold_mean_std(arrays["test_accuracy"])
+  log("done", mean_test_accuracy=mean, std_test_accuracy=std,
       cache_hits=cache.hits, cache_misses=cache.misses)
   arrays["_cache_hits"] = cache.hits
   arrays["_cache_misses"] = cache.misses

@@ -32,7 +32,7 @@ import ml_collections
 import numpy as np
 
 from lasca_jax import cache as cache_lib
-from lasca_jax import encode, pipeline, train
+from lasca_jax import encode, pipeline, stats, train
 
 
 def _slug(text: str) -> str:
@@ -200,8 +200,8 @@ def _train_and_write(group, log: logging.Logger) -> float:
            test_accuracy=arrays["test_accuracy"].round(4).tolist(),
            best_epoch=arrays["best_epoch"].tolist())
     pipeline.write_results(run_dir, arrays)
-    runlog("done", mean_test_accuracy=float(arrays["test_accuracy"].mean()),
-           std_test_accuracy=float(arrays["test_accuracy"].std()))
+    mean, std, _ = stats.fold_mean_std(arrays["test_accuracy"])
+    runlog("done", mean_test_accuracy=mean, std_test_accuracy=std)
   return seconds
 
 

@@ -178,6 +178,13 @@ def load_recordings(data_config) -> list[data.Recording]:
   return recordings
 
 
+def validate(data_config) -> list[str]:
+  """Problems of the Aff-Wild2 fields (see :mod:`lasca_jax.validate`)."""
+  from lasca_jax import validate as v  # pylint: disable=import-outside-toplevel
+  return (v.root_problems(data_config, "Aff-Wild2 dataset") +
+          v.field_problems(data_config, "data", v.MEDIA_RULES))
+
+
 def fingerprint(data_config) -> dict:
   """Every file :func:`load_recordings` reads (path, size, mtime) plus the data config."""
   files = annotation_files(data_config)

@@ -253,6 +253,20 @@ def media_jobs(data_config) -> list:
   return []
 
 
+def validate(data_config) -> list[str]:
+  """Problems of the custom-table fields (see :mod:`lasca_jax.validate`)."""
+  from lasca_jax import validate as v  # pylint: disable=import-outside-toplevel
+  out = v.root_problems(data_config, "tables")
+  for field in ("feature_columns", "audio_columns"):
+    try:
+      re.compile(str(data_config.get(field, "")))
+    except re.error as e:
+      out.append(v.problem(f"data.{field}", data_config[field], f"a valid regular expression: {e}"))
+  if not data_config.get("time_column", ""):
+    out.append(v.problem("data.time_column", "", "the name of the time column (seconds)"))
+  return out
+
+
 def fingerprint(data_config) -> dict:
   """Every file :func:`load_recordings` reads (path, size, mtime) plus the data config."""
   extra = [p for p in (_expand(data_config.subject_map, data_config.root),

@@ -275,6 +275,17 @@ def load_recordings(data_config) -> list[data.Recording]:
   return recordings
 
 
+def validate(data_config) -> list[str]:
+  """Problems of the SEWA fields (see :mod:`lasca_jax.validate`)."""
+  from lasca_jax import validate as v  # pylint: disable=import-outside-toplevel
+  return (v.root_problems(data_config, "SEWA dataset") +
+          v.field_problems(data_config, "data", v.MEDIA_RULES + (
+              ("label_format", v.one_of(FORMATS)),
+              ("subject_id", v.one_of(("recording", "strip_partition"))),
+              ("label_rate", v.number_in(0, float("inf"))),
+              ("raters_time_column", v.one_of(("auto", "none"))))))
+
+
 def fingerprint(data_config) -> dict:
   """Every file :func:`load_recordings` reads (path, size, mtime) plus the data config."""
   files = label_files(data_config)
