@@ -20,7 +20,7 @@ import numpy as np
 
 # Bump a stage's version when its code changes what it computes.
 STAGE_VERSIONS = {
-    "frames": 1, "windows": 1, "normalise": 2, "salience": 1, "prompts": 1, "pairs": 2,
+    "frames": 1, "windows": 2, "normalise": 2, "salience": 1, "prompts": 1, "pairs": 2,
     "baseline": 1,
 }
 

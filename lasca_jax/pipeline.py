@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from lasca_jax import cache as cache_lib
+from lasca_jax import coverage
 from lasca_jax import data as data_lib
 from lasca_jax import datasets
 from lasca_jax import embeddings as embeddings_lib
@@ -124,6 +125,12 @@ def lexicon_key(config) -> Any:
     return {"path": kind, "content": f.read().decode(errors="replace")}
 
 
+def split_seed(config) -> int:
+  """Seed of the subject split: ``protocol.split_seed``, or ``config.seed`` when it is -1."""
+  seed = int(config.protocol.get("split_seed", -1))
+  return int(config.seed) if seed < 0 else seed
+
+
 def prepare(config, cache: cache_lib.StageCache, log: RunLog | None = None) -> RunInputs:
   """Runs (or loads) every host-side stage for ``config``."""
   log = log or RunLog(None)
@@ -134,12 +141,20 @@ def prepare(config, cache: cache_lib.StageCache, log: RunLog | None = None) -> R
   frames_key, frames = frames_stage(config, cache)
   log("frames", key=frames_key, frames=int(frames["times"].size),
       recordings=int(frames["recording_ids"].size), subjects=int(np.unique(
-          frames["subject_ids"]).size))
+          frames["subject_ids"]).size),
+      columns_by_modality={m: frames["feature_names"][frames["modalities"] == m].tolist()
+                           for m in data_lib.MODALITIES})
   win_key, win = cache.get_or_compute(
       "windows", {"frames": frames_key, "window_seconds": float(fcfg.window_seconds)},
       lambda: windows_lib.make_windows(frames, float(fcfg.window_seconds)))
   cols = windows_lib.modality_columns(win["modalities"], fcfg.modality)
-  usable = windows_lib.usable_windows(win, fcfg.modality, float(fcfg.min_valid_fraction))
+  target, partial = config.pairs.target, bool(fcfg.get("partial_windows", False))
+  coverage.check_target(win, target)
+  usable = windows_lib.usable_windows(win, fcfg.modality, float(fcfg.min_valid_fraction),
+                                      target, partial)
+  if not usable.any():
+    raise ValueError(coverage.explain_unusable(win, fcfg.modality, target,
+                                               float(fcfg.min_valid_fraction), partial))
   baseline = None
   if config.model.fusion == "baseline":
     base_key, base = cache.get_or_compute(
@@ -151,13 +166,22 @@ def prepare(config, cache: cache_lib.StageCache, log: RunLog | None = None) -> R
     baseline = base["embeddings"]
     usable = usable & np.isfinite(baseline).all(axis=1)
     log("baseline", key=base_key, dir=config.model.baseline_dir, dim=int(baseline.shape[1]))
+  if not usable.any():
+    raise ValueError(f"no window has finite embeddings in {config.model.baseline_dir} "
+                     "(model.baseline_dir): check the recording ids and times of its files")
+  # Subjects without a usable window are left out before the folds are drawn.
+  empty = coverage.empty_subjects(win, usable, fcfg.modality, target,
+                                  float(fcfg.min_valid_fraction), partial)
   log("windows", key=win_key, windows=int(usable.size), usable=int(usable.sum()),
-      features=int(cols.size))
+      features=int(cols.size), excluded_subjects=empty)
+  if empty:
+    logging.warning("%d subjects have no usable window and are left out of the protocol: %s",
+                    len(empty), coverage.describe_empty(empty))
 
   subject_of_window = win["subject_ids"][win["recording"]]
   splits = protocols.subject_splits(win["subject_ids"], config.protocol.name,
-                                    int(config.protocol.num_folds), int(config.seed),
-                                    float(config.protocol.test_fraction))
+                                    int(config.protocol.num_folds), split_seed(config),
+                                    float(config.protocol.test_fraction), excluded=list(empty))
   subj_idx = protocols.subject_index(subject_of_window, splits.subjects)       # [W]
 
   def normalise():

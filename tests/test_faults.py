@@ -162,3 +162,176 @@ def test_the_report_holds_every_run_of_a_sweep_with_its_own_lexicon(tmp_path, ti
 
 def pathlib_runs(root):
   return sorted(os.path.relpath(p.parent, root) for p in root.rglob("results.npz"))
+
+
+# ----------------------------------------------------------------------------- 3, 6, 14: data
+
+
+def _write_tables(root, subjects=6, seconds=30.0, rate=10.0, columns=("AU01_r", "AU12_r",
+                  "mfcc_1"), valence=True, arousal=True, blank=(), no_face=()):
+  """Per-recording custom CSVs with smooth labels; ``blank`` columns empty, ``no_face``
+  recordings without any face value."""
+  root.mkdir(parents=True, exist_ok=True)
+  t = np.arange(int(seconds * rate)) / rate
+  for s in range(subjects):
+    rng = np.random.default_rng(s)
+    head = ["time"] + list(columns) + (["valence"] if valence else []) + (
+        ["arousal"] if arousal else []) + ["subject"]
+    lines = [",".join(head)]
+    for i, ti in enumerate(t):
+      cells = [f"{ti:.2f}"]
+      for c in columns:
+        empty = c in blank or (f"r{s}" in no_face and not c.startswith("mfcc"))
+        cells.append("" if empty else f"{rng.random():.4f}")
+      if valence:
+        cells.append(f"{np.sin(ti / 3 + s):.4f}")
+      if arousal:
+        cells.append(f"{np.cos(ti / 4 + s):.4f}")
+      cells.append(f"p{s}")
+      lines.append(",".join(cells))
+    (root / f"r{s}.csv").write_text("\n".join(lines) + "\n")
+
+
+def _custom_config(tmp_path, root, **overrides):
+  from configs import custom  # pylint: disable=import-outside-toplevel
+  config = custom.get_config()
+  config.data.root = str(root)
+  config.cache_dir = str(tmp_path / "cache")
+  config.model.fusion = "features"
+  config.protocol.num_folds = 3
+  config.train.max_epochs = 3
+  for dotted, value in overrides.items():
+    node = config
+    *parents, leaf = dotted.split(".")
+    for p in parents:
+      node = node[p]
+    node[leaf] = value
+  return config
+
+
+def test_subjects_without_usable_windows_are_left_out_before_the_folds(tmp_path, caplog):
+  root = tmp_path / "data"
+  _write_tables(root, subjects=7, no_face=("r2", "r5"))
+  config = _custom_config(tmp_path, root)
+  inputs = pipeline.prepare(config, cache.StageCache(config.cache_dir), pipeline.RunLog(None))
+  subjects = inputs.splits.subjects.tolist()
+  for s in ("p2", "p5"):                       # never trained or tested on
+    assert not inputs.splits.train[:, subjects.index(s)].any()
+    assert not inputs.splits.test[:, subjects.index(s)].any()
+  assert inputs.splits.test.sum(axis=0).tolist() == [1, 1, 0, 1, 1, 0, 1]   # others: once each
+  assert "p2 (r2): no face found in any frame" in caplog.text
+  log = tmp_path / "run"
+  pipeline.run(config, str(log))
+  event = next(json.loads(l) for l in open(log / "log.jsonl") if '"windows"' in l)
+  assert event["excluded_subjects"] == {
+      "p2": {"reason": "no face found in any frame", "recordings": ["r2"]},
+      "p5": {"reason": "no face found in any frame", "recordings": ["r5"]}}
+  # The 5 remaining subjects are drawn as if the empty ones did not exist.
+  from lasca_jax import protocols  # pylint: disable=import-outside-toplevel
+  alone = protocols.subject_splits(np.array(["p0", "p1", "p3", "p4", "p6"]), "kfold", 3, 0)
+  keep = [subjects.index(s) for s in alone.subjects]
+  np.testing.assert_array_equal(inputs.splits.test[:, keep], alone.test)
+  # Too few subjects left for the folds: the message names the left-out count.
+  config.protocol.num_folds = 6
+  with pytest.raises(ValueError, match=r"needs at least 6 subjects; the dataset has 5 \(2 left "
+                                       r"out: no usable window\)"):
+    pipeline.prepare(config, cache.StageCache(config.cache_dir))
+
+
+def test_a_column_empty_in_every_table_is_named_with_its_fix(tmp_path):
+  root = tmp_path / "data"
+  _write_tables(root, subjects=4, blank=("AU12_r",))
+  config = _custom_config(tmp_path, root)
+  with pytest.raises(ValueError, match=r"feature column 'AU12_r' is empty in every table under "
+                                       rf"{root} \(e.g. r0\); leave it out with "
+                                       r"--config.data.exclude_columns=AU12_r"):
+    pipeline.run(config, str(tmp_path / "run"))
+  config.data.exclude_columns = "AU12_r"
+  assert pipeline.run(config, str(tmp_path / "run"))["test_accuracy"].shape == (3,)
+
+
+def test_no_usable_window_names_the_stream_and_the_columns(tmp_path, monkeypatch):
+  from test_pipeline import _fake_dataset  # pylint: disable=import-outside-toplevel
+
+  def feats(s, rng, n):
+    x = rng.random((n, 73)).astype(np.float32)
+    x[:, 60] = np.nan                         # mfcc_2 never measured
+    return x
+  config = _fake_dataset(tmp_path, monkeypatch, feats)
+  with pytest.raises(ValueError, match=r"no usable window for modality 'multimodal'.*audio "
+                                       r"features cover at most 0%.*never finite in any "
+                                       r"recording: 'mfcc_2'"):
+    pipeline.prepare(config, cache.StageCache(config.cache_dir))
+  config.features.modality = "visual"         # the face stream alone is complete
+  assert pipeline.prepare(config, cache.StageCache(config.cache_dir)).usable.all()
+
+
+def test_a_dataset_with_one_target(tmp_path):
+  root = tmp_path / "data"
+  _write_tables(root, subjects=4, arousal=False)
+  config = _custom_config(tmp_path, root, **{"protocol.num_folds": 2})
+  with pytest.raises(ValueError, match=r"r0.csv: no arousal column 'arousal' \(set "
+                                       r"--config.data.arousal_column, or to '' for data "
+                                       r"without arousal labels\)"):
+    pipeline.run(config, str(tmp_path / "run"))
+  config.data.arousal_column = ""
+  with pytest.raises(ValueError, match=r"the dataset has no arousal labels .*use "
+                                       r"--config.pairs.target=valence"):
+    pipeline.run(config, str(tmp_path / "run"))
+  config.pairs.target = "valence"
+  out = pipeline.run(config, str(tmp_path / "run"))
+  assert out["num_test_pairs"].sum() > 0
+  inputs = pipeline.prepare(config, cache.StageCache(config.cache_dir))
+  assert inputs.usable.all()                   # every full window has its valence labels
+
+
+# ----------------------------------------------------------------------------- 10: windows
+
+
+def test_only_full_windows_are_usable_unless_partial_windows_is_set(tmp_path, monkeypatch):
+  from lasca_jax import windows  # pylint: disable=import-outside-toplevel
+  times = np.arange(315) / 10.0                # 31.5 s: window 10 = [30, 33) is half covered
+  frames = {"times": times, "features": np.ones((315, 2), np.float32),
+            "valence": np.zeros(315, np.float32), "arousal": np.zeros(315, np.float32),
+            "recording": np.zeros(315, np.int32), "recording_ids": np.array(["r"]),
+            "subject_ids": np.array(["s"]), "feature_names": np.array(["a", "mfcc_0"]),
+            "modalities": np.array(["face", "audio"])}
+  win = windows.make_windows(frames, 3.0)
+  assert win["full"].tolist() == [True] * 10 + [False]
+  assert win["coverage"][10].tolist() == [0.5, 0.5, 0.5]
+  assert windows.usable_windows(win, "multimodal", 0.5).sum() == 10        # paper: fixed length
+  assert windows.usable_windows(win, "multimodal", 0.5, partial=True).sum() == 11
+  # 240 s recordings (the synthetic data) divide into 3 s and 5 s windows: all full.
+  for w, n in ((3.0, 80), (5.0, 48)):
+    frames240 = dict(frames, times=np.arange(2400) / 10.0,
+                     features=np.ones((2400, 2), np.float32),
+                     valence=np.zeros(2400, np.float32), arousal=np.zeros(2400, np.float32),
+                     recording=np.zeros(2400, np.int32))
+    assert windows.make_windows(frames240, w)["full"].tolist() == [True] * n
+
+
+# ----------------------------------------------------------------------------- 16: seeds
+
+
+def test_the_split_seed_is_separate_from_the_training_seed(tmp_path, tiny_backbone):
+  base = make_tiny_config(tmp_path / "cache", **{"model.fusion": "fused",
+                                                 "text.backbone": tiny_backbone})
+  default = pipeline.run(base, str(tmp_path / "default"))
+  explicit = make_tiny_config(tmp_path / "cache", **{"model.fusion": "fused",
+                                                     "text.backbone": tiny_backbone,
+                                                     "protocol.split_seed": 0})
+  same = pipeline.run(explicit, str(tmp_path / "explicit"))
+  np.testing.assert_array_equal(default["test_accuracy"], same["test_accuracy"])
+  assert same["_cache_misses"] == {}
+  # A new training seed with the split seed kept: same folds, nothing re-encoded or recomputed.
+  explicit.seed = 1
+  other = pipeline.run(explicit, str(tmp_path / "other"))
+  np.testing.assert_array_equal(other["test_subjects"], default["test_subjects"])
+  assert other["_cache_misses"] == {}
+  assert not np.array_equal(other["test_prob"], default["test_prob"])
+  log = [json.loads(l) for l in open(tmp_path / "other" / "log.jsonl")]
+  assert [e["newly_encoded"] for e in log if e["event"] == "embeddings"] == [0]
+  # Without a split seed, config.seed draws the folds too (the earlier behaviour).
+  moved = make_tiny_config(tmp_path / "cache", **{"seed": 1})
+  assert not np.array_equal(pipeline.run(moved, str(tmp_path / "moved"))["test_subjects"],
+                            default["test_subjects"])
