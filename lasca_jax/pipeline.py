@@ -105,18 +105,25 @@ def frames_stage(config, cache: cache_lib.StageCache) -> tuple[str, dict]:
 
 def lexicon_kind(config) -> str:
   """``config.text.lexicon``, with ``"dataset"`` meaning the dataset's own lexicon file
-  (``config.data.lexicon``, e.g. for your own features) or ``"llm"`` when it has none."""
+  (``config.data.lexicon``, e.g. for your own features) or ``"llm"`` when it has none, and
+  ``"shuffled"`` meaning that same lexicon permuted (``"shuffled:<lexicon>"``)."""
   kind = config.text.lexicon
-  if kind == "dataset":
+  if kind in ("dataset", "shuffled"):
     path = config.data.get("lexicon", "")
     if path and not os.path.isabs(path) and config.data.get("root", ""):
       path = os.path.join(config.data.root, path)
-    return path or "llm"
+    own = path or "llm"
+    return own if kind == "dataset" else f"shuffled:{own}"
+  if kind.startswith("shuffled:"):
+    inner = kind.partition(":")[2]
+    return kind if inner in lexicon.BUILTIN else f"shuffled:{os.path.expanduser(inner)}"
   return kind
 
 
 def lexicon_key(config) -> Any:
   kind = lexicon_kind(config)
+  if kind.startswith("shuffled:"):
+    kind = kind.partition(":")[2]
   if kind in lexicon.BUILTIN:
     return kind
   if not os.path.exists(kind):
@@ -225,16 +232,17 @@ def prepare(config, cache: cache_lib.StageCache, log: RunLog | None = None) -> R
   if config.model.fusion in ("text", "fused"):
     names, mods = win["feature_names"][cols], win["modalities"][cols]
     sal_key, sal = cache.get_or_compute(
-        "salience", {"normalise": norm_key, "rule": tcfg.salience, "k": int(tcfg.salience_k),
-                     "threshold": float(tcfg.salience_threshold)},
+        "salience", {"normalise": norm_key, "rule": tcfg.salience,
+                     "k": int(tcfg.salience_k) if tcfg.salience == "topk" else None,
+                     "threshold": (float(tcfg.salience_threshold)
+                                   if tcfg.salience == "threshold" else None)},
         lambda: {"mask": salience.salience_mask(x, mods, tcfg.salience, int(tcfg.salience_k),
                                                 float(tcfg.salience_threshold))})
     phrases = lexicon.build_lexicon(lexicon_kind(config), names.tolist(), mods.tolist(),
                                     int(tcfg.lexicon_seed), tcfg.uncovered)
-    prompt_key, pr = cache.get_or_compute(
-        "prompts", {"salience": sal_key, "lexicon": lexicon_key(config),
-                    "lexicon_seed": int(tcfg.lexicon_seed), "modality": fcfg.modality,
-                    "phrases": phrases},
+    lexicon_key(config)  # A missing lexicon file is an error naming it.
+    prompt_key, pr = cache.get_or_compute(  # The phrases say all the lexicon (and seed) does.
+        "prompts", {"salience": sal_key, "modality": fcfg.modality, "phrases": phrases},
         lambda: dict(zip(("prompts", "index"), templates.build_prompts(
             sal["mask"], phrases, mods.tolist(), fcfg.modality))))
     prompts, prompt_index = pr["prompts"], pr["index"]

@@ -132,6 +132,8 @@ def lexicon_label(lexicon: str) -> str:
   """Row label of a lexicon in Table 7 (a user's own lexicon: ``Own (<file name>)``)."""
   if lexicon in tables.LEXICON_NAMES:
     return tables.LEXICON_NAMES[lexicon]
+  if lexicon.startswith("shuffled:"):
+    return "Shuffled"
   if lexicon == "dataset":
     return "Own (dataset)"
   return f"Own ({os.path.basename(lexicon)})"
@@ -198,8 +200,8 @@ def make_report(sweep_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
   out_dir = pathlib.Path(out_dir)
   suffix = f" ({dataset})" if dataset else ""
   lexicons = dict(tables.LEXICON_NAMES)
-  if lexicon not in lexicons:
-    lexicons[lexicon] = lexicon_label(lexicon)
+  for lex in [lexicon] + [r.lexicon for r in records if r.lexicon.startswith("shuffled:")]:
+    lexicons.setdefault(lex, lexicon_label(lex))
   built = {
       "backbones": tables.backbone_table(
           records, lexicon=lexicon, columns=None,

@@ -51,7 +51,14 @@ def _baselines(sweep) -> list[tuple[str, str, str]]:
   return out
 
 
-def _model_variants(sweep, modality: str) -> Iterator[dict]:
+def _ablation_lexicon(lex: str, base_lexicon: str) -> str:
+  """``"shuffled"`` permutes the sweep's own lexicon: a file or ``feature_name`` is named."""
+  if lex == "shuffled" and base_lexicon not in ("llm", "dataset", "shuffled"):
+    return f"shuffled:{base_lexicon}"
+  return lex
+
+
+def _model_variants(sweep, modality: str, base_lexicon: str = "llm") -> Iterator[dict]:
   """The model rows of one modality: dicts of dotted config overrides."""
   if "features" in sweep.models:
     yield {"model.fusion": "features"}
@@ -62,7 +69,8 @@ def _model_variants(sweep, modality: str) -> Iterator[dict]:
   if modality in sweep.ablation_modalities:
     for backbone in sweep.backbones:
       for lex in sweep.ablation_lexicons:
-        yield {"model.fusion": "fused", "text.backbone": backbone, "text.lexicon": lex}
+        yield {"model.fusion": "fused", "text.backbone": backbone,
+               "text.lexicon": _ablation_lexicon(lex, base_lexicon)}
       for rule in sweep.ablation_saliences:
         label = f"{encode.backbone_label(backbone)}(F) {rule}"
         yield {"model.fusion": "fused", "text.backbone": backbone, "text.salience": rule,
@@ -89,7 +97,7 @@ def expand(config: ml_collections.ConfigDict) -> list[tuple[str, ml_collections.
     for window in sweep.windows:
       for margin in sweep.margins:
         for target in sweep.targets:
-          for overrides in _model_variants(sweep, modality):
+          for overrides in _model_variants(sweep, modality, config.text.lexicon):
             run = copy.deepcopy(config)
             with run.unlocked():
               run.features.modality = modality

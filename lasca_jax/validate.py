@@ -121,7 +121,7 @@ def _lexicon_problems(config) -> list[str]:
   if kind in BUILTIN_LEXICONS:
     return []
   path = kind[len("shuffled:"):] if str(kind).startswith("shuffled:") else kind
-  if not os.path.isfile(os.path.expanduser(str(path))):
+  if path not in ("llm", "feature_name") and not os.path.isfile(os.path.expanduser(str(path))):
     return [problem("text.lexicon", kind, "one of " + ", ".join(map(repr, BUILTIN_LEXICONS)) +
                     ", 'shuffled:<file>' or an existing .json/.csv lexicon file")]
   return []

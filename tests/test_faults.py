@@ -335,3 +335,55 @@ def test_the_split_seed_is_separate_from_the_training_seed(tmp_path, tiny_backbo
   moved = make_tiny_config(tmp_path / "cache", **{"seed": 1})
   assert not np.array_equal(pipeline.run(moved, str(tmp_path / "moved"))["test_subjects"],
                             default["test_subjects"])
+
+
+# ----------------------------------------------------------------------------- 15, 17: lexicons
+
+
+def test_changing_the_lexicon_recomputes_only_the_prompts(tmp_path, tiny_backbone):
+  root = tmp_path / "data"
+  _write_tables(root, subjects=4)
+  (root / "lex_a.json").write_text(json.dumps({"AU12_r": "smiling"}))
+  (root / "lex_b.json").write_text(json.dumps({"AU12_r": "lip corners up"}))
+  config = _custom_config(tmp_path, root, **{"protocol.num_folds": 2, "model.fusion": "fused",
+                                             "text.backbone": tiny_backbone,
+                                             "data.lexicon": "lex_a.json"})
+  pipeline.run(config, str(tmp_path / "a"))
+  config.data.lexicon = "lex_b.json"
+  out = pipeline.run(config, str(tmp_path / "b"))
+  assert out["_cache_misses"] == {"prompts": 1}
+  assert any("lip corners up" in p for p in out["prompts"])
+  # Neither do the extraction-only fields or an unused salience parameter change anything.
+  config.text.salience_k = 3
+  config.text.lexicon_seed = 5
+  assert pipeline.run(config, str(tmp_path / "c"))["_cache_misses"] == {}
+
+
+def test_the_shuffled_lexicon_permutes_the_lexicon_in_use(tmp_path):
+  from lasca_jax import lexicon  # pylint: disable=import-outside-toplevel
+  root = tmp_path / "data"
+  own = {"AU01_r": "brows raised", "AU12_r": "smiling", "pose_Rx": "head nod",
+         "mfcc_1": "bright voice", "mfcc_2": "dark voice"}
+  (root / "lex.json").parent.mkdir(parents=True)
+  (root / "lex.json").write_text(json.dumps(own))
+  config = _custom_config(tmp_path, root, **{"data.lexicon": "lex.json",
+                                             "text.lexicon": "shuffled", "text.lexicon_seed": 3})
+  kind = pipeline.lexicon_kind(config)
+  assert kind == f"shuffled:{root / 'lex.json'}"
+  names, mods = list(own), ["face", "face", "face", "audio", "audio"]
+  shuffled = lexicon.build_lexicon(kind, names, mods, seed=3)
+  assert shuffled != list(own.values())
+  assert sorted(shuffled[:3]) == sorted(list(own.values())[:3])     # within modality
+  assert sorted(shuffled[3:]) == ["bright voice", "dark voice"]
+  assert not set(shuffled) & set(lexicon.LLM_LEXICON.values())
+  config.data.lexicon = ""                                           # no own lexicon: the paper's
+  assert pipeline.lexicon_kind(config) == "shuffled:llm"
+  assert lexicon.build_lexicon("shuffled", names, mods, 3) == lexicon.build_lexicon(
+      "shuffled:llm", names, mods, 3)
+  # A sweep over a lexicon file shuffles that file in its ablation rows.
+  from lasca_jax import sweep as sweep_lib  # pylint: disable=import-outside-toplevel
+  sweep_config = make_tiny_config(tmp_path / "cache", **{
+      "text.lexicon": str(root / "lex.json"), "sweep.ablation_lexicons": ("shuffled",),
+      "sweep.backbones": ("all-MiniLM-L6-v2",)})
+  lexicons = {c.text.lexicon for _, c in sweep_lib.expand(sweep_config)}
+  assert lexicons == {str(root / "lex.json"), f"shuffled:{root / 'lex.json'}"}

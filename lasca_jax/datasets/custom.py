@@ -304,8 +304,8 @@ def validate(data_config) -> list[str]:
 
 def fingerprint(data_config) -> dict:
   """Every file :func:`load_recordings` reads (path, size, mtime) plus the data config."""
-  extra = [p for p in (_expand(data_config.subject_map, data_config.root),
-                       lexicon_path(data_config)) if p]
+  extra = [p for p in (_expand(data_config.subject_map, data_config.root),) if p]
+  lexicon_path(data_config)  # Checked here, but keyed by the prompts stage (its content).
   return {"dataset": NAME, "config": load.config_fields(data_config),
           "tables": load.file_stamps(table_files(data_config)),
           "other": load.file_stamps(extra)}

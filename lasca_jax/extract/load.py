@@ -129,6 +129,15 @@ def index_files(folders: Iterable[str], extensions: Iterable[str],
   return found
 
 
+# Data fields that do not change the loaded frames: the lexicon (used by the prompts stage only)
+# and the extraction settings (they act through the feature files, whose stamps are in the
+# fingerprint). A dataset's fingerprint leaves them out, so changing them recomputes nothing.
+NOT_IN_FINGERPRINT = ("lexicon", "face_model", "frame_stride", "num_faces", "sample_rate",
+                      "mfcc_hop_seconds", "mfcc_window_seconds")
+
+
 def config_fields(data_config) -> dict:
-  """The data config as a plain JSON-ready dict (for fingerprints)."""
-  return {k: (list(v) if isinstance(v, tuple) else v) for k, v in sorted(data_config.items())}
+  """The data config as a plain JSON-ready dict (for fingerprints), minus
+  :data:`NOT_IN_FINGERPRINT`."""
+  return {k: (list(v) if isinstance(v, tuple) else v) for k, v in sorted(data_config.items())
+          if k not in NOT_IN_FINGERPRINT}
