@@ -387,3 +387,155 @@ def test_the_shuffled_lexicon_permutes_the_lexicon_in_use(tmp_path):
       "sweep.backbones": ("all-MiniLM-L6-v2",)})
   lexicons = {c.text.lexicon for _, c in sweep_lib.expand(sweep_config)}
   assert lexicons == {str(root / "lex.json"), f"shuffled:{root / 'lex.json'}"}
+
+
+# ----------------------------------------------------------------------------- 2, 4, 8, 9, 11
+
+
+def _aw2_root(tmp_path, rows=12, frames=20):
+  import media_fixtures as mf  # pylint: disable=import-outside-toplevel
+  from configs import affwild2 as affwild2_config  # pylint: disable=import-outside-toplevel
+  root = tmp_path / "aw2"
+  (root / "ann").mkdir(parents=True)
+  ann = "valence,arousal\n" + "".join(f"{0.1 * (i % 5)},{np.sin(i / 7):.3f}\n" for i in range(rows))
+  for stem in ("v1", "v2", "v3_left", "v3_right"):
+    (root / "ann" / f"{stem}.txt").write_text(ann)
+    mf.write_fake_features(root / "lasca_features" / f"{stem}.npz", frames, 25.0,
+                           audio_seconds=rows / 25.0)
+  config = affwild2_config.get_config()
+  config.data.root = str(root)
+  return config
+
+
+def test_affwild2_subject_map_and_row_frame_gap_wording(tmp_path, caplog):
+  from lasca_jax.datasets import affwild2  # pylint: disable=import-outside-toplevel
+  config = _aw2_root(tmp_path, rows=12, frames=40)
+  caplog.set_level("INFO")
+  recs = {r.recording_id: r.subject_id for r in affwild2.load_recordings(config.data)}
+  assert recs == {"v1": "v1", "v2": "v2", "v3_left": "v3_left", "v3_right": "v3_right"}
+  assert "without config.data.subject_map" in caplog.text
+  # Fewer rows than frames: the frames past the last row are unused (not the opposite wording).
+  assert "v1: 12 annotation rows, 40 decoded frames (aligned by frame index; the frames past " \
+         "the last row are unused)" in caplog.text
+  assert affwild2.row_frame_gap_message("x", 15, 10).endswith(
+      "the rows past the last frame have no face features)")
+  before = affwild2.fingerprint(config.data)
+  (tmp_path / "aw2" / "people.csv").write_text("video,subject\nv1,ann\nv2,ann\nv3_left,bob\n"
+                                               "v3,carl\n")
+  config.data.subject_map = "people.csv"
+  assert affwild2.fingerprint(config.data) != before            # the map is a cached input
+  recs = {r.recording_id: r.subject_id for r in affwild2.load_recordings(config.data)}
+  assert recs == {"v1": "ann", "v2": "ann", "v3_left": "bob", "v3_right": "carl"}
+  (tmp_path / "aw2" / "people.csv").write_text("video,subject\nv1,ann\n")
+  with pytest.raises(ValueError, match=r"v2: neither it nor its video v2 is in the subject map"):
+    affwild2.load_recordings(config.data)
+
+
+def test_one_person_in_two_videos_never_sits_on_both_sides(tmp_path):
+  config = _aw2_root(tmp_path, rows=150, frames=150)
+  (tmp_path / "aw2" / "people.csv").write_text("v1,ann\nv2,ann\nv3,bob\n")
+  config.data.subject_map = "people.csv"
+  config.cache_dir = str(tmp_path / "cache")
+  config.model.fusion = "features"
+  config.protocol.num_folds = 4
+  config.protocol.test_fraction = 0.5
+  inputs = pipeline.prepare(config, cache.StageCache(config.cache_dir))
+  assert inputs.splits.subjects.tolist() == ["ann", "bob"]
+  for k in range(4):
+    assert inputs.splits.test[k].sum() == 1 and (inputs.splits.train[k] ^
+                                                  inputs.splits.test[k]).all()
+
+
+def test_main_names_a_failed_extraction_and_its_reason(tmp_path):
+  from lasca_jax.datasets import affwild2  # pylint: disable=import-outside-toplevel
+  from lasca_jax.extract import runner  # pylint: disable=import-outside-toplevel
+  config = _aw2_root(tmp_path)
+  os.remove(tmp_path / "aw2" / "lasca_features" / "v2.npz")
+  runner.write_report(str(tmp_path / "aw2" / "lasca_features" / "extract_report.json"), [
+      runner.JobResult("v1", "skipped"),
+      runner.JobResult("v2", "failed", "ValueError: v2.mp4: cannot decode video (moov atom "
+                       "not found)")])
+  with pytest.raises(FileNotFoundError, match=r"v2: extraction failed for it \(ValueError: "
+                                              r"v2.mp4: cannot decode video \(moov atom not "
+                                              r"found\); see .*extract_report.json\)"):
+    affwild2.load_recordings(config.data)
+  os.remove(tmp_path / "aw2" / "lasca_features" / "v1.npz")   # not failed: never extracted
+  os.remove(tmp_path / "aw2" / "lasca_features" / "extract_report.json")
+  with pytest.raises(FileNotFoundError, match=r"v1: feature file .* is missing; run"):
+    affwild2.load_recordings(config.data)
+
+
+def test_a_corrupt_face_model_is_named_once_up_front(tmp_path):
+  from lasca_jax.extract import runner  # pylint: disable=import-outside-toplevel
+  model = tmp_path / "face_landmarker.task"
+  model.write_bytes(b"PK\x03\x04 truncated download")
+  jobs = [runner.MediaJob(f"r{i}", str(tmp_path / f"r{i}.mp4"), None,
+                          str(tmp_path / "out" / f"r{i}.npz")) for i in range(3)]
+  with pytest.raises(ValueError, match=rf"face model {model} cannot be loaded .*truncated or "
+                                       r"corrupt: download it again from https://"):
+    runner.run_jobs(jobs, runner.Settings(face_model=str(model)), progress=False)
+  assert not (tmp_path / "out").exists()
+
+
+def test_extraction_time_per_job_leaves_out_the_library_imports(tmp_path, monkeypatch):
+  import time  # pylint: disable=import-outside-toplevel
+  from lasca_jax.extract import runner, store  # pylint: disable=import-outside-toplevel
+  monkeypatch.setattr(runner, "_import_libraries", lambda: time.sleep(0.5))
+  monkeypatch.setattr(store, "is_current", lambda *a: False)
+  monkeypatch.setattr(runner, "extract", lambda job, settings: ({}, {"warnings": [],
+                                                                    "num_frames": 100}))
+  monkeypatch.setattr(store, "save_features", lambda *a: None)
+  (tmp_path / "r.wav").write_bytes(b"RIFF")
+  job = runner.MediaJob("r", None, str(tmp_path / "r.wav"), str(tmp_path / "r.npz"))
+  result = runner.run_job(job, runner.Settings())
+  assert result.status == "done", result.reason
+  assert result.seconds < 0.25
+
+
+def test_cache_entries_follow_the_umask(tmp_path):
+  old = os.umask(0o002)
+  try:
+    store = cache.StageCache(str(tmp_path))
+    key, _ = store.get_or_compute("windows", {"x": 1}, lambda: {"a": np.arange(3)})
+    assert os.stat(store.path("windows", key)).st_mode & 0o777 == 0o664
+  finally:
+    os.umask(old)
+
+
+_POOL_SCRIPT = """
+import sys, time
+sys.path.insert(0, {root!r})
+from lasca_jax.extract import runner
+pool = runner.make_pool(2)
+futures = [pool.submit(time.sleep, 60) for _ in range(4)]
+time.sleep(3)
+print(" ".join(str(p) for p in pool._processes), flush=True)
+time.sleep(120)
+"""
+
+
+def _alive(pid):
+  try:
+    with open(f"/proc/{pid}/stat") as f:
+      return f.read().split(")")[-1].split()[0] not in ("Z", "X")
+  except OSError:
+    return False
+
+
+@pytest.mark.parametrize("sig", ["SIGKILL", "SIGTERM"])
+def test_extraction_workers_end_with_their_parent(tmp_path, sig):
+  import signal  # pylint: disable=import-outside-toplevel
+  import time  # pylint: disable=import-outside-toplevel
+  parent = subprocess.Popen([sys.executable, "-c", _POOL_SCRIPT.format(root=ROOT)],
+                            stdout=subprocess.PIPE, text=True)
+  try:
+    workers = [int(p) for p in parent.stdout.readline().split()]
+    assert len(workers) == 2 and all(_alive(p) for p in workers)
+    parent.send_signal(getattr(signal, sig))
+    parent.wait(timeout=30)
+    deadline = time.time() + 15
+    while time.time() < deadline and any(_alive(p) for p in workers):
+      time.sleep(0.2)
+    assert not any(_alive(p) for p in workers)
+  finally:
+    parent.kill()

@@ -20,8 +20,13 @@ count (by one or many): rows past the last decoded frame get NaN features (and t
 frame stride, a row between processed frames takes the nearest processed frame within half a
 stride. MFCC frames (10 ms) are mean-pooled onto the rows.
 
-Subject id: the annotation file's stem (``video5_left``), as Aff-Wild2 gives no person ids
-across videos; the two persons of one video are therefore two subjects.
+Subject id: Aff-Wild2 has 558 videos of 458 people, and the same person appears in several
+videos. ``config.data.subject_map`` (a CSV ``video,subject``, relative to root or absolute)
+names the person of each annotation: a row for the annotation stem (``video5_left``) wins, then
+a row for its video (``video5``; for a two-person video that puts both persons in one group,
+which only makes splits stricter). Without a map the subject is the annotation file's stem and a
+warning says that one person in several videos can then sit on both sides of a split; with a
+map, an annotation it does not list is an error.
 """
 
 from __future__ import annotations
@@ -147,8 +152,37 @@ def media_jobs(data_config) -> list[runner.MediaJob]:
   return jobs
 
 
+def row_frame_gap_message(stem: str, rows: int, frames: int) -> str:
+  """What a different count of annotation rows and decoded frames means for ``stem``."""
+  what = ("the rows past the last frame have no face features" if rows > frames else
+          "the frames past the last row are unused")
+  return (f"{stem}: {rows} annotation rows, {frames} decoded frames (aligned by frame index; "
+          f"{what})")
+
+
+def subject_map_path(data_config) -> str:
+  path = data_config.get("subject_map", "")
+  return os.path.join(os.path.expanduser(data_config.root), os.path.expanduser(path)) if path else ""
+
+
+def subject_of(stem: str, mapping: dict[str, str], path: str) -> str:
+  """The person of an annotation stem under ``mapping`` (module docstring)."""
+  if not mapping:
+    return stem
+  for key in (stem, video_name(stem)[0]):
+    if key in mapping:
+      return mapping[key]
+  raise ValueError(f"{stem}: neither it nor its video {video_name(stem)[0]} is in the subject "
+                   f"map {path} (config.data.subject_map)")
+
+
 def load_recordings(data_config) -> list[data.Recording]:
   """Every annotated person as a :class:`lasca_jax.data.Recording` (see the module docstring)."""
+  map_path = subject_map_path(data_config)
+  mapping = load.read_subject_map(map_path) if map_path else {}
+  if not mapping:
+    logging.warning("Aff-Wild2 without config.data.subject_map: subject = annotation file stem, "
+                    "so one person in several videos can sit on both sides of a split")
   recordings = []
   for path in annotation_files(data_config):
     stem = os.path.splitext(os.path.basename(path))[0]
@@ -166,10 +200,9 @@ def load_recordings(data_config) -> list[data.Recording]:
     gap = abs(num_frames - valence.shape[0])
     if gap:  # Common by a frame or a few; a large gap suggests a wrong or truncated video.
       log = logging.warning if gap > max(5, 0.02 * num_frames) else logging.info
-      log("%s: %d annotation rows, %d decoded frames (aligned by frame index; rows past the "
-          "last frame have no face features)", stem, valence.shape[0], num_frames)
+      log("%s", row_frame_gap_message(stem, valence.shape[0], num_frames))
     rec = data.Recording(
-        recording_id=stem, subject_id=stem, times=times,
+        recording_id=stem, subject_id=subject_of(stem, mapping, map_path), times=times,
         features=load.on_time_base(features, times, frame_clock="index"),
         feature_names=load.FEATURE_NAMES, modalities=load.MODALITIES,
         valence=valence, arousal=arousal)
@@ -191,4 +224,6 @@ def fingerprint(data_config) -> dict:
   stems = [os.path.splitext(os.path.basename(p))[0] for p in files]
   return {"dataset": NAME, "config": load.config_fields(data_config),
           "annotations": load.file_stamps(files),
+          "subject_map": load.file_stamps([subject_map_path(data_config)]
+                                          if subject_map_path(data_config) else []),
           "features": load.file_stamps(load.features_path(data_config, s) for s in stems)}

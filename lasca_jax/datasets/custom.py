@@ -134,20 +134,7 @@ def read_subject_map(data_config) -> dict[str, str]:
   path = _expand(data_config.subject_map, data_config.root)
   if not path:
     return {}
-  if not os.path.isfile(path):
-    raise FileNotFoundError(f"subject map {path} does not exist")
-  with open(path, newline="", encoding="utf-8-sig") as f:
-    first = f.readline()
-    f.seek(0)
-    rows = [r for r in csv.reader(f, delimiter=_sniff(first)) if any(c.strip() for c in r)]
-  if rows and [c.strip().lower() for c in rows[0][:2]] == ["recording", "subject"]:
-    rows = rows[1:]
-  out = {}
-  for i, r in enumerate(rows, start=1):
-    if len(r) < 2 or not r[0].strip() or not r[1].strip():
-      raise ValueError(f"{path}: line {i}: expected 'recording,subject'")
-    out[r[0].strip()] = r[1].strip()
-  return out
+  return load.read_subject_map(path)
 
 
 def feature_columns(columns: dict[str, np.ndarray], data_config) -> list[str]:

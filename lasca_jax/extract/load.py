@@ -8,6 +8,9 @@ with :func:`lasca_jax.extract.align.pool_to_time_base`.
 
 from __future__ import annotations
 
+import csv
+import glob
+import json
 import logging
 import os
 from typing import Iterable, Optional
@@ -49,13 +52,62 @@ def read_features(path: str, recording_id: str, dataset: str, root: str,
     ValueError: when the file exists but is invalid (from :func:`store.load_features`).
   """
   if not os.path.exists(path):
-    message = (f"{recording_id}: feature file {path} is missing; run "
-               f"`{extract_command(dataset, root)}` first")
+    failure = extraction_failure(os.path.dirname(path), recording_id)
+    if failure:
+      reason, report = failure
+      message = (f"{recording_id}: extraction failed for it ({reason}; see {report}): fix or "
+                 f"replace its media and run `{extract_command(dataset, root)}` again")
+    else:
+      message = (f"{recording_id}: feature file {path} is missing; run "
+                 f"`{extract_command(dataset, root)}` first")
     if skip_missing:
       logging.warning("%s (skipped: config.data.skip_missing=True)", message)
       return None
     raise FileNotFoundError(message + " (or set --config.data.skip_missing=True)")
   return store.load_features(path)
+
+
+def read_subject_map(path: str) -> dict[str, str]:
+  """``{recording or video: subject}`` from a two-column CSV (``,``, ``;`` or tab; an optional
+  header row whose second cell is ``subject``)."""
+  if not os.path.isfile(path):
+    raise FileNotFoundError(f"subject map {path} does not exist (config.data.subject_map)")
+  with open(path, newline="", encoding="utf-8-sig") as f:
+    first = f.readline()
+    f.seek(0)
+    delimiter = max((";", "\t", ","), key=first.count)
+    rows = [r for r in csv.reader(f, delimiter=delimiter) if any(c.strip() for c in r)]
+  if rows and len(rows[0]) > 1 and rows[0][1].strip().lower() == "subject":
+    rows = rows[1:]
+  out = {}
+  for i, r in enumerate(rows, start=1):
+    if len(r) < 2 or not r[0].strip() or not r[1].strip():
+      raise ValueError(f"{path}: line {i}: expected 'recording,subject'")
+    key = r[0].strip()
+    if key in out and out[key] != r[1].strip():
+      raise ValueError(f"{path}: line {i}: {key} is mapped to two subjects ({out[key]}, "
+                       f"{r[1].strip()})")
+    out[key] = r[1].strip()
+  return out
+
+
+def extraction_failure(folder: str, recording_id: str) -> Optional[tuple[str, str]]:
+  """``(reason, report path)`` when an extraction report in ``folder`` lists the recording as
+  failed (the newest report that mentions it wins), else ``None``."""
+  reports = sorted(glob.glob(os.path.join(glob.escape(folder), "extract_report*.json")),
+                   key=os.path.getmtime, reverse=True)
+  for report in reports:
+    try:
+      with open(report) as f:
+        results = json.load(f).get("results", [])
+    except (OSError, ValueError, AttributeError):
+      continue
+    for r in results:
+      if isinstance(r, dict) and r.get("recording_id") == recording_id:
+        if r.get("status") == "failed":
+          return str(r.get("reason", "no reason recorded")), report
+        return None
+  return None
 
 
 def on_time_base(features: dict, times: np.ndarray, frame_clock: str = "pts") -> np.ndarray:

@@ -75,6 +75,23 @@ def resolve_model_path(path: str = "") -> str:
   return path
 
 
+def check_model(path: str = "") -> str:
+  """Resolves the face model and loads it once; returns its path.
+
+  Raises:
+    FileNotFoundError: when the file does not exist (with the download address).
+    ValueError: naming the file when MediaPipe cannot load it (truncated or corrupt download).
+  """
+  path = resolve_model_path(path)
+  try:
+    create_landmarker(path).close()
+  except Exception as e:  # pylint: disable=broad-except
+    raise ValueError(f"face model {path} cannot be loaded ({type(e).__name__}: "
+                     f"{' '.join(str(e).split())[:200]}); the file is probably truncated or "
+                     f"corrupt: download it again from {MODEL_URL}") from None
+  return path
+
+
 @contextlib.contextmanager
 def _native_stderr_silenced():
   """Hides native writes to fd 2 (MediaPipe's start-up log lines ignore GLOG_minloglevel)."""
