@@ -539,3 +539,65 @@ def test_extraction_workers_end_with_their_parent(tmp_path, sig):
     assert not any(_alive(p) for p in workers)
   finally:
     parent.kill()
+
+
+# ----------------------------------------------------------------------------- 18: eGeMAPS
+
+EGEMAPS_88 = (
+    [f"F0semitoneFrom27.5Hz_sma3nz_{s}" for s in (
+        "amean", "stddevNorm", "percentile20.0", "percentile50.0", "percentile80.0",
+        "pctlrange0-2", "meanRisingSlope", "stddevRisingSlope", "meanFallingSlope",
+        "stddevFallingSlope")] +
+    [f"loudness_sma3_{s}" for s in (
+        "amean", "stddevNorm", "percentile20.0", "percentile50.0", "percentile80.0",
+        "pctlrange0-2", "meanRisingSlope", "stddevRisingSlope", "meanFallingSlope",
+        "stddevFallingSlope")] +
+    ["spectralFlux_sma3_amean", "spectralFlux_sma3_stddevNorm"] +
+    [f"mfcc{i}_sma3_{s}" for i in range(1, 5) for s in ("amean", "stddevNorm")] +
+    [f"{n}_sma3nz_{s}" for n in ("jitterLocal", "shimmerLocaldB", "HNRdBACF", "logRelF0-H1-H2",
+                                 "logRelF0-H1-A3", "F1frequency", "F1bandwidth",
+                                 "F1amplitudeLogRelF0", "F2frequency", "F2bandwidth",
+                                 "F2amplitudeLogRelF0", "F3frequency", "F3bandwidth",
+                                 "F3amplitudeLogRelF0") for s in ("amean", "stddevNorm")] +
+    [f"{n}_sma3nz_{s}" for n in ("alphaRatioV", "hammarbergIndexV", "slopeV0-500",
+                                 "slopeV500-1500", "spectralFluxV", "mfcc1V", "mfcc2V",
+                                 "mfcc3V", "mfcc4V") for s in ("amean", "stddevNorm")] +
+    [f"{n}_sma3nz_amean" for n in ("alphaRatioUV", "hammarbergIndexUV", "slopeUV0-500",
+                                   "slopeUV500-1500", "spectralFluxUV")] +
+    ["loudnessPeaksPerSec", "VoicedSegmentsPerSec", "MeanVoicedSegmentLengthSec",
+     "StddevVoicedSegmentLengthSec", "MeanUnvoicedSegmentLength", "StddevUnvoicedSegmentLength",
+     "equivalentSoundLevel_dBp"])
+COMPARE_LLD = ("audspec_lengthL1norm_sma", "pcm_RMSenergy_sma", "pcm_zcr_sma",
+               "audSpec_Rfilt_sma[0]", "pcm_fftMag_spectralFlux_sma", "mfcc_sma[1]",
+               "F0final_sma", "voicingFinalUnclipped_sma", "jitterLocal_sma", "jitterDDP_sma",
+               "shimmerLocal_sma", "logHNR_sma", "pcm_fftMag_psySharpness_sma_de")
+
+
+def test_every_egemaps_and_compare_name_is_audio_and_openface_is_face():
+  from lasca_jax.datasets import custom  # pylint: disable=import-outside-toplevel
+  assert len(EGEMAPS_88) == len(set(EGEMAPS_88)) == 88
+  for name in EGEMAPS_88 + list(COMPARE_LLD):
+    assert custom.modality_of(name, custom.DEFAULT_AUDIO_COLUMNS) == "audio", name
+  for name in ("AU01_r", "AU12_c", "pose_Rx", "gaze_angle_x", "confidence", "x_0", "p_scale",
+               "eye_lmk_X_3", "mouthSmileLeft", "headRoll"):
+    assert custom.modality_of(name, custom.DEFAULT_AUDIO_COLUMNS) == "face", name
+
+
+def test_already_windowed_rows_and_the_modality_log(tmp_path):
+  root = tmp_path / "data"
+  root.mkdir()
+  names = EGEMAPS_88[:3] + ["AU12_r"]
+  for s in range(4):                            # one row per 5 s window, 60 s per recording
+    rng = np.random.default_rng(s)
+    rows = [",".join(["time", *names, "valence", "arousal", "subject"])]
+    for k in range(12):
+      rows.append(",".join([f"{5.0 * k}"] + [f"{v:.3f}" for v in rng.random(4)] +
+                           [f"{np.sin(k + s):.3f}", f"{np.cos(k / 2 + s):.3f}", f"p{s}"]))
+    (root / f"r{s}.csv").write_text("\n".join(rows) + "\n")
+  config = _custom_config(tmp_path, root, **{"protocol.num_folds": 2,
+                                             "features.window_seconds": 5.0})
+  inputs = pipeline.prepare(config, cache.StageCache(config.cache_dir))
+  assert inputs.usable.sum() == 4 * 12 and inputs.z.shape[-1] == 4
+  pipeline.run(config, str(tmp_path / "run"))
+  event = next(json.loads(l) for l in open(tmp_path / "run" / "log.jsonl") if '"frames"' in l)
+  assert event["columns_by_modality"] == {"face": ["AU12_r"], "audio": EGEMAPS_88[:3]}

@@ -19,8 +19,13 @@ recording (searched recursively); the recording id is the file stem.
     ``config.data.feature_columns``, minus the comma list ``config.data.exclude_columns`` (e.g.
     OpenFace's ``frame,face_id,confidence,success``). Every table must give the same features.
   * Modality: a feature whose name matches the regex ``config.data.audio_columns`` (default:
-    ``audio_`` prefix, MFCCs and openSMILE eGeMAPS/ComParE low-level descriptor names) is
-    ``"audio"``; every other feature is ``"face"`` (OpenFace action units, pose, gaze, ...).
+    ``audio_`` prefix, MFCCs and openSMILE eGeMAPS/ComParE names, all 88 eGeMAPS functionals
+    included) is ``"audio"``; every other feature is ``"face"`` (OpenFace action units, pose,
+    gaze, ...). The run's log (``frames`` event, ``columns_by_modality``) lists both groups.
+  * Already-windowed features (one row per window, e.g. openSMILE functionals per 5 s): give
+    each row the window's start time in the time column and its mean label, and set
+    ``features.window_seconds`` to the table's window length: every window then holds exactly
+    one row (coverage 1) and the pipeline pools nothing.
   * Lexicon: ``config.data.lexicon`` is a JSON object or two-column CSV mapping feature name ->
     phrase (:func:`lasca_jax.lexicon.read_lexicon_file`); features without a phrase fall back to
     the feature-name lexicon.
@@ -41,10 +46,15 @@ from lasca_jax.extract import load
 
 NAME = "custom"
 TABLE_EXTENSIONS = (".csv", ".npz")
+# openSMILE names: eGeMAPS v01/v02 functionals and LLDs (all 88 / 25), ComParE 2016 LLDs and
+# functionals, MFCCs. eGeMAPS's spectral slopes (slopeV0-500, slopeUV500-1500, ...) and its
+# voiced/unvoiced segment and pause statistics (VoicedSegmentsPerSec,
+# MeanUnvoicedSegmentLength, ...) are audio too.
 DEFAULT_AUDIO_COLUMNS = (
-    r"(?i)^(audio_|mfcc|pcm_|audspec|F0|loudness|jitter|shimmer|HNR|alphaRatio|hammarbergIndex|"
-    r"slope\d|spectralFlux|logRelF0|F[1-3](frequency|bandwidth|amplitude)|voicingFinal|"
-    r"voiceProb|lsp|zcr|equivalentSoundLevel)")
+    r"(?i)^(audio_|mfcc|pcm_|audspec|F0|loudness|jitter|shimmer|HNR|logHNR|alphaRatio|"
+    r"hammarbergIndex|slope(U?V)?\d|spectralFlux|logRelF0|F[1-3](frequency|bandwidth|amplitude)|"
+    r"voicingFinal|voiceProb|lsp|zcr|equivalentSoundLevel|VoicedSegmentsPerSec|"
+    r"(Mean|Stddev)(Unv|V)oicedSegmentLength)")
 
 
 def _expand(path: str, root: str) -> str:
