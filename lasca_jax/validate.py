@@ -304,4 +304,19 @@ MEDIA_RULES = (
     ("mfcc_hop_seconds", number_in(0, math.inf, lo_open=True)),
     ("mfcc_window_seconds", number_in(0, math.inf, lo_open=True)),
     ("skip_missing", BOOL),
+    ("fps", number_in(0, math.inf)),
 )
+
+
+def csv_dir_problems(data_config) -> list[str]:
+  """Pre-extracted feature folders, when set, must exist."""
+  out = []
+  for modality in ("face", "audio"):
+    folder = get(data_config, f"{modality}_csv_dir", "")
+    if folder:
+      path = os.path.join(os.path.expanduser(str(get(data_config, "root", ""))),
+                          os.path.expanduser(folder))
+      if not os.path.isdir(path):
+        out.append(problem(f"data.{modality}_csv_dir", folder, "an existing folder of "
+                           "<recording>.csv feature files (relative to data.root or absolute)"))
+  return out

@@ -136,7 +136,7 @@ def modality_columns(modalities: np.ndarray, modality: str) -> np.ndarray:
   if modality not in MODALITY_STREAMS:
     raise ValueError(f"unknown modality {modality!r}: use one of {tuple(MODALITY_STREAMS)}")
   cols = np.flatnonzero(np.isin(modalities, MODALITY_STREAMS[modality]))
-  if cols.size == 0:
+  if cols.size == 0 or not np.isin(MODALITY_STREAMS[modality], modalities).all():
     raise ValueError(f"modality {modality!r} needs {MODALITY_STREAMS[modality]} features, "
                      f"but the dataset has only {sorted(set(modalities.tolist()))}")
   return cols

@@ -601,3 +601,94 @@ def test_already_windowed_rows_and_the_modality_log(tmp_path):
   pipeline.run(config, str(tmp_path / "run"))
   event = next(json.loads(l) for l in open(tmp_path / "run" / "log.jsonl") if '"frames"' in l)
   assert event["columns_by_modality"] == {"face": ["AU12_r"], "audio": EGEMAPS_88[:3]}
+
+
+# ----------------------------------------------------------------------------- 12: feature CSVs
+
+
+def _sewa_with_feature_csvs(tmp_path, face=True, audio=True, subjects=4, seconds=30):
+  """SEWA labels (AVEC 2019) plus AVEC-style per-frame feature CSVs, and no media at all."""
+  from configs import sewa as sewa_config  # pylint: disable=import-outside-toplevel
+  root = tmp_path / "SEWA"
+  (root / "labels").mkdir(parents=True)
+  (root / "features" / "audio").mkdir(parents=True)
+  (root / "features" / "face").mkdir(parents=True)
+  for s in range(subjects):
+    rec = f"Train_DE_{s + 1:02d}"
+    t = np.arange(seconds * 10) / 10
+    (root / "labels" / f"{rec}.csv").write_text(
+        "name;timestamp;arousal;valence;liking\n" + "".join(
+            f"{rec};{x:.1f};{np.cos(x / 4 + s):.3f};{np.sin(x / 3 + s):.3f};0\n" for x in t))
+    if audio:                                  # 100 Hz eGeMAPS LLDs, ';' separated, AVEC style
+      ta = np.arange(seconds * 100) / 100
+      (root / "features" / "audio" / f"{rec}.csv").write_text(
+          "name;frameTime;Loudness_sma3;alphaRatio_sma3\n" + "".join(
+              f"'{rec}';{x:.2f};{x:.3f};{s + 0.5 * np.sin(7 * x):.3f}\n" for x in ta))
+    if face:                                   # 30 fps OpenFace-like, ',' separated
+      tf = np.arange(seconds * 30) / 30
+      (root / "features" / "face" / f"{rec}.csv").write_text(
+          "frame, face_id, timestamp, confidence, success, AU06_r, AU12_r\n" + "".join(
+              f"{i}, 0, {x:.4f}, 0.98, 1, {np.sin(x + s):.3f}, {np.cos(x):.3f}\n"
+              for i, x in enumerate(tf)))
+  config = sewa_config.get_config()
+  config.data.root = str(root)
+  config.data.audio_csv_dir = "features/audio" if audio else ""
+  config.data.face_csv_dir = "features/face" if face else ""
+  config.cache_dir = str(tmp_path / "cache")
+  config.model.fusion = "features"
+  config.protocol.num_folds = 2
+  config.train.max_epochs = 3
+  return config
+
+
+def test_pre_extracted_feature_csvs_replace_extraction(tmp_path, tiny_backbone):
+  from lasca_jax.datasets import sewa  # pylint: disable=import-outside-toplevel
+  config = _sewa_with_feature_csvs(tmp_path)
+  recs = {r.recording_id: r for r in sewa.load_recordings(config.data)}
+  r = recs["Train_DE_01"]
+  assert r.feature_names == ("AU06_r", "AU12_r", "Loudness_sma3", "alphaRatio_sma3")
+  assert r.modalities == ("face", "face", "audio", "audio")
+  # On the 0.1 s label clock like extracted features: the mean of the source frames in each step.
+  np.testing.assert_allclose(r.features[10:-1, 2], r.times[10:-1], atol=0.006)  # 10 samples/step
+  np.testing.assert_allclose(r.features[1:-1, 1], np.cos(r.times[1:-1]), atol=0.01)
+  out = pipeline.run(config, str(tmp_path / "run"))
+  assert out["num_test_pairs"].sum() > 0
+  # Their own lexicon names them in the prompts.
+  (tmp_path / "SEWA" / "lex.csv").write_text("feature,phrase\nAU12_r,smiling mouth\n"
+                                             "Loudness_sma3,loud voice\n")
+  config.data.lexicon = "lex.csv"
+  config.text.lexicon = "dataset"
+  config.model.fusion = "text"
+  config.text.backbone = tiny_backbone
+  inputs = pipeline.prepare(config, cache.StageCache(config.cache_dir))
+  text = " ".join(inputs.prompts.tolist())
+  assert "smiling mouth" in text and "loud voice" in text
+  # Only the audio CSVs and no extraction ever run: face is absent, audio runs alone.
+  audio_only = _sewa_with_feature_csvs(tmp_path / "b", face=False)
+  assert sewa.load_recordings(audio_only.data)[0].modalities == ("audio", "audio")
+  with pytest.raises(ValueError, match=r"modality 'multimodal' needs \('face', 'audio'\)"):
+    pipeline.run(audio_only, str(tmp_path / "run_b"))
+  audio_only.features.modality = "audio"
+  assert pipeline.run(audio_only, str(tmp_path / "run_b"))["num_test_pairs"].sum() > 0
+  # A missing feature file is named.
+  os.remove(tmp_path / "SEWA" / "features" / "face" / "Train_DE_02.csv")
+  with pytest.raises(FileNotFoundError, match=r"Train_DE_02: pre-extracted face feature file "
+                                              r".*features/face/Train_DE_02.csv is missing"):
+    sewa.load_recordings(config.data)
+
+
+def test_a_feature_npz_without_its_meta_keys_is_named(tmp_path):
+  from lasca_jax.extract import store  # pylint: disable=import-outside-toplevel
+  path = tmp_path / "r.npz"
+  arrays = {"frame_index": np.arange(3), "frame_times": np.arange(3) / 25,
+            "face": np.zeros((3, 58), np.float32), "face_valid": np.ones(3, bool),
+            "audio_times": np.zeros(0), "mfcc": np.zeros((0, 15), np.float32)}
+  store.save_features(str(path), arrays, {"version": store.FORMAT_VERSION, "fps": 25.0})
+  with pytest.raises(ValueError, match=rf"feature file {path}: its meta lacks num_frames, "
+                                       r"settings, settings.frame_stride, "
+                                       r"settings.mfcc_hop_seconds"):
+    store.load_features(str(path))
+  store.save_features(str(path), arrays, {"version": store.FORMAT_VERSION, "fps": 25.0,
+                                          "num_frames": 3, "settings": {
+                                              "frame_stride": 1, "mfcc_hop_seconds": 0.01}})
+  assert store.load_features(str(path))["meta"]["num_frames"] == 3

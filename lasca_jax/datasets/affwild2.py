@@ -187,24 +187,24 @@ def load_recordings(data_config) -> list[data.Recording]:
   for path in annotation_files(data_config):
     stem = os.path.splitext(os.path.basename(path))[0]
     valence, arousal = read_annotation(path)
-    features = load.read_features(load.features_path(data_config, stem), stem, NAME,
-                                  data_config.root, data_config.skip_missing)
-    if features is None:
+    streams = load.read_streams(data_config, stem, NAME)
+    if streams is None:
       continue
-    fps = features["meta"].get("fps")
+    fps = streams.fps or float(data_config.get("fps", 0.0))
     if not fps:
-      raise ValueError(f"{stem}: its feature file has no video frame rate; Aff-Wild2 needs the "
-                       "video (re-run experiments/extract.py)")
+      raise ValueError(f"{stem}: no video frame rate (its extracted feature file has none, or "
+                       "there is none): set --config.data.fps, or re-run "
+                       "experiments/extract.py on the video")
     times = np.arange(valence.shape[0]) / fps  # [T], row i <-> frame i.
-    num_frames = features["meta"]["num_frames"]
-    gap = abs(num_frames - valence.shape[0])
+    num_frames = streams.num_frames
+    gap = abs(num_frames - valence.shape[0]) if num_frames is not None else 0
     if gap:  # Common by a frame or a few; a large gap suggests a wrong or truncated video.
       log = logging.warning if gap > max(5, 0.02 * num_frames) else logging.info
       log("%s", row_frame_gap_message(stem, valence.shape[0], num_frames))
+    values, names, mods = load.streams_on_time_base(streams, times, frame_clock="index")
     rec = data.Recording(
         recording_id=stem, subject_id=subject_of(stem, mapping, map_path), times=times,
-        features=load.on_time_base(features, times, frame_clock="index"),
-        feature_names=load.FEATURE_NAMES, modalities=load.MODALITIES,
+        features=values, feature_names=names, modalities=mods,
         valence=valence, arousal=arousal)
     rec.validate(path)
     recordings.append(rec)
@@ -215,7 +215,8 @@ def validate(data_config) -> list[str]:
   """Problems of the Aff-Wild2 fields (see :mod:`lasca_jax.validate`)."""
   from lasca_jax import validate as v  # pylint: disable=import-outside-toplevel
   return (v.root_problems(data_config, "Aff-Wild2 dataset") +
-          v.field_problems(data_config, "data", v.MEDIA_RULES))
+          v.field_problems(data_config, "data", v.MEDIA_RULES) +
+          v.csv_dir_problems(data_config))
 
 
 def fingerprint(data_config) -> dict:
@@ -226,4 +227,4 @@ def fingerprint(data_config) -> dict:
           "annotations": load.file_stamps(files),
           "subject_map": load.file_stamps([subject_map_path(data_config)]
                                           if subject_map_path(data_config) else []),
-          "features": load.file_stamps(load.features_path(data_config, s) for s in stems)}
+          **load.stream_stamps(data_config, stems)}
