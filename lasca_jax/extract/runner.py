@@ -87,6 +87,11 @@ def job_settings(job: MediaJob, settings: Settings) -> dict:
   model = video_lib.resolve_model_path(out.pop("face_model")) if job.video else None
   out["face_model"] = store.file_stamp(model)
   out["side"] = job.side
+  # Rotated (phone) videos are analysed upright; recorded only when non-zero, so that the
+  # feature files of other videos stay current and only rotated ones are extracted again.
+  rotation = video_lib.display_rotation(job.video) if job.video else 0
+  if rotation:
+    out["display_rotation"] = rotation
   return out
 
 
