@@ -12,8 +12,8 @@ import ml_collections
 def get_config() -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
   config.name = "default"          # Run name; the run directory is <workdir> (default runs/<name>).
-  config.seed = 0                  # Training seed: validation split, init and shuffling derive from it
-                                   # (and the subject split too while protocol.split_seed is -1).
+  config.seed = 0                  # Training seed: validation split, init and shuffling derive
+                                   # from it (and the subject split while protocol.split_seed=-1).
   config.cache_dir = ""            # Stage cache; "" -> $LASCA_JAX_CACHE or ~/.cache/lasca_jax.
   config.model_label = ""          # Row label in tables; "" -> derived ("Features", "MPNet(F)").
 

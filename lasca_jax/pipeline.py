@@ -26,8 +26,8 @@ from lasca_jax import coverage
 from lasca_jax import data as data_lib
 from lasca_jax import datasets
 from lasca_jax import embeddings as embeddings_lib
-from lasca_jax import encode, lexicon, pairs as pairs_lib, protocols, salience, stats, templates, train
-from lasca_jax import validate
+from lasca_jax import encode, lexicon, pairs as pairs_lib, protocols, salience, templates, train
+from lasca_jax import stats, validate
 from lasca_jax import windows as windows_lib
 
 

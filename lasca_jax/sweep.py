@@ -313,7 +313,8 @@ def run_sweep(config, workdir: str, progress: bool = True, retry_failed: bool = 
   newly_failed = sum(d in failures for d, _ in pending)
   failed_before = len(failures) - newly_failed
   summary = {"configurations": len(runs), "trained": len(pending) - newly_failed,
-             "skipped": len(runs) - len(pending) - failed_before, "failed": len(failed), "failures": failed, "groups": groups,
+             "skipped": len(runs) - len(pending) - failed_before, "failed": len(failed),
+             "failures": failed, "groups": groups,
              "train_seconds": round(train_seconds, 2), "cache_hits": cache.hits,
              "cache_misses": cache.misses}
   with open(os.path.join(workdir, "sweep.json"), "w") as f:

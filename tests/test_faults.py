@@ -36,7 +36,8 @@ def test_every_config_problem_is_reported_at_once_with_its_valid_range(tmp_path)
                "features.min_valid_fraction=1.5 (need a number in (0, 1])",
                "pairs.target='joy' (need one of 'arousal', 'valence')"):
     assert part in message
-  with pytest.raises(validate.ConfigError, match=r"protocol.num_folds=1 \(need an integer >= 2 for kfold"):
+  with pytest.raises(validate.ConfigError,
+                     match=r"protocol.num_folds=1 \(need an integer >= 2 for kfold"):
     validate.check(make_tiny_config(tmp_path / "cache", **{"protocol.num_folds": 1}))
   validate.check(make_tiny_config(tmp_path / "cache"))       # the shipped configs are valid
   # Nothing was written: the run stops before any work.
@@ -331,6 +332,8 @@ def test_the_split_seed_is_separate_from_the_training_seed(tmp_path, tiny_backbo
   assert not np.array_equal(other["test_prob"], default["test_prob"])
   log = [json.loads(l) for l in open(tmp_path / "other" / "log.jsonl")]
   assert [e["newly_encoded"] for e in log if e["event"] == "embeddings"] == [0]
+  # 19: the fold standard deviation is the tables' sample std (ddof=1) everywhere.
+  assert log[-1]["std_test_accuracy"] == pytest.approx(np.std(other["test_accuracy"], ddof=1))
   # Without a split seed, config.seed draws the folds too (the earlier behaviour).
   moved = make_tiny_config(tmp_path / "cache", **{"seed": 1})
   assert not np.array_equal(pipeline.run(moved, str(tmp_path / "moved"))["test_subjects"],

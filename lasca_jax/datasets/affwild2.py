@@ -162,7 +162,9 @@ def row_frame_gap_message(stem: str, rows: int, frames: int) -> str:
 
 def subject_map_path(data_config) -> str:
   path = data_config.get("subject_map", "")
-  return os.path.join(os.path.expanduser(data_config.root), os.path.expanduser(path)) if path else ""
+  if not path:
+    return ""
+  return os.path.join(os.path.expanduser(data_config.root), os.path.expanduser(path))
 
 
 def subject_of(stem: str, mapping: dict[str, str], path: str) -> str:
