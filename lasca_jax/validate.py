@@ -21,6 +21,7 @@ import os
 import sys
 from typing import Any, Callable, Sequence
 
+from lasca_jax import controls
 from lasca_jax import datasets
 
 
@@ -29,7 +30,7 @@ class ConfigError(ValueError):
 
 
 MODALITIES = ("visual", "audio", "multimodal")
-FUSIONS = ("features", "text", "fused", "baseline")
+FUSIONS = ("features", "text", "fused", "baseline") + controls.FUSIONS
 SALIENCES = ("otsu", "topk", "threshold")
 TARGETS = ("arousal", "valence")
 PROTOCOLS = ("kfold", "random_splits")
@@ -82,6 +83,10 @@ RULES: tuple[tuple[str, tuple[Callable[[Any], bool], str]], ...] = (
     ("text.lexicon_seed", int_at_least(0)),
     ("text.batch_size", int_at_least(1)),
     ("model.fusion", one_of(FUSIONS)),
+    ("model.hidden_from", one_of(controls.HIDDEN_FROM)),
+    ("model.hidden_from_dim", int_at_least(0)),
+    ("text.random_seed", int_at_least(0)),
+    ("text.random_norm", number_in(0, math.inf)),
     ("pairs.target", one_of(TARGETS)),
     ("pairs.margin", number_in(0, math.inf)),
     ("pairs.eps", number_in(0, math.inf, lo_open=True)),
@@ -156,7 +161,8 @@ def _sweep_problems(config) -> list[str]:
            ("sweep.models", ("features", "text", "fused")),
            ("sweep.ablation_modalities", MODALITIES),
            ("sweep.ablation_lexicons", ("llm", "feature_name", "shuffled", "dataset")),
-           ("sweep.ablation_saliences", SALIENCES))
+           ("sweep.ablation_saliences", SALIENCES),
+           ("sweep.controls", ("mask", "random_text", "capacity")))
   for field, choices in lists:
     values = get(config, field, ())
     bad = [v for v in values if v not in choices]
