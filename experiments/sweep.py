@@ -39,7 +39,8 @@ def run(config, workdir: str, make_report: bool = True) -> dict:
   summary = sweep.run_sweep(config, os.path.join(workdir, "runs"))
   print(f"sweep {config.name}: {summary['configurations']} configurations, "
         f"{summary['trained']} trained, {summary['skipped']} already done, "
-        f"{summary['groups']} compiled calls, {summary['train_seconds']} s training")
+        f"{summary['groups']} compiled calls, {summary['train_seconds']} s training on "
+        f"{summary['devices']} {summary['platform']} device(s)")
   if make_report:
     labels = [encode.backbone_label(b) + "(F)" for b in config.sweep.backbones]
     written = report.make_report(

@@ -180,29 +180,33 @@ def _group_key(config, inputs: pipeline.RunInputs):
           tuple(config.model.max_hidden), int(config.seed))
 
 
-def _train_and_write(group, log: logging.Logger) -> float:
+def _train_and_write(group, log: logging.Logger) -> tuple[float, train.UnitsPlan]:
   """Trains a group of ``(run_dir, config, inputs, runlog)`` in one call and writes results."""
   config0, inputs0 = group[0][1], group[0][2]
   settings = train.TrainSettings.from_config(config0.train)
   z, pairs, folds = stack_inputs([g[2] for g in group])
+  layout = train.Layout.from_config(config0.train)
+  plan = train.plan(len(group) * inputs0.z.shape[0], layout)
   t0 = time.time()
   out = train.train_configs(settings, [int(g[1].seed) for g in group], z, pairs, folds,
-                            tuple(config0.model.max_hidden))
+                            tuple(config0.model.max_hidden), layout)
   seconds = time.time() - t0
-  log.info("trained %d configurations x %d folds (d=%d) in one call: %.1f s", len(group),
-           inputs0.z.shape[0], inputs0.z.shape[-1], seconds)
+  log.info("trained %d configurations x %d folds (d=%d) in one call on %d %s device(s): %.1f s",
+           len(group), inputs0.z.shape[0], inputs0.z.shape[-1], plan.devices, plan.platform,
+           seconds)
   for c, (run_dir, config, inputs, runlog) in enumerate(group):
     one = jax.tree.map(lambda a: np.asarray(a)[c], out)
     n_test = inputs.folds.test_idx.shape[1]
     one = one._replace(test_prob=one.test_prob[:, :n_test])
     arrays = pipeline.results_arrays(inputs, one, config)
-    runlog("trained", seconds=round(seconds, 3), group_size=len(group),
+    runlog("trained", seconds=round(seconds, 3), group_size=len(group), devices=plan.devices,
+           platform=plan.platform, lanes=plan.lanes,
            test_accuracy=arrays["test_accuracy"].round(4).tolist(),
            best_epoch=arrays["best_epoch"].tolist())
     pipeline.write_results(run_dir, arrays)
     runlog("done", mean_test_accuracy=float(arrays["test_accuracy"].mean()),
            std_test_accuracy=float(arrays["test_accuracy"].std()))
-  return seconds
+  return seconds, plan
 
 
 def run_sweep(config, workdir: str, progress: bool = True) -> dict:
@@ -218,7 +222,17 @@ def run_sweep(config, workdir: str, progress: bool = True) -> dict:
   # Runs whose inputs will share a shape are adjacent, so at most one group is in memory.
   pending.sort(key=lambda p: (_shape_signature(p[1]), p[0]))
   size = group_size(config)
+  compilation_cache = train.enable_compilation_cache(config.get("compilation_cache", ""))
+  devices = train.plan(1, train.Layout.from_config(config.train))
+  log.info("sweep: training on %d local %s device(s)", devices.devices, devices.platform)
   group, groups, train_seconds = [], 0, 0.0
+
+  def flush():
+    nonlocal groups, train_seconds
+    seconds, _ = _train_and_write([g[1:] for g in group], log)
+    train_seconds += seconds
+    groups += 1
+
   for run_dir, cfg in tqdm(pending, desc="sweep", unit="run", disable=not progress):
     os.makedirs(run_dir, exist_ok=True)
     for stale in ("log.jsonl", "results.npz"):
@@ -227,20 +241,19 @@ def run_sweep(config, workdir: str, progress: bool = True) -> dict:
     runlog = pipeline.RunLog(run_dir)
     pipeline.write_config(run_dir, cfg)
     runlog("start", workdir=run_dir, cache_dir=cache.cache_dir, model_label=cfg.model_label,
-           sweep=workdir)
+           sweep=workdir, compilation_cache=compilation_cache)
     inputs = pipeline.prepare(cfg, cache, runlog)
     key = _group_key(cfg, inputs)
     if group and (key != group[0][0] or len(group) == size):
-      train_seconds += _train_and_write([g[1:] for g in group], log)
-      groups += 1
+      flush()
       group = []
     group.append((key, run_dir, cfg, inputs, runlog))
   if group:
-    train_seconds += _train_and_write([g[1:] for g in group], log)
-    groups += 1
+    flush()
   summary = {"configurations": len(runs), "trained": len(pending),
              "skipped": len(runs) - len(pending), "groups": groups,
-             "train_seconds": round(train_seconds, 2), "cache_hits": cache.hits,
+             "train_seconds": round(train_seconds, 2), "devices": devices.devices,
+             "platform": devices.platform, "cache_hits": cache.hits,
              "cache_misses": cache.misses}
   with open(os.path.join(workdir, "sweep.json"), "w") as f:
     json.dump({"summary": summary, "runs": [rel for rel, _ in runs]}, f, indent=2)
