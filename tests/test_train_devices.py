@@ -108,3 +108,58 @@ def test_flops_per_pair_counts_the_matmuls():
   expected = (2 * (100 * step + 10 * forward) + 3 * (50 * step + 10 * forward)
               + 2 * 4 * forward)
   assert train.run_flops(out, fold, d) == expected
+
+
+_CACHE_SCRIPT = r"""
+import os, sys
+import jax, numpy as np
+from lasca_jax import train
+target, other = sys.argv[1], sys.argv[2]
+assert train.enable_compilation_cache("none") is None
+assert not jax.config.jax_compilation_cache_dir
+assert train.enable_compilation_cache(target) == target
+assert train.enable_compilation_cache(other) == target      # set once per process: kept
+rng = np.random.default_rng(0)
+z = rng.normal(size=(2, 40, 5)).astype(np.float32)
+pairs = train.PairData(rng.integers(0, 40, 90).astype(np.int32),
+                       rng.integers(0, 40, 90).astype(np.int32),
+                       (rng.random(90) > 0.5).astype(np.int32))
+idx = np.arange(90, dtype=np.int32)
+fold = train.FoldData(np.tile(idx[:64], (2, 1)), np.array([64, 50], np.int32),
+                      np.tile(idx[64:80], (2, 1)), np.ones((2, 16), bool),
+                      np.tile(idx[80:], (2, 1)), np.ones((2, 10), bool))
+jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+train.train_folds(train.TrainSettings(max_epochs=3, batch_size=16), 0, z, pairs, fold)
+print(sum(len(files) for _, _, files in os.walk(target)), os.path.exists(other))
+"""
+
+
+def test_compilation_cache_is_set_once_and_stores_the_trainer(tmp_path):
+  env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=ROOT)
+  env.pop("JAX_COMPILATION_CACHE_DIR", None)
+  proc = subprocess.run([sys.executable, "-c", _CACHE_SCRIPT, str(tmp_path / "xla"),
+                         str(tmp_path / "other")], cwd=ROOT, env=env, capture_output=True,
+                        text=True, timeout=600, check=False)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  files, other_exists = proc.stdout.split()
+  assert int(files) > 0 and other_exists == "False"
+
+
+def test_runs_of_one_shape_class_share_one_compiled_program():
+  settings = train.TrainSettings(max_epochs=2, batch_size=16)
+  rng = np.random.default_rng(2)
+  outs = []
+  for w, p, n_val, n_test in ((57, 150, 24, 30), (60, 155, 23, 29)):   # classes 60, 160, 24, 30
+    z = rng.normal(size=(2, w, 5)).astype(np.float32)
+    pairs = train.PairData(rng.integers(0, w, p).astype(np.int32),
+                           rng.integers(0, w, p).astype(np.int32),
+                           (rng.random(p) > 0.5).astype(np.int32))
+    idx = np.arange(p, dtype=np.int32)
+    val, test = idx[96:96 + n_val], idx[96 + n_val:96 + n_val + n_test]
+    fold = train.FoldData(np.tile(idx[:96], (2, 1)), np.array([96, 80], np.int32),
+                          np.tile(val, (2, 1)), np.ones((2, n_val), bool),
+                          np.tile(test, (2, 1)), np.ones((2, n_test), bool))
+    outs.append(train.train_folds(settings, 0, z, pairs, fold, layout=train.Layout(1, 1)))
+  assert outs[1].test_prob.shape == (2, 29)    # the caller's own test columns come back
+  program = train._program(settings, 5, (250, 125), 1, tuple(train.local_devices(1)))  # pylint: disable=protected-access
+  assert program._cache_size() == 1            # pylint: disable=protected-access
