@@ -59,7 +59,7 @@ def _prepared(config):
 def _train(config, inputs, fold) -> train.TrainOutput:
   return train.train_folds(train.TrainSettings.from_config(config.train), int(config.seed),
                            inputs.z, inputs.pairs, fold, tuple(config.model.max_hidden),
-                           train.Layout.from_config(config.train))
+                           inputs.info.get("hidden_dim", 0), train.Layout.from_config(config.train))
 
 
 def _child(config, compilation_cache: str) -> None:
@@ -123,7 +123,8 @@ def training_section(config, sklearn: bool = True) -> dict:
     out = _train(config, inputs, fold)
     times.append(time.perf_counter() - start)
   compiled = min(times)
-  flops = train.run_flops(out, fold, d, tuple(config.model.max_hidden))
+  flops = train.run_flops(out, fold, d, tuple(config.model.max_hidden),
+                          inputs.info.get("hidden_dim", 0))
   epochs = int(np.sum(out.epochs_run))
   result.update(
       compiled_s=compiled, peak=measured.as_dict(), flops=flops, fold_epochs=epochs,

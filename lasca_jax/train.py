@@ -69,9 +69,14 @@ class TrainSettings:
                batch_size=int(train_config.batch_size))
 
 
-def hidden_sizes(d: int, max_hidden=(250, 125)) -> tuple[int, int]:
-  """``(min(d/2, 250), min(d/4, 125))``, at least one unit each."""
-  return (max(1, min(d // 2, max_hidden[0])), max(1, min(d // 4, max_hidden[1])))
+def hidden_sizes(d: int, max_hidden=(250, 125), hidden_dim: int = 0) -> tuple[int, int]:
+  """``(min(d/2, 250), min(d/4, 125))``, at least one unit each.
+
+  ``hidden_dim > 0`` derives the sizes from that dimension instead of the input size ``d``: a
+  capacity-matched control gets the hidden layers of a larger (fused) model.
+  """
+  ref = int(hidden_dim) if hidden_dim and hidden_dim > 0 else d
+  return (max(1, min(ref // 2, max_hidden[0])), max(1, min(ref // 4, max_hidden[1])))
 
 
 def _glorot_uniform(fan_in: int, fan_out: int):
@@ -150,12 +155,13 @@ def _l2(params) -> jax.Array:
       params, is_leaf=lambda n: isinstance(n, dict) and "kernel" in n))
 
 
-def make_train(settings: TrainSettings, d: int, max_hidden=(250, 125)):
+def make_train(settings: TrainSettings, d: int, max_hidden=(250, 125), hidden_dim: int = 0):
   """Returns the pure ``train(key, z, pairs, fold) -> TrainOutput`` for input size ``d``.
 
   ``z`` is ``float32 [W, d]``: one fold's window representations; pairs index into it.
+  ``hidden_dim``: see :func:`hidden_sizes`.
   """
-  model = PreferenceMLP(hidden_sizes(d, max_hidden))
+  model = PreferenceMLP(hidden_sizes(d, max_hidden, hidden_dim))
   tx = optax.adam(settings.learning_rate, b1=0.9, b2=0.999, eps=1e-8)
   bs = settings.batch_size
 
@@ -311,10 +317,10 @@ def _to_shape_classes(z, pairs: PairData, fold: FoldData, batch_size: int):
 
 
 @functools.lru_cache(maxsize=None)
-def _program(settings: TrainSettings, d: int, max_hidden: tuple[int, int], lanes: int,
-             devices: tuple):
+def _program(settings: TrainSettings, d: int, max_hidden: tuple[int, int], hidden_dim: int,
+             lanes: int, devices: tuple):
   """``jit`` of all units: ``shard_map`` over ``devices``, then groups of ``lanes`` per device."""
-  train = make_train(settings, d, max_hidden)
+  train = make_train(settings, d, max_hidden, hidden_dim)
   lane_group = jax.vmap(train)
 
   def local(keys, z, pairs, fold):   # this device's units: [n, ...], n a multiple of lanes
@@ -358,7 +364,8 @@ def plan(num_units: int, layout: Layout = Layout()) -> UnitsPlan:
 
 
 def train_units(settings: TrainSettings, keys: jax.Array, z: np.ndarray, pairs: PairData,
-                fold: FoldData, max_hidden=(250, 125), layout: Layout = Layout()) -> TrainOutput:
+                fold: FoldData, max_hidden=(250, 125), hidden_dim: int = 0,
+                layout: Layout = Layout()) -> TrainOutput:
   """Trains ``N`` independent (configuration, fold) units in one compiled call.
 
   Args:
@@ -366,6 +373,7 @@ def train_units(settings: TrainSettings, keys: jax.Array, z: np.ndarray, pairs: 
     z: ``float32 [N, W, d]`` window representations.
     pairs: fields ``[N, P]``.
     fold: fields ``[N, ...]``.
+    hidden_dim: derive the hidden sizes from this dimension (0: from ``d``).
     layout: devices and lanes (:class:`Layout`); the result does not depend on it.
 
   Returns:
@@ -388,7 +396,7 @@ def train_units(settings: TrainSettings, keys: jax.Array, z: np.ndarray, pairs: 
     return np.concatenate([a, np.repeat(a[:1], extra, axis=0)])
 
   args = jax.tree.map(pad_units, (keys, np.asarray(z, np.float32), pairs, fold))
-  fn = _program(settings, d, tuple(max_hidden), resolved.lanes, devices)
+  fn = _program(settings, d, tuple(max_hidden), int(hidden_dim), resolved.lanes, devices)
   out = jax.device_get(fn(*args))
   out = jax.tree.map(lambda a: np.asarray(a)[:num_units], out)
   return out._replace(test_prob=out.test_prob[:, :n_test])
@@ -401,21 +409,25 @@ def fold_keys(seed: int, num_folds: int) -> jax.Array:
 
 
 def train_folds(settings: TrainSettings, seed: int, z: np.ndarray, pairs: PairData,
-                fold: FoldData, max_hidden=(250, 125), layout: Layout = Layout()) -> TrainOutput:
+                fold: FoldData, max_hidden=(250, 125), hidden_dim: int = 0,
+                layout: Layout = Layout()) -> TrainOutput:
   """Trains every fold in one compiled call (:func:`train_units`).
 
   Args:
     z: ``float32 [folds, W, d]`` per-fold window representations.
     pairs: shared pairs ``[P]``.
     fold: per-fold indices, each with a leading ``folds`` axis.
+    hidden_dim: derive the hidden sizes from this dimension (0: from ``d``).
   """
   num_folds = np.shape(z)[0]
   per_fold = PairData(*[np.broadcast_to(np.asarray(a), (num_folds,) + np.shape(a)) for a in pairs])
-  return train_units(settings, fold_keys(seed, num_folds), z, per_fold, fold, max_hidden, layout)
+  return train_units(settings, fold_keys(seed, num_folds), z, per_fold, fold, max_hidden,
+                     hidden_dim, layout)
 
 
 def train_configs(settings: TrainSettings, seeds, z: np.ndarray, pairs: PairData,
-                  fold: FoldData, max_hidden=(250, 125), layout: Layout = Layout()) -> TrainOutput:
+                  fold: FoldData, max_hidden=(250, 125), hidden_dim: int = 0,
+                  layout: Layout = Layout()) -> TrainOutput:
   """Trains ``C`` equally shaped configurations x folds in one compiled call.
 
   Args:
@@ -427,27 +439,28 @@ def train_configs(settings: TrainSettings, seeds, z: np.ndarray, pairs: PairData
   flat = lambda a: np.asarray(a).reshape((num_configs * num_folds,) + np.shape(a)[2:])
   per_unit = PairData(*[np.repeat(np.asarray(a), num_folds, axis=0) for a in pairs])
   out = train_units(settings, keys, flat(z), per_unit, jax.tree.map(flat, fold), max_hidden,
-                    layout)
+                    hidden_dim, layout)
   return jax.tree.map(lambda a: a.reshape((num_configs, num_folds) + a.shape[1:]), out)
 
 
-def flops_per_pair(d: int, max_hidden=(250, 125)) -> tuple[int, int]:
+def flops_per_pair(d: int, max_hidden=(250, 125), hidden_dim: int = 0) -> tuple[int, int]:
   """Matmul FLOPs of the MLP per pair: ``(forward, training step)``.
 
   A training step is the forward pass plus the backward pass: weight gradients of all three
   layers and input gradients of the second and third (the input needs none); ``2`` FLOPs per
   multiply-add, biases and activations not counted.
   """
-  h1, h2 = hidden_sizes(d, max_hidden)
+  h1, h2 = hidden_sizes(d, max_hidden, hidden_dim)
   macs = d * h1 + h1 * h2 + h2
   forward = 2 * macs
   return forward, forward + 2 * macs + 2 * (h1 * h2 + h2)
 
 
-def run_flops(out: TrainOutput, fold: FoldData, d: int, max_hidden=(250, 125)) -> float:
+def run_flops(out: TrainOutput, fold: FoldData, d: int, max_hidden=(250, 125),
+              hidden_dim: int = 0) -> float:
   """Matmul FLOPs the units really needed: per unit, ``epochs_run`` epochs over its real
   training pairs and its validation pairs, and the final test pass (padding not counted)."""
-  forward, step = flops_per_pair(d, max_hidden)
+  forward, step = flops_per_pair(d, max_hidden, hidden_dim)
   epochs = np.asarray(out.epochs_run, np.float64).reshape(-1)
   n_train = np.asarray(fold.train_count, np.float64).reshape(-1)
   n_val = np.asarray(fold.val_mask).reshape(epochs.size, -1).sum(axis=1)
@@ -475,7 +488,7 @@ def enable_compilation_cache(path: str | None) -> str | None:
   jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
   return path
 
-def num_params(d: int, max_hidden=(250, 125)) -> int:
+def num_params(d: int, max_hidden=(250, 125), hidden_dim: int = 0) -> int:
   """Trainable parameters of the preference MLP for input size ``d``."""
-  sizes = (d, *hidden_sizes(d, max_hidden), 1)
+  sizes = (d, *hidden_sizes(d, max_hidden, hidden_dim), 1)
   return int(sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:])))

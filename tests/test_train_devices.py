@@ -161,5 +161,5 @@ def test_runs_of_one_shape_class_share_one_compiled_program():
                           np.tile(test, (2, 1)), np.ones((2, n_test), bool))
     outs.append(train.train_folds(settings, 0, z, pairs, fold, layout=train.Layout(1, 1)))
   assert outs[1].test_prob.shape == (2, 29)    # the caller's own test columns come back
-  program = train._program(settings, 5, (250, 125), 1, tuple(train.local_devices(1)))  # pylint: disable=protected-access
+  program = train._program(settings, 5, (250, 125), 0, 1, tuple(train.local_devices(1)))  # pylint: disable=protected-access
   assert program._cache_size() == 1            # pylint: disable=protected-access
