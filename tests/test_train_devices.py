@@ -163,3 +163,14 @@ def test_runs_of_one_shape_class_share_one_compiled_program():
   assert outs[1].test_prob.shape == (2, 29)    # the caller's own test columns come back
   program = train._program(settings, 5, (250, 125), 0, 1, tuple(train.local_devices(1)))  # pylint: disable=protected-access
   assert program._cache_size() == 1            # pylint: disable=protected-access
+
+
+def test_layout_fields_are_validated_and_read(tmp_path):
+  from conftest import make_tiny_config  # pylint: disable=import-outside-toplevel
+  from lasca_jax import validate  # pylint: disable=import-outside-toplevel
+  config = make_tiny_config(tmp_path / "cache", **{"train.devices": -1, "train.lanes": 2})
+  with pytest.raises(validate.ConfigError, match=r"train.devices=-1"):
+    validate.check(config)
+  config.train.devices = 1
+  validate.check(config)
+  assert train.Layout.from_config(config.train) == train.Layout(devices=1, lanes=2)
