@@ -37,7 +37,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import jax  # pylint: disable=wrong-import-position
 
-from lasca_jax import cache, peak, pipeline, reference, train  # pylint: disable=wrong-import-position
+from lasca_jax import cache, peak, pipeline, reference, train, validate  # pylint: disable=wrong-import-position
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file.")
 _SECTIONS = flags.DEFINE_list("sections", ["devices", "training"], "Sections to run, in order.")
@@ -175,6 +175,10 @@ SECTIONS = {"devices": devices_section,
 def main(argv):
   del argv
   config = _CONFIG.value
+  try:
+    validate.check(config)
+  except validate.ConfigError as e:
+    sys.exit(f"error: {e}")
   if _CHILD.value:
     _child(config, _CHILD.value)
     return
@@ -192,4 +196,4 @@ def main(argv):
 if __name__ == "__main__":
   flags.mark_flags_as_required(["config"])
   logging.set_verbosity(logging.WARNING)
-  app.run(main)
+  app.run(main, flags_parser=validate.parse_flags)
