@@ -14,6 +14,7 @@ the pieces' embeddings mean-pooled.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import logging
 import os
@@ -502,10 +503,11 @@ class EmbeddingStore:
     return out
 
 
+@functools.lru_cache(maxsize=None)
 def device_peak_gflops(device: str, precision: str) -> tuple[float, str]:
   """The matmul peak the encoder's throughput is compared with: ``(GFLOP/s, how measured)``.
 
-  On a CPU: :func:`lasca_jax.peak.measure_peak` (f32, best of XLA and numpy's BLAS, now). On a GPU:
+  Measured once per process and device. On a CPU: :func:`lasca_jax.peak.measure_peak` (f32, best of XLA and numpy's BLAS, now). On a GPU:
   a torch matmul on that device in the encoder's precision.
   """
   if not device.startswith("cuda"):

@@ -286,6 +286,9 @@ def salience_values(config, win: dict, cols: np.ndarray, usable: np.ndarray, x: 
   return values[None], params
 
 
+MIN_SECONDS_FOR_PEAK = 5.0   # shorter encodings log throughput without measuring the peak
+
+
 def embed_prompts(config, cache_dir: str, prompts: list[str], log: RunLog) -> np.ndarray:
   """``float32 [len(prompts), D]`` from the prompt store, encoding what it lacks; logs counts,
   throughput and the share of the device's matmul peak, and warns when many prompts are cut."""
@@ -298,8 +301,10 @@ def embed_prompts(config, cache_dir: str, prompts: list[str], log: RunLog) -> np
   cut = store.cut_prompts()
   fields = {}
   if store.encoded_count:
-    peak, how = encode.device_peak_gflops(store.device, store.precision)
-    fields = {**store.throughput(peak), "peak": how}
+    fields = store.throughput()
+    if store.stats.seconds >= MIN_SECONDS_FOR_PEAK:
+      peak, how = encode.device_peak_gflops(store.device, store.precision)
+      fields = {**store.throughput(peak), "peak": how}
   log("embeddings", backbone=tcfg.backbone, store=store.path, key=store.key,
       dim=int(emb.shape[1]), newly_encoded=store.encoded_count,
       newly_encoded_truncated=store.truncated_count, prompts=len(prompts),

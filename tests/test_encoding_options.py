@@ -67,10 +67,16 @@ def test_phrase_order_in_the_pipeline_keeps_the_phrase_sets(tmp_path):
     _prepare(tmp_path, **{"text.phrase_order": "random"})
 
 
-def test_embeddings_event_logs_throughput_and_warns_on_cut_prompts(tmp_path, caplog, monkeypatch):
-  model = StandIn(max_seq_length=12)
+def test_embeddings_event_logs_throughput_and_warns_on_cut_prompts(tmp_path, caplog, monkeypatch,
+                                                                  tiny_backbone):
+  model = encode.load_model(tiny_backbone, device="cpu")
+  model.max_seq_length = 24        # a short window, so that prompts are cut
+  encoded = []
+  original = model.encode
+  model.encode = lambda texts, **kw: (encoded.extend(texts), original(texts, **kw))[1]
   monkeypatch.setattr(encode, "load_model", lambda *a, **k: model)
   monkeypatch.setattr(encode, "device_peak_gflops", lambda device, precision: (100.0, "test"))
+  monkeypatch.setattr(pipeline, "MIN_SECONDS_FOR_PEAK", 0.0)
   config = make_tiny_config(tmp_path / "cache", **{"model.fusion": "text"})
   workdir = tmp_path / "run"
   with caplog.at_level(logging.WARNING):
@@ -78,9 +84,12 @@ def test_embeddings_event_logs_throughput_and_warns_on_cut_prompts(tmp_path, cap
   events = [json.loads(l) for l in open(workdir / "log.jsonl")]
   emb = next(e for e in events if e["event"] == "embeddings")
   prompts = next(e for e in events if e["event"] == "prompts")
-  assert emb["newly_encoded"] == emb["prompts"] == prompts["distinct_used"] == len(set(model.texts))
+  assert emb["newly_encoded"] == emb["prompts"] == prompts["distinct_used"] == len(set(encoded))
   assert emb["over_window"] == emb["newly_encoded_truncated"] > 0.01 * emb["prompts"]
   assert emb["tokens_per_s"] > 0 and emb["device"] == "cpu" and emb["precision"] == "float32"
+  assert emb["peak_gflops"] == 100.0 and emb["peak"] == "test"
+  assert emb["share_of_peak"] == pytest.approx(emb["gflops"] / 100.0, rel=1e-2)
+  assert emb["tokens"] <= 24 * emb["prompts"]
   assert "longer than" in caplog.text and "long_prompts=chunk" in caplog.text
   # A second run encodes nothing and reports the same cut count from the store alone.
   model2 = StandIn(fail_after=0)
