@@ -287,7 +287,7 @@ def trained_predictor(config, cache: cache_lib.StageCache | None = None, fold: i
                                     tcfg.uncovered)
     store = encode.EmbeddingStore(cache.cache_dir, tcfg.backbone, tcfg.model_path, tcfg.device,
                                   int(tcfg.batch_size))
-    prompt_cache = dict(zip(store.texts, store.table))
+    prompt_cache = store.as_dict()
     encoder = encoder if encoder is not None else encode.load_model(
         tcfg.backbone, tcfg.model_path, tcfg.device)
   else:

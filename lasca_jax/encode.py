@@ -366,15 +366,10 @@ class EmbeddingStore:
       self._model = load_model(self.backbone, self.model_path, self.device, self.precision)
     return self._model
 
-  @property
-  def texts(self) -> list[str]:
-    """Every prompt stored for this backbone (truncated encodings)."""
-    return self.store.all_rows(self.key)[0]
-
-  @property
-  def table(self) -> np.ndarray:
-    """``float32 [n, D]`` in the order of :attr:`texts`."""
-    return self.store.all_rows(self.key)[1]
+  def as_dict(self) -> dict[str, np.ndarray]:
+    """Every stored prompt of this backbone (truncated encodings) -> ``float32 [D]``."""
+    texts, table = self.store.all_rows(self.key)
+    return dict(zip(texts, table))
 
   @property
   def chunk_key(self) -> str:

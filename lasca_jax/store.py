@@ -36,6 +36,7 @@ import numpy as np
 SCHEMA_VERSION = 1
 FILE_NAME = "store.sqlite"
 _IN_CHUNK = 500   # hashes per SELECT ... IN (...) query
+_CHECKED: set[tuple] = set()   # stores this process has already checked (quick_check is O(size))
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS embeddings (
@@ -66,15 +67,24 @@ def _connect(path: str, timeout_s: float, wal: bool) -> sqlite3.Connection:
   return conn
 
 
+def _identity(path: str) -> tuple:
+  st = os.stat(path)
+  return (path, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
 def _check(conn: sqlite3.Connection, path: str) -> None:
-  """Raises ``sqlite3.DatabaseError`` for a damaged file, :class:`StoreError` for a newer one."""
+  """Raises ``sqlite3.DatabaseError`` for a damaged file, :class:`StoreError` for a newer one.
+
+  The full ``quick_check`` runs once per process and file (a sweep opens the store per run).
+  """
   version = conn.execute("PRAGMA user_version").fetchone()[0]
   if version > SCHEMA_VERSION:
     raise StoreError(f"embedding store {path} has format {version}, newer than this lasca_jax "
                      f"({SCHEMA_VERSION}); upgrade lasca_jax or point config.cache_dir elsewhere")
-  result = conn.execute("PRAGMA quick_check").fetchone()[0]
-  if result != "ok":
-    raise sqlite3.DatabaseError(f"quick_check: {result}")
+  if _identity(path) not in _CHECKED:
+    result = conn.execute("PRAGMA quick_check").fetchone()[0]
+    if result != "ok":
+      raise sqlite3.DatabaseError(f"quick_check: {result}")
   conn.execute("BEGIN IMMEDIATE")
   try:
     for statement in _SCHEMA.split(";"):
@@ -86,6 +96,7 @@ def _check(conn: sqlite3.Connection, path: str) -> None:
   except BaseException:
     conn.execute("ROLLBACK")
     raise
+  _CHECKED.add(_identity(path))
 
 
 class PromptStore:
