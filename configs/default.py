@@ -57,14 +57,25 @@ def get_config() -> ml_collections.ConfigDict:
   config.text.salience_stats = "fold"       # Min-max before salience: "fold" (paper: each fold's
                                             # training windows), "recording" (each recording's own),
                                             # "dataset" (all windows). See README "Scale".
+  config.text.random_seed = 0               # model.fusion="random_text": seed of the per-prompt vectors.
+  config.text.random_norm = 0.0             # "random_text": their L2 norm; 0 -> the backbone's (1 for
+                                            # the unit-norm backbones; others need a value).
 
   # Representation fed to the preference learner (Tables 3-4 rows).
   config.model = ml_collections.ConfigDict()
-  config.model.fusion = "fused"             # "features" [x], "text" [s], "fused" [x || s], or
-                                            # "baseline": a frozen encoder's precomputed embeddings.
+  config.model.fusion = "fused"             # "features" [x], "text" [s], "fused" [x || s],
+                                            # "baseline": a frozen encoder's precomputed embeddings;
+                                            # controls (lasca_jax/controls.py): "mask" [x || m] (the
+                                            # salience mask), "random_text" [x || r] (a fixed random
+                                            # vector per distinct prompt; nothing is encoded).
   config.model.baseline_dir = ""            # "baseline": folder of <recording_id>.npz embeddings.
   config.model.baseline_name = ""           # "baseline": row label, e.g. "VGGFace2".
   config.model.max_hidden = (250, 125)      # Hidden sizes are (min(d/2, 250), min(d/4, 125)).
+  config.model.hidden_from = ""             # "" or "fused": zero-pad the input to the fused model's
+                                            # size (features + text.backbone's dimension), so the MLP
+                                            # has its hidden sizes and parameter count: the
+                                            # capacity-matched control [x || 0].
+  config.model.hidden_from_dim = 0          # > 0: derive the hidden sizes from this d (no padding).
 
   # Preference pairs (Sec. 3.3).
   config.pairs = ml_collections.ConfigDict()
@@ -104,6 +115,8 @@ def get_config() -> ml_collections.ConfigDict:
   config.sweep.ablation_modalities = ("multimodal",)   # Where the ablation rows below are added.
   config.sweep.ablation_lexicons = ("feature_name",)   # Table 7 (add "shuffled" for Sec. 6).
   config.sweep.ablation_saliences = ()       # Sec. 6 alternatives, e.g. ("topk", "threshold").
+  config.sweep.controls = ()                 # Control rows for sweep.ablation_modalities, any of
+                                             # "mask", "random_text", "capacity" (lasca_jax/controls.py).
   config.sweep.baselines = ()                # Frozen encoders, "Name:modality:dir" (Tables 5-6).
   config.sweep.simulated_baselines = False   # Synthetic data only: simulate one encoder per modality.
   config.sweep.group_size = 0                # Equally shaped configurations per compiled call;

@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
+import json
 import logging
 import os
 import time
@@ -34,12 +35,13 @@ class Backbone:
   label: str      # short name used in the paper's tables
   dim: int
   pooling: str
+  normalized: bool = True  # ends with a Normalize module: unit-norm embeddings
 
 
 BACKBONES: dict[str, Backbone] = {b.name: b for b in (
     Backbone("all-mpnet-base-v2", "sentence-transformers/all-mpnet-base-v2", "MPNet", 768, "mean"),
     Backbone("multi-qa-mpnet-base-dot-v1", "sentence-transformers/multi-qa-mpnet-base-dot-v1",
-             "QAMPNet", 768, "cls"),
+             "QAMPNet", 768, "cls", normalized=False),
     Backbone("all-distilroberta-v1", "sentence-transformers/all-distilroberta-v1", "DRoBERTa",
              768, "mean"),
     Backbone("all-MiniLM-L12-v2", "sentence-transformers/all-MiniLM-L12-v2", "MiniLM", 384,
@@ -92,6 +94,45 @@ def resolve(backbone: str, model_path: str = "") -> str:
     return backbone
   raise ValueError(f"unknown text backbone {backbone!r}; known names: {sorted(BACKBONES)} "
                    "(or give a path to a local sentence-transformers folder)")
+
+
+def embedding_geometry(backbone: str, model_path: str = "") -> tuple[int, bool]:
+  """``(dimension, unit_norm)`` of a backbone's sentence embeddings, without loading its weights.
+
+  Known names come from :data:`BACKBONES`; a local sentence-transformers folder is read from its
+  ``modules.json`` (a ``Normalize`` module means unit-norm output) and its pooling / dense module
+  configs (loading the model only when those do not state the dimension).
+
+  Raises:
+    ValueError: the folder has no readable ``modules.json``.
+  """
+  if not model_path and backbone in BACKBONES:
+    b = BACKBONES[backbone]
+    return b.dim, b.normalized
+  source = resolve(backbone, model_path)
+  modules_path = os.path.join(source, "modules.json")
+  try:
+    with open(modules_path) as f:
+      modules = json.load(f)
+  except (OSError, ValueError) as e:
+    raise ValueError(f"{modules_path}: cannot read the sentence-transformers module list ({e}); "
+                     "give a sentence-transformers model folder") from e
+  dim, normalized = None, False
+  for module in modules:
+    kind = str(module.get("type", "")).rsplit(".", 1)[-1]
+    cfg_path = os.path.join(source, module.get("path", ""), "config.json")
+    if kind == "Normalize":
+      normalized = True
+    elif kind in ("Pooling", "Dense") and os.path.exists(cfg_path):
+      with open(cfg_path) as f:
+        cfg = json.load(f)
+      for field in ("out_features", "embedding_dimension", "word_embedding_dimension"):
+        if cfg.get(field):
+          dim = int(cfg[field])
+          break
+  if not dim:  # a layout this reader does not know: ask the loaded model
+    dim = int(load_model(backbone, model_path).get_sentence_embedding_dimension())
+  return dim, normalized
 
 
 def store_key(backbone: str, model_path: str = "") -> str:

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from lasca_jax import cache as cache_lib
+from lasca_jax import controls
 from lasca_jax import data as data_lib
 from lasca_jax import datasets
 from lasca_jax import embeddings as embeddings_lib
@@ -29,7 +30,7 @@ from lasca_jax import encode, lexicon, pairs as pairs_lib, protocols, salience, 
 from lasca_jax import windows as windows_lib
 
 
-FUSIONS = ("features", "text", "fused", "baseline")
+FUSIONS = ("features", "text", "fused", "baseline") + controls.FUSIONS
 
 
 class RunLog:
@@ -82,12 +83,30 @@ def model_label(config) -> str:
   """Row label as in the paper's tables: ``Features``, ``MPNet``, ``MPNet(F)``."""
   if config.get("model_label", ""):
     return config.model_label
-  if config.model.fusion == "features":
+  return _base_label(config) + _capacity_suffix(config)
+
+
+def _base_label(config) -> str:
+  fusion = config.model.fusion
+  if fusion == "features":
     return "Features"
-  if config.model.fusion == "baseline":
+  if fusion == "baseline":
     return config.model.baseline_name or os.path.basename(config.model.baseline_dir.rstrip("/"))
+  if fusion == "mask":
+    return "Features+Mask"
   label = encode.backbone_label(config.text.backbone)
-  return f"{label}(F)" if config.model.fusion == "fused" else label
+  if fusion == "random_text":
+    return f"{label}(F) random text"
+  return f"{label}(F)" if fusion == "fused" else label
+
+
+def _capacity_suffix(config) -> str:
+  """`` cap. MiniLM-L6(F)`` for a capacity-matched control (hidden sizes of another model)."""
+  if int(config.model.get("hidden_from_dim", 0)) > 0:
+    return f" cap. d={int(config.model.hidden_from_dim)}"
+  if config.model.get("hidden_from", "") == "fused":
+    return f" cap. {encode.backbone_label(config.text.backbone)}(F)"
+  return ""
 
 
 def frames_stage(config, cache: cache_lib.StageCache) -> tuple[str, dict]:
@@ -143,6 +162,10 @@ def prepare(config, cache: cache_lib.StageCache, log: RunLog | None = None,
       "windows", {"frames": frames_key, "window_seconds": float(fcfg.window_seconds)},
       lambda: windows_lib.make_windows(frames, float(fcfg.window_seconds)))
   cols = windows_lib.modality_columns(win["modalities"], fcfg.modality)
+  hidden_dim = controls.hidden_dim(config.model)
+  pad_dim = controls.fused_dim(config.model, tcfg, int(cols.size))
+  if config.model.fusion == "random_text":
+    controls.random_norm(tcfg)  # fail before any work when the norm cannot be known
   usable = windows_lib.usable_windows(win, fcfg.modality, float(fcfg.min_valid_fraction))
   baseline = None
   if config.model.fusion == "baseline":
@@ -196,13 +219,14 @@ def prepare(config, cache: cache_lib.StageCache, log: RunLog | None = None,
       train=folds.train_count.tolist(), val=folds.val_mask.sum(1).tolist(),
       test=folds.test_mask.sum(1).tolist())
 
+  fusion = config.model.fusion
   prompts = prompt_index = None
   parts = []
-  if config.model.fusion in ("features", "fused"):
+  if fusion in ("features", "fused") + controls.FUSIONS:
     parts.append(x)
   if baseline is not None:
     parts.append(np.broadcast_to(np.nan_to_num(baseline), (x.shape[0],) + baseline.shape))
-  if config.model.fusion in ("text", "fused"):
+  if fusion in ("text", "fused") + controls.FUSIONS:
     names, mods = win["feature_names"][cols], win["modalities"][cols]
     sal_values, sal_params = salience_values(config, win, cols, usable, x, norm_key)
     sal_key, sal = cache.get_or_compute(
@@ -211,6 +235,10 @@ def prepare(config, cache: cache_lib.StageCache, log: RunLog | None = None,
         lambda: {"mask": salience.salience_mask(sal_values, mods, tcfg.salience,
                                                 int(tcfg.salience_k),
                                                 float(tcfg.salience_threshold))})
+  if fusion == "mask":
+    parts.append(np.broadcast_to(sal["mask"], x.shape).astype(np.float32))     # [folds, W, F]
+    log("mask", key=sal_key, salient_per_window=float(sal["mask"][:, usable].sum(-1).mean()))
+  if fusion in ("text", "fused", "random_text"):
     phrases = lexicon.build_lexicon(lexicon_kind(config), names.tolist(), mods.tolist(),
                                     int(tcfg.lexicon_seed), tcfg.uncovered)
     order = tcfg.get("phrase_order", "feature")
@@ -234,7 +262,14 @@ def prepare(config, cache: cache_lib.StageCache, log: RunLog | None = None,
         salience_stats=tcfg.get("salience_stats", "fold"), phrase_order=order,
         uncovered_by_lexicon=[n for n, p in zip(names.tolist(), phrases)
                               if p is None or p == lexicon.feature_name_phrase(n)])
-    if prompt_sink is not None:
+    if fusion == "random_text":
+      dim, _ = encode.embedding_geometry(tcfg.backbone, tcfg.model_path)
+      norm = controls.random_norm(tcfg)
+      emb = controls.random_prompt_embeddings(prompts[used].tolist(), dim,
+                                              int(tcfg.random_seed), norm)
+      log("embeddings", backbone=tcfg.backbone, random=True, dim=int(dim), norm=norm,
+          random_seed=int(tcfg.random_seed), newly_encoded=0)
+    elif prompt_sink is not None:
       prompt_sink.extend(prompts[used].tolist())
       emb = np.zeros((used.size, 1), np.float32)
     else:
@@ -242,13 +277,14 @@ def prepare(config, cache: cache_lib.StageCache, log: RunLog | None = None,
     table = np.zeros((prompts.size, emb.shape[1]), np.float32)
     table[used] = emb
     parts.append(table[prompt_index])                                          # [folds, W, D]
-  z = np.concatenate(parts, axis=-1).astype(np.float32)
+  z = controls.pad_to(np.concatenate(parts, axis=-1).astype(np.float32), pad_dim)
   # Pairs are padded to a coarse size (never indexed; training ignores them) so that runs of
   # similar size reuse one compiled program.
   n_pad = protocols.bucket_size(pairs["label"].size, 1024) - pairs["label"].size
   pair_data = train.PairData(*[np.pad(pairs[k], (0, n_pad)) for k in ("first", "second", "label")])
   info = {"frames_key": frames_key, "windows_key": win_key, "pairs_key": pair_key,
           "input_dim": int(z.shape[-1]), "model_label": model_label(config),
+          "hidden_dim": hidden_dim,
           "feature_names": win["feature_names"][cols].tolist(), "window_subject": subj_idx}
   return RunInputs(z, pair_data, folds, splits, prompts, prompt_index, usable, info)
 
@@ -344,7 +380,8 @@ def results_arrays(inputs: RunInputs, out: train.TrainOutput, config) -> dict[st
       "test_mask": f.test_mask,
       "subjects": inputs.splits.subjects,
       "test_subjects": inputs.splits.test,
-      "num_params": np.int64(train.num_params(inputs.z.shape[-1], tuple(config.model.max_hidden))),
+      "num_params": np.int64(train.num_params(inputs.z.shape[-1], tuple(config.model.max_hidden),
+                                              inputs.info["hidden_dim"])),
       "input_dim": np.int64(inputs.z.shape[-1]),
   }
   if inputs.prompts is not None:
@@ -382,10 +419,13 @@ def run(config, workdir: str) -> dict[str, np.ndarray]:
   inputs = prepare(config, cache, log)
   settings = train.TrainSettings.from_config(config.train)
   log("train", folds=int(inputs.z.shape[0]), input_dim=int(inputs.z.shape[-1]),
-      hidden=list(train.hidden_sizes(inputs.z.shape[-1], tuple(config.model.max_hidden))))
+      hidden=list(train.hidden_sizes(inputs.z.shape[-1], tuple(config.model.max_hidden),
+                                     inputs.info["hidden_dim"])),
+      hidden_from_dim=inputs.info["hidden_dim"])
   t0 = time.time()
   out = train.train_folds(settings, int(config.seed), inputs.z, inputs.pairs,
-                          fold_data(inputs.folds), tuple(config.model.max_hidden))
+                          fold_data(inputs.folds), tuple(config.model.max_hidden),
+                          inputs.info["hidden_dim"])
   arrays = results_arrays(inputs, out, config)
   log("trained", seconds=round(time.time() - t0, 3),
       test_accuracy=arrays["test_accuracy"].round(4).tolist(),

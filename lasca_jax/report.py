@@ -6,6 +6,8 @@
     exist),
   * ``tables/comparison.{md,tex,csv}`` - Tables 5-6 (when baseline-encoder runs exist),
   * ``tables/lexicon.{md,tex,csv}`` - Table 7 (when runs with the feature-name lexicon exist),
+  * ``tables/controls[_<modality>].{md,tex,csv}`` - LaScA (F) against the mask, random-text and
+    capacity-matched controls (when control runs exist; :mod:`lasca_jax.controls`),
   * ``figures/accuracy/<table>/<block>_<target>_<w>s_<m>.png`` - accuracy per model per column,
     std error bars, best / on-par marks,
   * ``figures/pairs_<modality>.png`` - pair counts per (target, window, margin),
@@ -166,6 +168,12 @@ def make_report(sweep_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
           records, backbones=lexicon_backbones, modality=lexicon_modality,
           title="Feature-name vs LLM lexicon" + suffix),
   }
+  for modality in sorted({r.modality for r in records if r.control},
+                         key=lambda m: (m != lexicon_modality, m)):
+    name = "controls" if modality == lexicon_modality else f"controls_{modality}"
+    built[name] = tables.controls_table(
+        records, modality=modality, lexicon=lexicon,
+        title=f"LaScA (F) against its controls, {modality}" + suffix)
   if not any(r.lexicon == "feature_name" for r in records):
     built.pop("lexicon")
   if not any(r.model_label in tables.BASELINE_LABELS or r.fusion == "baseline"

@@ -67,10 +67,30 @@ def _model_variants(sweep, modality: str) -> Iterator[dict]:
         label = f"{encode.backbone_label(backbone)}(F) {rule}"
         yield {"model.fusion": "fused", "text.backbone": backbone, "text.salience": rule,
                "model_label": label}
+    yield from _control_variants(sweep)
   for name, base_modality, directory in _baselines(sweep):
     if base_modality == modality:
       yield {"model.fusion": "baseline", "model.baseline_name": name,
              "model.baseline_dir": directory}
+
+
+CONTROLS = ("mask", "random_text", "capacity")
+
+
+def _control_variants(sweep) -> Iterator[dict]:
+  """Control rows (:mod:`lasca_jax.controls`): the mask once, the others per backbone."""
+  chosen = tuple(sweep.get("controls", ()))
+  unknown = sorted(set(chosen) - set(CONTROLS))
+  if unknown:
+    raise ValueError(f"sweep.controls: unknown {unknown}; choose from {CONTROLS}")
+  if "mask" in chosen:
+    yield {"model.fusion": "mask"}
+  for backbone in sweep.backbones:
+    if "random_text" in chosen:
+      yield {"model.fusion": "random_text", "text.backbone": backbone}
+    if "capacity" in chosen:
+      yield {"model.fusion": "features", "text.backbone": backbone,
+             "model.hidden_from": "fused"}
 
 
 def _set(config, dotted: str, value) -> None:
@@ -101,7 +121,8 @@ def expand(config: ml_collections.ConfigDict) -> list[tuple[str, ml_collections.
               label = pipeline.model_label(run)
               run.model_label = label
               run.name = f"{config.name}/{modality}/{window:g}s/{margin:g}/{target}/{label}"
-            tag = f"{label}_{run.text.lexicon}" if run.model.fusion in ("text", "fused") else label
+            tag = (f"{label}_{run.text.lexicon}" if run.model.fusion in ("text", "fused")
+                   else label)
             runs.append((os.path.join(modality, f"w{window:g}s_m{margin:g}", target,
                                       _slug(tag)), run))
   names = [r for r, _ in runs]
@@ -171,13 +192,14 @@ def _shape_signature(config) -> tuple:
   fusion = config.model.fusion
   return (float(config.features.window_seconds), fusion,
           "" if fusion == "text" else config.features.modality,
-          config.text.backbone if fusion in ("text", "fused") else "",
-          config.model.baseline_dir if fusion == "baseline" else "")
+          config.text.backbone if fusion in ("text", "fused", "random_text") else "",
+          config.model.baseline_dir if fusion == "baseline" else "",
+          config.model.get("hidden_from", ""), int(config.model.get("hidden_from_dim", 0)))
 
 
 def _group_key(config, inputs: pipeline.RunInputs):
   return (inputs.z.shape, train.TrainSettings.from_config(config.train),
-          tuple(config.model.max_hidden), int(config.seed))
+          tuple(config.model.max_hidden), inputs.info["hidden_dim"], int(config.seed))
 
 
 def _train_and_write(group, log: logging.Logger) -> float:
@@ -187,7 +209,7 @@ def _train_and_write(group, log: logging.Logger) -> float:
   z, pairs, folds = stack_inputs([g[2] for g in group])
   t0 = time.time()
   out = train.train_configs(settings, [int(g[1].seed) for g in group], z, pairs, folds,
-                            tuple(config0.model.max_hidden))
+                            tuple(config0.model.max_hidden), inputs0.info["hidden_dim"])
   seconds = time.time() - t0
   log.info("trained %d configurations x %d folds (d=%d) in one call: %.1f s", len(group),
            inputs0.z.shape[0], inputs0.z.shape[-1], seconds)

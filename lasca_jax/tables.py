@@ -89,6 +89,8 @@ class RunRecord:
     accuracies: ``[folds]`` test accuracy.
     best_epoch: ``[folds]``.
     num_pairs: ``{"train"|"val"|"test": [folds]}`` pair counts.
+    control: ``"mask"``, ``"random_text"`` or ``"capacity"`` for a control run
+      (:mod:`lasca_jax.controls`), else ``""``.
   """
 
   path: str
@@ -104,6 +106,7 @@ class RunRecord:
   accuracies: np.ndarray
   best_epoch: np.ndarray | None = None
   num_pairs: Mapping[str, np.ndarray] | None = None
+  control: str = ""
 
   @property
   def column(self) -> Column:
@@ -173,7 +176,21 @@ def default_model_label(fusion: str, backbone: str) -> str:
     return backbone_short_name(backbone)
   if fusion == "fused":
     return backbone_short_name(backbone) + "(F)"
+  if fusion == "mask":
+    return "Features+Mask"
+  if fusion == "random_text":
+    return backbone_short_name(backbone) + "(F) random text"
   raise ValueError(f"unknown model.fusion {fusion!r}")
+
+
+def control_kind(config: Mapping) -> str:
+  """``"mask"``, ``"random_text"``, ``"capacity"`` or ``""`` for a run's ``config.json``."""
+  model = config.get("model", {})
+  if model.get("fusion") in ("mask", "random_text"):
+    return model["fusion"]
+  if model.get("hidden_from", "") or int(model.get("hidden_from_dim", 0) or 0) > 0:
+    return "capacity"
+  return ""
 
 
 def find_runs(root: str | os.PathLike) -> list[pathlib.Path]:
@@ -230,6 +247,7 @@ def load_run(run_dir: str | os.PathLike) -> RunRecord:
       accuracies=acc,
       best_epoch=best_epoch,
       num_pairs=num_pairs or None,
+      control=control_kind(config),
   )
 
 
@@ -248,7 +266,8 @@ def _same_folds(a: np.ndarray, b: np.ndarray) -> bool:
   return a.shape == b.shape and bool(np.all((a == b) | (np.isnan(a) & np.isnan(b))))
 
 
-def build_table(records: Iterable[RunRecord], *, block_of: Callable[[RunRecord], str | None],
+def build_table(records: Iterable[RunRecord], *,
+                block_of: Callable[[RunRecord], str | Sequence[str] | None],
                 row_of: Callable[[RunRecord], str | None], title: str,
                 block_header: str = "Modality", row_header: str = "Model",
                 block_order: Sequence[str] | None = None, row_order: Sequence[str] | None = None,
@@ -259,7 +278,8 @@ def build_table(records: Iterable[RunRecord], *, block_of: Callable[[RunRecord],
   Args:
     records: runs; a run for which ``block_of`` or ``row_of`` returns None is left out, as is one
       whose column is not in ``columns``.
-    block_of: record -> block label.
+    block_of: record -> block label, or a tuple of labels when the record belongs to several
+      blocks (a control shared by every backbone).
     row_of: record -> row label.
     title: caption.
     block_header: header of the block column.
@@ -288,8 +308,15 @@ def build_table(records: Iterable[RunRecord], *, block_of: Callable[[RunRecord],
   grouped: dict[tuple[str, str, Column], RunRecord] = {}
   block_seen: list[str] = []
   rows_seen: dict[str, list[str]] = {}
+  placed = []
   for r in records:
-    block, row = block_of(r), row_of(r)
+    blocks_of_r = block_of(r)
+    if isinstance(blocks_of_r, (tuple, list)):
+      placed += [(b, r) for b in blocks_of_r]
+    else:
+      placed.append((blocks_of_r, r))
+  for block, r in placed:
+    row = row_of(r)
     if block is None or row is None or r.column not in col_set:
       continue
     key = (block, row, r.column)
@@ -344,7 +371,7 @@ def backbone_table(records: Iterable[RunRecord], *, title: str = "", lexicon: st
   text / fused runs of another lexicon. Extra keyword arguments go to :func:`build_table`.
   """
   kind_rank = {"features": 0, "text": 1, "fused": 2}
-  keep = [r for r in records if r.model_label not in BASELINE_LABELS
+  keep = [r for r in records if r.model_label not in BASELINE_LABELS and not r.control
           and r.fusion in kind_rank and (r.fusion == "features" or r.lexicon == lexicon)]
   ranked = sorted(keep, key=lambda r: (kind_rank[r.fusion], _backbone_rank(r.backbone),
                                        r.model_label))
@@ -370,6 +397,8 @@ def comparison_table(records: Iterable[RunRecord], *, lasca_label: str = "MPNet(
                    if r.fusion == "baseline" and r.model_label not in all_baselines})
 
   def row_of(r):
+    if r.control:
+      return None
     if r.model_label == lasca_label and r.lexicon == lexicon and r.fusion != "baseline":
       return LASCA_ROW
     if r.model_label in by_modality.get(r.modality, ()) or r.fusion == "baseline":
@@ -401,6 +430,63 @@ def lexicon_table(records: Iterable[RunRecord], *,
       block_header=MODALITY_NAMES.get(modality, modality), row_header="LaScA",
       block_order=backbones, row_order=list(lexicons.values()), mark_on_par=mark_on_par,
       **kwargs)
+
+
+CONTROL_ROWS = {"": "LaScA (ours)", "mask": "Salience mask", "random_text": "Random text",
+                "capacity": "Matched capacity", "features": "Features"}
+
+
+def controls_table(records: Iterable[RunRecord], *, modality: str = "multimodal",
+                   lexicon: str = "llm", backbones: Sequence[str] | None = None,
+                   title: str = "", **kwargs) -> Table:
+  """The controls (:mod:`lasca_jax.controls`) against LaScA (F), one block per fused backbone.
+
+  Rows: LaScA (ours) (the backbone fused, ``lexicon``), the salience-mask control (shared by all
+  blocks), the random-text and capacity-matched controls of that backbone, and the features
+  alone. Marks as in Tables 3-4: bold = best mean in the block column, underlined = not
+  significantly worse than it (two-sided Wilcoxon over folds).
+
+  Args:
+    records: runs.
+    modality: the modality whose runs are compared.
+    lexicon: lexicon of the LaScA row.
+    backbones: short names of the fused backbones (blocks), e.g. ``("MiniLM-L6",)``; None: every
+      backbone with a random-text or capacity-matched control.
+    title: caption.
+  """
+  records = [r for r in records if r.modality == modality]
+  if backbones is None:
+    backbones = sorted({backbone_short_name(r.backbone) for r in records
+                        if r.control in ("random_text", "capacity")}, key=_backbone_rank_short)
+  backbones = list(backbones)
+
+  def block_of(r):
+    short = backbone_short_name(r.backbone)
+    if r.control == "mask" or (r.fusion == "features" and not r.control):
+      return tuple(f"{b}(F)" for b in backbones)
+    if r.control in ("random_text", "capacity") and short in backbones:
+      return f"{short}(F)"
+    if (not r.control and r.fusion == "fused" and r.lexicon == lexicon and short in backbones
+        and r.model_label == f"{short}(F)"):
+      return f"{short}(F)"
+    return None
+
+  def row_of(r):
+    if r.fusion == "features" and not r.control:
+      return CONTROL_ROWS["features"]
+    return CONTROL_ROWS[r.control]
+
+  return build_table(
+      records, block_of=block_of, row_of=row_of,
+      title=title or "LaScA (F) against controls: salience mask, random text, matched capacity.",
+      block_header=MODALITY_NAMES.get(modality, modality), row_header="Representation",
+      block_order=[f"{b}(F)" for b in backbones], row_order=list(CONTROL_ROWS.values()),
+      **kwargs)
+
+
+def _backbone_rank_short(short: str) -> int:
+  names = list(BACKBONE_SHORT_NAMES.values())
+  return names.index(short) if short in names else len(names)
 
 
 # ----------------------------------------------------------------------------- rendering

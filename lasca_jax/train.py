@@ -54,9 +54,14 @@ class TrainSettings:
                batch_size=int(train_config.batch_size))
 
 
-def hidden_sizes(d: int, max_hidden=(250, 125)) -> tuple[int, int]:
-  """``(min(d/2, 250), min(d/4, 125))``, at least one unit each."""
-  return (max(1, min(d // 2, max_hidden[0])), max(1, min(d // 4, max_hidden[1])))
+def hidden_sizes(d: int, max_hidden=(250, 125), hidden_dim: int = 0) -> tuple[int, int]:
+  """``(min(d/2, 250), min(d/4, 125))``, at least one unit each.
+
+  ``hidden_dim > 0`` derives the sizes from that dimension instead of the input size ``d``: a
+  capacity-matched control gets the hidden layers of a larger (fused) model.
+  """
+  ref = int(hidden_dim) if hidden_dim and hidden_dim > 0 else d
+  return (max(1, min(ref // 2, max_hidden[0])), max(1, min(ref // 4, max_hidden[1])))
 
 
 def _glorot_uniform(fan_in: int, fan_out: int):
@@ -160,12 +165,13 @@ def _l2(params) -> jax.Array:
       params, is_leaf=lambda n: isinstance(n, dict) and "kernel" in n))
 
 
-def make_train(settings: TrainSettings, d: int, max_hidden=(250, 125)):
+def make_train(settings: TrainSettings, d: int, max_hidden=(250, 125), hidden_dim: int = 0):
   """Returns the pure ``train(key, z, pairs, fold) -> TrainOutput`` for input size ``d``.
 
   ``z`` is ``float32 [W, d]``: one fold's window representations; pairs index into it.
+  ``hidden_dim``: see :func:`hidden_sizes`.
   """
-  model = PreferenceMLP(hidden_sizes(d, max_hidden))
+  model = PreferenceMLP(hidden_sizes(d, max_hidden, hidden_dim))
   tx = optax.adam(settings.learning_rate, b1=0.9, b2=0.999, eps=1e-8)
   bs = settings.batch_size
 
@@ -261,8 +267,9 @@ def make_train(settings: TrainSettings, d: int, max_hidden=(250, 125)):
 
 
 @functools.lru_cache(maxsize=None)
-def _compiled(settings: TrainSettings, d: int, max_hidden: tuple[int, int], nested: bool):
-  train = make_train(settings, d, max_hidden)
+def _compiled(settings: TrainSettings, d: int, max_hidden: tuple[int, int], nested: bool,
+              hidden_dim: int = 0):
+  train = make_train(settings, d, max_hidden, hidden_dim)
   over_folds = jax.vmap(train, in_axes=(0, 0, None, 0))
   if nested:
     return jax.jit(jax.vmap(over_folds, in_axes=(0, 0, 0, 0)))
@@ -276,16 +283,17 @@ def fold_keys(seed: int, num_folds: int) -> jax.Array:
 
 
 def train_folds(settings: TrainSettings, seed: int, z: np.ndarray, pairs: PairData,
-                fold: FoldData, max_hidden=(250, 125)) -> TrainOutput:
+                fold: FoldData, max_hidden=(250, 125), hidden_dim: int = 0) -> TrainOutput:
   """Trains every fold in one compiled call.
 
   Args:
     z: ``float32 [folds, W, d]`` per-fold window representations.
     pairs: shared pairs ``[P]``.
     fold: per-fold indices, each with a leading ``folds`` axis.
+    hidden_dim: derive the hidden sizes from this dimension (0: from ``d``).
   """
   num_folds, _, d = z.shape
-  fn = _compiled(settings, d, tuple(max_hidden), False)
+  fn = _compiled(settings, d, tuple(max_hidden), False, int(hidden_dim))
   _PROGRESS.start(settings.max_epochs, f"train {num_folds} folds")
   try:
     return jax.block_until_ready(fn(fold_keys(seed, num_folds), jnp.asarray(z), pairs, fold))
@@ -294,7 +302,7 @@ def train_folds(settings: TrainSettings, seed: int, z: np.ndarray, pairs: PairDa
 
 
 def train_configs(settings: TrainSettings, seeds, z: np.ndarray, pairs: PairData,
-                  fold: FoldData, max_hidden=(250, 125)) -> TrainOutput:
+                  fold: FoldData, max_hidden=(250, 125), hidden_dim: int = 0) -> TrainOutput:
   """Trains ``C`` equally shaped configurations x folds in one compiled call.
 
   Args:
@@ -303,7 +311,7 @@ def train_configs(settings: TrainSettings, seeds, z: np.ndarray, pairs: PairData
   """
   _, num_folds, _, d = z.shape
   keys = jnp.stack([fold_keys(int(s), num_folds) for s in seeds])
-  fn = _compiled(settings, d, tuple(max_hidden), True)
+  fn = _compiled(settings, d, tuple(max_hidden), True, int(hidden_dim))
   _PROGRESS.start(settings.max_epochs, f"train {len(seeds)} configs x {num_folds} folds")
   try:
     return jax.block_until_ready(fn(keys, jnp.asarray(z), pairs, fold))
@@ -311,7 +319,7 @@ def train_configs(settings: TrainSettings, seeds, z: np.ndarray, pairs: PairData
     _PROGRESS.stop()
 
 
-def num_params(d: int, max_hidden=(250, 125)) -> int:
+def num_params(d: int, max_hidden=(250, 125), hidden_dim: int = 0) -> int:
   """Trainable parameters of the preference MLP for input size ``d``."""
-  sizes = (d, *hidden_sizes(d, max_hidden), 1)
+  sizes = (d, *hidden_sizes(d, max_hidden, hidden_dim), 1)
   return int(sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:])))

@@ -72,6 +72,8 @@ def _sweep_config(cache_dir, backbone):
   config.sweep.backbones = (backbone,)
   config.sweep.group_size = 4
   config.sweep.lasca_label = ""
+  config.sweep.controls = ("mask", "random_text", "capacity")
+  config.text.random_norm = 1.0   # the tiny backbone does not normalise its embeddings
   return config
 
 

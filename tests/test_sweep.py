@@ -17,6 +17,7 @@ def test_grid_expansion_covers_the_paper_tables():
   config.sweep.backbones = ("all-mpnet-base-v2", "all-MiniLM-L12-v2")
   config.sweep.simulated_baselines = False
   config.sweep.baselines = ("VGGFace2:visual:/emb/vgg", "Wav2Vec2:audio:/emb/w2v")
+  config.sweep.controls = ()
   runs = sweep_lib.expand(config)
   labels = {(c.features.modality, c.model_label, c.text.lexicon, c.text.salience)
             for _, c in runs}
@@ -24,6 +25,19 @@ def test_grid_expansion_covers_the_paper_tables():
   per_modality = 1 + 2 * 2                                 # Features + (text, fused) x backbones
   ablations = 2 * (2 + 2)                                  # backbones x (2 lexicons + 2 rules)
   assert len(runs) == cells * (3 * per_modality + ablations + 2)
+  config.sweep.controls = ("mask", "random_text", "capacity")
+  with_controls = sweep_lib.expand(config)
+  controls = [c for _, c in with_controls if c.model.fusion in ("mask", "random_text")
+              or c.model.hidden_from]
+  # Per cell: one mask row, then random text and matched capacity for each backbone.
+  assert len(with_controls) == len(runs) + cells * (1 + 2 * 2) == len(runs) + len(controls)
+  assert {c.features.modality for c in controls} == {"multimodal"}
+  assert {c.model_label for c in controls} == {
+      "Features+Mask", "MPNet(F) random text", "MiniLM(F) random text",
+      "Features cap. MPNet(F)", "Features cap. MiniLM(F)"}
+  config.sweep.controls = ("mask", "words")
+  with pytest.raises(ValueError, match="sweep.controls: unknown"):
+    sweep_lib.expand(config)
   assert ("visual", "VGGFace2", "llm", "otsu") in labels
   assert ("multimodal", "MPNet(F)", "feature_name", "otsu") in labels
   assert ("multimodal", "MiniLM(F) topk", "llm", "topk") in labels
@@ -37,7 +51,7 @@ def test_sweep_writes_every_table_and_figure(swept):
   assert summary["trained"] == summary["configurations"] == len(sweep_lib.expand(config))
   # Fewer compiled calls than configurations: equally shaped runs trained together.
   assert summary["groups"] < summary["configurations"]
-  for table in ("backbones", "comparison", "lexicon"):
+  for table in ("backbones", "comparison", "lexicon", "controls"):
     for ext in ("md", "tex", "csv"):
       assert (report / "tables" / f"{table}.{ext}").stat().st_size > 0
   text = (report / "report.md").read_text()
@@ -46,7 +60,7 @@ def test_sweep_writes_every_table_and_figure(swept):
   for name in ("pairs_visual.png", "pairs_audio.png", "pairs_multimodal.png",
                "prompts_multimodal_3s.png", "prompts_visual_5s.png"):
     assert (figures / name).stat().st_size > 0
-  for table in ("backbones", "comparison", "lexicon"):
+  for table in ("backbones", "comparison", "lexicon", "controls"):
     assert list((figures / "accuracy" / table).glob("*.png"))
   curves = list((figures / "curves").glob("*.png"))
   assert len(curves) == summary["configurations"]
