@@ -153,6 +153,9 @@ def prepare(config, cache: cache_lib.StageCache, log: RunLog | None = None,
   fcfg, tcfg = config.features, config.text
   if config.model.fusion not in FUSIONS:
     raise ValueError(f"unknown model.fusion {config.model.fusion!r}: use one of {FUSIONS}")
+  if config.model.fusion in ("text", "fused") and prompt_sink is None:
+    encode.resolve_precision(tcfg.get("precision", "auto"),   # bad device/precision: fail first
+                             encode.resolve_device(tcfg.get("device", "auto")))
 
   frames_key, frames = frames_stage(config, cache)
   log("frames", key=frames_key, frames=int(frames["times"].size),

@@ -98,3 +98,14 @@ def test_embeddings_event_logs_throughput_and_warns_on_cut_prompts(tmp_path, cap
   emb2 = [json.loads(l) for l in open(workdir / "log.jsonl") if '"embeddings"' in l][0]
   assert emb2["newly_encoded"] == 0 and emb2["over_window"] == emb["over_window"]
   assert "tokens_per_s" not in emb2
+
+
+def test_cuda_without_gpu_fails_before_any_stage(tmp_path):
+  torch = pytest.importorskip("torch")
+  if torch.cuda.is_available():
+    pytest.skip("a GPU is present")
+  config = make_tiny_config(tmp_path / "cache", **{"model.fusion": "fused",
+                                                   "text.device": "cuda"})
+  with pytest.raises(ValueError, match="config.text.device='cuda'"):
+    pipeline.run(config, str(tmp_path / "run"))
+  assert not os.path.exists(tmp_path / "cache" / "frames")
