@@ -31,6 +31,8 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
                                     # root; "" -> all of root.
   config.data.video_dirs = "batch1,batch2,new_vids"  # Comma-separated video folders under root
                                                      # (all of root when none exists).
+  config.data.subject_map = ""      # CSV video,subject (relative to root or absolute); "" -> the
+                                    # annotation stem is the subject (datasets/affwild2.py).
   config.protocol.name = "random_splits"  # 15 seeds of subject-independent splits (Sec. 5.1).
   config.protocol.num_folds = 15
   if arg and "runlocal" in str(arg).split(","):

@@ -12,7 +12,8 @@ import ml_collections
 def get_config() -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
   config.name = "default"          # Run name; the run directory is <workdir> (default runs/<name>).
-  config.seed = 0                  # Root seed: splits, validation split, init and shuffling derive from it.
+  config.seed = 0                  # Training seed: validation split, init and shuffling derive
+                                   # from it (and the subject split while protocol.split_seed=-1).
   config.cache_dir = ""            # Stage cache; "" -> $LASCA_JAX_CACHE or ~/.cache/lasca_jax.
   config.model_label = ""          # Row label in tables; "" -> derived ("Features", "MPNet(F)").
 
@@ -27,6 +28,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.features.min_valid_fraction = 0.5  # A window needs this fraction of frames with features
                                             # (per modality) and with labels, else it is dropped.
   config.features.clip = True               # Clip test-fold values to [0, 1] after train min-max.
+  config.features.partial_windows = False   # False: only full (fixed-length) windows, as Sec. 4.2;
+                                            # True: also a recording's trailing partial window
+                                            # when it reaches min_valid_fraction.
 
   # Salience, lexicon, templates, text encoder (Sec. 3.1, App. B).
   config.text = ml_collections.ConfigDict()
@@ -88,6 +92,8 @@ def get_config() -> ml_collections.ConfigDict:
   config.protocol.name = "kfold"            # "kfold" (SEWA) or "random_splits" (Aff-Wild2 seeds).
   config.protocol.num_folds = 15            # Folds, or seeds for "random_splits".
   config.protocol.test_fraction = 0.2       # Test share of subjects per "random_splits" seed.
+  config.protocol.split_seed = -1           # Seed of the subject split; -1 -> config.seed (so a
+                                            # new training seed keeps the folds when this is set).
 
   # Preference learner training: sklearn MLPClassifier(max_iter=25, alpha=1, tol=1e-3,
   # early_stopping=True, n_iter_no_change=3, shuffle=True) semantics, written functionally.

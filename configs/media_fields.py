@@ -17,3 +17,14 @@ def add(data: ml_collections.ConfigDict) -> None:
   data.sample_rate = 16000         # Audio is decoded to mono at this rate (Hz) before MFCCs.
   data.mfcc_hop_seconds = 0.01     # MFCC frame step; frames are mean-pooled onto the labels.
   data.mfcc_window_seconds = 0.025 # MFCC analysis window.
+  # Pre-extracted per-frame features (AVEC style): one <recording>.csv per recording, a time
+  # column (seconds) plus feature columns, ';' or ',' separated. A modality whose folder is set
+  # comes from these files instead of extraction (no media needed); see README "Your own features".
+  data.face_csv_dir = ""           # Folder (relative to root or absolute) of face feature CSVs.
+  data.audio_csv_dir = ""          # Folder of audio feature CSVs (e.g. AVEC eGeMAPS LLDs).
+  data.csv_time_column = "auto"    # "auto": frameTime, timestamp or time (any case).
+  data.csv_exclude_columns = "frame,face_id,confidence,success"  # Numeric non-feature columns.
+  data.lexicon = ""                # JSON/CSV feature -> phrase for those columns; used with
+                                   # --config.text.lexicon=dataset.
+  data.fps = 0.0                   # Aff-Wild2 without extracted video features: the video frame
+                                   # rate (annotation row i is at i / fps); 0 -> from extraction.

@@ -22,6 +22,7 @@ from ml_collections import config_flags
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from lasca_jax import validate  # pylint: disable=wrong-import-position
 from lasca_jax.extract import load  # pylint: disable=wrong-import-position
 from lasca_jax.extract import runner  # pylint: disable=wrong-import-position
 
@@ -45,6 +46,7 @@ def main(argv):
   if not hasattr(dataset, "media_jobs"):
     raise app.UsageError(f"dataset {config.data.name!r} has no media to extract")
   try:
+    validate.check(config)
     jobs = dataset.media_jobs(config.data)
     if not jobs:
       print(f"{config.data.name}: nothing to extract")
@@ -77,4 +79,4 @@ def main(argv):
 
 if __name__ == "__main__":
   flags.mark_flags_as_required(["config"])
-  app.run(main)
+  app.run(main, flags_parser=validate.parse_flags)

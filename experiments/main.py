@@ -14,7 +14,7 @@ from ml_collections import config_flags
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from lasca_jax import pipeline  # pylint: disable=wrong-import-position
+from lasca_jax import pipeline, stats, validate  # pylint: disable=wrong-import-position
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file.",
                                           lock_config=True)
@@ -26,16 +26,17 @@ def main(argv):
   config = _CONFIG.value
   workdir = _WORKDIR.value or os.path.join("runs", config.name)
   try:
+    validate.check(config)
     results = pipeline.run(config, workdir)
   except (ValueError, FileNotFoundError, RuntimeError) as e:
     # Bad input or configuration: the message names the file and the problem.
     sys.exit(f"error: {e}")
-  acc = results["test_accuracy"]
-  print(f"{config.name}: test accuracy {acc.mean():.4f} +- {acc.std():.4f} over {acc.size} "
-        f"folds -> {os.path.join(workdir, 'results.npz')}")
+  mean, std, n = stats.fold_mean_std(results["test_accuracy"])
+  print(f"{config.name}: test accuracy {mean:.4f} +- {std:.4f} (sample std over folds, ddof=1, "
+        f"as in the tables) over {n} folds -> {os.path.join(workdir, 'results.npz')}")
 
 
 if __name__ == "__main__":
   flags.mark_flags_as_required(["config"])
   logging.set_verbosity(logging.INFO)
-  app.run(main)
+  app.run(main, flags_parser=validate.parse_flags)

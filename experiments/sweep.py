@@ -18,17 +18,26 @@ from ml_collections import config_flags
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from lasca_jax import encode, report, sweep  # pylint: disable=wrong-import-position
+from lasca_jax import encode, report, sweep, validate  # pylint: disable=wrong-import-position
 from lasca_jax.datasets import synthetic  # pylint: disable=wrong-import-position
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file.",
                                           lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Sweep directory (default runs/<name>).")
 _REPORT = flags.DEFINE_bool("report", True, "Write tables and figures after training.")
+_RETRY_FAILED = flags.DEFINE_bool("retry_failed", False, "Run again the configurations an "
+                                  "earlier call recorded as failed (failed.json).")
+MAX_EXIT_STATUS = 100  # Exit statuses above it would read as signals; the report has the count.
 
 
-def run(config, workdir: str, make_report: bool = True) -> dict:
-  """Library entry point (tests and notebooks call this)."""
+def run(config, workdir: str, make_report: bool = True, retry_failed: bool = False) -> dict:
+  """Library entry point (tests and notebooks call this).
+
+  Failed configurations do not stop the others: each is recorded with its reason in its run
+  directory (``failed.json``), listed in ``summary["failures"]`` and in the report, and skipped
+  by later calls unless ``retry_failed``.
+  """
+  validate.check(config, sweep=True)
   if config.sweep.simulated_baselines:
     if config.data.name != "synthetic":
       raise ValueError("sweep.simulated_baselines needs the synthetic dataset")
@@ -36,16 +45,21 @@ def run(config, workdir: str, make_report: bool = True) -> dict:
                                                  os.path.join(workdir, "simulated_encoders"))
     with config.unlocked():
       config.sweep.baselines = tuple(config.sweep.baselines) + tuple(entries)
-  summary = sweep.run_sweep(config, os.path.join(workdir, "runs"))
+  summary = sweep.run_sweep(config, os.path.join(workdir, "runs"), retry_failed=retry_failed)
   print(f"sweep {config.name}: {summary['configurations']} configurations, "
         f"{summary['trained']} trained, {summary['skipped']} already done, "
-        f"{summary['groups']} compiled calls, {summary['train_seconds']} s training")
+        f"{summary['failed']} failed, {summary['groups']} compiled calls, "
+        f"{summary['train_seconds']} s training")
+  for rel, reason in summary["failures"].items():
+    print(f"  FAILED {rel}: {reason}")
+  if summary["failures"]:
+    print(f"  (recorded in each run's failed.json; a rerun skips them unless --retry_failed)")
   if make_report:
     labels = [encode.backbone_label(b) + "(F)" for b in config.sweep.backbones]
     written = report.make_report(
         os.path.join(workdir, "runs"), os.path.join(workdir, "report"),
         dataset=config.data.name, lasca_label=config.sweep.lasca_label or labels[0],
-        lexicon="llm", lexicon_backbones=labels,
+        lexicon=config.text.lexicon, lexicon_backbones=labels,
         lexicon_modality=(config.sweep.ablation_modalities or ("multimodal",))[0],
         figures=True, curves=True)
     summary["report"] = written
@@ -54,16 +68,18 @@ def run(config, workdir: str, make_report: bool = True) -> dict:
 
 
 def main(argv):
+  """Exit status: 0, or the number of failed configurations (at most 100); 1 for a bad config."""
   del argv
   config = _CONFIG.value
   try:
-    run(config, _WORKDIR.value or os.path.join("runs", config.name.replace("/", "_")),
-        _REPORT.value)
+    summary = run(config, _WORKDIR.value or os.path.join("runs", config.name.replace("/", "_")),
+                  _REPORT.value, _RETRY_FAILED.value)
   except (ValueError, FileNotFoundError, RuntimeError) as e:
     sys.exit(f"error: {e}")
+  sys.exit(min(summary["failed"], MAX_EXIT_STATUS))
 
 
 if __name__ == "__main__":
   flags.mark_flags_as_required(["config"])
   logging.set_verbosity(logging.WARNING)
-  app.run(main)
+  app.run(main, flags_parser=validate.parse_flags)

@@ -20,7 +20,7 @@ import numpy as np
 
 # Bump a stage's version when its code changes what it computes.
 STAGE_VERSIONS = {
-    "frames": 1, "windows": 1, "normalise": 2, "salience": 1, "prompts": 1, "pairs": 2,
+    "frames": 1, "windows": 2, "normalise": 2, "salience": 1, "prompts": 1, "pairs": 2,
     "baseline": 1,
 }
 
@@ -51,6 +51,13 @@ def hash_key(stage: str, params: Mapping[str, Any]) -> str:
   return hashlib.sha256(text.encode()).hexdigest()[:24]
 
 
+def current_umask() -> int:
+  """The process umask (read without changing it for good)."""
+  mask = os.umask(0)
+  os.umask(mask)
+  return mask
+
+
 def save_npz_atomic(path: str, arrays: Mapping[str, np.ndarray], compress: bool = False) -> None:
   """Writes ``arrays`` to ``path`` so that readers see either nothing or the whole file."""
   directory = os.path.dirname(os.path.abspath(path))
@@ -59,6 +66,7 @@ def save_npz_atomic(path: str, arrays: Mapping[str, np.ndarray], compress: bool 
   try:
     with os.fdopen(fd, "wb") as f:
       (np.savez_compressed if compress else np.savez)(f, **arrays)
+    os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp makes 0600; a shared cache needs the umask's.
     os.replace(tmp, path)
   except BaseException:
     if os.path.exists(tmp):

@@ -8,8 +8,11 @@
   returned by :func:`uncovered` and logged per run.
 * ``"feature_name"``: the Table 7 baseline; the phrase is the feature name split into words
   (``browDownLeft`` -> ``brow down left``, ``mfcc_3`` -> ``mfcc 3``).
-* ``"shuffled"``: the ``"llm"`` phrases permuted across features of the same modality with a
-  seeded permutation (the Sec. 6 perturbation study): same vocabulary, broken grounding.
+* ``"shuffled"``: the phrases of the lexicon in use permuted across features of the same
+  modality with a seeded permutation (the Sec. 6 perturbation study): same vocabulary, broken
+  grounding. ``"shuffled:<lexicon>"`` names the lexicon; the pipeline resolves plain
+  ``"shuffled"`` to the run's own lexicon (the dataset's lexicon file when there is one, else
+  the paper's ``"llm"``).
 * a path to a JSON object or a two-column CSV (``feature,phrase``): the user's lexicon, with the
   feature-name phrase for features it does not list.
 """
@@ -139,7 +142,8 @@ def build_lexicon(kind: str, feature_names: Sequence[str], modalities: Sequence[
   """Returns one phrase per feature, in feature order.
 
   Args:
-    kind: ``"llm"``, ``"feature_name"``, ``"shuffled"`` or a path to a lexicon file.
+    kind: ``"llm"``, ``"feature_name"``, a path to a lexicon file, or ``"shuffled:<one of
+      those>"`` (``"shuffled"`` alone = ``"shuffled:llm"``): that lexicon's phrases permuted.
     feature_names: the dataset's feature names.
     modalities: ``"face"``/``"audio"`` per feature (``"shuffled"`` permutes within modality).
     seed: permutation seed for ``"shuffled"``.
@@ -149,18 +153,22 @@ def build_lexicon(kind: str, feature_names: Sequence[str], modalities: Sequence[
   """
   if uncovered_policy not in ("name", "drop"):
     raise ValueError(f"unknown uncovered policy {uncovered_policy!r}: use name or drop")
+  shuffle = kind == "shuffled" or kind.startswith("shuffled:")
+  if shuffle:
+    kind = kind.partition(":")[2] or "llm"
   if kind == "feature_name":
-    return [feature_name_phrase(n) for n in feature_names]
-  if kind in ("llm", "shuffled"):
-    table = LLM_LEXICON
-  elif os.path.sep in kind or kind.endswith((".json", ".csv")):
-    table = read_lexicon_file(kind)
+    phrases = [feature_name_phrase(n) for n in feature_names]
   else:
-    raise ValueError(f"unknown lexicon {kind!r}: use one of {BUILTIN} or a path to a "
-                     ".json/.csv lexicon file")
-  fallback = feature_name_phrase if uncovered_policy == "name" else (lambda n: None)
-  phrases = [table.get(n) or fallback(n) for n in feature_names]
-  if kind == "shuffled":
+    if kind == "llm":
+      table = LLM_LEXICON
+    elif os.path.sep in kind or kind.endswith((".json", ".csv")):
+      table = read_lexicon_file(kind)
+    else:
+      raise ValueError(f"unknown lexicon {kind!r}: use one of {BUILTIN} or a path to a "
+                       ".json/.csv lexicon file")
+    fallback = feature_name_phrase if uncovered_policy == "name" else (lambda n: None)
+    phrases = [table.get(n) or fallback(n) for n in feature_names]
+  if shuffle:
     rng = np.random.default_rng(seed)
     phrases = np.array(phrases, dtype=object)
     mods = np.asarray(modalities)

@@ -23,10 +23,12 @@ import numpy as np
 
 from lasca_jax import cache as cache_lib
 from lasca_jax import controls
+from lasca_jax import coverage
 from lasca_jax import data as data_lib
 from lasca_jax import datasets
 from lasca_jax import embeddings as embeddings_lib
 from lasca_jax import encode, lexicon, pairs as pairs_lib, protocols, salience, templates, train
+from lasca_jax import stats, validate
 from lasca_jax import windows as windows_lib
 
 
@@ -122,24 +124,37 @@ def frames_stage(config, cache: cache_lib.StageCache) -> tuple[str, dict]:
 
 def lexicon_kind(config) -> str:
   """``config.text.lexicon``, with ``"dataset"`` meaning the dataset's own lexicon file
-  (``config.data.lexicon``, e.g. for your own features) or ``"llm"`` when it has none."""
+  (``config.data.lexicon``, e.g. for your own features) or ``"llm"`` when it has none, and
+  ``"shuffled"`` meaning that same lexicon permuted (``"shuffled:<lexicon>"``)."""
   kind = config.text.lexicon
-  if kind == "dataset":
+  if kind in ("dataset", "shuffled"):
     path = config.data.get("lexicon", "")
     if path and not os.path.isabs(path) and config.data.get("root", ""):
       path = os.path.join(config.data.root, path)
-    return path or "llm"
+    own = path or "llm"
+    return own if kind == "dataset" else f"shuffled:{own}"
+  if kind.startswith("shuffled:"):
+    inner = kind.partition(":")[2]
+    return kind if inner in lexicon.BUILTIN else f"shuffled:{os.path.expanduser(inner)}"
   return kind
 
 
 def lexicon_key(config) -> Any:
   kind = lexicon_kind(config)
+  if kind.startswith("shuffled:"):
+    kind = kind.partition(":")[2]
   if kind in lexicon.BUILTIN:
     return kind
   if not os.path.exists(kind):
     raise FileNotFoundError(f"lexicon file {kind} does not exist (config.text.lexicon)")
   with open(kind, "rb") as f:
     return {"path": kind, "content": f.read().decode(errors="replace")}
+
+
+def split_seed(config) -> int:
+  """Seed of the subject split: ``protocol.split_seed``, or ``config.seed`` when it is -1."""
+  seed = int(config.protocol.get("split_seed", -1))
+  return int(config.seed) if seed < 0 else seed
 
 
 def prepare(config, cache: cache_lib.StageCache, log: RunLog | None = None,
@@ -160,7 +175,9 @@ def prepare(config, cache: cache_lib.StageCache, log: RunLog | None = None,
   frames_key, frames = frames_stage(config, cache)
   log("frames", key=frames_key, frames=int(frames["times"].size),
       recordings=int(frames["recording_ids"].size), subjects=int(np.unique(
-          frames["subject_ids"]).size))
+          frames["subject_ids"]).size),
+      columns_by_modality={m: frames["feature_names"][frames["modalities"] == m].tolist()
+                           for m in data_lib.MODALITIES})
   win_key, win = cache.get_or_compute(
       "windows", {"frames": frames_key, "window_seconds": float(fcfg.window_seconds)},
       lambda: windows_lib.make_windows(frames, float(fcfg.window_seconds)))
@@ -169,7 +186,13 @@ def prepare(config, cache: cache_lib.StageCache, log: RunLog | None = None,
   pad_dim = controls.fused_dim(config.model, tcfg, int(cols.size))
   if config.model.fusion == "random_text":
     controls.random_norm(tcfg)  # fail before any work when the norm cannot be known
-  usable = windows_lib.usable_windows(win, fcfg.modality, float(fcfg.min_valid_fraction))
+  target, partial = config.pairs.target, bool(fcfg.get("partial_windows", False))
+  coverage.check_target(win, target)
+  usable = windows_lib.usable_windows(win, fcfg.modality, float(fcfg.min_valid_fraction),
+                                      target, partial)
+  if not usable.any():
+    raise ValueError(coverage.explain_unusable(win, fcfg.modality, target,
+                                               float(fcfg.min_valid_fraction), partial))
   baseline = None
   if config.model.fusion == "baseline":
     base_key, base = cache.get_or_compute(
@@ -181,13 +204,22 @@ def prepare(config, cache: cache_lib.StageCache, log: RunLog | None = None,
     baseline = base["embeddings"]
     usable = usable & np.isfinite(baseline).all(axis=1)
     log("baseline", key=base_key, dir=config.model.baseline_dir, dim=int(baseline.shape[1]))
+  if not usable.any():
+    raise ValueError(f"no window has finite embeddings in {config.model.baseline_dir} "
+                     "(model.baseline_dir): check the recording ids and times of its files")
+  # Subjects without a usable window are left out before the folds are drawn.
+  empty = coverage.empty_subjects(win, usable, fcfg.modality, target,
+                                  float(fcfg.min_valid_fraction), partial)
   log("windows", key=win_key, windows=int(usable.size), usable=int(usable.sum()),
-      features=int(cols.size))
+      features=int(cols.size), excluded_subjects=empty)
+  if empty:
+    logging.warning("%d subjects have no usable window and are left out of the protocol: %s",
+                    len(empty), coverage.describe_empty(empty))
 
   subject_of_window = win["subject_ids"][win["recording"]]
   splits = protocols.subject_splits(win["subject_ids"], config.protocol.name,
-                                    int(config.protocol.num_folds), int(config.seed),
-                                    float(config.protocol.test_fraction))
+                                    int(config.protocol.num_folds), split_seed(config),
+                                    float(config.protocol.test_fraction), excluded=list(empty))
   subj_idx = protocols.subject_index(subject_of_window, splits.subjects)       # [W]
 
   def normalise():
@@ -233,8 +265,10 @@ def prepare(config, cache: cache_lib.StageCache, log: RunLog | None = None,
     names, mods = win["feature_names"][cols], win["modalities"][cols]
     sal_values, sal_params = salience_values(config, win, cols, usable, x, norm_key)
     sal_key, sal = cache.get_or_compute(
-        "salience", {**sal_params, "rule": tcfg.salience, "k": int(tcfg.salience_k),
-                     "threshold": float(tcfg.salience_threshold)},
+        "salience", {**sal_params, "rule": tcfg.salience,
+                     "k": int(tcfg.salience_k) if tcfg.salience == "topk" else None,
+                     "threshold": (float(tcfg.salience_threshold)
+                                   if tcfg.salience == "threshold" else None)},
         lambda: {"mask": salience.salience_mask(sal_values, mods, tcfg.salience,
                                                 int(tcfg.salience_k),
                                                 float(tcfg.salience_threshold))})
@@ -248,12 +282,11 @@ def prepare(config, cache: cache_lib.StageCache, log: RunLog | None = None,
     if order not in templates.PHRASE_ORDERS:
       raise ValueError(f"unknown config.text.phrase_order {order!r}: use one of "
                        f"{templates.PHRASE_ORDERS}")
-    prompt_params = {"salience": sal_key, "lexicon": lexicon_key(config),
-                     "lexicon_seed": int(tcfg.lexicon_seed), "modality": fcfg.modality,
-                     "phrases": phrases}
+    lexicon_key(config)  # A missing lexicon file is an error naming it.
+    prompt_params = {"salience": sal_key, "modality": fcfg.modality, "phrases": phrases}
     if order != "feature":
       prompt_params["phrase_order"] = order
-    prompt_key, pr = cache.get_or_compute(
+    prompt_key, pr = cache.get_or_compute(  # The phrases say all the lexicon (and seed) does.
         "prompts", prompt_params,
         lambda: dict(zip(("prompts", "index"), templates.build_prompts(
             sal["mask"], phrases, mods.tolist(), fcfg.modality,
@@ -411,6 +444,7 @@ def write_config(workdir: str, config, extra: dict | None = None) -> None:
 
 def run(config, workdir: str) -> dict[str, np.ndarray]:
   """Runs one configuration over all folds; writes ``config.json``, ``log.jsonl``, ``results.npz``."""
+  validate.check(config)
   os.makedirs(workdir, exist_ok=True)
   log_path = os.path.join(workdir, "log.jsonl")
   if os.path.exists(log_path):
@@ -434,8 +468,8 @@ def run(config, workdir: str) -> dict[str, np.ndarray]:
       test_accuracy=arrays["test_accuracy"].round(4).tolist(),
       best_epoch=arrays["best_epoch"].tolist())
   write_results(workdir, arrays)
-  log("done", mean_test_accuracy=float(arrays["test_accuracy"].mean()),
-      std_test_accuracy=float(arrays["test_accuracy"].std()),
+  mean, std, _ = stats.fold_mean_std(arrays["test_accuracy"])
+  log("done", mean_test_accuracy=mean, std_test_accuracy=std,
       cache_hits=cache.hits, cache_misses=cache.misses)
   arrays["_cache_hits"] = cache.hits
   arrays["_cache_misses"] = cache.misses

@@ -12,7 +12,7 @@ stopping) with seed ``(seed, k)``.
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
+from typing import NamedTuple, Sequence
 
 import numpy as np
 
@@ -25,28 +25,43 @@ class FoldSplits(NamedTuple):
 
 
 def subject_splits(subject_ids: np.ndarray, protocol: str, num_folds: int, seed: int,
-                   test_fraction: float = 0.2) -> FoldSplits:
+                   test_fraction: float = 0.2, excluded: Sequence[str] = ()) -> FoldSplits:
+  """Subject membership of every fold.
+
+  Args:
+    subject_ids: the subject of every recording (repeats allowed).
+    protocol: ``kfold`` or ``random_splits``.
+    num_folds: folds, or seeds of ``random_splits``.
+    seed: the split seed (``protocol.split_seed``, else ``config.seed``).
+    test_fraction: test share of subjects per ``random_splits`` seed.
+    excluded: subjects left out of the protocol (no usable window): never in a training or a
+      test set. The others are drawn exactly as if the excluded ones did not exist.
+  """
   subjects = np.unique(subject_ids)
-  s = subjects.size
-  test = np.zeros((num_folds, s), bool)
+  active = np.flatnonzero(~np.isin(subjects, np.asarray(list(excluded), dtype=subjects.dtype)))
+  s = active.size
+  test = np.zeros((num_folds, subjects.size), bool)
+  left_out = f" ({subjects.size - s} left out: no usable window)" if s < subjects.size else ""
   if protocol == "kfold":
     if s < num_folds:
       raise ValueError(f"kfold with {num_folds} folds needs at least {num_folds} subjects; "
-                       f"the dataset has {s}")
+                       f"the dataset has {s}{left_out} (lower protocol.num_folds)")
     order = np.random.default_rng(seed).permutation(s)
     for k, group in enumerate(np.array_split(order, num_folds)):
-      test[k, group] = True
+      test[k, active[group]] = True
   elif protocol == "random_splits":
     n_test = max(1, int(math.ceil(test_fraction * s)))
     if n_test >= s:
       raise ValueError(f"random_splits with test_fraction={test_fraction} leaves no training "
-                       f"subject out of {s}")
+                       f"subject out of {s}{left_out}")
     for k in range(num_folds):
       order = np.random.default_rng([seed, k]).permutation(s)
-      test[k, order[:n_test]] = True
+      test[k, active[order[:n_test]]] = True
   else:
     raise ValueError(f"unknown protocol {protocol!r}: use kfold or random_splits")
-  return FoldSplits(subjects=subjects, train=~test, test=test)
+  train = ~test
+  train[:, np.setdiff1d(np.arange(subjects.size), active)] = False
+  return FoldSplits(subjects=subjects, train=train, test=test)
 
 
 def subject_index(subject_ids: np.ndarray, subjects: np.ndarray) -> np.ndarray:

@@ -22,6 +22,7 @@ accuracies kept in each table cell, so they can also be redrawn from a table CSV
 
 from __future__ import annotations
 
+import json
 import os
 import pathlib
 from typing import Sequence
@@ -129,6 +130,44 @@ def learning_curve_figures(records: Sequence[tables.RunRecord], sweep_dir: str |
   return paths
 
 
+def lexicon_label(lexicon: str) -> str:
+  """Row label of a lexicon in Table 7 (a user's own lexicon: ``Own (<file name>)``)."""
+  if lexicon in tables.LEXICON_NAMES:
+    return tables.LEXICON_NAMES[lexicon]
+  if lexicon.startswith("shuffled:"):
+    return "Shuffled"
+  if lexicon == "dataset":
+    return "Own (dataset)"
+  return f"Own ({os.path.basename(lexicon)})"
+
+
+def failed_runs(sweep_dir: str | os.PathLike) -> list[tuple[str, str]]:
+  """``(run path relative to sweep_dir, reason)`` of every ``failed.json`` under ``sweep_dir``."""
+  out = []
+  for path in sorted(pathlib.Path(sweep_dir).rglob("failed.json")):
+    if (path.parent / "results.npz").exists():
+      continue  # Retried since, successfully.
+    try:
+      failure = json.loads(path.read_text())
+      reason = f"{failure['stage']}: {failure['error']}: {failure['reason']}"
+    except (OSError, ValueError, KeyError) as e:
+      reason = f"unreadable failed.json ({e})"
+    out.append((os.path.relpath(path.parent, sweep_dir), reason))
+  return out
+
+
+def runs_markdown(records: Sequence[tables.RunRecord], sweep_dir: str | os.PathLike) -> str:
+  """Every run as one line (so that no run is missing from the report, whatever its table)."""
+  lines = ["| Run | Modality | Model | Lexicon | Column | Mean | Std | Folds |",
+           "| --- | --- | --- | --- | --- | ---: | ---: | ---: |"]
+  for r in sorted(records, key=lambda r: r.path):
+    mean, std, n = stats.fold_mean_std(r.accuracies)
+    lexicon = lexicon_label(r.lexicon) if r.fusion in ("text", "fused") else "-"
+    lines.append(f"| {os.path.relpath(r.path, sweep_dir)} | {r.modality} | {r.model_label} | "
+                 f"{lexicon} | {tables.column_label(r.column)} | {mean:.4f} | {std:.4f} | {n} |")
+  return "\n".join(lines) + "\n"
+
+
 def make_report(sweep_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
                 dataset: str | None = None, lasca_label: str = "MPNet(F)", lexicon: str = "llm",
                 lexicon_backbones: Sequence[str] = ("MPNet(F)", "DRoBERTa(F)", "MiniLM(F)"),
@@ -136,43 +175,52 @@ def make_report(sweep_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
                 curves: bool = False) -> dict[str, list[str]]:
   """Writes all tables (and figures) of a sweep; returns ``{kind: [paths]}``.
 
+  The tables have one column per (target, window, margin) the runs hold. ``report.md`` also
+  lists every run (``All runs``) and every configuration recorded as failed with its reason.
+
   Args:
     sweep_dir: directory tree of run directories.
     out_dir: where ``tables/``, ``figures/`` and ``report.md`` go.
     dataset: keep only runs with this ``config.data.name`` (None: all; mixing datasets in one
       table raises on duplicate cells).
     lasca_label: the LaScA row of the comparison table.
-    lexicon: lexicon of the backbone and comparison tables.
+    lexicon: lexicon of the backbone and comparison tables (the sweep's ``text.lexicon``: a
+      user's own lexicon, ``"dataset"`` or a file, is the main one of its sweep).
     lexicon_backbones: blocks of the lexicon table.
     lexicon_modality: modality of the lexicon table (multimodal in the paper).
     figures: draw accuracy and pair-count figures.
     curves: draw a learning-curve figure per run.
 
   Raises:
-    ValueError: when the sweep holds no run.
+    ValueError: when the sweep holds no run and no recorded failure.
   """
   records = tables.collect_sweep(sweep_dir, dataset)
-  if not records:
+  failures = failed_runs(sweep_dir)
+  if not records and not failures:
     raise ValueError(f"{sweep_dir}: no run directories (config.json + results.npz)"
                      + (f" for dataset {dataset!r}" if dataset else ""))
   out_dir = pathlib.Path(out_dir)
   suffix = f" ({dataset})" if dataset else ""
+  lexicons = dict(tables.LEXICON_NAMES)
+  for lex in [lexicon] + [r.lexicon for r in records if r.lexicon.startswith("shuffled:")]:
+    lexicons.setdefault(lex, lexicon_label(lex))
   built = {
       "backbones": tables.backbone_table(
-          records, lexicon=lexicon,
+          records, lexicon=lexicon, columns=None,
           title="Accuracy across modalities, windows, margins and backbones" + suffix),
       "comparison": tables.comparison_table(
-          records, lasca_label=lasca_label, lexicon=lexicon,
+          records, lasca_label=lasca_label, lexicon=lexicon, columns=None,
           title=f"Baseline encoders vs LaScA ({lasca_label})" + suffix),
       "lexicon": tables.lexicon_table(
-          records, backbones=lexicon_backbones, modality=lexicon_modality,
-          title="Feature-name vs LLM lexicon" + suffix),
+          records, backbones=lexicon_backbones, modality=lexicon_modality, lexicons=lexicons,
+          columns=None, title=("Feature-name vs LLM lexicon" if lexicon == "llm" else
+                               f"Feature-name vs {lexicons[lexicon]} lexicon") + suffix),
   }
   for modality in sorted({r.modality for r in records if r.control},
                          key=lambda m: (m != lexicon_modality, m)):
     name = "controls" if modality == lexicon_modality else f"controls_{modality}"
     built[name] = tables.controls_table(
-        records, modality=modality, lexicon=lexicon,
+        records, modality=modality, lexicon=lexicon, columns=None,
         title=f"LaScA (F) against its controls, {modality}" + suffix)
   if not any(r.lexicon == "feature_name" for r in records):
     built.pop("lexicon")
@@ -201,6 +249,15 @@ def make_report(sweep_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
     md += [f"Note: some cells have only {', '.join(map(str, few))} folds; with fewer than "
            f"{stats.MIN_PAIRS_FOR_SIGNIFICANCE} paired folds the two-sided Wilcoxon test cannot "
            "reach p < 0.05, so every model there is on par with the best by construction.", ""]
+  if records:
+    md += ["## All runs", "", runs_markdown(records, sweep_dir)]
+  if failures:
+    md += ["## Failed configurations", "",
+           f"{len(failures)} configurations failed; each run directory holds failed.json (a "
+           "rerun of the sweep skips them unless --retry_failed).", "",
+           "| Run | Reason |", "| --- | --- |"]
+    md += [f"| {rel} | {reason.replace('|', '/')} |" for rel, reason in failures]
+    md += [""]
   if written["figures"]:
     md += ["## Figures", ""]
     md += [f"- [{os.path.relpath(p, out_dir)}]({os.path.relpath(p, out_dir)})"

@@ -32,7 +32,7 @@ import ml_collections
 import numpy as np
 
 from lasca_jax import cache as cache_lib
-from lasca_jax import encode, pipeline, train
+from lasca_jax import encode, pipeline, stats, train
 
 
 def _slug(text: str) -> str:
@@ -51,7 +51,14 @@ def _baselines(sweep) -> list[tuple[str, str, str]]:
   return out
 
 
-def _model_variants(sweep, modality: str) -> Iterator[dict]:
+def _ablation_lexicon(lex: str, base_lexicon: str) -> str:
+  """``"shuffled"`` permutes the sweep's own lexicon: a file or ``feature_name`` is named."""
+  if lex == "shuffled" and base_lexicon not in ("llm", "dataset", "shuffled"):
+    return f"shuffled:{base_lexicon}"
+  return lex
+
+
+def _model_variants(sweep, modality: str, base_lexicon: str = "llm") -> Iterator[dict]:
   """The model rows of one modality: dicts of dotted config overrides."""
   if "features" in sweep.models:
     yield {"model.fusion": "features"}
@@ -62,7 +69,8 @@ def _model_variants(sweep, modality: str) -> Iterator[dict]:
   if modality in sweep.ablation_modalities:
     for backbone in sweep.backbones:
       for lex in sweep.ablation_lexicons:
-        yield {"model.fusion": "fused", "text.backbone": backbone, "text.lexicon": lex}
+        yield {"model.fusion": "fused", "text.backbone": backbone,
+               "text.lexicon": _ablation_lexicon(lex, base_lexicon)}
       for rule in sweep.ablation_saliences:
         label = f"{encode.backbone_label(backbone)}(F) {rule}"
         yield {"model.fusion": "fused", "text.backbone": backbone, "text.salience": rule,
@@ -109,7 +117,7 @@ def expand(config: ml_collections.ConfigDict) -> list[tuple[str, ml_collections.
     for window in sweep.windows:
       for margin in sweep.margins:
         for target in sweep.targets:
-          for overrides in _model_variants(sweep, modality):
+          for overrides in _model_variants(sweep, modality, config.text.lexicon):
             run = copy.deepcopy(config)
             with run.unlocked():
               run.features.modality = modality
@@ -222,20 +230,78 @@ def _train_and_write(group, log: logging.Logger) -> float:
            test_accuracy=arrays["test_accuracy"].round(4).tolist(),
            best_epoch=arrays["best_epoch"].tolist())
     pipeline.write_results(run_dir, arrays)
-    runlog("done", mean_test_accuracy=float(arrays["test_accuracy"].mean()),
-           std_test_accuracy=float(arrays["test_accuracy"].std()))
+    mean, std, _ = stats.fold_mean_std(arrays["test_accuracy"])
+    runlog("done", mean_test_accuracy=mean, std_test_accuracy=std)
   return seconds
 
 
-def run_sweep(config, workdir: str, progress: bool = True) -> dict:
-  """Runs every pending configuration of ``config.sweep``; returns a summary dict."""
+FAILED_FILE = "failed.json"
+
+
+def recorded_failure(run_dir: str, config) -> dict | None:
+  """The failure recorded in ``run_dir`` for exactly this configuration, else ``None``."""
+  path = os.path.join(run_dir, FAILED_FILE)
+  try:
+    with open(path) as f:
+      failure = json.load(f)
+  except (OSError, ValueError):
+    return None
+  return failure if failure.get("config") == _config_json(config) else None
+
+
+def record_failure(run_dir: str, config, stage: str, error: BaseException,
+                   runlog: pipeline.RunLog | None = None) -> dict:
+  """Writes ``<run_dir>/failed.json`` (stage, error type, reason, config) atomically."""
+  failure = {"stage": stage, "error": type(error).__name__, "reason": str(error),
+             "config": _config_json(config)}
+  os.makedirs(run_dir, exist_ok=True)
+  tmp = os.path.join(run_dir, f".{FAILED_FILE}.tmp-{os.getpid()}")
+  with open(tmp, "w") as f:
+    json.dump(failure, f, indent=1)
+  os.replace(tmp, os.path.join(run_dir, FAILED_FILE))
+  if runlog is not None:
+    runlog("failed", stage=stage, error=type(error).__name__, reason=str(error))
+  logging.getLogger("lasca_jax.sweep").error("%s: %s failed: %s: %s", run_dir, stage,
+                                             type(error).__name__, error)
+  return failure
+
+
+def _train_group(group, log: logging.Logger, failures: dict) -> float:
+  """Trains ``group``; when the call fails, each member alone, recording the ones that fail."""
+  try:
+    return _train_and_write(group, log)
+  except Exception as e:  # pylint: disable=broad-except
+    if len(group) == 1:
+      run_dir, config, _, runlog = group[0]
+      failures[run_dir] = record_failure(run_dir, config, "train", e, runlog)
+      return 0.0
+  return sum(_train_group([member], log, failures) for member in group)
+
+
+def run_sweep(config, workdir: str, progress: bool = True, retry_failed: bool = False) -> dict:
+  """Runs every pending configuration of ``config.sweep``; returns a summary dict.
+
+  A configuration that fails (no pairs after its margin, a fold without test pairs, a missing
+  file, ...) is recorded in ``<run dir>/failed.json`` with its reason and the sweep goes on; a
+  later call skips it unless ``retry_failed``. The summary lists every failed configuration
+  (``failures``: run directory -> reason), including those recorded by earlier calls.
+  """
   from tqdm.auto import tqdm  # pylint: disable=import-outside-toplevel
   log = logging.getLogger("lasca_jax.sweep")
   runs = expand(config)
-  pending = [(os.path.join(workdir, rel), cfg) for rel, cfg in runs
-             if not is_done(os.path.join(workdir, rel), cfg)]
-  log.info("sweep: %d configurations, %d already done, %d to run", len(runs),
-           len(runs) - len(pending), len(pending))
+  pending, failures = [], {}
+  for rel, cfg in runs:
+    run_dir = os.path.join(workdir, rel)
+    if is_done(run_dir, cfg):
+      continue
+    earlier = None if retry_failed else recorded_failure(run_dir, cfg)
+    if earlier is not None:
+      failures[run_dir] = earlier
+      continue
+    pending.append((run_dir, cfg))
+  log.info("sweep: %d configurations, %d already done, %d failed before (not retried), "
+           "%d to run", len(runs), len(runs) - len(pending) - len(failures), len(failures),
+           len(pending))
   cache = cache_lib.StageCache(config.cache_dir or None)
   # Runs whose inputs will share a shape are adjacent, so at most one group is in memory.
   pending.sort(key=lambda p: (_shape_signature(p[1]), p[0]))
@@ -243,25 +309,34 @@ def run_sweep(config, workdir: str, progress: bool = True) -> dict:
   group, groups, train_seconds = [], 0, 0.0
   for run_dir, cfg in tqdm(pending, desc="sweep", unit="run", disable=not progress):
     os.makedirs(run_dir, exist_ok=True)
-    for stale in ("log.jsonl", "results.npz"):
+    for stale in ("log.jsonl", "results.npz", FAILED_FILE):
       if os.path.exists(os.path.join(run_dir, stale)):
         os.remove(os.path.join(run_dir, stale))
     runlog = pipeline.RunLog(run_dir)
     pipeline.write_config(run_dir, cfg)
     runlog("start", workdir=run_dir, cache_dir=cache.cache_dir, model_label=cfg.model_label,
            sweep=workdir)
-    inputs = pipeline.prepare(cfg, cache, runlog)
+    try:
+      inputs = pipeline.prepare(cfg, cache, runlog)
+    except Exception as e:  # pylint: disable=broad-except
+      failures[run_dir] = record_failure(run_dir, cfg, "prepare", e, runlog)
+      continue
     key = _group_key(cfg, inputs)
     if group and (key != group[0][0] or len(group) == size):
-      train_seconds += _train_and_write([g[1:] for g in group], log)
+      train_seconds += _train_group([g[1:] for g in group], log, failures)
       groups += 1
       group = []
     group.append((key, run_dir, cfg, inputs, runlog))
   if group:
-    train_seconds += _train_and_write([g[1:] for g in group], log)
+    train_seconds += _train_group([g[1:] for g in group], log, failures)
     groups += 1
-  summary = {"configurations": len(runs), "trained": len(pending),
-             "skipped": len(runs) - len(pending), "groups": groups,
+  failed = {os.path.relpath(d, workdir): f"{f['stage']}: {f['error']}: {f['reason']}"
+            for d, f in sorted(failures.items())}
+  newly_failed = sum(d in failures for d, _ in pending)
+  failed_before = len(failures) - newly_failed
+  summary = {"configurations": len(runs), "trained": len(pending) - newly_failed,
+             "skipped": len(runs) - len(pending) - failed_before, "failed": len(failed),
+             "failures": failed, "groups": groups,
              "train_seconds": round(train_seconds, 2), "cache_hits": cache.hits,
              "cache_misses": cache.misses}
   with open(os.path.join(workdir, "sweep.json"), "w") as f:

@@ -5,9 +5,14 @@ Per window, each feature is the mean of its finite frame values, and valence and
 the means of their annotated frames. A window also records its *coverage* per stream: the
 fraction of the frames a full window holds (``w / frame period``, the period being the median
 step of the recording's time base) that have every face feature finite, every audio feature
-finite, and both labels annotated. :func:`usable_windows` keeps windows whose coverage reaches
-``min_valid_fraction`` in each stream the experiment uses; a trailing partial window therefore
-drops out by the same rule as a window with too few face detections.
+finite, and both labels annotated (and, per label, the target annotated). :func:`usable_windows`
+keeps windows whose coverage reaches ``min_valid_fraction`` in each stream the experiment uses
+and in the target's labels.
+
+Windows are fixed-length (Sec. 4.2): a window is *full* when it lies inside the recording's
+extent ``[first time, last time + frame period)``; only full windows are usable unless
+``partial=True`` (``features.partial_windows``), which also keeps a trailing partial window
+whose coverage reaches ``min_valid_fraction`` (the earlier behaviour).
 """
 
 from __future__ import annotations
@@ -55,7 +60,9 @@ def make_windows(frames: dict[str, np.ndarray], window_seconds: float) -> dict[s
   Returns arrays over windows ``W`` (all windows of every recording, in recording then time
   order): ``features [W, F]``, ``valence [W]``, ``arousal [W]``, ``coverage [W, 3]`` (face,
   audio, labels), ``recording [W]``, ``position [W]`` (window number in its recording),
-  ``start [W]`` seconds, plus the recording, subject, feature and modality names.
+  ``start [W]`` seconds, ``label_coverage [W, 2]`` (valence, arousal annotated), ``full [W]``
+  (the window lies inside its recording), plus the recording, subject, feature and modality
+  names.
   """
   if window_seconds <= 0:
     raise ValueError(f"window_seconds must be positive, got {window_seconds}")
@@ -79,6 +86,7 @@ def make_windows(frames: dict[str, np.ndarray], window_seconds: float) -> dict[s
     cols = mods == m
     valid[:, c] = np.isfinite(feats[:, cols]).all(axis=1) if cols.any() else False
   valid[:, 2] = np.isfinite(labels).all(axis=1)
+  label_valid = np.isfinite(labels).astype(np.float64)               # [N, 2] valence, arousal
 
   # Expected frames per full window from each recording's median frame period.
   period = np.ones(num_rec)
@@ -91,6 +99,18 @@ def make_windows(frames: dict[str, np.ndarray], window_seconds: float) -> dict[s
   coverage = np.zeros((num_windows, 3))
   np.add.at(coverage, window, valid.astype(np.float64))
   coverage = np.minimum(coverage / expected[rec_of_window][:, None], 1.0)
+  label_coverage = np.zeros((num_windows, 2))
+  np.add.at(label_coverage, window, label_valid)
+  label_coverage = np.minimum(label_coverage / expected[rec_of_window][:, None], 1.0)
+  # A window is full when it lies inside [first time, last time + period) of its recording.
+  first, last = np.full(num_rec, np.inf), np.full(num_rec, -np.inf)
+  np.minimum.at(first, rec, times)
+  np.maximum.at(last, rec, times)
+  position_of_window = np.arange(num_windows) - offset[rec_of_window]
+  start = position_of_window * window_seconds
+  tol = 1e-6 * max(1.0, window_seconds)
+  full = ((start >= first[rec_of_window] - tol) &
+          (start + window_seconds <= last[rec_of_window] + period[rec_of_window] + tol))
 
   means = _group_mean(feats, window, num_windows)
   label_means = _group_mean(labels, window, num_windows)
@@ -99,9 +119,11 @@ def make_windows(frames: dict[str, np.ndarray], window_seconds: float) -> dict[s
       "valence": label_means[:, 0].astype(np.float32),
       "arousal": label_means[:, 1].astype(np.float32),
       "coverage": coverage.astype(np.float32),
+      "label_coverage": label_coverage.astype(np.float32),
+      "full": full,
       "recording": rec_of_window.astype(np.int32),
-      "position": (np.arange(num_windows) - offset[rec_of_window]).astype(np.int32),
-      "start": ((np.arange(num_windows) - offset[rec_of_window]) * window_seconds),
+      "position": position_of_window.astype(np.int32),
+      "start": start,
       "recording_ids": frames["recording_ids"],
       "subject_ids": frames["subject_ids"],
       "feature_names": frames["feature_names"],
@@ -114,17 +136,33 @@ def modality_columns(modalities: np.ndarray, modality: str) -> np.ndarray:
   if modality not in MODALITY_STREAMS:
     raise ValueError(f"unknown modality {modality!r}: use one of {tuple(MODALITY_STREAMS)}")
   cols = np.flatnonzero(np.isin(modalities, MODALITY_STREAMS[modality]))
-  if cols.size == 0:
+  if cols.size == 0 or not np.isin(MODALITY_STREAMS[modality], modalities).all():
     raise ValueError(f"modality {modality!r} needs {MODALITY_STREAMS[modality]} features, "
                      f"but the dataset has only {sorted(set(modalities.tolist()))}")
   return cols
 
 
-def usable_windows(windows: dict[str, np.ndarray], modality: str,
-                   min_valid_fraction: float) -> np.ndarray:
-  """``bool [W]``: windows with enough valid frames in every stream ``modality`` uses."""
-  streams = [("face", "audio").index(s) for s in MODALITY_STREAMS[modality]] + [2]
-  return (windows["coverage"][:, streams] >= min_valid_fraction).all(axis=1)
+def usable_windows(windows: dict[str, np.ndarray], modality: str, min_valid_fraction: float,
+                   target: str | None = None, partial: bool = False) -> np.ndarray:
+  """``bool [W]``: windows with enough valid frames in every stream ``modality`` uses.
+
+  Args:
+    windows: from :func:`make_windows`.
+    modality: ``visual``, ``audio`` or ``multimodal``.
+    min_valid_fraction: coverage each stream needs.
+    target: ``"valence"`` or ``"arousal"``: only that label must be annotated (datasets with
+      one target); None: both labels.
+    partial: also keep windows that are not full (a recording's trailing partial window).
+  """
+  streams = [("face", "audio").index(s) for s in MODALITY_STREAMS[modality]]
+  ok = (windows["coverage"][:, streams] >= min_valid_fraction).all(axis=1)
+  if target is None:
+    ok &= windows["coverage"][:, 2] >= min_valid_fraction
+  else:
+    ok &= windows["label_coverage"][:, ("valence", "arousal").index(target)] >= min_valid_fraction
+  if not partial:
+    ok &= windows["full"]
+  return ok
 
 
 def minmax_stats(features: np.ndarray, train_mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

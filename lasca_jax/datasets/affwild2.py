@@ -20,8 +20,13 @@ count (by one or many): rows past the last decoded frame get NaN features (and t
 frame stride, a row between processed frames takes the nearest processed frame within half a
 stride. MFCC frames (10 ms) are mean-pooled onto the rows.
 
-Subject id: the annotation file's stem (``video5_left``), as Aff-Wild2 gives no person ids
-across videos; the two persons of one video are therefore two subjects.
+Subject id: Aff-Wild2 has 558 videos of 458 people, and the same person appears in several
+videos. ``config.data.subject_map`` (a CSV ``video,subject``, relative to root or absolute)
+names the person of each annotation: a row for the annotation stem (``video5_left``) wins, then
+a row for its video (``video5``; for a two-person video that puts both persons in one group,
+which only makes splits stricter). Without a map the subject is the annotation file's stem and a
+warning says that one person in several videos can then sit on both sides of a split; with a
+map, an annotation it does not list is an error.
 """
 
 from __future__ import annotations
@@ -147,35 +152,73 @@ def media_jobs(data_config) -> list[runner.MediaJob]:
   return jobs
 
 
+def row_frame_gap_message(stem: str, rows: int, frames: int) -> str:
+  """What a different count of annotation rows and decoded frames means for ``stem``."""
+  what = ("the rows past the last frame have no face features" if rows > frames else
+          "the frames past the last row are unused")
+  return (f"{stem}: {rows} annotation rows, {frames} decoded frames (aligned by frame index; "
+          f"{what})")
+
+
+def subject_map_path(data_config) -> str:
+  path = data_config.get("subject_map", "")
+  if not path:
+    return ""
+  return os.path.join(os.path.expanduser(data_config.root), os.path.expanduser(path))
+
+
+def subject_of(stem: str, mapping: dict[str, str], path: str) -> str:
+  """The person of an annotation stem under ``mapping`` (module docstring)."""
+  if not mapping:
+    return stem
+  for key in (stem, video_name(stem)[0]):
+    if key in mapping:
+      return mapping[key]
+  raise ValueError(f"{stem}: neither it nor its video {video_name(stem)[0]} is in the subject "
+                   f"map {path} (config.data.subject_map)")
+
+
 def load_recordings(data_config) -> list[data.Recording]:
   """Every annotated person as a :class:`lasca_jax.data.Recording` (see the module docstring)."""
+  map_path = subject_map_path(data_config)
+  mapping = load.read_subject_map(map_path) if map_path else {}
+  if not mapping:
+    logging.warning("Aff-Wild2 without config.data.subject_map: subject = annotation file stem, "
+                    "so one person in several videos can sit on both sides of a split")
   recordings = []
   for path in annotation_files(data_config):
     stem = os.path.splitext(os.path.basename(path))[0]
     valence, arousal = read_annotation(path)
-    features = load.read_features(load.features_path(data_config, stem), stem, NAME,
-                                  data_config.root, data_config.skip_missing)
-    if features is None:
+    streams = load.read_streams(data_config, stem, NAME)
+    if streams is None:
       continue
-    fps = features["meta"].get("fps")
+    fps = streams.fps or float(data_config.get("fps", 0.0))
     if not fps:
-      raise ValueError(f"{stem}: its feature file has no video frame rate; Aff-Wild2 needs the "
-                       "video (re-run experiments/extract.py)")
+      raise ValueError(f"{stem}: no video frame rate (its extracted feature file has none, or "
+                       "there is none): set --config.data.fps, or re-run "
+                       "experiments/extract.py on the video")
     times = np.arange(valence.shape[0]) / fps  # [T], row i <-> frame i.
-    num_frames = features["meta"]["num_frames"]
-    gap = abs(num_frames - valence.shape[0])
+    num_frames = streams.num_frames
+    gap = abs(num_frames - valence.shape[0]) if num_frames is not None else 0
     if gap:  # Common by a frame or a few; a large gap suggests a wrong or truncated video.
       log = logging.warning if gap > max(5, 0.02 * num_frames) else logging.info
-      log("%s: %d annotation rows, %d decoded frames (aligned by frame index; rows past the "
-          "last frame have no face features)", stem, valence.shape[0], num_frames)
+      log("%s", row_frame_gap_message(stem, valence.shape[0], num_frames))
+    values, names, mods = load.streams_on_time_base(streams, times, frame_clock="index")
     rec = data.Recording(
-        recording_id=stem, subject_id=stem, times=times,
-        features=load.on_time_base(features, times, frame_clock="index"),
-        feature_names=load.FEATURE_NAMES, modalities=load.MODALITIES,
+        recording_id=stem, subject_id=subject_of(stem, mapping, map_path), times=times,
+        features=values, feature_names=names, modalities=mods,
         valence=valence, arousal=arousal)
     rec.validate(path)
     recordings.append(rec)
   return recordings
+
+
+def validate(data_config) -> list[str]:
+  """Problems of the Aff-Wild2 fields (see :mod:`lasca_jax.validate`)."""
+  from lasca_jax import validate as v  # pylint: disable=import-outside-toplevel
+  return (v.root_problems(data_config, "Aff-Wild2 dataset") +
+          v.field_problems(data_config, "data", v.MEDIA_RULES) +
+          v.csv_dir_problems(data_config))
 
 
 def fingerprint(data_config) -> dict:
@@ -184,4 +227,6 @@ def fingerprint(data_config) -> dict:
   stems = [os.path.splitext(os.path.basename(p))[0] for p in files]
   return {"dataset": NAME, "config": load.config_fields(data_config),
           "annotations": load.file_stamps(files),
-          "features": load.file_stamps(load.features_path(data_config, s) for s in stems)}
+          "subject_map": load.file_stamps([subject_map_path(data_config)]
+                                          if subject_map_path(data_config) else []),
+          **load.stream_stamps(data_config, stems)}

@@ -8,7 +8,10 @@ recording (searched recursively); the recording id is the file stem.
     with one 1-D array per column (or ``features [T, F]`` + ``feature_names [F]`` + the time and
     label columns).
   * ``config.data.time_column`` (seconds, strictly increasing), ``valence_column``,
-    ``arousal_column``: required. Unannotated rows: empty/NaN.
+    ``arousal_column``: required, except that a dataset with one target sets the other's name
+    to "" (``--config.data.arousal_column=''`` for valence-only data): no fake column is needed,
+    its windows pair up on the target they have, and asking for the missing target is an
+    error that says so. Unannotated rows: empty/NaN.
   * Subject: ``config.data.subject_map`` (CSV ``recording,subject``, header optional) wins; else
     the ``config.data.subject_column`` of the table (one value per file); else the recording id
     (a warning says so: only right if every subject has one recording).
@@ -16,8 +19,13 @@ recording (searched recursively); the recording id is the file stem.
     ``config.data.feature_columns``, minus the comma list ``config.data.exclude_columns`` (e.g.
     OpenFace's ``frame,face_id,confidence,success``). Every table must give the same features.
   * Modality: a feature whose name matches the regex ``config.data.audio_columns`` (default:
-    ``audio_`` prefix, MFCCs and openSMILE eGeMAPS/ComParE low-level descriptor names) is
-    ``"audio"``; every other feature is ``"face"`` (OpenFace action units, pose, gaze, ...).
+    ``audio_`` prefix, MFCCs and openSMILE eGeMAPS/ComParE names, all 88 eGeMAPS functionals
+    included) is ``"audio"``; every other feature is ``"face"`` (OpenFace action units, pose,
+    gaze, ...). The run's log (``frames`` event, ``columns_by_modality``) lists both groups.
+  * Already-windowed features (one row per window, e.g. openSMILE functionals per 5 s): give
+    each row the window's start time in the time column and its mean label, and set
+    ``features.window_seconds`` to the table's window length: every window then holds exactly
+    one row (coverage 1) and the pipeline pools nothing.
   * Lexicon: ``config.data.lexicon`` is a JSON object or two-column CSV mapping feature name ->
     phrase (:func:`lasca_jax.lexicon.read_lexicon_file`); features without a phrase fall back to
     the feature-name lexicon.
@@ -38,10 +46,15 @@ from lasca_jax.extract import load
 
 NAME = "custom"
 TABLE_EXTENSIONS = (".csv", ".npz")
+# openSMILE names: eGeMAPS v01/v02 functionals and LLDs (all 88 / 25), ComParE 2016 LLDs and
+# functionals, MFCCs. eGeMAPS's spectral slopes (slopeV0-500, slopeUV500-1500, ...) and its
+# voiced/unvoiced segment and pause statistics (VoicedSegmentsPerSec,
+# MeanUnvoicedSegmentLength, ...) are audio too.
 DEFAULT_AUDIO_COLUMNS = (
-    r"(?i)^(audio_|mfcc|pcm_|audspec|F0|loudness|jitter|shimmer|HNR|alphaRatio|hammarbergIndex|"
-    r"slope\d|spectralFlux|logRelF0|F[1-3](frequency|bandwidth|amplitude)|voicingFinal|"
-    r"voiceProb|lsp|zcr|equivalentSoundLevel)")
+    r"(?i)^(audio_|mfcc|pcm_|audspec|F0|loudness|jitter|shimmer|HNR|logHNR|alphaRatio|"
+    r"hammarbergIndex|slope(U?V)?\d|spectralFlux|logRelF0|F[1-3](frequency|bandwidth|amplitude)|"
+    r"voicingFinal|voiceProb|lsp|zcr|equivalentSoundLevel|VoicedSegmentsPerSec|"
+    r"(Mean|Stddev)(Unv|V)oicedSegmentLength)")
 
 
 def _expand(path: str, root: str) -> str:
@@ -131,20 +144,7 @@ def read_subject_map(data_config) -> dict[str, str]:
   path = _expand(data_config.subject_map, data_config.root)
   if not path:
     return {}
-  if not os.path.isfile(path):
-    raise FileNotFoundError(f"subject map {path} does not exist")
-  with open(path, newline="", encoding="utf-8-sig") as f:
-    first = f.readline()
-    f.seek(0)
-    rows = [r for r in csv.reader(f, delimiter=_sniff(first)) if any(c.strip() for c in r)]
-  if rows and [c.strip().lower() for c in rows[0][:2]] == ["recording", "subject"]:
-    rows = rows[1:]
-  out = {}
-  for i, r in enumerate(rows, start=1):
-    if len(r) < 2 or not r[0].strip() or not r[1].strip():
-      raise ValueError(f"{path}: line {i}: expected 'recording,subject'")
-    out[r[0].strip()] = r[1].strip()
-  return out
+  return load.read_subject_map(path)
 
 
 def feature_columns(columns: dict[str, np.ndarray], data_config) -> list[str]:
@@ -190,17 +190,23 @@ def recording_from_table(path: str, data_config, mapping: dict,
   rec = os.path.splitext(os.path.basename(path))[0]
   columns = read_table(path)
   required = ("time_column", "valence_column", "arousal_column")
-  if not any(data_config[k] in columns for k in required):
+  if not any(data_config[k] and data_config[k] in columns for k in required):
     logging.warning("%s: no %s column: not a recording table, ignored", path,
-                    "/".join(data_config[k] for k in required))
+                    "/".join(data_config[k] for k in required if data_config[k]))
     return None
-  for key in required:
+  labels = [k for k in ("valence_column", "arousal_column") if data_config[k]]
+  for key in ("time_column",) + tuple(labels):
+    if data_config[key] not in columns:
+      name = key.split("_")[0]
+      extra = "" if key == "time_column" else f", or to '' for data without {name} labels"
+      raise ValueError(f"{path}: no {name} column {data_config[key]!r} (set "
+                       f"--config.data.{key}{extra}); columns are {sorted(columns)[:12]}")
+  for key in ("time_column",) + tuple(labels):
     col = data_config[key]
-    if col not in columns:
-      raise ValueError(f"{path}: no {key.split('_')[0]} column {col!r} "
-                       f"(set --config.data.{key}); columns are {sorted(columns)[:12]}")
     if columns[col].dtype.kind != "f":
       raise ValueError(f"{path}: column {col!r} is not numeric")
+  n = columns[data_config.time_column].shape[0]
+  absent = np.full(n, np.nan)  # A dataset with one target: the other label is unannotated.
   feats = tuple(feature_columns(columns, data_config))
   if not feats:
     raise ValueError(f"{path}: no numeric feature columns")
@@ -214,8 +220,8 @@ def recording_from_table(path: str, data_config, mapping: dict,
       features=np.stack([columns[k] for k in feats], axis=1).astype(np.float32),  # [T, F]
       feature_names=feats,
       modalities=tuple(modality_of(k, data_config.audio_columns) for k in feats),
-      valence=columns[data_config.valence_column].astype(np.float32),
-      arousal=columns[data_config.arousal_column].astype(np.float32))
+      valence=columns.get(data_config.valence_column, absent).astype(np.float32),
+      arousal=columns.get(data_config.arousal_column, absent).astype(np.float32))
   if np.isnan(recording.times).any():
     raise ValueError(f"{path}: empty or NaN cell in the time column {data_config.time_column!r}")
   recording.validate(path)
@@ -242,9 +248,32 @@ def load_recordings(data_config) -> list[data.Recording]:
       recordings.append(recording)
   if not recordings:
     raise ValueError(f"no table under {data_config.root} has the columns "
-                     f"{data_config.time_column!r}, {data_config.valence_column!r} and "
+                     f"{data_config.time_column!r} and {data_config.valence_column!r} or "
                      f"{data_config.arousal_column!r}")
+  check_columns(recordings, data_config)
   return recordings
+
+
+def check_columns(recordings: list[data.Recording], data_config) -> None:
+  """A feature column empty (NaN) in every table is an error naming it; logs the modalities.
+
+  Such a column would make every window unusable (a window needs each feature of its streams).
+  """
+  first = recordings[0]
+  finite = np.zeros(len(first.feature_names), bool)
+  for r in recordings:
+    finite |= np.isfinite(r.features).any(axis=0)
+  if not finite.all():
+    empty = [n for n, ok in zip(first.feature_names, finite) if not ok]
+    raise ValueError(
+        f"feature column{'s' if len(empty) > 1 else ''} {', '.join(map(repr, empty[:8]))}"
+        f"{f' and {len(empty) - 8} more' if len(empty) > 8 else ''} "
+        f"{'are' if len(empty) > 1 else 'is'} empty in every table under {data_config.root} "
+        f"(e.g. {first.recording_id}); leave {'them' if len(empty) > 1 else 'it'} out with "
+        f"--config.data.exclude_columns={','.join(empty)}")
+  for m in data.MODALITIES:
+    names = [n for n, mod in zip(first.feature_names, first.modalities) if mod == m]
+    logging.info("custom data: %d %s columns: %s", len(names), m, ", ".join(names))
 
 
 def media_jobs(data_config) -> list:
@@ -253,10 +282,27 @@ def media_jobs(data_config) -> list:
   return []
 
 
+def validate(data_config) -> list[str]:
+  """Problems of the custom-table fields (see :mod:`lasca_jax.validate`)."""
+  from lasca_jax import validate as v  # pylint: disable=import-outside-toplevel
+  out = v.root_problems(data_config, "tables")
+  for field in ("feature_columns", "audio_columns"):
+    try:
+      re.compile(str(data_config.get(field, "")))
+    except re.error as e:
+      out.append(v.problem(f"data.{field}", data_config[field], f"a valid regular expression: {e}"))
+  if not data_config.get("time_column", ""):
+    out.append(v.problem("data.time_column", "", "the name of the time column (seconds)"))
+  if not data_config.get("valence_column", "") and not data_config.get("arousal_column", ""):
+    out.append(v.problem("data.valence_column", "", "a label column name; at most one of "
+                         "data.valence_column and data.arousal_column may be ''"))
+  return out
+
+
 def fingerprint(data_config) -> dict:
   """Every file :func:`load_recordings` reads (path, size, mtime) plus the data config."""
-  extra = [p for p in (_expand(data_config.subject_map, data_config.root),
-                       lexicon_path(data_config)) if p]
+  extra = [p for p in (_expand(data_config.subject_map, data_config.root),) if p]
+  lexicon_path(data_config)  # Checked here, but keyed by the prompts stage (its content).
   return {"dataset": NAME, "config": load.config_fields(data_config),
           "tables": load.file_stamps(table_files(data_config)),
           "other": load.file_stamps(extra)}

@@ -106,10 +106,13 @@ def label_files(data_config) -> list[tuple[str, str, str, str]]:
   if data_config.label_format not in FORMATS:
     raise ValueError(f"unknown SEWA label_format {data_config.label_format!r}; "
                      f"expected one of {FORMATS}")
-  skip = os.path.abspath(load.features_dir(data_config))
+  skip = {os.path.abspath(p) for p in (load.features_dir(data_config),
+                                       load.csv_dir(data_config, "face"),
+                                       load.csv_dir(data_config, "audio")) if p}
   found = []
   for dirpath, dirnames, filenames in os.walk(root):
-    dirnames[:] = sorted(d for d in dirnames if os.path.abspath(os.path.join(dirpath, d)) != skip)
+    dirnames[:] = sorted(d for d in dirnames
+                         if os.path.abspath(os.path.join(dirpath, d)) not in skip)
     for name in sorted(filenames):
       if not name.lower().endswith((".csv", ".txt", ".arff")) or name.startswith("."):
         continue
@@ -260,19 +263,30 @@ def load_recordings(data_config) -> list[data.Recording]:
   for rec, (times, valence, arousal, sources) in read_labels(data_config).items():
     if times.size > 1 and not np.all(np.diff(times) > 0):
       raise ValueError(f"{sources[0]}: timestamps of {rec} are not strictly increasing")
-    features = load.read_features(load.features_path(data_config, rec), rec, NAME,
-                                  data_config.root, data_config.skip_missing)
-    if features is None:
+    streams = load.read_streams(data_config, rec, NAME)
+    if streams is None:
       continue
+    values, names, mods = load.streams_on_time_base(streams, np.asarray(times, np.float64),
+                                                    frame_clock="pts")
     recording = data.Recording(
         recording_id=rec, subject_id=subject_of(rec, data_config.subject_id),
-        times=np.asarray(times, np.float64),
-        features=load.on_time_base(features, times, frame_clock="pts"),
-        feature_names=load.FEATURE_NAMES, modalities=load.MODALITIES,
-        valence=valence, arousal=arousal)
+        times=np.asarray(times, np.float64), features=values, feature_names=names,
+        modalities=mods, valence=valence, arousal=arousal)
     recording.validate(sources[0])
     recordings.append(recording)
   return recordings
+
+
+def validate(data_config) -> list[str]:
+  """Problems of the SEWA fields (see :mod:`lasca_jax.validate`)."""
+  from lasca_jax import validate as v  # pylint: disable=import-outside-toplevel
+  return (v.root_problems(data_config, "SEWA dataset") +
+          v.field_problems(data_config, "data", v.MEDIA_RULES + (
+              ("label_format", v.one_of(FORMATS)),
+              ("subject_id", v.one_of(("recording", "strip_partition"))),
+              ("label_rate", v.number_in(0, float("inf"))),
+              ("raters_time_column", v.one_of(("auto", "none"))))) +
+          v.csv_dir_problems(data_config))
 
 
 def fingerprint(data_config) -> dict:
@@ -281,4 +295,4 @@ def fingerprint(data_config) -> dict:
   recs = read_labels(data_config)
   return {"dataset": NAME, "config": load.config_fields(data_config),
           "labels": load.file_stamps(f[0] for f in files),
-          "features": load.file_stamps(load.features_path(data_config, r) for r in recs)}
+          **load.stream_stamps(data_config, recs)}

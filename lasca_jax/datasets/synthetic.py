@@ -27,6 +27,7 @@ Everything is drawn from ``numpy.random.default_rng([seed, subject])``.
 
 from __future__ import annotations
 
+import math
 import os
 
 import numpy as np
@@ -173,6 +174,19 @@ def load_recordings(data_config) -> list[Recording]:
 
 def fingerprint(data_config) -> dict:
   return {"generator": "synthetic/v1", **data_config.to_dict()}
+
+
+def validate(data_config) -> list[str]:
+  """Problems of the generator's fields (see :mod:`lasca_jax.validate`)."""
+  from lasca_jax import validate as v  # pylint: disable=import-outside-toplevel
+  return v.field_problems(data_config, "data", (
+      ("seed", v.int_at_least(0)), ("num_subjects", v.int_at_least(2)),
+      ("minutes", v.number_in(0, math.inf, lo_open=True)),
+      ("frame_rate", v.number_in(0, math.inf, lo_open=True)),
+      ("num_raters", v.int_at_least(1)), ("rater_noise", v.number_in(0, math.inf)),
+      ("noise", v.number_in(0, math.inf)), ("subject_offset", v.number_in(0, math.inf)),
+      ("face_dropout", v.number_in(0, 1)), ("action_rate", v.number_in(0, math.inf)),
+      ("tonic_scale", v.number_in(0, 1)), ("tonic_loading", v.number_in(0, math.inf))))
 
 
 SIMULATED_ENCODERS = (("SimFace", "visual", ("face",)), ("SimAudio", "audio", ("audio",)),

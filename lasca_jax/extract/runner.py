@@ -12,11 +12,15 @@ is replaced and its job retried once, then reported as failed.
 from __future__ import annotations
 
 import concurrent.futures
+import ctypes
+import ctypes.util
 import dataclasses
 import json
 import logging
 import multiprocessing
 import os
+import signal
+import threading
 import time
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Optional, Sequence
@@ -83,6 +87,11 @@ def job_settings(job: MediaJob, settings: Settings) -> dict:
   model = video_lib.resolve_model_path(out.pop("face_model")) if job.video else None
   out["face_model"] = store.file_stamp(model)
   out["side"] = job.side
+  # Rotated (phone) videos are analysed upright; recorded only when non-zero, so that the
+  # feature files of other videos stay current and only rotated ones are extracted again.
+  rotation = video_lib.display_rotation(job.video) if job.video else 0
+  if rotation:
+    out["display_rotation"] = rotation
   return out
 
 
@@ -94,6 +103,13 @@ def job_inputs(job: MediaJob) -> dict:
   if not job.video and not job.audio:
     raise FileNotFoundError(f"no video or audio file found for {job.recording_id}")
   return {"video": store.file_stamp(job.video), "audio": store.file_stamp(job.audio)}
+
+
+def _import_libraries() -> None:
+  """Imports the decoding and face libraries (seconds on a worker's first job, not timed)."""
+  import av  # pylint: disable=g-import-not-at-top,unused-import
+  import librosa  # pylint: disable=g-import-not-at-top,unused-import
+  import mediapipe  # pylint: disable=g-import-not-at-top,unused-import
 
 
 def extract(job: MediaJob, settings: Settings) -> tuple[dict, dict]:
@@ -143,7 +159,15 @@ def extract(job: MediaJob, settings: Settings) -> tuple[dict, dict]:
 
 
 def run_job(job: MediaJob, settings: Settings, overwrite: bool = False) -> JobResult:
-  """Extracts one job unless its output is current; never raises (failures are returned)."""
+  """Extracts one job unless its output is current; never raises (failures are returned).
+
+  ``seconds`` is the job's own time: the libraries are imported before the clock starts, so
+  the frames-per-second figure does not count a worker's start-up.
+  """
+  try:
+    _import_libraries()
+  except Exception as e:  # pylint: disable=broad-except
+    return JobResult(job.recording_id, "failed", f"{type(e).__name__}: {e}")
   start = time.perf_counter()
   try:
     if not overwrite and store.is_current(job.output, job_inputs(job),
@@ -178,14 +202,46 @@ def _progress(total: int, enabled: bool):
   return tqdm.tqdm(total=total, disable=not enabled, unit="rec", desc="extract")
 
 
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def _exit_with_parent(parent_pid: int) -> None:
+  """Worker initializer: end this process when ``parent_pid`` dies, however it dies.
+
+  On Linux the kernel sends SIGTERM at the parent's death (``prctl(PR_SET_PDEATHSIG)``); a
+  daemon thread that polls the parent id covers other systems and the race before the prctl.
+  """
+  try:
+    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+  except (OSError, AttributeError):
+    pass
+
+  def watch():
+    while True:
+      if os.getppid() != parent_pid:
+        os._exit(1)  # pylint: disable=protected-access
+      time.sleep(0.5)
+
+  if os.getppid() != parent_pid:
+    os._exit(1)  # pylint: disable=protected-access
+  threading.Thread(target=watch, daemon=True, name="exit-with-parent").start()
+
+
+def make_pool(num_workers: int) -> concurrent.futures.ProcessPoolExecutor:
+  """Spawned worker processes that end with this process (SIGKILL and SIGTERM included)."""
+  return concurrent.futures.ProcessPoolExecutor(
+      num_workers, mp_context=multiprocessing.get_context("spawn"),
+      initializer=_exit_with_parent, initargs=(os.getpid(),))
+
+
 def _run_pool(jobs: list[MediaJob], settings: Settings, overwrite: bool, num_workers: int,
               bar) -> list[JobResult]:
   """Runs ``jobs`` in worker processes; a job in flight when a worker died is retried once."""
   results, pending, crashes = [], list(jobs), {}
-  context = multiprocessing.get_context("spawn")
   while pending:
     retry = []
-    with concurrent.futures.ProcessPoolExecutor(num_workers, mp_context=context) as pool:
+    with make_pool(num_workers) as pool:
       futures = {pool.submit(run_job, j, settings, overwrite): j for j in pending}
       for future in concurrent.futures.as_completed(futures):
         job = futures[future]
@@ -219,7 +275,7 @@ def run_jobs(jobs: Sequence[MediaJob], settings: Settings, num_workers: int = 1,
   """
   mine = select_shard(jobs, shard_index, num_shards)
   if mine and any(j.video for j in mine):
-    video_lib.resolve_model_path(settings.face_model)  # Fail once, early, with the URL.
+    video_lib.check_model(settings.face_model)  # Fail once, early, naming the model file.
   with _progress(len(mine), progress) as bar:
     if num_workers <= 1:
       results = []

@@ -31,6 +31,9 @@ from lasca_jax import data
 
 FORMAT_VERSION = 1
 ARRAYS = ("frame_index", "frame_times", "face", "face_valid", "audio_times", "mfcc")
+# Meta keys the loaders read (``fps`` may be null for a recording without video).
+REQUIRED_META = ("version", "fps", "num_frames", "settings")
+REQUIRED_SETTINGS = ("frame_stride", "mfcc_hop_seconds")
 
 
 def file_stamp(path: Optional[str]) -> Optional[dict]:
@@ -99,9 +102,18 @@ def load_features(path: str) -> dict:
   except Exception as e:  # pylint: disable=broad-except
     raise ValueError(f"feature file {path} is unreadable ({type(e).__name__}: {e}); delete it "
                      "and run experiments/extract.py again") from e
-  if meta.get("version") != FORMAT_VERSION:
-    raise ValueError(f"feature file {path} has format version {meta.get('version')}, expected "
+  if not isinstance(meta, dict) or meta.get("version") != FORMAT_VERSION:
+    version = meta.get("version") if isinstance(meta, dict) else None
+    raise ValueError(f"feature file {path} has format version {version}, expected "
                      f"{FORMAT_VERSION}; run experiments/extract.py again")
+  missing = [k for k in REQUIRED_META if k not in meta]
+  settings = meta.get("settings")
+  missing += [f"settings.{k}" for k in REQUIRED_SETTINGS
+              if not isinstance(settings, dict) or k not in settings]
+  if missing:
+    raise ValueError(f"feature file {path}: its meta lacks {', '.join(missing)} (the .npz "
+                     "feature format is in the README, 'Your own features'); run "
+                     "experiments/extract.py again or add them")
   n, m = out["frame_index"].shape[0], out["audio_times"].shape[0]
   shapes = {"frame_times": (n,), "face": (n, len(data.FACE_FEATURE_NAMES)),
             "face_valid": (n,), "mfcc": (m, data.NUM_MFCC)}

@@ -75,6 +75,23 @@ def resolve_model_path(path: str = "") -> str:
   return path
 
 
+def check_model(path: str = "") -> str:
+  """Resolves the face model and loads it once; returns its path.
+
+  Raises:
+    FileNotFoundError: when the file does not exist (with the download address).
+    ValueError: naming the file when MediaPipe cannot load it (truncated or corrupt download).
+  """
+  path = resolve_model_path(path)
+  try:
+    create_landmarker(path).close()
+  except Exception as e:  # pylint: disable=broad-except
+    raise ValueError(f"face model {path} cannot be loaded ({type(e).__name__}: "
+                     f"{' '.join(str(e).split())[:200]}); the file is probably truncated or "
+                     f"corrupt: download it again from {MODEL_URL}") from None
+  return path
+
+
 @contextlib.contextmanager
 def _native_stderr_silenced():
   """Hides native writes to fd 2 (MediaPipe's start-up log lines ignore GLOG_minloglevel)."""
@@ -146,12 +163,41 @@ def iter_frames(path: str, problems: Optional[list] = None
         index += 1
 
 
-def to_rgb(frame) -> np.ndarray:
-  """A C-contiguous ``uint8 [H, W, 3]`` copy of a PyAV frame.
+def frame_rotation(frame) -> int:
+  """Counter-clockwise degrees (0, 90, 180, 270) that display the frame upright.
+
+  From the frame's display matrix (phones store portrait video sideways with such a matrix);
+  a rotation that is not a multiple of 90 degrees is rounded to the nearest one.
+  """
+  try:
+    angle = float(getattr(frame, "rotation", 0) or 0)
+  except (TypeError, ValueError):
+    return 0
+  return int(round(angle / 90.0)) % 4 * 90
+
+
+def to_rgb(frame, upright: bool = True) -> np.ndarray:
+  """A C-contiguous ``uint8 [H, W, 3]`` copy of a PyAV frame, turned upright by default.
 
   MediaPipe silently finds no face in a non-contiguous array (PyAV pads rows), hence the copy.
+  With ``upright``, the frame's display rotation (:func:`frame_rotation`) is applied, as a
+  player does, so head roll and blendshapes are those of the upright face.
   """
-  return np.ascontiguousarray(frame.to_ndarray(format="rgb24"))
+  rgb = frame.to_ndarray(format="rgb24")
+  rotation = frame_rotation(frame) if upright else 0
+  if rotation:
+    rgb = np.rot90(rgb, k=rotation // 90)
+  return np.ascontiguousarray(rgb)
+
+
+def display_rotation(path: str) -> int:
+  """The display rotation of the first frame of ``path`` (0 when none or unreadable)."""
+  try:
+    for _, _, frame in iter_frames(path):
+      return frame_rotation(frame)
+  except Exception:  # pylint: disable=broad-except
+    return 0
+  return 0
 
 
 def probe_video(path: str) -> dict:
@@ -218,7 +264,7 @@ def _check_blendshape_names(categories) -> None:
 
 
 def extract_face(video_path: str, model_path: str, stride: int = 1, side: str = "any",
-                 num_faces: int = 0) -> FaceTrack:
+                 num_faces: int = 0, upright: bool = True) -> FaceTrack:
   """Runs the face landmarker over every ``stride``-th frame of ``video_path``.
 
   Args:
@@ -227,6 +273,7 @@ def extract_face(video_path: str, model_path: str, stride: int = 1, side: str = 
     stride: process every ``stride``-th frame, and the last one (others are decoded only).
     side: which face to keep, one of :data:`SIDES`.
     num_faces: faces MediaPipe looks for; 0 -> 1 for ``side="any"``, 2 otherwise.
+    upright: honour the display rotation (phone videos); False analyses the stored pixels.
 
   Returns:
     A :class:`FaceTrack`.
@@ -246,8 +293,11 @@ def extract_face(video_path: str, model_path: str, stride: int = 1, side: str = 
     # Video mode needs strictly increasing integer millisecond timestamps.
     ms = max(int(round(time * 1000)), state["last_ms"] + 1)
     state["last_ms"] = ms
+    rotation = frame_rotation(frame) if upright else 0
+    if rotation and not state.get("rotation"):
+      state["rotation"] = rotation
     result = landmarker.detect_for_video(
-        mp.Image(image_format=mp.ImageFormat.SRGB, data=to_rgb(frame)), ms)
+        mp.Image(image_format=mp.ImageFormat.SRGB, data=to_rgb(frame, upright)), ms)
     centres = [float(np.mean([p.x for p in face])) for face in result.face_landmarks]
     k = pick_face(centres, side, state["last_x"])
     row = np.full(len(data.FACE_FEATURE_NAMES), np.nan)
@@ -278,6 +328,8 @@ def extract_face(video_path: str, model_path: str, stride: int = 1, side: str = 
   if not num_frames:
     raise ValueError("no decodable video frame")
   warnings = [f"{len(problems)} undecodable packets, first: {problems[0]}"] if problems else []
+  if state.get("rotation"):
+    warnings.append(f"display rotation {state['rotation']} degrees: frames turned upright")
   if info["frames"] and num_frames < info["frames"] - max(2, info["frames"] // 100):
     warnings.append(f"decoded {num_frames} of {info['frames']} declared frames (truncated?)")
   values = np.asarray(rows, np.float32).reshape(-1, len(data.FACE_FEATURE_NAMES))  # [N, 58]
