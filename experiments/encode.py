@@ -24,7 +24,7 @@ from ml_collections import config_flags
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from lasca_jax import shards, store  # pylint: disable=wrong-import-position
+from lasca_jax import shards, store, validate  # pylint: disable=wrong-import-position
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file.",
                                           lock_config=True)
@@ -43,6 +43,7 @@ def main(argv):
   del argv
   config = _CONFIG.value
   try:
+    validate.check(config, sweep=_SWEEP.value)
     if _MERGE.value:
       out = shards.merge(config, _MERGE_FROM.value, _SWEEP.value)
       for path, rows in out["merged"].items():
@@ -63,4 +64,4 @@ def main(argv):
 if __name__ == "__main__":
   flags.mark_flags_as_required(["config"])
   logging.set_verbosity(logging.WARNING)
-  app.run(main)
+  app.run(main, flags_parser=validate.parse_flags)
