@@ -15,6 +15,8 @@ def get_config() -> ml_collections.ConfigDict:
   config.seed = 0                  # Training seed: validation split, init and shuffling derive
                                    # from it (and the subject split while protocol.split_seed=-1).
   config.cache_dir = ""            # Stage cache; "" -> $LASCA_JAX_CACHE or ~/.cache/lasca_jax.
+  config.compilation_cache = ""    # JAX persistent compilation cache; "" -> <that cache>/xla,
+                                   # "none" -> off (JAX_COMPILATION_CACHE_DIR, if set, wins).
   config.model_label = ""          # Row label in tables; "" -> derived ("Features", "MPNet(F)").
 
   # Dataset: `name` picks the module lasca_jax.datasets.<name>; other fields are its own.
@@ -107,6 +109,10 @@ def get_config() -> ml_collections.ConfigDict:
   config.train.validation_grouping = "pair" # "pair": both orders of a pair on one side of the
                                             # validation split; "none": sklearn's plain split.
   config.train.batch_size = 200             # min(batch_size, n_train) as sklearn's "auto".
+  config.train.devices = 0                  # Local devices the folds x configurations are
+                                            # sharded over; 0 -> all of them.
+  config.train.lanes = 0                    # Units vmapped together per device; 0 -> 1 on CPU
+                                            # (fastest there), all of a device's on GPU/TPU.
 
   # Grid run by experiments/sweep.py (Tables 3-7); a single run ignores it.
   config.sweep = ml_collections.ConfigDict()

@@ -53,7 +53,7 @@ def main(argv):
   results = {}
   for name, fn in (("one call", grouped), ("one call per configuration", separate)):
     jax.clear_caches()
-    train._compiled.cache_clear()  # pylint: disable=protected-access
+    train._program.cache_clear()  # pylint: disable=protected-access
     t0 = time.perf_counter()
     acc = fn()
     cold = time.perf_counter() - t0

@@ -49,7 +49,8 @@ def run(config, workdir: str, make_report: bool = True, retry_failed: bool = Fal
   print(f"sweep {config.name}: {summary['configurations']} configurations, "
         f"{summary['trained']} trained, {summary['skipped']} already done, "
         f"{summary['failed']} failed, {summary['groups']} compiled calls, "
-        f"{summary['train_seconds']} s training")
+        f"{summary['train_seconds']} s training on {summary['devices']} {summary['platform']} "
+        f"device(s)")
   for rel, reason in summary["failures"].items():
     print(f"  FAILED {rel}: {reason}")
   if summary["failures"]:

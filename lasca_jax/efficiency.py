@@ -273,7 +273,8 @@ def trained_predictor(config, cache: cache_lib.StageCache | None = None, fold: i
   inputs = pipeline.prepare(config, cache)
   out = train.train_folds(train.TrainSettings.from_config(config.train), int(config.seed),
                           inputs.z, inputs.pairs, pipeline.fold_data(inputs.folds),
-                          tuple(config.model.max_hidden))
+                          tuple(config.model.max_hidden), inputs.info.get("hidden_dim", 0),
+                          train.Layout.from_config(config.train))
   params = jax.tree.map(lambda a: a[fold], out.params)
   win = cache_lib.load_npz(cache.path("windows", inputs.info["windows_key"]))
   cols = windows_lib.modality_columns(win["modalities"], fcfg.modality)

@@ -455,14 +455,18 @@ def run(config, workdir: str) -> dict[str, np.ndarray]:
   log("start", workdir=workdir, cache_dir=cache.cache_dir, model_label=model_label(config))
   inputs = prepare(config, cache, log)
   settings = train.TrainSettings.from_config(config.train)
+  layout = train.Layout.from_config(config.train)
+  plan = train.plan(int(inputs.z.shape[0]), layout)
   log("train", folds=int(inputs.z.shape[0]), input_dim=int(inputs.z.shape[-1]),
       hidden=list(train.hidden_sizes(inputs.z.shape[-1], tuple(config.model.max_hidden),
                                      inputs.info["hidden_dim"])),
-      hidden_from_dim=inputs.info["hidden_dim"])
+      hidden_from_dim=inputs.info["hidden_dim"],
+      devices=plan.devices, platform=plan.platform, lanes=plan.lanes,
+      compilation_cache=train.enable_compilation_cache(config.get("compilation_cache", "")))
   t0 = time.time()
   out = train.train_folds(settings, int(config.seed), inputs.z, inputs.pairs,
                           fold_data(inputs.folds), tuple(config.model.max_hidden),
-                          inputs.info["hidden_dim"])
+                          inputs.info["hidden_dim"], layout)
   arrays = results_arrays(inputs, out, config)
   log("trained", seconds=round(time.time() - t0, 3),
       test_accuracy=arrays["test_accuracy"].round(4).tolist(),

@@ -215,18 +215,22 @@ def _train_and_write(group, log: logging.Logger) -> float:
   config0, inputs0 = group[0][1], group[0][2]
   settings = train.TrainSettings.from_config(config0.train)
   z, pairs, folds = stack_inputs([g[2] for g in group])
+  layout = train.Layout.from_config(config0.train)
+  plan = train.plan(len(group) * inputs0.z.shape[0], layout)
   t0 = time.time()
   out = train.train_configs(settings, [int(g[1].seed) for g in group], z, pairs, folds,
-                            tuple(config0.model.max_hidden), inputs0.info["hidden_dim"])
+                            tuple(config0.model.max_hidden), inputs0.info["hidden_dim"], layout)
   seconds = time.time() - t0
-  log.info("trained %d configurations x %d folds (d=%d) in one call: %.1f s", len(group),
-           inputs0.z.shape[0], inputs0.z.shape[-1], seconds)
+  log.info("trained %d configurations x %d folds (d=%d) in one call on %d %s device(s): %.1f s",
+           len(group), inputs0.z.shape[0], inputs0.z.shape[-1], plan.devices, plan.platform,
+           seconds)
   for c, (run_dir, config, inputs, runlog) in enumerate(group):
     one = jax.tree.map(lambda a: np.asarray(a)[c], out)
     n_test = inputs.folds.test_idx.shape[1]
     one = one._replace(test_prob=one.test_prob[:, :n_test])
     arrays = pipeline.results_arrays(inputs, one, config)
-    runlog("trained", seconds=round(seconds, 3), group_size=len(group),
+    runlog("trained", seconds=round(seconds, 3), group_size=len(group), devices=plan.devices,
+           platform=plan.platform, lanes=plan.lanes,
            test_accuracy=arrays["test_accuracy"].round(4).tolist(),
            best_epoch=arrays["best_epoch"].tolist())
     pipeline.write_results(run_dir, arrays)
@@ -306,6 +310,9 @@ def run_sweep(config, workdir: str, progress: bool = True, retry_failed: bool = 
   # Runs whose inputs will share a shape are adjacent, so at most one group is in memory.
   pending.sort(key=lambda p: (_shape_signature(p[1]), p[0]))
   size = group_size(config)
+  compilation_cache = train.enable_compilation_cache(config.get("compilation_cache", ""))
+  devices = train.plan(1, train.Layout.from_config(config.train))
+  log.info("sweep: training on %d local %s device(s)", devices.devices, devices.platform)
   group, groups, train_seconds = [], 0, 0.0
   for run_dir, cfg in tqdm(pending, desc="sweep", unit="run", disable=not progress):
     os.makedirs(run_dir, exist_ok=True)
@@ -315,7 +322,7 @@ def run_sweep(config, workdir: str, progress: bool = True, retry_failed: bool = 
     runlog = pipeline.RunLog(run_dir)
     pipeline.write_config(run_dir, cfg)
     runlog("start", workdir=run_dir, cache_dir=cache.cache_dir, model_label=cfg.model_label,
-           sweep=workdir)
+           sweep=workdir, compilation_cache=compilation_cache)
     try:
       inputs = pipeline.prepare(cfg, cache, runlog)
     except Exception as e:  # pylint: disable=broad-except
@@ -337,7 +344,8 @@ def run_sweep(config, workdir: str, progress: bool = True, retry_failed: bool = 
   summary = {"configurations": len(runs), "trained": len(pending) - newly_failed,
              "skipped": len(runs) - len(pending) - failed_before, "failed": len(failed),
              "failures": failed, "groups": groups,
-             "train_seconds": round(train_seconds, 2), "cache_hits": cache.hits,
+             "train_seconds": round(train_seconds, 2), "devices": devices.devices,
+             "platform": devices.platform, "cache_hits": cache.hits,
              "cache_misses": cache.misses}
   with open(os.path.join(workdir, "sweep.json"), "w") as f:
     json.dump({"summary": summary, "runs": [rel for rel, _ in runs]}, f, indent=2)

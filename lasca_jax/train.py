@@ -16,10 +16,22 @@ n_iter_no_change=3, shuffle=True)``:
 Everything is a pure function of a PRNG key and arrays: :func:`make_train` closes over the static
 settings and returns ``train(key, z, pairs, fold) -> TrainOutput``. Ragged folds are padded, and
 masks keep padding out of every sum; an all-padding batch or a finished run leaves the state
-unchanged through ``jnp.where``. Each epoch reports to a host-side progress bar through
-``jax.debug.callback``. ``train_folds`` maps it over folds; stacking equally shaped
-configurations on a further leading axis and wrapping it in another ``vmap`` trains them in the
-same compiled call (see :func:`train_configs`).
+unchanged through ``jnp.where``. An epoch runs only the batches that hold real pairs (a while
+loop to ``ceil(train_count / batch_size)``), so padding costs no training compute.
+
+Execution (:func:`train_units`): the (configuration, fold) units are laid out on a
+``Mesh`` of the local devices and split over them with ``shard_map`` (padded to a multiple of the
+device count by repeating a unit whose results are dropped). On each device the units run
+``lanes`` at a time: each group of ``lanes`` units is ``vmap``-ed, and the groups follow one
+another in a ``lax.map``. Under ``vmap`` the epoch loop runs until the slowest unit of the group
+stops (finished units keep their state through the ``stopped`` masks), so on a CPU, where the
+MLP is compute bound, ``lanes = 1`` (each fold runs exactly its own epochs, with unbatched
+matmuls) is the default; on an accelerator every unit of a device shares one ``vmap``. Every unit
+is computed by the same program whatever the device count, so results do not depend on it.
+Inputs are padded up to a shape class (:func:`shape_class`) so that runs of slightly different
+sizes reuse one compiled program; training is invariant to that padding. The compiled program has
+no host callbacks, so JAX's persistent compilation cache (:func:`enable_compilation_cache`) can
+store it and a repeated run skips compilation.
 """
 
 from __future__ import annotations
@@ -27,6 +39,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+import os
 from typing import Any, NamedTuple
 
 import flax.linen as nn
@@ -34,6 +47,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+
+from lasca_jax import cache as cache_lib
 
 
 @dataclasses.dataclass(frozen=True)
@@ -131,31 +146,6 @@ class TrainOutput(NamedTuple):
   val_curve: jax.Array        # [max_epochs], NaN after stopping
 
 
-class _EpochProgress:
-  """Host-side progress of the compiled training loop (fed by ``jax.debug.callback``)."""
-
-  def __init__(self):
-    self.bar = None
-
-  def __call__(self, epoch):
-    if self.bar is not None:
-      done = int(np.max(np.asarray(epoch)))
-      if done > self.bar.n:
-        self.bar.update(done - self.bar.n)
-
-  def start(self, total: int, desc: str):
-    from tqdm.auto import tqdm  # pylint: disable=import-outside-toplevel
-    self.bar = tqdm(total=total, desc=desc, unit="epoch", leave=False)
-
-  def stop(self):
-    if self.bar is not None:
-      self.bar.close()
-    self.bar = None
-
-
-_PROGRESS = _EpochProgress()
-
-
 def _tree_where(cond, a, b):
   return jax.tree.map(lambda x, y: jnp.where(cond, x, y), a, b)
 
@@ -195,7 +185,7 @@ def make_train(settings: TrainSettings, d: int, max_hidden=(250, 125), hidden_di
     params = model.init(key_init, jnp.zeros((1, d), z.dtype))["params"]
     opt_state = tx.init(params)
     n_max = fold.train_idx.shape[0]
-    num_batches = n_max // bs
+    real_batches = jnp.minimum((fold.train_count + bs - 1) // bs, n_max // bs)
 
     def run_batch(carry, b):
       params, opt_state, stopped, order, loss_sum = carry
@@ -219,9 +209,10 @@ def make_train(settings: TrainSettings, d: int, max_hidden=(250, 125), hidden_di
       u = jax.vmap(lambda i: jax.random.uniform(jax.random.fold_in(key_epoch, i)))(
           jnp.arange(n_max))
       order = jnp.argsort(jnp.where(jnp.arange(n_max) < fold.train_count, u, 2.0))
-      (params, opt_state, _, _, loss_sum), _ = jax.lax.scan(
-          run_batch, (params, opt_state, es.stopped, order, jnp.zeros(())),
-          jnp.arange(num_batches))
+      # Only the batches holding real pairs run; all-padding ones would leave the state as is.
+      params, opt_state, _, _, loss_sum, _ = jax.lax.while_loop(
+          lambda c: c[-1] < real_batches, lambda c: (*run_batch(c[:-1], c[-1])[0], c[-1] + 1),
+          (params, opt_state, es.stopped, order, jnp.zeros(()), jnp.array(0)))
       score = accuracy(params, z, pairs, fold.val_idx, fold.val_mask)
       active = ~es.stopped
       better = active & (score > es.best_score)
@@ -233,7 +224,6 @@ def make_train(settings: TrainSettings, d: int, max_hidden=(250, 125), hidden_di
           best_epoch=jnp.where(better, epoch + 1, es.best_epoch),
           bad_epochs=bad,
           stopped=es.stopped | (active & (bad > settings.patience)))
-      jax.debug.callback(_PROGRESS, epoch + 1)
       losses = losses.at[epoch].set(jnp.where(active, loss_sum / fold.train_count, jnp.nan))
       curve = curve.at[epoch].set(jnp.where(active, score, jnp.nan))
       return epoch + 1, params, opt_state, es, losses, curve
@@ -266,14 +256,150 @@ def make_train(settings: TrainSettings, d: int, max_hidden=(250, 125), hidden_di
   return train
 
 
+class Layout(NamedTuple):
+  """How one call lays out its (configuration, fold) units (``config.train.devices/lanes``).
+
+  Attributes:
+    devices: local devices the units are split over; 0 means all of them.
+    lanes: units ``vmap``-ed together on a device; 0 means automatic (1 on a CPU, where
+      vmapped folds run until the slowest stops and batched matmuls are slower; every unit of
+      the device on an accelerator).
+  """
+  devices: int = 0
+  lanes: int = 0
+
+  @classmethod
+  def from_config(cls, train_config) -> "Layout":
+    return cls(devices=int(train_config.get("devices", 0)), lanes=int(train_config.get("lanes", 0)))
+
+
+def local_devices(count: int = 0) -> list:
+  """The first ``count`` local devices (all when 0), with a clear error past what exists."""
+  devices = jax.local_devices()
+  if count < 0 or count > len(devices):
+    raise ValueError(f"train.devices = {count}, but this process sees {len(devices)} local "
+                     f"{devices[0].platform} device(s); use 0 for all of them or 1..{len(devices)}")
+  return devices[:count or len(devices)]
+
+
+def shape_class(n: int, multiple: int = 1) -> int:
+  """``n`` rounded up to its shape class: a multiple of ``multiple`` on a grid of 8 steps per
+  octave (at most 12.5 % larger), so runs of slightly different sizes share one compiled program.
+  """
+  m = -(-int(n) // multiple)
+  if m > 8:
+    step = 1 << (m.bit_length() - 4)   # 2 ** (floor(log2 m) - 3)
+    m = -(-m // step) * step
+  return m * multiple
+
+
+def _pad_axis(a, n: int, axis: int):
+  a = np.asarray(a)
+  if a.shape[axis] == n:
+    return a
+  width = [(0, 0)] * a.ndim
+  width[axis] = (0, n - a.shape[axis])
+  return np.pad(a, width)
+
+
+def _to_shape_classes(z, pairs: PairData, fold: FoldData, batch_size: int):
+  """Pads windows, pairs and every fold index array (axis 1) up to their shape classes."""
+  z = _pad_axis(z, shape_class(z.shape[1]), 1)
+  p = shape_class(np.shape(pairs.label)[1])
+  pairs = PairData(*[_pad_axis(a, p, 1) for a in pairs])
+  n_train = shape_class(np.shape(fold.train_idx)[1], batch_size)
+  n_val = shape_class(np.shape(fold.val_idx)[1])
+  n_test = shape_class(np.shape(fold.test_idx)[1])
+  fold = FoldData(_pad_axis(fold.train_idx, n_train, 1), np.asarray(fold.train_count),
+                  _pad_axis(fold.val_idx, n_val, 1), _pad_axis(fold.val_mask, n_val, 1),
+                  _pad_axis(fold.test_idx, n_test, 1), _pad_axis(fold.test_mask, n_test, 1))
+  return z, pairs, fold
+
+
 @functools.lru_cache(maxsize=None)
-def _compiled(settings: TrainSettings, d: int, max_hidden: tuple[int, int], nested: bool,
-              hidden_dim: int = 0):
+def _program(settings: TrainSettings, d: int, max_hidden: tuple[int, int], hidden_dim: int,
+             lanes: int, devices: tuple):
+  """``jit`` of all units: ``shard_map`` over ``devices``, then groups of ``lanes`` per device."""
   train = make_train(settings, d, max_hidden, hidden_dim)
-  over_folds = jax.vmap(train, in_axes=(0, 0, None, 0))
-  if nested:
-    return jax.jit(jax.vmap(over_folds, in_axes=(0, 0, 0, 0)))
-  return jax.jit(over_folds)
+  lane_group = jax.vmap(train)
+
+  def local(keys, z, pairs, fold):   # this device's units: [n, ...], n a multiple of lanes
+    if lanes == 1:
+      return jax.lax.map(lambda a: train(*a), (keys, z, pairs, fold))
+    n = keys.shape[0]
+    grouped = jax.tree.map(lambda a: a.reshape((n // lanes, lanes) + a.shape[1:]),
+                           (keys, z, pairs, fold))
+    out = jax.lax.map(lambda a: lane_group(*a), grouped)
+    return jax.tree.map(lambda a: a.reshape((n,) + a.shape[2:]), out)
+
+  if len(devices) == 1:
+    return jax.jit(local)
+  mesh = jax.sharding.Mesh(np.array(devices), ("units",))
+  spec = jax.sharding.PartitionSpec("units")
+  # Units never communicate, so the replication checks of shard_map are not needed.
+  return jax.jit(jax.shard_map(local, mesh=mesh, in_specs=spec, out_specs=spec,
+                               check_vma=False))
+
+
+class UnitsPlan(NamedTuple):
+  """The layout one call resolved to (logged by pipelines and sweeps)."""
+  units: int        # real (configuration, fold) units
+  devices: int      # devices they are split over
+  platform: str
+  lanes: int        # units vmapped together on a device
+  padded_units: int  # units computed, a multiple of devices * lanes
+
+
+def plan(num_units: int, layout: Layout = Layout()) -> UnitsPlan:
+  """Resolves ``layout`` for ``num_units`` units on this process's local devices."""
+  devices = local_devices(layout.devices)
+  per_device = -(-num_units // len(devices))
+  if layout.lanes < 0:
+    raise ValueError(f"train.lanes = {layout.lanes}: use 0 (automatic) or a positive count")
+  lanes = layout.lanes or (1 if devices[0].platform == "cpu" else per_device)
+  lanes = max(1, min(lanes, per_device))
+  per_device = -(-per_device // lanes) * lanes
+  return UnitsPlan(units=num_units, devices=len(devices), platform=devices[0].platform,
+                   lanes=lanes, padded_units=per_device * len(devices))
+
+
+def train_units(settings: TrainSettings, keys: jax.Array, z: np.ndarray, pairs: PairData,
+                fold: FoldData, max_hidden=(250, 125), hidden_dim: int = 0,
+                layout: Layout = Layout()) -> TrainOutput:
+  """Trains ``N`` independent (configuration, fold) units in one compiled call.
+
+  Args:
+    keys: ``[N]`` PRNG keys, one per unit.
+    z: ``float32 [N, W, d]`` window representations.
+    pairs: fields ``[N, P]``.
+    fold: fields ``[N, ...]``.
+    hidden_dim: derive the hidden sizes from this dimension (0: from ``d``).
+    layout: devices and lanes (:class:`Layout`); the result does not depend on it.
+
+  Returns:
+    The units' :class:`TrainOutput` as host (numpy) arrays with leading axis ``N``; ``test_prob``
+    keeps the caller's ``n_test`` columns.
+  """
+  num_units, _, d = np.shape(z)
+  n_test = np.shape(fold.test_idx)[1]
+  resolved = plan(num_units, layout)
+  devices = tuple(local_devices(layout.devices))
+  z, pairs, fold = _to_shape_classes(z, pairs, fold, settings.batch_size)
+  extra = resolved.padded_units - num_units
+
+  def pad_units(a):   # repeat unit 0; its extra results are dropped
+    if not extra:
+      return a
+    if isinstance(a, jax.Array):
+      return jnp.concatenate([a, jnp.repeat(a[:1], extra, axis=0)])
+    a = np.asarray(a)
+    return np.concatenate([a, np.repeat(a[:1], extra, axis=0)])
+
+  args = jax.tree.map(pad_units, (keys, np.asarray(z, np.float32), pairs, fold))
+  fn = _program(settings, d, tuple(max_hidden), int(hidden_dim), resolved.lanes, devices)
+  out = jax.device_get(fn(*args))
+  out = jax.tree.map(lambda a: np.asarray(a)[:num_units], out)
+  return out._replace(test_prob=out.test_prob[:, :n_test])
 
 
 def fold_keys(seed: int, num_folds: int) -> jax.Array:
@@ -283,8 +409,9 @@ def fold_keys(seed: int, num_folds: int) -> jax.Array:
 
 
 def train_folds(settings: TrainSettings, seed: int, z: np.ndarray, pairs: PairData,
-                fold: FoldData, max_hidden=(250, 125), hidden_dim: int = 0) -> TrainOutput:
-  """Trains every fold in one compiled call.
+                fold: FoldData, max_hidden=(250, 125), hidden_dim: int = 0,
+                layout: Layout = Layout()) -> TrainOutput:
+  """Trains every fold in one compiled call (:func:`train_units`).
 
   Args:
     z: ``float32 [folds, W, d]`` per-fold window representations.
@@ -292,32 +419,74 @@ def train_folds(settings: TrainSettings, seed: int, z: np.ndarray, pairs: PairDa
     fold: per-fold indices, each with a leading ``folds`` axis.
     hidden_dim: derive the hidden sizes from this dimension (0: from ``d``).
   """
-  num_folds, _, d = z.shape
-  fn = _compiled(settings, d, tuple(max_hidden), False, int(hidden_dim))
-  _PROGRESS.start(settings.max_epochs, f"train {num_folds} folds")
-  try:
-    return jax.block_until_ready(fn(fold_keys(seed, num_folds), jnp.asarray(z), pairs, fold))
-  finally:
-    _PROGRESS.stop()
+  num_folds = np.shape(z)[0]
+  per_fold = PairData(*[np.broadcast_to(np.asarray(a), (num_folds,) + np.shape(a)) for a in pairs])
+  return train_units(settings, fold_keys(seed, num_folds), z, per_fold, fold, max_hidden,
+                     hidden_dim, layout)
 
 
 def train_configs(settings: TrainSettings, seeds, z: np.ndarray, pairs: PairData,
-                  fold: FoldData, max_hidden=(250, 125), hidden_dim: int = 0) -> TrainOutput:
+                  fold: FoldData, max_hidden=(250, 125), hidden_dim: int = 0,
+                  layout: Layout = Layout()) -> TrainOutput:
   """Trains ``C`` equally shaped configurations x folds in one compiled call.
 
   Args:
     seeds: ``C`` run seeds.
     z: ``float32 [C, folds, W, d]``; ``pairs`` fields ``[C, P]``; ``fold`` fields ``[C, folds, ...]``.
   """
-  _, num_folds, _, d = z.shape
-  keys = jnp.stack([fold_keys(int(s), num_folds) for s in seeds])
-  fn = _compiled(settings, d, tuple(max_hidden), True, int(hidden_dim))
-  _PROGRESS.start(settings.max_epochs, f"train {len(seeds)} configs x {num_folds} folds")
-  try:
-    return jax.block_until_ready(fn(keys, jnp.asarray(z), pairs, fold))
-  finally:
-    _PROGRESS.stop()
+  num_configs, num_folds = np.shape(z)[:2]
+  keys = jnp.concatenate([fold_keys(int(s), num_folds) for s in seeds])
+  flat = lambda a: np.asarray(a).reshape((num_configs * num_folds,) + np.shape(a)[2:])
+  per_unit = PairData(*[np.repeat(np.asarray(a), num_folds, axis=0) for a in pairs])
+  out = train_units(settings, keys, flat(z), per_unit, jax.tree.map(flat, fold), max_hidden,
+                    hidden_dim, layout)
+  return jax.tree.map(lambda a: a.reshape((num_configs, num_folds) + a.shape[1:]), out)
 
+
+def flops_per_pair(d: int, max_hidden=(250, 125), hidden_dim: int = 0) -> tuple[int, int]:
+  """Matmul FLOPs of the MLP per pair: ``(forward, training step)``.
+
+  A training step is the forward pass plus the backward pass: weight gradients of all three
+  layers and input gradients of the second and third (the input needs none); ``2`` FLOPs per
+  multiply-add, biases and activations not counted.
+  """
+  h1, h2 = hidden_sizes(d, max_hidden, hidden_dim)
+  macs = d * h1 + h1 * h2 + h2
+  forward = 2 * macs
+  return forward, forward + 2 * macs + 2 * (h1 * h2 + h2)
+
+
+def run_flops(out: TrainOutput, fold: FoldData, d: int, max_hidden=(250, 125),
+              hidden_dim: int = 0) -> float:
+  """Matmul FLOPs the units really needed: per unit, ``epochs_run`` epochs over its real
+  training pairs and its validation pairs, and the final test pass (padding not counted)."""
+  forward, step = flops_per_pair(d, max_hidden, hidden_dim)
+  epochs = np.asarray(out.epochs_run, np.float64).reshape(-1)
+  n_train = np.asarray(fold.train_count, np.float64).reshape(-1)
+  n_val = np.asarray(fold.val_mask).reshape(epochs.size, -1).sum(axis=1)
+  n_test = np.asarray(fold.test_mask).reshape(epochs.size, -1).sum(axis=1)
+  return float(np.sum(epochs * (n_train * step + n_val * forward) + n_test * forward))
+
+
+def enable_compilation_cache(path: str | None) -> str | None:
+  """Points JAX's persistent compilation cache at ``path`` so a repeated run skips compiling.
+
+  ``None`` or ``"none"`` leaves it off; ``""`` uses ``<LASCA_JAX_CACHE or ~/.cache/lasca_jax>/xla``.
+  JAX reads the setting once per process, so a directory already set (an earlier call, or the
+  ``JAX_COMPILATION_CACHE_DIR`` environment variable) is kept. Programs compiling in under 0.2 s
+  are not stored. Returns the directory in use, or None.
+  """
+  current = jax.config.jax_compilation_cache_dir
+  if current:
+    return current
+  if path is None or str(path).lower() == "none":
+    return None
+  if not path:
+    path = os.path.join(cache_lib.default_cache_dir(), "xla")
+  os.makedirs(path, exist_ok=True)
+  jax.config.update("jax_compilation_cache_dir", path)
+  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
+  return path
 
 def num_params(d: int, max_hidden=(250, 125), hidden_dim: int = 0) -> int:
   """Trainable parameters of the preference MLP for input size ``d``."""

@@ -109,6 +109,10 @@ RULES: tuple[tuple[str, tuple[Callable[[Any], bool], str]], ...] = (
     ("train.validation_fraction", number_in(0, 1, lo_open=True, hi_open=True)),
     ("train.validation_grouping", one_of(("pair", "none"))),
     ("train.batch_size", int_at_least(1)),
+    ("train.devices", int_at_least(0)),
+    ("train.lanes", int_at_least(0)),
+    ("compilation_cache", ((lambda v: isinstance(v, str)),
+                           "a directory, '' for the default or 'none'")),
 )
 
 

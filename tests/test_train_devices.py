@@ -1,0 +1,176 @@
+"""Training sharded over several (simulated) devices gives exactly the one-device results."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from lasca_jax import train
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# Runs in a fresh process: XLA_FLAGS must be set before JAX starts.
+_SCRIPT = r"""
+import json, sys
+import jax, numpy as np
+from lasca_jax import train
+assert len(jax.local_devices()) == 4, jax.local_devices()
+rng = np.random.default_rng(0)
+num_folds, w, d, p = 7, 60, 6, 160
+base = rng.normal(size=(w, d)).astype(np.float32)
+scales = np.linspace(0.2, 3.0, num_folds)[:, None, None]   # folds differ, so they stop apart
+z = (base + scales * rng.normal(size=(num_folds, w, d))).astype(np.float32)
+first, second = rng.integers(0, w, p), rng.integers(0, w, p)
+label = (base[second] - base[first]) @ rng.normal(size=d) > 0
+pairs = train.PairData(first.astype(np.int32), second.astype(np.int32), label.astype(np.int32))
+idx = np.arange(p, dtype=np.int32)
+counts = np.array([96, 90, 70, 96, 64, 80, 96], np.int32)
+fold = train.FoldData(np.tile(idx[:96], (num_folds, 1)), counts,
+                      np.tile(idx[96:130], (num_folds, 1)), np.ones((num_folds, 34), bool),
+                      np.tile(idx[130:], (num_folds, 1)), np.ones((num_folds, 30), bool))
+settings = train.TrainSettings(max_epochs=12, batch_size=32, learning_rate=1e-2)
+results = {}
+for devices in (1, 4):
+  for lanes in (1, 2):
+    layout = train.Layout(devices=devices, lanes=lanes)
+    out = train.train_folds(settings, 5, z, pairs, fold, layout=layout)
+    plan = train.plan(num_folds, layout)
+    results[f"{devices}x{lanes}"] = {
+        "plan": plan._asdict(),
+        "arrays": {k: np.asarray(v).tolist() for k, v in out._asdict().items() if k != "params"},
+        "params": [np.asarray(a).tolist() for a in jax.tree.leaves(out.params)]}
+json.dump(results, sys.stdout)
+"""
+
+
+def test_four_devices_equal_one_device_with_padded_units():
+  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4",
+             JAX_PLATFORMS="cpu", PYTHONPATH=ROOT)
+  proc = subprocess.run([sys.executable, "-c", _SCRIPT], cwd=ROOT, env=env, capture_output=True,
+                        text=True, timeout=600, check=False)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  results = json.loads(proc.stdout)
+  # 7 folds on 4 devices: padded to 8 units (2 per device); in lanes of 2 on one device: 8 too.
+  assert results["4x1"]["plan"]["devices"] == 4 and results["4x1"]["plan"]["padded_units"] == 8
+  assert results["4x2"]["plan"]["lanes"] == 2 and results["4x2"]["plan"]["padded_units"] == 8
+  assert results["1x2"]["plan"]["padded_units"] == 8
+  assert results["1x1"]["plan"]["padded_units"] == 7
+  assert len(results["1x1"]["arrays"]["test_accuracy"]) == 7
+  assert len(set(results["1x1"]["arrays"]["epochs_run"])) > 1   # folds stop at different epochs
+  # One unit at a time (the CPU default): 4 devices give the 1-device results bit for bit.
+  one, four = results["1x1"], results["4x1"]
+  for key, value in one["arrays"].items():
+    np.testing.assert_array_equal(np.array(four["arrays"][key]), np.array(value), err_msg=key)
+  for a, b in zip(four["params"], one["params"]):
+    np.testing.assert_array_equal(np.array(a), np.array(b))
+  # Vmapped lanes (different XLA programs): the same decisions, floats within rounding.
+  for name in ("1x2", "4x2"):
+    other = results[name]["arrays"]
+    for key in ("test_accuracy", "val_accuracy", "best_epoch", "epochs_run"):
+      np.testing.assert_array_equal(np.array(other[key]), np.array(one["arrays"][key]),
+                                    err_msg=f"{name}: {key}")
+    for key in ("test_prob", "train_loss", "val_curve"):
+      np.testing.assert_allclose(np.array(other[key]), np.array(one["arrays"][key]), rtol=1e-5,
+                                 atol=1e-6, err_msg=f"{name}: {key}")
+
+
+def test_plan_and_devices_errors():
+  p = train.plan(15, train.Layout(devices=1, lanes=4))
+  assert (p.units, p.devices, p.lanes, p.padded_units) == (15, 1, 4, 16)
+  assert train.plan(3, train.Layout(devices=1, lanes=8)).lanes == 3
+  with pytest.raises(ValueError, match="train.devices = 99"):
+    train.local_devices(99)
+  with pytest.raises(ValueError, match="train.lanes"):
+    train.plan(3, train.Layout(lanes=-1))
+
+
+def test_shape_class_bounds_padding_and_is_idempotent():
+  for n in range(1, 5000, 7):
+    c = train.shape_class(n)
+    assert n <= c <= max(8, n * 1.125) and train.shape_class(c) == c
+    c = train.shape_class(n, 200)
+    assert c % 200 == 0 and c >= n and train.shape_class(c, 200) == c
+  assert [train.shape_class(n) for n in (8, 9, 17, 2401)] == [8, 9, 18, 2560]
+
+
+def test_flops_per_pair_counts_the_matmuls():
+  d, (h1, h2) = 457, train.hidden_sizes(457)
+  forward, step = train.flops_per_pair(d)
+  assert forward == 2 * (d * h1 + h1 * h2 + h2)
+  # backward: weight gradients of all layers + input gradients of layers 2 and 3.
+  assert step == forward + 2 * (d * h1 + h1 * h2 + h2) + 2 * (h1 * h2 + h2)
+  out = train.TrainOutput(None, None, None, None, None, np.array([2, 3]), None, None)
+  fold = train.FoldData(None, np.array([100, 50]), None, np.ones((2, 10), bool), None,
+                        np.array([[True] * 4 + [False] * 2] * 2))
+  expected = (2 * (100 * step + 10 * forward) + 3 * (50 * step + 10 * forward)
+              + 2 * 4 * forward)
+  assert train.run_flops(out, fold, d) == expected
+
+
+_CACHE_SCRIPT = r"""
+import os, sys
+import jax, numpy as np
+from lasca_jax import train
+target, other = sys.argv[1], sys.argv[2]
+assert train.enable_compilation_cache("none") is None
+assert not jax.config.jax_compilation_cache_dir
+assert train.enable_compilation_cache(target) == target
+assert train.enable_compilation_cache(other) == target      # set once per process: kept
+rng = np.random.default_rng(0)
+z = rng.normal(size=(2, 40, 5)).astype(np.float32)
+pairs = train.PairData(rng.integers(0, 40, 90).astype(np.int32),
+                       rng.integers(0, 40, 90).astype(np.int32),
+                       (rng.random(90) > 0.5).astype(np.int32))
+idx = np.arange(90, dtype=np.int32)
+fold = train.FoldData(np.tile(idx[:64], (2, 1)), np.array([64, 50], np.int32),
+                      np.tile(idx[64:80], (2, 1)), np.ones((2, 16), bool),
+                      np.tile(idx[80:], (2, 1)), np.ones((2, 10), bool))
+jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+train.train_folds(train.TrainSettings(max_epochs=3, batch_size=16), 0, z, pairs, fold)
+print(sum(len(files) for _, _, files in os.walk(target)), os.path.exists(other))
+"""
+
+
+def test_compilation_cache_is_set_once_and_stores_the_trainer(tmp_path):
+  env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=ROOT)
+  env.pop("JAX_COMPILATION_CACHE_DIR", None)
+  proc = subprocess.run([sys.executable, "-c", _CACHE_SCRIPT, str(tmp_path / "xla"),
+                         str(tmp_path / "other")], cwd=ROOT, env=env, capture_output=True,
+                        text=True, timeout=600, check=False)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  files, other_exists = proc.stdout.split()
+  assert int(files) > 0 and other_exists == "False"
+
+
+def test_runs_of_one_shape_class_share_one_compiled_program():
+  settings = train.TrainSettings(max_epochs=2, batch_size=16)
+  rng = np.random.default_rng(2)
+  outs = []
+  for w, p, n_val, n_test in ((57, 150, 24, 30), (60, 155, 23, 29)):   # classes 60, 160, 24, 30
+    z = rng.normal(size=(2, w, 5)).astype(np.float32)
+    pairs = train.PairData(rng.integers(0, w, p).astype(np.int32),
+                           rng.integers(0, w, p).astype(np.int32),
+                           (rng.random(p) > 0.5).astype(np.int32))
+    idx = np.arange(p, dtype=np.int32)
+    val, test = idx[96:96 + n_val], idx[96 + n_val:96 + n_val + n_test]
+    fold = train.FoldData(np.tile(idx[:96], (2, 1)), np.array([96, 80], np.int32),
+                          np.tile(val, (2, 1)), np.ones((2, n_val), bool),
+                          np.tile(test, (2, 1)), np.ones((2, n_test), bool))
+    outs.append(train.train_folds(settings, 0, z, pairs, fold, layout=train.Layout(1, 1)))
+  assert outs[1].test_prob.shape == (2, 29)    # the caller's own test columns come back
+  program = train._program(settings, 5, (250, 125), 0, 1, tuple(train.local_devices(1)))  # pylint: disable=protected-access
+  assert program._cache_size() == 1            # pylint: disable=protected-access
+
+
+def test_layout_fields_are_validated_and_read(tmp_path):
+  from conftest import make_tiny_config  # pylint: disable=import-outside-toplevel
+  from lasca_jax import validate  # pylint: disable=import-outside-toplevel
+  config = make_tiny_config(tmp_path / "cache", **{"train.devices": -1, "train.lanes": 2})
+  with pytest.raises(validate.ConfigError, match=r"train.devices=-1"):
+    validate.check(config)
+  config.train.devices = 1
+  validate.check(config)
+  assert train.Layout.from_config(config.train) == train.Layout(devices=1, lanes=2)
