@@ -48,8 +48,21 @@ def get_config() -> ml_collections.ConfigDict:
   config.text.lexicon_seed = 0              # Permutation seed of the "shuffled" lexicon.
   config.text.backbone = "all-MiniLM-L6-v2" # Sentence-transformer name (see lasca_jax.encode) or path.
   config.text.model_path = ""               # Local model folder; overrides the name's default location.
-  config.text.batch_size = 64               # Prompts per encoder batch.
-  config.text.device = "cpu"                # Torch device of the frozen encoder.
+  config.text.batch_size = 64               # Most prompts per encoder batch.
+  config.text.token_budget = 8192           # Most padded tokens per encoder batch (prompts sorted
+                                            # longest first); 0 -> batch_size prompts per batch.
+  config.text.device = "auto"               # Torch device of the frozen encoder: "auto" (cuda when
+                                            # torch sees a GPU, else cpu), "cpu", "cuda[:N]".
+  config.text.precision = "auto"            # Encoder weights: "auto" (float16 on a GPU, float32 on
+                                            # cpu), "float32", "float16", "bfloat16".
+  config.text.long_prompts = "truncate"     # Prompts over the encoder's window: "truncate" (paper)
+                                            # or "chunk" (split at phrase boundaries into pieces
+                                            # that fit, encode each, mean-pool the embeddings).
+  config.text.phrase_order = "feature"      # Phrases in a prompt: "feature" order (paper) or
+                                            # "salience" (most salient first: a cut drops the weakest).
+  config.text.salience_stats = "fold"       # Min-max before salience: "fold" (paper: each fold's
+                                            # training windows), "recording" (each recording's own),
+                                            # "dataset" (all windows). See README "Scale".
   config.text.random_seed = 0               # model.fusion="random_text": seed of the per-prompt vectors.
   config.text.random_norm = 0.0             # "random_text": their L2 norm; 0 -> the backbone's (1 for
                                             # the unit-norm backbones; others need a value).

@@ -287,10 +287,10 @@ def trained_predictor(config, cache: cache_lib.StageCache | None = None, fold: i
                                     int(tcfg.lexicon_seed),
                                     tcfg.uncovered)
     store = encode.EmbeddingStore(cache.cache_dir, tcfg.backbone, tcfg.model_path, tcfg.device,
-                                  int(tcfg.batch_size))
-    prompt_cache = dict(zip(store.texts, store.table))
+                                  int(tcfg.batch_size), precision=tcfg.get("precision", "auto"))
+    prompt_cache = store.as_dict()
     encoder = encoder if encoder is not None else encode.load_model(
-        tcfg.backbone, tcfg.model_path, tcfg.device)
+        tcfg.backbone, tcfg.model_path, store.device, store.precision)
   else:
     encoder = None
   predictor = WindowPredictor(

@@ -158,12 +158,20 @@ def split_seed(config) -> int:
   return int(config.seed) if seed < 0 else seed
 
 
-def prepare(config, cache: cache_lib.StageCache, log: RunLog | None = None) -> RunInputs:
-  """Runs (or loads) every host-side stage for ``config``."""
+def prepare(config, cache: cache_lib.StageCache, log: RunLog | None = None,
+            prompt_sink: list | None = None) -> RunInputs:
+  """Runs (or loads) every host-side stage for ``config``.
+
+  With ``prompt_sink`` (a list), the distinct prompts of usable windows are appended to it and not
+  encoded (the text part of ``z`` is then zeros): what ``experiments/encode.py`` needs.
+  """
   log = log or RunLog(None)
   fcfg, tcfg = config.features, config.text
   if config.model.fusion not in FUSIONS:
     raise ValueError(f"unknown model.fusion {config.model.fusion!r}: use one of {FUSIONS}")
+  if config.model.fusion in ("text", "fused") and prompt_sink is None:
+    encode.resolve_precision(tcfg.get("precision", "auto"),   # bad device/precision: fail first
+                             encode.resolve_device(tcfg.get("device", "auto")))
 
   frames_key, frames = frames_stage(config, cache)
   log("frames", key=frames_key, frames=int(frames["times"].size),
@@ -256,27 +264,39 @@ def prepare(config, cache: cache_lib.StageCache, log: RunLog | None = None) -> R
     parts.append(np.broadcast_to(np.nan_to_num(baseline), (x.shape[0],) + baseline.shape))
   if fusion in ("text", "fused") + controls.FUSIONS:
     names, mods = win["feature_names"][cols], win["modalities"][cols]
+    sal_values, sal_params = salience_values(config, win, cols, usable, x, norm_key)
     sal_key, sal = cache.get_or_compute(
-        "salience", {"normalise": norm_key, "rule": tcfg.salience,
+        "salience", {**sal_params, "rule": tcfg.salience,
                      "k": int(tcfg.salience_k) if tcfg.salience == "topk" else None,
                      "threshold": (float(tcfg.salience_threshold)
                                    if tcfg.salience == "threshold" else None)},
-        lambda: {"mask": salience.salience_mask(x, mods, tcfg.salience, int(tcfg.salience_k),
+        lambda: {"mask": salience.salience_mask(sal_values, mods, tcfg.salience,
+                                                int(tcfg.salience_k),
                                                 float(tcfg.salience_threshold))})
   if fusion == "mask":
-    parts.append(sal["mask"].astype(np.float32))                               # [folds, W, F]
+    parts.append(np.broadcast_to(sal["mask"], x.shape).astype(np.float32))     # [folds, W, F]
     log("mask", key=sal_key, salient_per_window=float(sal["mask"][:, usable].sum(-1).mean()))
   if fusion in ("text", "fused", "random_text"):
     phrases = lexicon.build_lexicon(lexicon_kind(config), names.tolist(), mods.tolist(),
                                     int(tcfg.lexicon_seed), tcfg.uncovered)
+    order = tcfg.get("phrase_order", "feature")
+    if order not in templates.PHRASE_ORDERS:
+      raise ValueError(f"unknown config.text.phrase_order {order!r}: use one of "
+                       f"{templates.PHRASE_ORDERS}")
     lexicon_key(config)  # A missing lexicon file is an error naming it.
+    prompt_params = {"salience": sal_key, "modality": fcfg.modality, "phrases": phrases}
+    if order != "feature":
+      prompt_params["phrase_order"] = order
     prompt_key, pr = cache.get_or_compute(  # The phrases say all the lexicon (and seed) does.
-        "prompts", {"salience": sal_key, "modality": fcfg.modality, "phrases": phrases},
+        "prompts", prompt_params,
         lambda: dict(zip(("prompts", "index"), templates.build_prompts(
-            sal["mask"], phrases, mods.tolist(), fcfg.modality))))
-    prompts, prompt_index = pr["prompts"], pr["index"]
+            sal["mask"], phrases, mods.tolist(), fcfg.modality,
+            values=sal_values if order == "salience" else None))))
+    prompts = pr["prompts"]
+    prompt_index = np.broadcast_to(pr["index"], x.shape[:2])                   # [folds, W]
     used = np.unique(prompt_index[:, usable])
     log("prompts", key=prompt_key, distinct=int(prompts.size), distinct_used=int(used.size),
+        salience_stats=tcfg.get("salience_stats", "fold"), phrase_order=order,
         uncovered_by_lexicon=[n for n, p in zip(names.tolist(), phrases)
                               if p is None or p == lexicon.feature_name_phrase(n)])
     if fusion == "random_text":
@@ -286,12 +306,11 @@ def prepare(config, cache: cache_lib.StageCache, log: RunLog | None = None) -> R
                                               int(tcfg.random_seed), norm)
       log("embeddings", backbone=tcfg.backbone, random=True, dim=int(dim), norm=norm,
           random_seed=int(tcfg.random_seed), newly_encoded=0)
+    elif prompt_sink is not None:
+      prompt_sink.extend(prompts[used].tolist())
+      emb = np.zeros((used.size, 1), np.float32)
     else:
-      store = encode.EmbeddingStore(cache.cache_dir, tcfg.backbone, tcfg.model_path,
-                                    tcfg.device, int(tcfg.batch_size))
-      emb = store.embed(prompts[used].tolist())
-      log("embeddings", backbone=tcfg.backbone, store=store.path, dim=int(emb.shape[1]),
-          newly_encoded=store.encoded_count, newly_encoded_truncated=store.truncated_count)
+      emb = embed_prompts(config, cache.cache_dir, prompts[used].tolist(), log)
     table = np.zeros((prompts.size, emb.shape[1]), np.float32)
     table[used] = emb
     parts.append(table[prompt_index])                                          # [folds, W, D]
@@ -305,6 +324,74 @@ def prepare(config, cache: cache_lib.StageCache, log: RunLog | None = None) -> R
           "hidden_dim": hidden_dim,
           "feature_names": win["feature_names"][cols].tolist(), "window_subject": subj_idx}
   return RunInputs(z, pair_data, folds, splits, prompts, prompt_index, usable, info)
+
+
+SALIENCE_STATS = ("fold", "recording", "dataset")
+
+
+def salience_values(config, win: dict, cols: np.ndarray, usable: np.ndarray, x: np.ndarray,
+                    norm_key: str) -> tuple[np.ndarray, dict]:
+  """The normalised values salience is computed from, and their cache identity.
+
+  ``text.salience_stats``: ``"fold"`` (the paper's): each fold's training min-max, ``x``
+  itself, ``[folds, W, F]``. ``"recording"``: every recording's own min-max over its usable
+  windows, ``[1, W, F]`` (one prompt per window for all folds). ``"dataset"``: min-max over all
+  usable windows, ``[1, W, F]``. The feature part of the input keeps the fold's statistics.
+  """
+  stats = config.text.get("salience_stats", "fold")
+  if stats == "fold":
+    return x, {"normalise": norm_key}
+  if stats not in SALIENCE_STATS:
+    raise ValueError(f"unknown config.text.salience_stats {stats!r}: use one of "
+                     f"{SALIENCE_STATS}")
+  feats = win["features"][:, cols]
+  clip = bool(config.features.clip)
+  if stats == "dataset":
+    values = windows_lib.minmax_normalise(feats, usable, clip)
+  else:
+    values = np.zeros(feats.shape, np.float32)
+    for r in np.unique(win["recording"]):
+      rows = win["recording"] == r
+      if (rows & usable).any():
+        lo, span = windows_lib.minmax_stats(feats, rows & usable)
+        values[rows] = windows_lib.minmax_apply(feats[rows], lo, span, clip)
+  params = {"stats": stats, "values": values}
+  return values[None], params
+
+
+MIN_SECONDS_FOR_PEAK = 5.0   # shorter encodings log throughput without measuring the peak
+
+
+def embed_prompts(config, cache_dir: str, prompts: list[str], log: RunLog) -> np.ndarray:
+  """``float32 [len(prompts), D]`` from the prompt store, encoding what it lacks; logs counts,
+  throughput and the share of the device's matmul peak, and warns when many prompts are cut."""
+  tcfg = config.text
+  store = encode.EmbeddingStore(
+      cache_dir, tcfg.backbone, tcfg.model_path, tcfg.get("device", "auto"),
+      int(tcfg.batch_size), int(tcfg.get("token_budget", 0)), tcfg.get("precision", "auto"),
+      tcfg.get("long_prompts", "truncate"))
+  emb = store.embed(prompts)
+  cut = store.cut_prompts()
+  fields = {}
+  if store.encoded_count:
+    fields = store.throughput()
+    if store.stats.seconds >= MIN_SECONDS_FOR_PEAK:
+      peak, how = encode.device_peak_gflops(store.device, store.precision)
+      fields = {**store.throughput(peak), "peak": how}
+  log("embeddings", backbone=tcfg.backbone, store=store.path, key=store.key,
+      dim=int(emb.shape[1]), newly_encoded=store.encoded_count,
+      newly_encoded_truncated=store.truncated_count, prompts=len(prompts),
+      over_window=cut, long_prompts=store.long_prompts, chunked=store.stats.chunked,
+      pieces=store.stats.pieces, **fields)
+  if cut > 0.01 * max(len(prompts), 1):
+    action = ("encoded in phrase-boundary pieces" if store.long_prompts == "chunk" else
+              "truncated, losing the phrases at their end; consider "
+              "--config.text.long_prompts=chunk or --config.text.phrase_order=salience")
+    logging.warning("%d of %d prompts (%.1f %%) are longer than %s's window of %d tokens and were "
+                    "%s", cut, len(prompts), 100.0 * cut / len(prompts), tcfg.backbone,
+                    store.limit(), action)
+  store.store.close()
+  return emb
 
 
 def fold_data(folds: protocols.FoldIndices) -> train.FoldData:

@@ -23,6 +23,7 @@ from typing import Any, Callable, Sequence
 
 from lasca_jax import controls
 from lasca_jax import datasets
+from lasca_jax import encode, templates
 
 
 class ConfigError(ValueError):
@@ -82,6 +83,13 @@ RULES: tuple[tuple[str, tuple[Callable[[Any], bool], str]], ...] = (
     ("text.uncovered", one_of(("name", "drop"))),
     ("text.lexicon_seed", int_at_least(0)),
     ("text.batch_size", int_at_least(1)),
+    ("text.token_budget", int_at_least(0)),
+    ("text.device", ((lambda v: isinstance(v, str) and v.split(":")[0] in
+                      ("auto", "cpu", "cuda", "mps")), "auto, cpu, cuda or cuda:N")),
+    ("text.precision", one_of(encode.PRECISIONS)),
+    ("text.long_prompts", one_of(encode.LONG_PROMPTS)),
+    ("text.phrase_order", one_of(templates.PHRASE_ORDERS)),
+    ("text.salience_stats", one_of(("fold", "recording", "dataset"))),
     ("model.fusion", one_of(FUSIONS)),
     ("model.hidden_from", one_of(controls.HIDDEN_FROM)),
     ("model.hidden_from_dim", int_at_least(0)),
