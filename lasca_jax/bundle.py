@@ -248,8 +248,10 @@ class BundlePredictor:
     """The shared embedding store of the bundle's backbone (under ``cache_dir``)."""
     if self._store is None:
       cfg = self.meta["config"]["text"]
-      self._store = encode.EmbeddingStore(self.cache_dir, self.meta["backbone"], self.model_path,
-                                          cfg.get("device", "cpu"), int(cfg.get("batch_size", 64)))
+      self._store = encode.EmbeddingStore(
+          self.cache_dir, self.meta["backbone"], self.model_path, cfg.get("device", "auto"),
+          int(cfg.get("batch_size", 64)), int(cfg.get("token_budget", 0)),
+          cfg.get("precision", "auto"), cfg.get("long_prompts", "truncate"))
     return self._store
 
   def embed(self, prompts: Sequence[str]) -> np.ndarray:
@@ -321,7 +323,7 @@ class BundlePredictor:
                         f"and fused models, not {self.fusion!r} or a capacity-padded control")
     prompt_cache = encoder_ = None
     if self.uses_text:
-      prompt_cache = dict(zip(self.store.texts, self.store.table))
+      prompt_cache = self.store.as_dict()
       encoder_ = encoder if encoder is not None else self.store.model
     sal = self.meta["salience"]
     return efficiency.WindowPredictor(
