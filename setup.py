@@ -27,6 +27,7 @@ setup(
         "librosa>=0.10",
         "av>=12",                        # PyAV: audio/video decoding without a system ffmpeg
         "matplotlib>=3.7",
+        "pandas>=2.0",                   # tidy tables of predictions, cue attributions and reports
         "tqdm>=4.60",
     ],
     extras_require={
