@@ -52,5 +52,6 @@ def test_notebook_runs_on_the_synthetic_sweep(swept, monkeypatch):
   # Tables 3-4, 5-6 (simulated baselines vs LaScA) and 7 (lexicons) are all shown.
   assert "| Multimodal | Features |" in md and "LaScA (ours)" in md and "SimAV" in md
   assert "Shuffled" in md and "LLM (ours)" in md
+  assert "Salience mask" in md and "Random text" in md and "Matched capacity" in md
   images = [p for kind, p in shown if kind == "img"]
   assert all(pathlib.Path(p).stat().st_size > 0 for p in images) and len(images) >= 3
