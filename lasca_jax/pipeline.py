@@ -185,8 +185,8 @@ def prepare(config, cache: cache_lib.StageCache, log: RunLog | None = None,
   cols = windows_lib.modality_columns(win["modalities"], fcfg.modality)
   hidden_dim = controls.hidden_dim(config.model)
   pad_dim = controls.fused_dim(config.model, tcfg, int(cols.size))
-  if config.model.fusion == "random_text":
-    controls.random_norm(tcfg)  # fail before any work when the norm cannot be known
+  # Known (or an error) before any work: the random-text control's vector norm.
+  random_norm = controls.random_norm(tcfg) if config.model.fusion == "random_text" else None
   target, partial = config.pairs.target, bool(fcfg.get("partial_windows", False))
   coverage.check_target(win, target)
   usable = windows_lib.usable_windows(win, fcfg.modality, float(fcfg.min_valid_fraction),
@@ -301,10 +301,9 @@ def prepare(config, cache: cache_lib.StageCache, log: RunLog | None = None,
                               if p is None or p == lexicon.feature_name_phrase(n)])
     if fusion == "random_text":
       dim, _ = encode.embedding_geometry(tcfg.backbone, tcfg.model_path)
-      norm = controls.random_norm(tcfg)
       emb = controls.random_prompt_embeddings(prompts[used].tolist(), dim,
-                                              int(tcfg.random_seed), norm)
-      log("embeddings", backbone=tcfg.backbone, random=True, dim=int(dim), norm=norm,
+                                              int(tcfg.random_seed), random_norm)
+      log("embeddings", backbone=tcfg.backbone, random=True, dim=int(dim), norm=random_norm,
           random_seed=int(tcfg.random_seed), newly_encoded=0)
     elif prompt_sink is not None:
       prompt_sink.extend(prompts[used].tolist())

@@ -102,7 +102,8 @@ def _control_variants(sweep) -> Iterator[dict]:
              "model.hidden_from": "fused"}
 
 
-def _set(config, dotted: str, value) -> None:
+def set_field(config, dotted: str, value) -> None:
+  """Sets ``config.<dotted>`` (``"pairs.margin"``) to ``value``."""
   node = config
   *parents, leaf = dotted.split(".")
   for p in parents:
@@ -126,7 +127,7 @@ def expand(config: ml_collections.ConfigDict) -> list[tuple[str, ml_collections.
               run.pairs.margin = float(margin)
               run.pairs.target = target
               for key, value in overrides.items():
-                _set(run, key, value)
+                set_field(run, key, value)
               label = pipeline.model_label(run)
               run.model_label = label
               run.name = f"{config.name}/{modality}/{window:g}s/{margin:g}/{target}/{label}"

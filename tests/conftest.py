@@ -19,12 +19,14 @@ def make_tiny_config(cache_dir: str, **overrides):
   config = synthetic.get_config("runlocal")
   config.cache_dir = str(cache_dir)
   config.model.fusion = "features"
+  return apply_overrides(config, overrides)
+
+
+def apply_overrides(config, overrides: dict):
+  """Sets every ``"section.field": value`` of ``overrides`` on ``config``; returns it."""
+  from lasca_jax import sweep  # pylint: disable=import-outside-toplevel
   for dotted, value in overrides.items():
-    node = config
-    *parents, leaf = dotted.split(".")
-    for p in parents:
-      node = node[p]
-    node[leaf] = value
+    sweep.set_field(config, dotted, value)
   return config
 
 

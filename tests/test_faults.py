@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from lasca_jax import cache, pipeline, validate
-from conftest import ROOT, make_tiny_config
+from conftest import ROOT, apply_overrides, make_tiny_config
 
 
 def _run_script(script, *args, env=None, timeout=300):
@@ -201,13 +201,7 @@ def _custom_config(tmp_path, root, **overrides):
   config.model.fusion = "features"
   config.protocol.num_folds = 3
   config.train.max_epochs = 3
-  for dotted, value in overrides.items():
-    node = config
-    *parents, leaf = dotted.split(".")
-    for p in parents:
-      node = node[p]
-    node[leaf] = value
-  return config
+  return apply_overrides(config, overrides)
 
 
 def test_subjects_without_usable_windows_are_left_out_before_the_folds(tmp_path, caplog):
