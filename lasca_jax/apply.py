@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from lasca_jax import attribution, bundle as bundle_lib
+from lasca_jax import cache as cache_lib
 from lasca_jax import windows as windows_lib
 from lasca_jax.extract import load as load_lib
 
@@ -320,7 +321,6 @@ def run_predict(run_dir: str, input_path: str, output: str, face_model: str = ""
   """``experiments/predict.py``: loads the bundle of ``run_dir``, decides and explains
   ``input_path`` and writes ``predictions.csv``, ``trajectory.png`` and ``summary.json`` to
   ``output``."""
-  import json  # pylint: disable=import-outside-toplevel
   predictor = bundle_lib.load_bundle(run_dir, cache_dir, text_model_path)
   t0 = time.perf_counter()
   frames = read_input(input_path, predictor, face_model, time_column)
@@ -334,8 +334,5 @@ def run_predict(run_dir: str, input_path: str, output: str, face_model: str = ""
       run=os.path.abspath(run_dir), input=os.path.abspath(input_path),
       seconds_input=round(seconds_input, 3), seconds_total=round(seconds_total, 3),
       frames_per_second=(round(frames.frames / seconds_total, 2) if frames.frames else None))
-  tmp = os.path.join(output, ".summary.json.tmp")
-  with open(tmp, "w") as f:
-    json.dump(pred.summary, f, indent=1)
-  os.replace(tmp, os.path.join(output, "summary.json"))
+  cache_lib.write_json_atomic(os.path.join(output, "summary.json"), pred.summary, indent=1)
   return pred

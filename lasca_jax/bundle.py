@@ -73,13 +73,6 @@ def _sha256(path: str) -> str:
   return h.hexdigest()
 
 
-def _write_atomic(path: str, payload: bytes) -> None:
-  tmp = f"{path}.tmp-{os.getpid()}"
-  with open(tmp, "wb") as f:
-    f.write(payload)
-  os.replace(tmp, path)
-
-
 def time_base_hz(config) -> float:
   """The frame rate new recordings are resampled to before windowing: the dataset's annotation
   rate (``data.frame_rate`` or ``data.label_rate``), else 10 Hz (SEWA's label rate)."""
@@ -148,7 +141,7 @@ def write_bundle(run_dir: str, config, inputs, params: Any, cache: cache_lib.Sta
     os.remove(json_path)      # An incomplete rewrite must not look complete.
   state = {"params": jax.tree.map(np.asarray, params),
            "lo": np.stack([s[0] for s in stats]), "span": np.stack([s[1] for s in stats])}
-  _write_atomic(os.path.join(folder, PARAMS_FILE), flax.serialization.msgpack_serialize(state))
+  cache_lib.write_bytes_atomic(os.path.join(folder, PARAMS_FILE), flax.serialization.msgpack_serialize(state))
   tests = _test_windows(inputs, raw, win)
   if config.model.fusion == "baseline":
     tests["baseline"] = inputs.z[0][tests["window"]]
@@ -186,7 +179,7 @@ def write_bundle(run_dir: str, config, inputs, params: Any, cache: cache_lib.Sta
                 TEST_FILE: _sha256(os.path.join(folder, TEST_FILE))},
       "config": json.loads(config.to_json_best_effort()),
   }
-  _write_atomic(json_path, json.dumps(meta, indent=1, sort_keys=True).encode())
+  cache_lib.write_bytes_atomic(json_path, json.dumps(meta, indent=1, sort_keys=True).encode())
   return folder
 
 

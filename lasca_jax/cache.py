@@ -9,12 +9,13 @@ killed run never leaves a half-written entry behind.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import os
 import tempfile
-from typing import Any, Callable, Mapping
+from typing import IO, Any, Callable, Iterator, Mapping
 
 import numpy as np
 
@@ -58,20 +59,43 @@ def current_umask() -> int:
   return mask
 
 
-def save_npz_atomic(path: str, arrays: Mapping[str, np.ndarray], compress: bool = False) -> None:
-  """Writes ``arrays`` to ``path`` so that readers see either nothing or the whole file."""
+@contextlib.contextmanager
+def _atomic_file(path: str, suffix: str = "") -> Iterator[IO[bytes]]:
+  """A binary file that becomes ``path`` only when the ``with`` block completes.
+
+  Readers see either the old file, nothing, or the whole new one; concurrent writers each use
+  their own temporary name. The file gets the umask's permissions (mkstemp makes 0600, which a
+  group-shared cache cannot read).
+  """
   directory = os.path.dirname(os.path.abspath(path))
   os.makedirs(directory, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".npz")
+  fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=suffix)
   try:
     with os.fdopen(fd, "wb") as f:
-      (np.savez_compressed if compress else np.savez)(f, **arrays)
-    os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp makes 0600; a shared cache needs the umask's.
+      yield f
+    os.chmod(tmp, 0o666 & ~current_umask())
     os.replace(tmp, path)
   except BaseException:
     if os.path.exists(tmp):
       os.remove(tmp)
     raise
+
+
+def save_npz_atomic(path: str, arrays: Mapping[str, np.ndarray], compress: bool = False) -> None:
+  """Writes ``arrays`` to ``path`` so that readers see either nothing or the whole file."""
+  with _atomic_file(path, ".npz") as f:
+    (np.savez_compressed if compress else np.savez)(f, **arrays)
+
+
+def write_bytes_atomic(path: str, payload: bytes) -> None:
+  """Writes ``payload`` to ``path`` atomically (see :func:`save_npz_atomic`)."""
+  with _atomic_file(path) as f:
+    f.write(payload)
+
+
+def write_json_atomic(path: str, obj: Any, **dump_kwargs) -> None:
+  """Writes ``json.dumps(obj, **dump_kwargs)`` to ``path`` atomically."""
+  write_bytes_atomic(path, json.dumps(obj, **dump_kwargs).encode())
 
 
 def load_npz(path: str) -> dict[str, np.ndarray]:

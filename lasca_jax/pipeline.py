@@ -373,10 +373,12 @@ def embed_prompts(config, cache_dir: str, prompts: list[str], log: RunLog) -> np
   cut = store.cut_prompts()
   fields = {}
   if store.encoded_count:
-    fields = store.throughput()
+    peak = how = None
     if store.stats.seconds >= MIN_SECONDS_FOR_PEAK:
       peak, how = encode.device_peak_gflops(store.device, store.precision)
-      fields = {**store.throughput(peak), "peak": how}
+    fields = store.throughput(peak)
+    if how:
+      fields["peak"] = how
   log("embeddings", backbone=tcfg.backbone, store=store.path, key=store.key,
       dim=int(emb.shape[1]), newly_encoded=store.encoded_count,
       newly_encoded_truncated=store.truncated_count, prompts=len(prompts),
@@ -433,13 +435,10 @@ def write_results(workdir: str, arrays: dict[str, np.ndarray]) -> None:
 
 def write_config(workdir: str, config, extra: dict | None = None) -> None:
   """``config.json``: the full config (loadable with configs/from_json.py) plus resolved fields."""
-  os.makedirs(workdir, exist_ok=True)
   payload = json.loads(config.to_json_best_effort())
   payload.update(extra or {})
-  tmp = os.path.join(workdir, ".config.json.tmp")
-  with open(tmp, "w") as f:
-    json.dump(payload, f, indent=2, sort_keys=True)
-  os.replace(tmp, os.path.join(workdir, "config.json"))
+  cache_lib.write_json_atomic(os.path.join(workdir, "config.json"), payload, indent=2,
+                              sort_keys=True)
 
 
 def run(config, workdir: str) -> dict[str, np.ndarray]:

@@ -263,11 +263,7 @@ def record_failure(run_dir: str, config, stage: str, error: BaseException,
   """Writes ``<run_dir>/failed.json`` (stage, error type, reason, config) atomically."""
   failure = {"stage": stage, "error": type(error).__name__, "reason": str(error),
              "config": _config_json(config)}
-  os.makedirs(run_dir, exist_ok=True)
-  tmp = os.path.join(run_dir, f".{FAILED_FILE}.tmp-{os.getpid()}")
-  with open(tmp, "w") as f:
-    json.dump(failure, f, indent=1)
-  os.replace(tmp, os.path.join(run_dir, FAILED_FILE))
+  cache_lib.write_json_atomic(os.path.join(run_dir, FAILED_FILE), failure, indent=1)
   if runlog is not None:
     runlog("failed", stage=stage, error=type(error).__name__, reason=str(error))
   logging.getLogger("lasca_jax.sweep").error("%s: %s failed: %s: %s", run_dir, stage,
@@ -354,6 +350,6 @@ def run_sweep(config, workdir: str, progress: bool = True, retry_failed: bool = 
              "train_seconds": round(train_seconds, 2), "devices": devices.devices,
              "platform": devices.platform, "cache_hits": cache.hits,
              "cache_misses": cache.misses}
-  with open(os.path.join(workdir, "sweep.json"), "w") as f:
-    json.dump({"summary": summary, "runs": [rel for rel, _ in runs]}, f, indent=2)
+  cache_lib.write_json_atomic(os.path.join(workdir, "sweep.json"),
+                              {"summary": summary, "runs": [rel for rel, _ in runs]}, indent=2)
   return summary

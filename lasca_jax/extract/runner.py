@@ -15,7 +15,6 @@ import concurrent.futures
 import ctypes
 import ctypes.util
 import dataclasses
-import json
 import logging
 import multiprocessing
 import os
@@ -27,6 +26,7 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
+from lasca_jax import cache as cache_lib
 from lasca_jax import data
 from lasca_jax.extract import audio as audio_lib
 from lasca_jax.extract import store
@@ -309,8 +309,4 @@ def summarise(results: Sequence[JobResult]) -> dict[str, Any]:
 def write_report(path: str, results: Sequence[JobResult]) -> None:
   """Writes :func:`summarise` plus every result as JSON (atomically)."""
   report = dict(summarise(results), results=[dataclasses.asdict(r) for r in results])
-  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  tmp = f"{path}.tmp-{os.getpid()}"
-  with open(tmp, "w") as f:
-    json.dump(report, f, indent=1)
-  os.replace(tmp, path)
+  cache_lib.write_json_atomic(path, report, indent=1)
