@@ -1,4 +1,4 @@
-"""Your own features and labels: one table per recording (lasca_jax/datasets/custom.py).
+"""Your own features and labels: one table per recording (lasca_jax/data/datasets/custom.py).
 
 No extraction step: the tables hold the features (OpenFace, openSMILE/eGeMAPS, ...). Run:
 
@@ -14,7 +14,7 @@ the feature-name lexicon, and with no lexicon file the paper's LLM lexicon is us
 import ml_collections
 
 from configs import default
-from lasca_jax.datasets import custom
+from lasca_jax.data.datasets import custom
 
 
 def get_config(arg=None) -> ml_collections.ConfigDict:

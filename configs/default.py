@@ -19,7 +19,7 @@ def get_config() -> ml_collections.ConfigDict:
                                    # "none" -> off (JAX_COMPILATION_CACHE_DIR, if set, wins).
   config.model_label = ""          # Row label in tables; "" -> derived ("Features", "MPNet(F)").
 
-  # Dataset: `name` picks the module lasca_jax.datasets.<name>; other fields are its own.
+  # Dataset: `name` picks the module lasca_jax.data.datasets.<name>; other fields are its own.
   config.data = ml_collections.ConfigDict()
   config.data.name = "synthetic"
 
@@ -46,7 +46,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.text.uncovered = "name"            # Features the lexicon lacks: "name" (feature-name phrase)
                                             # or "drop" (never described).
   config.text.lexicon_seed = 0              # Permutation seed of the "shuffled" lexicon.
-  config.text.backbone = "all-MiniLM-L6-v2" # Sentence-transformer name (see lasca_jax.encode) or path.
+  config.text.backbone = "all-MiniLM-L6-v2" # Sentence-transformer name (see lasca_jax.encoders.text) or path.
   config.text.model_path = ""               # Local model folder; overrides the name's default location.
   config.text.batch_size = 64               # Most prompts per encoder batch.
   config.text.token_budget = 8192           # Most padded tokens per encoder batch (prompts sorted
@@ -71,7 +71,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.model = ml_collections.ConfigDict()
   config.model.fusion = "fused"             # "features" [x], "text" [s], "fused" [x || s],
                                             # "baseline": a frozen encoder's precomputed embeddings;
-                                            # controls (lasca_jax/controls.py): "mask" [x || m] (the
+                                            # controls (lasca_jax/method/controls.py): "mask" [x || m] (the
                                             # salience mask), "random_text" [x || r] (a fixed random
                                             # vector per distinct prompt; nothing is encoded).
   config.model.baseline_dir = ""            # "baseline": folder of <recording_id>.npz embeddings.
@@ -128,7 +128,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.sweep.ablation_lexicons = ("feature_name",)   # Table 7 (add "shuffled" for Sec. 6).
   config.sweep.ablation_saliences = ()       # Sec. 6 alternatives, e.g. ("topk", "threshold").
   config.sweep.controls = ()                 # Control rows for sweep.ablation_modalities, any of
-                                             # "mask", "random_text", "capacity" (lasca_jax/controls.py).
+                                             # "mask", "random_text", "capacity" (lasca_jax/method/controls.py).
   config.sweep.baselines = ()                # Frozen encoders, "Name:modality:dir" (Tables 5-6).
   config.sweep.simulated_baselines = False   # Synthetic data only: simulate one encoder per modality.
   config.sweep.group_size = 0                # Equally shaped configurations per compiled call;

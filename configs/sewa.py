@@ -1,7 +1,7 @@
 """SEWA DB: LaScA with 15-fold subject-independent cross-validation (Sec. 5.1).
 
 Labels in the AVEC 2019 CES or AVEC 2017 format, or raw SEWA DB per-rater CSVs, with
-<recording>.avi/.mp4 and <recording>.wav anywhere under the root (lasca_jax/datasets/sewa.py).
+<recording>.avi/.mp4 and <recording>.wav anywhere under the root (lasca_jax/data/datasets/sewa.py).
 Extract the per-frame features once (resumable), then run:
 
   python experiments/extract.py --config=configs/sewa.py --config.data.root=/data/SEWA \

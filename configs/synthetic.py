@@ -10,7 +10,7 @@ Sized like the paper's SEWA setting: 30 subjects of 4 minutes, 15-fold subject-l
 ``runlocal`` shrinks it to 6 subjects of 1 minute, 3 folds and 5 epochs for a quick check.
 ``sweep`` sets the grid of ``experiments/sweep.py`` for this machine: the offline backbone, the
 lexicon (feature-name, shuffled) and salience (top-k, threshold) ablations, the controls (salience
-mask, random text, matched capacity; lasca_jax/controls.py), and one simulated
+mask, random text, matched capacity; lasca_jax/method/controls.py), and one simulated
 frozen encoder per modality standing in for the baselines of Tables 5-6. Arguments combine:
 ``configs/synthetic.py:runlocal,sweep``.
 """

@@ -20,7 +20,8 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from lasca_jax import cache, pipeline, sweep, train  # pylint: disable=wrong-import-position
+from lasca_jax.model import train
+from lasca_jax.run import cache, pipeline, sweep  # pylint: disable=wrong-import-position
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file.")
 

@@ -26,7 +26,9 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from lasca_jax import apply, attribution, bundle, efficiency, encode  # pylint: disable=wrong-import-position
+from lasca_jax.analysis import attribution
+from lasca_jax.encoders import text as text_lib
+from lasca_jax.model import apply, bundle, efficiency  # pylint: disable=wrong-import-position
 
 _RUN = flags.DEFINE_string("run", None, "Trained run directory.")
 _INPUT = flags.DEFINE_string("input", None, "A video (or per-frame table).")
@@ -91,7 +93,7 @@ def main(argv):
     if predictor.uses_text:
       with tempfile.TemporaryDirectory() as tmp:
         model = predictor.store.model
-        fresh = encode.EmbeddingStore(tmp, predictor.meta["backbone"], predictor.model_path)
+        fresh = text_lib.EmbeddingStore(tmp, predictor.meta["backbone"], predictor.model_path)
         fresh._model = model                                      # pylint: disable=protected-access
         fresh.embed(rep.prompts.tolist(), progress=False)
         shared, predictor._store = predictor._store, fresh        # pylint: disable=protected-access

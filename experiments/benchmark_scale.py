@@ -12,25 +12,25 @@ Sections (``--sections``, in order):
   has no text part) are computed with the cached stages, a fixed sample of ``--encoder_prompts``
   of them (by prompt hash) is encoded into a fresh, temporary store (nothing is served from a
   cache), and the section reports prompts/s, tokens/s, the encoder's matmul GFLOP/s (FLOPs per
-  token from the backbone's own config, ``lasca_jax.encode.encoder_flops``) and their share of
-  the matmul peak measured in the same process (``lasca_jax.encode.device_peak_gflops``: on a
+  token from the backbone's own config, ``lasca_jax.encoders.text.encoder_flops``) and their share of
+  the matmul peak measured in the same process (``lasca_jax.encoders.text.device_peak_gflops``: on a
   CPU the f32 peak, best of XLA and numpy's BLAS; on a GPU a torch matmul in the encoder's
   precision). On a CPU it also times torch's own f32 matmul at the peak's square size and at the
   encoder's feed-forward shape; ``--profile`` writes torch.profiler's operator table of one batch.
 
 * ``devices``: the local JAX devices and how a run's (configuration, fold) units are laid out on
-  them (``config.train.devices``, ``config.train.lanes``; see ``lasca_jax.train.plan``).
+  them (``config.train.devices``, ``config.train.lanes``; see ``lasca_jax.model.train.plan``).
 * ``training``: lasca_jax's trainer on the configuration's folds, against scikit-learn's
-  ``MLPClassifier`` fitting the same folds one after another (``lasca_jax.reference``):
+  ``MLPClassifier`` fitting the same folds one after another (``lasca_jax.model.reference``):
   - *first run*: a fresh Python process with an empty persistent compilation cache times its
     first training call (tracing, compilation and the run; process start-up, imports and the
     cached data stages not included);
   - *repeated run*: another fresh process with the cache the first one filled (JAX's persistent
     compilation cache, as a second ``main.py`` run of the same shapes finds it);
   - *compiled*: the best of two further calls in this process;
-  - the matmul FLOPs of the epochs that really ran (``lasca_jax.train.run_flops``) over the
+  - the matmul FLOPs of the epochs that really ran (``lasca_jax.model.train.run_flops``) over the
     compiled time, as a share of the f32 matmul peak measured in this process just before
-    (``lasca_jax.peak``: best of XLA and numpy's BLAS).
+    (``lasca_jax.encoders.peak``: best of XLA and numpy's BLAS).
   The load average is printed with the figures: timings on a shared machine vary with it.
 """
 
@@ -50,7 +50,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import jax  # pylint: disable=wrong-import-position
 
-from lasca_jax import cache, encode, peak, pipeline, reference, train, validate  # pylint: disable=wrong-import-position
+from lasca_jax.encoders import peak, text as text_lib
+from lasca_jax.model import reference, train
+from lasca_jax.run import cache, pipeline, validate  # pylint: disable=wrong-import-position
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file.")
 _SECTIONS = flags.DEFINE_list("sections", ["encoder", "devices", "training"],
@@ -222,7 +224,7 @@ def torch_matmul_gflops(m: int, k: int, n: int, device: str = "cpu", repeats: in
   return 2.0 * m * k * n / best / 1e9
 
 
-def profile_batch(store: encode.EmbeddingStore, prompts: list[str], path: str) -> None:
+def profile_batch(store: text_lib.EmbeddingStore, prompts: list[str], path: str) -> None:
   """torch.profiler's operator table (self CPU time) of encoding ``prompts`` once."""
   import torch  # pylint: disable=import-outside-toplevel
   from torch.profiler import ProfilerActivity, profile  # pylint: disable=import-outside-toplevel
@@ -252,20 +254,20 @@ def encoder_section(config, num_prompts: int = 2000, token_budgets=(), profile_p
          "torch_threads": torch.get_num_threads()}
   with tempfile.TemporaryDirectory() as tmp:
     for budget in budgets:
-      store = encode.EmbeddingStore(
+      store = text_lib.EmbeddingStore(
           os.path.join(tmp, f"budget{budget}"), tcfg.backbone, tcfg.model_path,
           tcfg.get("device", "auto"), int(tcfg.batch_size), budget, tcfg.get("precision", "auto"),
           tcfg.get("long_prompts", "truncate"))
       store.model.encode(prompts[:16], batch_size=16, show_progress_bar=False)   # load and warm
       store.embed(prompts, progress=False)
-      peak, how = encode.device_peak_gflops(store.device, store.precision)
+      peak, how = text_lib.device_peak_gflops(store.device, store.precision)
       run = {"token_budget": budget, "prompts_per_s": round(store.stats.prompts /
                                                             store.stats.seconds, 2),
              **store.throughput(peak), "peak": how}
       out["runs"].append(run)
       out["tokens_per_prompt"] = round(store.stats.tokens / max(store.stats.texts, 1), 1)
       if profile_path and budget == budgets[-1]:
-        batches = encode.token_batches(encode.token_counts(store.model, prompts), budget,
+        batches = text_lib.token_batches(text_lib.token_counts(store.model, prompts), budget,
                                        int(tcfg.batch_size))
         batch = batches[len(batches) // 2]
         profile_batch(store, [prompts[i] for i in batch], profile_path)
@@ -277,7 +279,7 @@ def encoder_section(config, num_prompts: int = 2000, token_budgets=(), profile_p
               f"{run.get('gflops')} GFLOP/s = {100 * run.get('share_of_peak', 0):.1f} % of the "
               f"{run['peak_gflops']} GFLOP/s peak ({how}); padding {run['padding_fraction']}")
   device = out["runs"][-1]["device"]
-  shape = encode.transformer_shape(store.model)
+  shape = text_lib.transformer_shape(store.model)
   if shape is not None and not device.startswith("cuda"):
     tokens = max(out["runs"][-1]["token_budget"], 2048)
     out["torch_matmul_gflops"] = {

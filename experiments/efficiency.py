@@ -42,15 +42,16 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 # pylint: disable=wrong-import-position
-from lasca_jax import cache as cache_lib
-from lasca_jax import efficiency, encode, pipeline, train
+from lasca_jax.encoders import text as text_lib
+from lasca_jax.model import efficiency, train
+from lasca_jax.run import cache as cache_lib, pipeline
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file.",
                                           lock_config=True)
 _NUM_WINDOWS = flags.DEFINE_integer("num_windows", 200, "Timed windows per latency figure.")
 _WARMUP = flags.DEFINE_integer("warmup", 10, "Untimed calls before each latency figure.")
 _BACKBONES = flags.DEFINE_list("backbones", ["all-MiniLM-L6-v2"],
-                               "Sentence-transformer backbones (names of lasca_jax.encode or "
+                               "Sentence-transformer backbones (names of lasca_jax.encoders.text or "
                                "paths).")
 _MODALITIES = flags.DEFINE_list("modalities", ["visual", "audio", "multimodal"],
                                 "Modalities to measure.")
@@ -71,7 +72,7 @@ def load_backbones(config, names):
   for name in names:
     model_path = config.text.model_path if name == config.text.backbone else ""
     try:
-      model = encode.load_model(name, model_path, config.text.device)
+      model = text_lib.load_model(name, model_path, config.text.device)
       loaded[name] = (model, efficiency.frozen_encoder_param_count(model))
     except (RuntimeError, FileNotFoundError, OSError) as e:
       logging.warning("backbone %s: %s", name, e)

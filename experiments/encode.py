@@ -24,7 +24,8 @@ from ml_collections import config_flags
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from lasca_jax import shards, store, validate  # pylint: disable=wrong-import-position
+from lasca_jax.encoders import shards, store
+from lasca_jax.run import validate  # pylint: disable=wrong-import-position
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file.",
                                           lock_config=True)

@@ -22,9 +22,8 @@ from ml_collections import config_flags
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from lasca_jax import validate  # pylint: disable=wrong-import-position
-from lasca_jax.extract import load  # pylint: disable=wrong-import-position
-from lasca_jax.extract import runner  # pylint: disable=wrong-import-position
+from lasca_jax.data.extract import load, runner
+from lasca_jax.run import validate  # pylint: disable=wrong-import-position
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Dataset config file.",
                                           lock_config=True)
@@ -42,7 +41,7 @@ def report_path(data_config, shard_index: int, num_shards: int) -> str:
 def main(argv):
   del argv
   config = _CONFIG.value
-  dataset = importlib.import_module(f"lasca_jax.datasets.{config.data.name}")
+  dataset = importlib.import_module(f"lasca_jax.data.datasets.{config.data.name}")
   if not hasattr(dataset, "media_jobs"):
     raise app.UsageError(f"dataset {config.data.name!r} has no media to extract")
   try:

@@ -7,7 +7,7 @@ Run (weights must already be on disk, e.g. a folder saved from facebook/wav2vec2
 
 Writes ``<output_dir>/<stem>.npz`` (``embeddings [T, 768]``, ``times [T]`` seconds, 20 ms apart)
 per audio or video file, atomically, skipping files whose output exists. Read them back with
-``lasca_jax.embeddings``. See ``lasca_jax/wav2vec2.py`` for decoding, chunking and time stamps.
+``lasca_jax.encoders.baseline``. See ``lasca_jax/encoders/wav2vec2.py`` for decoding, chunking and time stamps.
 """
 
 import os
@@ -19,7 +19,7 @@ from absl import logging
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from lasca_jax import wav2vec2  # pylint: disable=wrong-import-position
+from lasca_jax.encoders import wav2vec2  # pylint: disable=wrong-import-position
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model_path", None, "Local Wav2Vec2 folder (config.json + weights).")

@@ -18,7 +18,7 @@ from absl import app, flags, logging
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from lasca_jax import apply  # pylint: disable=wrong-import-position
+from lasca_jax.model import apply  # pylint: disable=wrong-import-position
 
 _RUN = flags.DEFINE_string("run", None, "Run directory (with bundle/) of a trained model.")
 _INPUT = flags.DEFINE_string("input", None, "Video, extracted feature .npz, or per-frame table.")
@@ -35,7 +35,7 @@ _TOP = flags.DEFINE_integer("top_cues", 3, "Cues listed per decision.")
 _IG_STEPS = flags.DEFINE_integer("ig_steps", 32, "Integrated-gradient quadrature points.")
 
 
-# Library entry point (tests and benchmarks call it): lasca_jax.apply.run_predict.
+# Library entry point (tests and benchmarks call it): lasca_jax.model.apply.run_predict.
 predict = apply.run_predict
 
 

@@ -3,8 +3,8 @@ r"""Tables 3-7 (Markdown, LaTeX, CSV) and figures from a sweep of run directorie
   python experiments/report.py --sweep_dir=runs/sewa_sweep --output_dir=reports/sewa \
       --dataset=sewa [--curves]
 
-Reads every ``config.json`` + ``results.npz`` under ``--sweep_dir``; see ``lasca_jax/report.py``
-for what is written. A table re-renders from its CSV with ``lasca_jax.tables.read_csv``.
+Reads every ``config.json`` + ``results.npz`` under ``--sweep_dir``; see ``lasca_jax/analysis/report.py``
+for what is written. A table re-renders from its CSV with ``lasca_jax.analysis.tables.read_csv``.
 """
 
 import os
@@ -15,7 +15,7 @@ from absl import flags
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from lasca_jax import report  # pylint: disable=wrong-import-position
+from lasca_jax.analysis import report  # pylint: disable=wrong-import-position
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("sweep_dir", None, "Directory tree holding the run directories.")

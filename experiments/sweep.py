@@ -18,8 +18,10 @@ from ml_collections import config_flags
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from lasca_jax import encode, report, sweep, validate  # pylint: disable=wrong-import-position
-from lasca_jax.datasets import synthetic  # pylint: disable=wrong-import-position
+from lasca_jax.analysis import report
+from lasca_jax.data.datasets import synthetic
+from lasca_jax.encoders import text as text_lib
+from lasca_jax.run import sweep, validate  # pylint: disable=wrong-import-position
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file.",
                                           lock_config=True)
@@ -56,7 +58,7 @@ def run(config, workdir: str, make_report: bool = True, retry_failed: bool = Fal
   if summary["failures"]:
     print(f"  (recorded in each run's failed.json; a rerun skips them unless --retry_failed)")
   if make_report:
-    labels = [encode.backbone_label(b) + "(F)" for b in config.sweep.backbones]
+    labels = [text_lib.backbone_label(b) + "(F)" for b in config.sweep.backbones]
     written = report.make_report(
         os.path.join(workdir, "runs"), os.path.join(workdir, "report"),
         dataset=config.data.name, lasca_label=config.sweep.lasca_label or labels[0],

@@ -7,7 +7,7 @@
 A stand-in for a speech corpus described by openSMILE eGeMAPS functionals (88 per window): the
 columns carry eGeMAPS-style names (descriptor x functional, all matching the custom loader's
 audio pattern, none in the paper's lexicon, so each reads as its split name) and the values of the
-synthetic generator's 73 face and MFCC features (:mod:`lasca_jax.datasets.synthetic`), the
+synthetic generator's 73 face and MFCC features (:mod:`lasca_jax.data.datasets.synthetic`), the
 columns after the 73rd repeating earlier ones with added noise (seeded). Labels, subjects and
 times are the generator's. Used for the long-prompt figures of the README ("Scale").
 """
@@ -21,7 +21,7 @@ from absl import app, flags
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from configs import synthetic as synthetic_config  # pylint: disable=wrong-import-position
-from lasca_jax.datasets import synthetic  # pylint: disable=wrong-import-position
+from lasca_jax.data.datasets import synthetic  # pylint: disable=wrong-import-position
 
 _OUT = flags.DEFINE_string("out", None, "Folder for the tables.")
 _COLUMNS = flags.DEFINE_integer("columns", 90, "Feature columns.")

@@ -24,7 +24,7 @@ def make_tiny_config(cache_dir: str, **overrides):
 
 def apply_overrides(config, overrides: dict):
   """Sets every ``"section.field": value`` of ``overrides`` on ``config``; returns it."""
-  from lasca_jax import sweep  # pylint: disable=import-outside-toplevel
+  from lasca_jax.run import sweep  # pylint: disable=import-outside-toplevel
   for dotted, value in overrides.items():
     sweep.set_field(config, dotted, value)
   return config
@@ -46,10 +46,10 @@ def tiny_backbone(tmp_path_factory):
   from sentence_transformers import SentenceTransformer, models  # pylint: disable=import-outside-toplevel
   from transformers import AutoTokenizer, BertConfig, BertModel  # pylint: disable=import-outside-toplevel
 
-  from lasca_jax import encode  # pylint: disable=import-outside-toplevel
+  from lasca_jax.encoders import text as text_lib  # pylint: disable=import-outside-toplevel
   torch.manual_seed(0)
   base = tmp_path_factory.mktemp("tiny_backbone")
-  tokenizer = AutoTokenizer.from_pretrained(encode.resolve("all-MiniLM-L6-v2"))
+  tokenizer = AutoTokenizer.from_pretrained(text_lib.resolve("all-MiniLM-L6-v2"))
   bert = BertModel(BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32,
                               num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,
                               max_position_embeddings=512))

@@ -10,8 +10,8 @@ from typing import Optional
 import numpy as np
 import pytest
 
-from lasca_jax import data
-from lasca_jax.extract import store
+from lasca_jax.data import types as data
+from lasca_jax.data.extract import store
 
 
 def shared_dir() -> pathlib.Path:

@@ -1,5 +1,5 @@
 """Cue attributions are right, not just computed: the synthetic generator's cue-affect relations
-(lasca_jax/datasets/synthetic.py, CUE_LOADINGS) are recovered, leave-one-cue-out is exact,
+(lasca_jax/data/datasets/synthetic.py, CUE_LOADINGS) are recovered, leave-one-cue-out is exact,
 integrated gradients are complete, and removing the top attributed cues changes decisions more
 than removing random salient cues.
 
@@ -16,7 +16,11 @@ import re
 import numpy as np
 import pytest
 
-from lasca_jax import attribution, bundle, encode, pipeline, templates
+from lasca_jax.analysis import attribution
+from lasca_jax.encoders import text as text_lib
+from lasca_jax.method import templates
+from lasca_jax.model import bundle
+from lasca_jax.run import pipeline
 from conftest import make_tiny_config
 
 VALENCE_UP = ("mouthSmile", "cheekSquint", "mouthDimple")
@@ -65,7 +69,7 @@ def models(tmp_path_factory):
   encoder = BagOfWordsEncoder()
   out = {}
   with pytest.MonkeyPatch.context() as mp:
-    mp.setattr(encode, "load_model", lambda *args, **kwargs: encoder)
+    mp.setattr(text_lib, "load_model", lambda *args, **kwargs: encoder)
     for fusion, target in (("features", "valence"), ("features", "arousal"),
                            ("fused", "valence")):
       run_dir = str(root / f"{fusion}_{target}")
@@ -163,7 +167,7 @@ def test_explain_command_writes_cues_figure_and_deletion_curve(models, tmp_path,
   import os  # pylint: disable=import-outside-toplevel
   import pandas as pd  # pylint: disable=import-outside-toplevel
   predictor, _ = models["fused", "valence"]
-  monkeypatch.setattr(encode, "load_model", lambda *args, **kwargs: BagOfWordsEncoder())
+  monkeypatch.setattr(text_lib, "load_model", lambda *args, **kwargs: BagOfWordsEncoder())
   run_dir = os.path.dirname(predictor.path)
   result = attribution.explain_run_dir(run_dir, str(tmp_path / "explain"), max_pairs=60)
   cues = pd.read_csv(tmp_path / "explain" / "cues.csv")

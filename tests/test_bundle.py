@@ -8,7 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lasca_jax import bundle, pipeline
+from lasca_jax.model import bundle
+from lasca_jax.run import pipeline
 from conftest import make_tiny_config
 
 

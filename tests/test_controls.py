@@ -6,8 +6,11 @@ import numpy as np
 import pytest
 
 from conftest import make_tiny_config
-from lasca_jax import cache as cache_lib
-from lasca_jax import controls, encode, pipeline, salience, tables, train, windows
+from lasca_jax.analysis import tables
+from lasca_jax.encoders import text as text_lib
+from lasca_jax.method import controls, salience, windows
+from lasca_jax.model import train
+from lasca_jax.run import cache as cache_lib, pipeline
 from test_tables import BASE, FOLDS, write_run
 
 
@@ -35,7 +38,7 @@ def test_random_text_encodes_nothing_and_is_the_same_across_runs_and_folds(tmp_p
                                                                              monkeypatch):
   def no_encoder(*args, **kwargs):
     raise AssertionError("random_text must not load an encoder")
-  monkeypatch.setattr(encode, "load_model", no_encoder)
+  monkeypatch.setattr(text_lib, "load_model", no_encoder)
   _, feats = _prepare(tmp_path, "a", **{"model.fusion": "features"})
   _, first = _prepare(tmp_path, "b", **{"model.fusion": "random_text"})
   _, again = _prepare(tmp_path, "c", **{"model.fusion": "random_text"})
@@ -84,7 +87,7 @@ def test_capacity_matched_features_have_the_fused_architecture(tmp_path, tiny_ba
           == train.num_params(fused.z.shape[-1], hidden, fused.info["hidden_dim"])
           > train.num_params(f, hidden))
   assert pipeline.model_label(config) == "Features cap. tiny_backbone(F)".replace(
-      "tiny_backbone", encode.backbone_label(tiny_backbone))
+      "tiny_backbone", text_lib.backbone_label(tiny_backbone))
 
 
 def test_hidden_from_dim_sets_hidden_sizes_only():

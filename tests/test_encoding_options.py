@@ -7,7 +7,9 @@ import os
 import numpy as np
 import pytest
 
-from lasca_jax import cache as cache_lib, encode, pipeline, templates
+from lasca_jax.encoders import text as text_lib
+from lasca_jax.method import templates
+from lasca_jax.run import cache as cache_lib, pipeline
 from conftest import make_tiny_config
 from test_store import StandIn, vector
 
@@ -69,13 +71,13 @@ def test_phrase_order_in_the_pipeline_keeps_the_phrase_sets(tmp_path):
 
 def test_embeddings_event_logs_throughput_and_warns_on_cut_prompts(tmp_path, caplog, monkeypatch,
                                                                   tiny_backbone):
-  model = encode.load_model(tiny_backbone, device="cpu")
+  model = text_lib.load_model(tiny_backbone, device="cpu")
   model.max_seq_length = 24        # a short window, so that prompts are cut
   encoded = []
   original = model.encode
   model.encode = lambda texts, **kw: (encoded.extend(texts), original(texts, **kw))[1]
-  monkeypatch.setattr(encode, "load_model", lambda *a, **k: model)
-  monkeypatch.setattr(encode, "device_peak_gflops", lambda device, precision: (100.0, "test"))
+  monkeypatch.setattr(text_lib, "load_model", lambda *a, **k: model)
+  monkeypatch.setattr(text_lib, "device_peak_gflops", lambda device, precision: (100.0, "test"))
   monkeypatch.setattr(pipeline, "MIN_SECONDS_FOR_PEAK", 0.0)
   config = make_tiny_config(tmp_path / "cache", **{"model.fusion": "text"})
   workdir = tmp_path / "run"
@@ -93,7 +95,7 @@ def test_embeddings_event_logs_throughput_and_warns_on_cut_prompts(tmp_path, cap
   assert "longer than" in caplog.text and "long_prompts=chunk" in caplog.text
   # A second run encodes nothing and reports the same cut count from the store alone.
   model2 = StandIn(fail_after=0)
-  monkeypatch.setattr(encode, "load_model", lambda *a, **k: model2)
+  monkeypatch.setattr(text_lib, "load_model", lambda *a, **k: model2)
   pipeline.run(config, str(workdir))
   emb2 = [json.loads(l) for l in open(workdir / "log.jsonl") if '"embeddings"' in l][0]
   assert emb2["newly_encoded"] == 0 and emb2["over_window"] == emb["over_window"]

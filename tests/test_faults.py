@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from lasca_jax import cache, pipeline, validate
+from lasca_jax.run import cache, pipeline, validate
 from conftest import ROOT, apply_overrides, make_tiny_config
 
 
@@ -105,7 +105,7 @@ def _small_sweep(tmp_path, backbone, **overrides):
 
 
 def test_a_failing_sweep_configuration_is_recorded_and_the_rest_goes_on(tmp_path, tiny_backbone):
-  from lasca_jax import sweep as sweep_lib  # pylint: disable=import-outside-toplevel
+  from lasca_jax.run import sweep as sweep_lib  # pylint: disable=import-outside-toplevel
   config = _small_sweep(tmp_path, tiny_backbone, **{"sweep.margins": (0.1, 100.0),
                                                     "sweep.models": ("features",)})
   workdir = tmp_path / "sweep"
@@ -222,7 +222,7 @@ def test_subjects_without_usable_windows_are_left_out_before_the_folds(tmp_path,
       "p2": {"reason": "no face found in any frame", "recordings": ["r2"]},
       "p5": {"reason": "no face found in any frame", "recordings": ["r5"]}}
   # The 5 remaining subjects are drawn as if the empty ones did not exist.
-  from lasca_jax import protocols  # pylint: disable=import-outside-toplevel
+  from lasca_jax.method import protocols  # pylint: disable=import-outside-toplevel
   alone = protocols.subject_splits(np.array(["p0", "p1", "p3", "p4", "p6"]), "kfold", 3, 0)
   keep = [subjects.index(s) for s in alone.subjects]
   np.testing.assert_array_equal(inputs.splits.test[:, keep], alone.test)
@@ -284,7 +284,7 @@ def test_a_dataset_with_one_target(tmp_path):
 
 
 def test_only_full_windows_are_usable_unless_partial_windows_is_set(tmp_path, monkeypatch):
-  from lasca_jax import windows  # pylint: disable=import-outside-toplevel
+  from lasca_jax.method import windows  # pylint: disable=import-outside-toplevel
   times = np.arange(315) / 10.0                # 31.5 s: window 10 = [30, 33) is half covered
   frames = {"times": times, "features": np.ones((315, 2), np.float32),
             "valence": np.zeros(315, np.float32), "arousal": np.zeros(315, np.float32),
@@ -357,7 +357,7 @@ def test_changing_the_lexicon_recomputes_only_the_prompts(tmp_path, tiny_backbon
 
 
 def test_the_shuffled_lexicon_permutes_the_lexicon_in_use(tmp_path):
-  from lasca_jax import lexicon  # pylint: disable=import-outside-toplevel
+  from lasca_jax.method import lexicon  # pylint: disable=import-outside-toplevel
   root = tmp_path / "data"
   own = {"AU01_r": "brows raised", "AU12_r": "smiling", "pose_Rx": "head nod",
          "mfcc_1": "bright voice", "mfcc_2": "dark voice"}
@@ -378,7 +378,7 @@ def test_the_shuffled_lexicon_permutes_the_lexicon_in_use(tmp_path):
   assert lexicon.build_lexicon("shuffled", names, mods, 3) == lexicon.build_lexicon(
       "shuffled:llm", names, mods, 3)
   # A sweep over a lexicon file shuffles that file in its ablation rows.
-  from lasca_jax import sweep as sweep_lib  # pylint: disable=import-outside-toplevel
+  from lasca_jax.run import sweep as sweep_lib  # pylint: disable=import-outside-toplevel
   sweep_config = make_tiny_config(tmp_path / "cache", **{
       "text.lexicon": str(root / "lex.json"), "sweep.ablation_lexicons": ("shuffled",),
       "sweep.backbones": ("all-MiniLM-L6-v2",)})
@@ -405,7 +405,7 @@ def _aw2_root(tmp_path, rows=12, frames=20):
 
 
 def test_affwild2_subject_map_and_row_frame_gap_wording(tmp_path, caplog):
-  from lasca_jax.datasets import affwild2  # pylint: disable=import-outside-toplevel
+  from lasca_jax.data.datasets import affwild2  # pylint: disable=import-outside-toplevel
   config = _aw2_root(tmp_path, rows=12, frames=40)
   caplog.set_level("INFO")
   recs = {r.recording_id: r.subject_id for r in affwild2.load_recordings(config.data)}
@@ -444,8 +444,8 @@ def test_one_person_in_two_videos_never_sits_on_both_sides(tmp_path):
 
 
 def test_main_names_a_failed_extraction_and_its_reason(tmp_path):
-  from lasca_jax.datasets import affwild2  # pylint: disable=import-outside-toplevel
-  from lasca_jax.extract import runner  # pylint: disable=import-outside-toplevel
+  from lasca_jax.data.datasets import affwild2  # pylint: disable=import-outside-toplevel
+  from lasca_jax.data.extract import runner  # pylint: disable=import-outside-toplevel
   config = _aw2_root(tmp_path)
   os.remove(tmp_path / "aw2" / "lasca_features" / "v2.npz")
   runner.write_report(str(tmp_path / "aw2" / "lasca_features" / "extract_report.json"), [
@@ -463,7 +463,7 @@ def test_main_names_a_failed_extraction_and_its_reason(tmp_path):
 
 
 def test_a_corrupt_face_model_is_named_once_up_front(tmp_path):
-  from lasca_jax.extract import runner  # pylint: disable=import-outside-toplevel
+  from lasca_jax.data.extract import runner  # pylint: disable=import-outside-toplevel
   model = tmp_path / "face_landmarker.task"
   model.write_bytes(b"PK\x03\x04 truncated download")
   jobs = [runner.MediaJob(f"r{i}", str(tmp_path / f"r{i}.mp4"), None,
@@ -476,7 +476,7 @@ def test_a_corrupt_face_model_is_named_once_up_front(tmp_path):
 
 def test_extraction_time_per_job_leaves_out_the_library_imports(tmp_path, monkeypatch):
   import time  # pylint: disable=import-outside-toplevel
-  from lasca_jax.extract import runner, store  # pylint: disable=import-outside-toplevel
+  from lasca_jax.data.extract import runner, store  # pylint: disable=import-outside-toplevel
   monkeypatch.setattr(runner, "_import_libraries", lambda: time.sleep(0.5))
   monkeypatch.setattr(store, "is_current", lambda *a: False)
   monkeypatch.setattr(runner, "extract", lambda job, settings: ({}, {"warnings": [],
@@ -502,7 +502,7 @@ def test_cache_entries_follow_the_umask(tmp_path):
 _POOL_SCRIPT = """
 import sys, time
 sys.path.insert(0, {root!r})
-from lasca_jax.extract import runner
+from lasca_jax.data.extract import runner
 pool = runner.make_pool(2)
 futures = [pool.submit(time.sleep, 60) for _ in range(4)]
 time.sleep(3)
@@ -571,7 +571,7 @@ COMPARE_LLD = ("audspec_lengthL1norm_sma", "pcm_RMSenergy_sma", "pcm_zcr_sma",
 
 
 def test_every_egemaps_and_compare_name_is_audio_and_openface_is_face():
-  from lasca_jax.datasets import custom  # pylint: disable=import-outside-toplevel
+  from lasca_jax.data.datasets import custom  # pylint: disable=import-outside-toplevel
   assert len(EGEMAPS_88) == len(set(EGEMAPS_88)) == 88
   for name in EGEMAPS_88 + list(COMPARE_LLD):
     assert custom.modality_of(name, custom.DEFAULT_AUDIO_COLUMNS) == "audio", name
@@ -639,7 +639,7 @@ def _sewa_with_feature_csvs(tmp_path, face=True, audio=True, subjects=4, seconds
 
 
 def test_pre_extracted_feature_csvs_replace_extraction(tmp_path, tiny_backbone):
-  from lasca_jax.datasets import sewa  # pylint: disable=import-outside-toplevel
+  from lasca_jax.data.datasets import sewa  # pylint: disable=import-outside-toplevel
   config = _sewa_with_feature_csvs(tmp_path)
   recs = {r.recording_id: r for r in sewa.load_recordings(config.data)}
   r = recs["Train_DE_01"]
@@ -675,7 +675,7 @@ def test_pre_extracted_feature_csvs_replace_extraction(tmp_path, tiny_backbone):
 
 
 def test_a_feature_npz_without_its_meta_keys_is_named(tmp_path):
-  from lasca_jax.extract import store  # pylint: disable=import-outside-toplevel
+  from lasca_jax.data.extract import store  # pylint: disable=import-outside-toplevel
   path = tmp_path / "r.npz"
   arrays = {"frame_index": np.arange(3), "frame_times": np.arange(3) / 25,
             "face": np.zeros((3, 58), np.float32), "face_valid": np.ones(3, bool),
@@ -722,8 +722,8 @@ def _reencode(src, out, frames, rotation):
 
 def test_a_rotated_phone_video_is_analysed_upright(tmp_path):
   import media_fixtures as mf  # pylint: disable=import-outside-toplevel
-  from lasca_jax import data  # pylint: disable=import-outside-toplevel
-  from lasca_jax.extract import runner, video  # pylint: disable=import-outside-toplevel
+  from lasca_jax.data import types as data  # pylint: disable=import-outside-toplevel
+  from lasca_jax.data.extract import runner, video  # pylint: disable=import-outside-toplevel
   model = mf.face_model()
   clip = mf.shared_file("media/retalking_1.mp4")
   plain = _reencode(clip, tmp_path / "plain.mp4", 24, 0)

@@ -9,13 +9,9 @@ import numpy as np
 import pytest
 
 import media_fixtures as mf
-from lasca_jax import data
-from lasca_jax.extract import align
-from lasca_jax.extract import audio as audio_lib
-from lasca_jax.extract import load
-from lasca_jax.extract import runner
-from lasca_jax.extract import store
-from lasca_jax.extract import video as video_lib
+from lasca_jax.data import types as data
+from lasca_jax.data.extract import align, audio as audio_lib, load, runner, store
+from lasca_jax.data.extract import video as video_lib
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from lasca_jax import pairs as pairs_lib, protocols, windows as windows_lib
-from lasca_jax.data import Recording
+from lasca_jax.data.types import Recording
+from lasca_jax.method import pairs as pairs_lib, protocols, windows as windows_lib
 
 
 def _recording(rid, subject, n, fps=10.0, seed=0, feats=None):

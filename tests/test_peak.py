@@ -1,10 +1,10 @@
-"""The f32 matmul peak measurement (lasca_jax.peak)."""
+"""The f32 matmul peak measurement (lasca_jax.encoders.peak)."""
 
 import math
 
 import pytest
 
-from lasca_jax import peak
+from lasca_jax.encoders import peak
 
 
 def test_matmul_flops_formula():

@@ -8,8 +8,10 @@ import sys
 import numpy as np
 import pytest
 
-from lasca_jax import cache, encode, lexicon, pipeline
-from lasca_jax.data import FACE_FEATURE_NAMES, MFCC_NAMES, Recording
+from lasca_jax.data.types import FACE_FEATURE_NAMES, MFCC_NAMES, Recording
+from lasca_jax.encoders import text as text_lib
+from lasca_jax.method import lexicon
+from lasca_jax.run import cache, pipeline
 from conftest import ROOT, make_tiny_config
 
 
@@ -56,9 +58,9 @@ def test_cache_entries_are_written_atomically(tmp_path):
 
 
 def _fake_dataset(tmp_path, monkeypatch, features_fn):
-  """Registers lasca_jax.datasets.fake built from ``features_fn(subject) -> [T, 73]``."""
+  """Registers lasca_jax.data.datasets.fake built from ``features_fn(subject) -> [T, 73]``."""
   import types
-  module = types.ModuleType("lasca_jax.datasets.fake")
+  module = types.ModuleType("lasca_jax.data.datasets.fake")
   names = FACE_FEATURE_NAMES + MFCC_NAMES
   mods = ("face",) * len(FACE_FEATURE_NAMES) + ("audio",) * len(MFCC_NAMES)
 
@@ -73,7 +75,7 @@ def _fake_dataset(tmp_path, monkeypatch, features_fn):
     return out
   module.load_recordings = load_recordings
   module.fingerprint = lambda data_config: {"fake": str(tmp_path)}
-  monkeypatch.setitem(sys.modules, "lasca_jax.datasets.fake", module)
+  monkeypatch.setitem(sys.modules, "lasca_jax.data.datasets.fake", module)
   config = make_tiny_config(tmp_path / "cache", **{"data.name": "fake", "protocol.num_folds": 2})
   return config
 
@@ -111,11 +113,11 @@ def test_no_pairs_after_margin_is_a_clear_error(tmp_path):
 
 def test_unknown_backbone_and_missing_model_path(tmp_path):
   with pytest.raises(ValueError, match="unknown text backbone 'bert-huge'"):
-    encode.resolve("bert-huge")
+    text_lib.resolve("bert-huge")
   with pytest.raises(FileNotFoundError, match="model_path '/nonexistent/model' does not exist"):
-    encode.resolve("all-mpnet-base-v2", "/nonexistent/model")
-  for name in encode.PAPER_BACKBONES:            # all five paper backbones selectable by name
-    assert encode.resolve(name) == f"sentence-transformers/{name}"
+    text_lib.resolve("all-mpnet-base-v2", "/nonexistent/model")
+  for name in text_lib.PAPER_BACKBONES:            # all five paper backbones selectable by name
+    assert text_lib.resolve(name) == f"sentence-transformers/{name}"
   config = make_tiny_config(tmp_path / "cache", **{"model.fusion": "fused",
                                                    "text.backbone": "bert-huge"})
   with pytest.raises(ValueError, match="unknown text backbone"):
@@ -126,26 +128,26 @@ def test_unavailable_weights_fail_with_instructions(tmp_path, monkeypatch):
   monkeypatch.setenv("HF_HUB_OFFLINE", "1")
   monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
   with pytest.raises(RuntimeError, match="model_path"):
-    encode.load_model("all-distilroberta-v1")
+    text_lib.load_model("all-distilroberta-v1")
 
 
 def test_embedding_store_encodes_each_prompt_once_across_runs(tmp_path):
   prompts = ["facial: jaw drop shock surprise <|endoftext|>",
              "facial: left smile smirk positivity <|endoftext|>"]
-  store = encode.EmbeddingStore(str(tmp_path), "all-MiniLM-L6-v2")
+  store = text_lib.EmbeddingStore(str(tmp_path), "all-MiniLM-L6-v2")
   emb = store.embed(prompts + prompts[:1], progress=False)
   assert emb.shape == (3, 384) and store.encoded_count == 2
   np.testing.assert_array_equal(emb[0], emb[2])
-  again = encode.EmbeddingStore(str(tmp_path), "all-MiniLM-L6-v2")
+  again = text_lib.EmbeddingStore(str(tmp_path), "all-MiniLM-L6-v2")
   np.testing.assert_array_equal(again.embed(prompts[::-1], progress=False), emb[[1, 0]])
   assert again.encoded_count == 0 and again._model is None        # never even loaded
-  model = encode.load_model("all-MiniLM-L6-v2")
+  model = text_lib.load_model("all-MiniLM-L6-v2")
   direct = model.encode(prompts)
   np.testing.assert_allclose(emb[:2], direct, atol=1e-5)
   # Prompts over the encoder's token limit are counted (and logged) as truncated.
   assert store.truncated_count == 0
   long_prompt = "facial: " + ", ".join(["left blink stress regulation"] * 80) + " <|endoftext|>"
-  assert encode.count_truncated(model, [long_prompt, prompts[0]]) == 1
+  assert text_lib.count_truncated(model, [long_prompt, prompts[0]]) == 1
   store.embed([long_prompt], progress=False)
   assert store.truncated_count == 1 and store.encoded_count == 3
 

@@ -1,11 +1,11 @@
-"""Tests for lasca_jax.plots: each figure shows the numbers derived from its inputs."""
+"""Tests for lasca_jax.analysis.plots: each figure shows the numbers derived from its inputs."""
 
 import matplotlib.image
 import numpy as np
 import pytest
 from matplotlib.patches import Rectangle
 
-from lasca_jax import plots
+from lasca_jax.analysis import plots
 
 
 def _bars(ax):

@@ -10,8 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lasca_jax import apply, bundle, pipeline
-from lasca_jax.datasets import synthetic
+from lasca_jax.data.datasets import synthetic
+from lasca_jax.model import apply, bundle
+from lasca_jax.run import pipeline
 from conftest import ROOT, make_tiny_config
 import media_fixtures
 

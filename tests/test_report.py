@@ -1,4 +1,4 @@
-"""Tests for lasca_jax.report: one call writes every table and figure of a sweep."""
+"""Tests for lasca_jax.analysis.report: one call writes every table and figure of a sweep."""
 
 import sys
 import pathlib
@@ -6,8 +6,7 @@ import pathlib
 import numpy as np
 import pytest
 
-from lasca_jax import report
-from lasca_jax import tables
+from lasca_jax.analysis import report, tables
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
 from test_tables import BASE, NOISE, write_run  # noqa: E402  pylint: disable=g-import-not-at-top
@@ -62,8 +61,8 @@ def test_prompt_figure_uses_fold_and_usable_windows(tmp_path):
 
 
 def test_report_reads_a_real_pipeline_run(tmp_path):
-  """The results contract: a run written by lasca_jax.pipeline goes straight into the tables."""
-  pipeline = pytest.importorskip("lasca_jax.pipeline")
+  """The results contract: a run written by lasca_jax.run.pipeline goes straight into the tables."""
+  pipeline = pytest.importorskip("lasca_jax.run.pipeline")
   conftest = pytest.importorskip("conftest")
   config = conftest.make_tiny_config(tmp_path / "cache")
   pipeline.run(config, str(tmp_path / "sweep" / "features"))

@@ -3,7 +3,7 @@ import itertools
 import numpy as np
 import pytest
 
-from lasca_jax import salience
+from lasca_jax.method import salience
 
 
 def brute_force_otsu(row):

@@ -8,7 +8,8 @@ import sys
 import numpy as np
 import pytest
 
-from lasca_jax import pipeline, shards
+from lasca_jax.encoders import shards
+from lasca_jax.run import pipeline
 from conftest import ROOT, make_tiny_config
 
 

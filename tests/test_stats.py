@@ -1,10 +1,10 @@
-"""Tests for lasca_jax.stats: agreement with scipy and the edge cases the tables rely on."""
+"""Tests for lasca_jax.analysis.stats: agreement with scipy and the edge cases the tables rely on."""
 
 import numpy as np
 import pytest
 import scipy.stats
 
-from lasca_jax import stats
+from lasca_jax.analysis import stats
 
 
 @pytest.mark.parametrize("seed", range(5))

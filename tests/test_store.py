@@ -15,7 +15,8 @@ import textwrap
 import numpy as np
 import pytest
 
-from lasca_jax import encode, store as store_lib, templates
+from lasca_jax.encoders import store as store_lib, text as text_lib
+from lasca_jax.method import templates
 from conftest import ROOT
 
 
@@ -45,7 +46,7 @@ def vector(text, dim=8):
 
 def make_store(tmp_path, model, **kwargs):
   kwargs.setdefault("device", "cpu")
-  s = encode.EmbeddingStore(str(tmp_path), "all-MiniLM-L6-v2", **kwargs)
+  s = text_lib.EmbeddingStore(str(tmp_path), "all-MiniLM-L6-v2", **kwargs)
   s._model = model
   return s
 
@@ -137,7 +138,7 @@ def test_backbones_and_precisions_are_kept_apart(tmp_path):
   assert half.key == s.key + "-float16"
   half.embed(PROMPTS[:5], progress=False)
   assert half.encoded_count == 5   # never served another precision's rows
-  other = encode.EmbeddingStore(str(tmp_path), "all-mpnet-base-v2", device="cpu")
+  other = text_lib.EmbeddingStore(str(tmp_path), "all-mpnet-base-v2", device="cpu")
   other._model = StandIn(dim=12)
   assert other.embed(PROMPTS[:2], progress=False).shape == (2, 12)
   assert other.encoded_count == 2 and s.store.count() == 12
@@ -145,14 +146,14 @@ def test_backbones_and_precisions_are_kept_apart(tmp_path):
 
 def test_legacy_npz_store_is_imported_once(tmp_path, caplog):
   legacy = os.path.join(str(tmp_path), "embeddings",
-                        encode.store_key("all-MiniLM-L6-v2") + ".npz")
+                        text_lib.store_key("all-MiniLM-L6-v2") + ".npz")
   os.makedirs(os.path.dirname(legacy))
   table = np.stack([vector(p) for p in PROMPTS[:10]])
   np.savez(legacy, texts=np.array(PROMPTS[:10]), embeddings=table)
   model = StandIn()
   with pytest.MonkeyPatch.context() as mp:
-    mp.setattr(encode, "load_model", lambda *a, **k: model)
-    s = encode.EmbeddingStore(str(tmp_path), "all-MiniLM-L6-v2", device="cpu")
+    mp.setattr(text_lib, "load_model", lambda *a, **k: model)
+    s = text_lib.EmbeddingStore(str(tmp_path), "all-MiniLM-L6-v2", device="cpu")
     np.testing.assert_array_equal(s.embed(PROMPTS[:10], progress=False), table)
     assert s.encoded_count == 0 and model.batches == 0
     s.embed(PROMPTS[:12], progress=False)
@@ -161,7 +162,7 @@ def test_legacy_npz_store_is_imported_once(tmp_path, caplog):
     with open(legacy, "wb") as f:
       f.write(b"PK\x03\x04 truncated")
     with caplog.at_level(logging.WARNING):
-      again = encode.EmbeddingStore(str(tmp_path), "all-MiniLM-L6-v2", device="cpu")
+      again = text_lib.EmbeddingStore(str(tmp_path), "all-MiniLM-L6-v2", device="cpu")
     assert legacy in caplog.text
     again.embed(PROMPTS[:12], progress=False)
     assert again.encoded_count == 0
@@ -186,13 +187,13 @@ def test_merge_from_shard_stores(tmp_path):
 def test_token_batches_respect_budget_longest_first():
   rng = np.random.default_rng(0)
   lengths = rng.integers(5, 200, size=500)
-  batches = encode.token_batches(lengths, 2048, 64)
+  batches = text_lib.token_batches(lengths, 2048, 64)
   flat = np.concatenate(batches)
   assert sorted(flat.tolist()) == list(range(500))
   assert all(lengths[b].max() * len(b) <= 2048 and len(b) <= 64 for b in batches)
   assert np.all(np.diff(lengths[flat]) <= 0)              # longest first throughout
-  assert encode.token_batches(np.array([5000, 3]), 2048, 64)[0].tolist() == [0]
-  assert [len(b) for b in encode.token_batches(np.full(10, 7), 0, 4)] == [4, 4, 2]
+  assert text_lib.token_batches(np.array([5000, 3]), 2048, 64)[0].tolist() == [0]
+  assert [len(b) for b in text_lib.token_batches(np.full(10, 7), 0, 4)] == [4, 4, 2]
 
 
 def test_chunk_prompt_splits_at_phrase_boundaries_within_the_window():
@@ -200,7 +201,7 @@ def test_chunk_prompt_splits_at_phrase_boundaries_within_the_window():
   audio = [f"tone {i}" for i in range(5)]
   prompt = templates.multimodal_prompt(face, audio)
   words = lambda ts: np.array([len(t.split()) for t in ts])
-  pieces = encode.chunk_prompt(prompt, 16, words)
+  pieces = text_lib.chunk_prompt(prompt, 16, words)
   assert len(pieces) > 1 and all(words([p])[0] <= 16 for p in pieces)
   items = [it for p in pieces for it in templates.prompt_phrases(p)]
   assert items == templates.prompt_phrases(prompt)
@@ -214,7 +215,7 @@ def test_chunk_mode_mean_pools_pieces_and_counts_cut_prompts(tmp_path):
   model = StandIn(max_seq_length=10)
   s = make_store(tmp_path, model, long_prompts="chunk")
   emb = s.embed([short, long_prompt], progress=False)
-  pieces = encode.chunk_prompt(long_prompt, 10, lambda ts: encode.token_counts(model, ts))
+  pieces = text_lib.chunk_prompt(long_prompt, 10, lambda ts: text_lib.token_counts(model, ts))
   np.testing.assert_allclose(emb[1], np.mean([vector(p) for p in pieces], axis=0), rtol=1e-6)
   np.testing.assert_array_equal(emb[0], vector(short))
   assert s.stats.chunked == 1 and s.stats.pieces == len(pieces) and s.cut_prompts() == 1
@@ -231,13 +232,13 @@ def test_cuda_device_without_gpu_is_a_clear_error():
   torch = pytest.importorskip("torch")
   if torch.cuda.is_available():
     pytest.skip("a GPU is present")
-  assert encode.resolve_device("auto") == "cpu"
-  assert encode.resolve_precision("auto", "cpu") == "float32"
-  assert encode.resolve_precision("auto", "cuda") == "float16"
+  assert text_lib.resolve_device("auto") == "cpu"
+  assert text_lib.resolve_precision("auto", "cpu") == "float32"
+  assert text_lib.resolve_precision("auto", "cuda") == "float16"
   with pytest.raises(ValueError, match="config.text.device='cuda' but torch"):
-    encode.resolve_device("cuda")
+    text_lib.resolve_device("cuda")
   with pytest.raises(ValueError, match="unknown config.text.device"):
-    encode.resolve_device("gpu")
+    text_lib.resolve_device("gpu")
 
 
 def test_half_precision_embeddings_agree_with_float32():
@@ -247,8 +248,8 @@ def test_half_precision_embeddings_agree_with_float32():
                                          ["high arousal energy"]),
              templates.facial_prompt(["inner brows up sad vulnerability"]),
              templates.audio_prompt(["tense vocal focus", "urgent brightness"])]
-  full = encode.load_model("all-MiniLM-L6-v2", device="cpu", precision="float32")
-  half = encode.load_model("all-MiniLM-L6-v2", device="cpu", precision="float16")
+  full = text_lib.load_model("all-MiniLM-L6-v2", device="cpu", precision="float32")
+  half = text_lib.load_model("all-MiniLM-L6-v2", device="cpu", precision="float16")
   a = np.asarray(full.encode(prompts), np.float64)
   b = np.asarray(half.encode(prompts), np.float64)
   cos = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
@@ -257,8 +258,8 @@ def test_half_precision_embeddings_agree_with_float32():
 
 
 def test_encoder_flops_from_backbone_config(tiny_backbone):
-  model = encode.load_model(tiny_backbone, device="cpu")
-  shape = encode.transformer_shape(model)
-  assert shape == encode.TransformerShape(1, 32, 64)
+  model = text_lib.load_model(tiny_backbone, device="cpu")
+  shape = text_lib.transformer_shape(model)
+  assert shape == text_lib.TransformerShape(1, 32, 64)
   # One layer, h=32, i=64: per token 8*32*32 + 4*32*64 = 16384; per sequence 4*s^2*32.
-  assert encode.encoder_flops(shape, np.array([10, 3])) == 16384 * 13 + 128 * (100 + 9)
+  assert text_lib.encoder_flops(shape, np.array([10, 3])) == 16384 * 13 + 128 * (100 + 9)

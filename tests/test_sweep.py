@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from lasca_jax import pipeline, sweep as sweep_lib
+from lasca_jax.run import pipeline, sweep as sweep_lib
 
 
 def test_grid_expansion_covers_the_paper_tables():

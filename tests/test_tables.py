@@ -1,4 +1,4 @@
-"""Tests for lasca_jax.tables: reading a sweep, marks, rendering, CSV round trip."""
+"""Tests for lasca_jax.analysis.tables: reading a sweep, marks, rendering, CSV round trip."""
 
 import json
 import pathlib
@@ -6,7 +6,7 @@ import pathlib
 import numpy as np
 import pytest
 
-from lasca_jax import tables
+from lasca_jax.analysis import tables
 
 FOLDS = 15
 BASE = np.linspace(0.60, 0.67, FOLDS)

@@ -1,7 +1,7 @@
 import numpy as np
 
-from lasca_jax import lexicon, templates
-from lasca_jax.data import FACE_FEATURE_NAMES, MFCC_NAMES
+from lasca_jax.data.types import FACE_FEATURE_NAMES, MFCC_NAMES
+from lasca_jax.method import lexicon, templates
 
 NAMES = list(FACE_FEATURE_NAMES + MFCC_NAMES)
 MODS = ["face"] * len(FACE_FEATURE_NAMES) + ["audio"] * len(MFCC_NAMES)

@@ -5,7 +5,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from lasca_jax import cache, pipeline, reference, train
+from lasca_jax.model import reference, train
+from lasca_jax.run import cache, pipeline
 from conftest import make_tiny_config
 
 

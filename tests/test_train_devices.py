@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from lasca_jax import train
+from lasca_jax.model import train
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -16,7 +16,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _SCRIPT = r"""
 import json, sys
 import jax, numpy as np
-from lasca_jax import train
+from lasca_jax.model import train
 assert len(jax.local_devices()) == 4, jax.local_devices()
 rng = np.random.default_rng(0)
 num_folds, w, d, p = 7, 60, 6, 160
@@ -113,7 +113,7 @@ def test_flops_per_pair_counts_the_matmuls():
 _CACHE_SCRIPT = r"""
 import os, sys
 import jax, numpy as np
-from lasca_jax import train
+from lasca_jax.model import train
 target, other = sys.argv[1], sys.argv[2]
 assert train.enable_compilation_cache("none") is None
 assert not jax.config.jax_compilation_cache_dir
@@ -167,7 +167,7 @@ def test_runs_of_one_shape_class_share_one_compiled_program():
 
 def test_layout_fields_are_validated_and_read(tmp_path):
   from conftest import make_tiny_config  # pylint: disable=import-outside-toplevel
-  from lasca_jax import validate  # pylint: disable=import-outside-toplevel
+  from lasca_jax.run import validate  # pylint: disable=import-outside-toplevel
   config = make_tiny_config(tmp_path / "cache", **{"train.devices": -1, "train.lanes": 2})
   with pytest.raises(validate.ConfigError, match=r"train.devices=-1"):
     validate.check(config)

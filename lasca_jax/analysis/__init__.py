@@ -1,0 +1,8 @@
+"""Reading results: statistics, the paper's tables, figures, reports and explanations.
+
+* :mod:`~lasca_jax.analysis.stats`: fold means, Wilcoxon tests.
+* :mod:`~lasca_jax.analysis.tables`: the paper's tables from a sweep.
+* :mod:`~lasca_jax.analysis.plots`: figures.
+* :mod:`~lasca_jax.analysis.report`: a sweep's tables and figures written in one call.
+* :mod:`~lasca_jax.analysis.attribution`: which cues a trained model's decisions rest on.
+"""

@@ -1,0 +1,353 @@
+"""Every table and figure of a sweep in one call (used by ``experiments/report.py``).
+
+``make_report(sweep_dir, out_dir)`` reads all runs under ``sweep_dir`` and writes:
+
+  * ``tables/backbones.{md,tex,csv}`` - Tables 3-4 layout (when Features / text / fused runs
+    exist),
+  * ``tables/comparison.{md,tex,csv}`` - Tables 5-6 (when baseline-encoder runs exist),
+  * ``tables/lexicon.{md,tex,csv}`` - Table 7 (when runs with the feature-name lexicon exist),
+  * ``tables/controls[_<modality>].{md,tex,csv}`` - LaScA (F) against the mask, random-text and
+    capacity-matched controls (when control runs exist; :mod:`lasca_jax.method.controls`),
+  * ``figures/accuracy/<table>/<block>_<target>_<w>s_<m>.png`` - accuracy per model per column,
+    std error bars, best / on-par marks,
+  * ``figures/pairs_<modality>.png`` - pair counts per (target, window, margin),
+  * ``figures/prompts_<modality>_<w>s.png`` - Figure 2, unique-prompt histogram (fold 0 of the
+    first run with prompts per modality and window),
+  * ``figures/curves/<run path>.png`` - learning curves per run (``curves=True``),
+  * ``tables/cues_<target>.csv`` and ``figures/cues_<target>.png`` - cue attributions
+    (:mod:`lasca_jax.analysis.attribution`) of one LaScA run per target, with its deletion curve
+    (``cues=True``; runs written before model bundles are skipped),
+  * ``report.md`` - all Markdown tables and links to the figures.
+
+Everything is derived from ``config.json`` + ``results.npz``; the accuracy figures use the fold
+accuracies kept in each table cell, so they can also be redrawn from a table CSV alone.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+from typing import Sequence
+
+import numpy as np
+
+from lasca_jax.analysis import plots, stats, tables
+
+
+def _slug(text: str) -> str:
+  keep = [c if c.isalnum() or c in "-." else "_" for c in text]
+  return "".join(keep).strip("_")
+
+
+def column_slug(col: tables.Column) -> str:
+  """``("arousal", 3.0, 0.1)`` -> ``"arousal_3s_10"``."""
+  t, w, m = col
+  return f"{t}_{w:g}s_{m * 100:g}"
+
+
+def accuracy_figures(table: tables.Table, out_dir: str | os.PathLike) -> list[str]:
+  """One accuracy bar chart per (block, column) of a table; returns the PNG paths."""
+  paths = []
+  for block, rows in table.blocks:
+    for col in table.columns:
+      folds = {row: table.cells[(block, row, col)].folds for row in rows
+               if (block, row, col) in table.cells and table.cells[(block, row, col)].folds}
+      if not folds:
+        continue
+      path = pathlib.Path(out_dir) / f"{_slug(block)}_{column_slug(col)}.png"
+      plots.plot_accuracies(folds, path, title=f"{block}: {tables.column_label(col)}")
+      paths.append(str(path))
+  return paths
+
+
+def pair_count_figures(records: Sequence[tables.RunRecord], out_dir: str | os.PathLike
+                       ) -> list[str]:
+  """Per modality, pair counts of each (target, window, margin) (the first run found of each)."""
+  paths = []
+  for modality in tables.MODALITY_NAMES:
+    counts = {}
+    for col in tables.COLUMNS:
+      for r in records:
+        if r.modality == modality and r.column == col and r.num_pairs:
+          counts[f"{col[0]} {col[1]:g}s {col[2] * 100:g}%"] = dict(r.num_pairs)
+          break
+    if counts:
+      path = pathlib.Path(out_dir) / f"pairs_{modality}.png"
+      plots.plot_pair_counts(counts, path,
+                             title=f"Preference pairs, {tables.MODALITY_NAMES[modality]}")
+      paths.append(str(path))
+  return paths
+
+
+def run_prompts(run_dir: str | os.PathLike, fold: int = 0) -> np.ndarray | None:
+  """The prompt of every usable window of one fold of a run (None for a features-only run).
+
+  Uses ``prompts [U]``, ``prompt_index [folds, W]`` and ``usable_windows [W]`` of
+  ``results.npz`` (salience thresholds are fit per fold, so prompts differ per fold).
+  """
+  with np.load(os.path.join(run_dir, "results.npz")) as res:
+    if "prompts" not in res or "prompt_index" not in res:
+      return None
+    prompts, index = res["prompts"], res["prompt_index"][fold]
+    usable = res["usable_windows"] if "usable_windows" in res else np.ones(index.shape, bool)
+  return prompts[index[usable]]
+
+
+def prompt_figures(records: Sequence[tables.RunRecord], out_dir: str | os.PathLike) -> list[str]:
+  """Figure 2 per (modality, window): unique-prompt histogram of the first run with prompts."""
+  paths, done = [], set()
+  for r in records:
+    key = (r.modality, r.window_seconds)
+    if key in done:
+      continue
+    prompts = run_prompts(r.path)
+    if prompts is None:
+      continue
+    done.add(key)
+    path = pathlib.Path(out_dir) / f"prompts_{r.modality}_{r.window_seconds:g}s.png"
+    plots.plot_prompt_histogram(
+        prompts, path, title=f"Unique prompts, {tables.MODALITY_NAMES.get(r.modality, r.modality)}"
+        f" {r.window_seconds:g}s windows (fold 0)")
+    paths.append(str(path))
+  return paths
+
+
+def learning_curve_figures(records: Sequence[tables.RunRecord], sweep_dir: str | os.PathLike,
+                           out_dir: str | os.PathLike) -> list[str]:
+  """One learning-curve figure per run, named after the run's path inside the sweep."""
+  paths = []
+  for r in records:
+    with np.load(os.path.join(r.path, "results.npz")) as res:
+      if "train_loss" not in res or "val_accuracy" not in res:
+        continue
+      loss, val = res["train_loss"], res["val_accuracy"]
+    rel = os.path.relpath(r.path, sweep_dir)
+    path = pathlib.Path(out_dir) / f"{_slug(rel.replace(os.sep, '__')) or 'run'}.png"
+    plots.plot_learning_curves(loss, val, path, best_epoch=r.best_epoch,
+                               title=f"{r.model_label} {r.modality} "
+                               f"{tables.column_label(r.column)}")
+    paths.append(str(path))
+  return paths
+
+
+def cue_run(records: Sequence[tables.RunRecord], target: str, lasca_label: str,
+            lexicon: str = "llm") -> tables.RunRecord | None:
+  """The run whose cues the report shows for ``target``: a fused run with a model bundle and
+  the given lexicon, preferring the LaScA row, multimodal input, then the shortest window and
+  smallest margin."""
+  from lasca_jax.model import bundle  # pylint: disable=import-outside-toplevel
+  found = [r for r in records if r.target == target and r.fusion == "fused" and
+           r.lexicon == lexicon and
+           os.path.exists(os.path.join(bundle.bundle_dir(r.path), bundle.JSON_FILE))]
+  found.sort(key=lambda r: (r.model_label != lasca_label, r.modality != "multimodal",
+                            r.window_seconds, r.margin, r.path))
+  return found[0] if found else None
+
+
+def run_cues(run_dir: str, max_pairs: int = 200, seed: int = 0):
+  """``(cues table, explain summary)`` of a run: ``<run>/explain`` when it is newer than the
+  bundle, else computed (``experiments/explain.py``'s defaults) and written there."""
+  import json  # pylint: disable=import-outside-toplevel
+  import pandas as pd  # pylint: disable=import-outside-toplevel
+  from lasca_jax.analysis import attribution  # pylint: disable=import-outside-toplevel
+  from lasca_jax.model import bundle
+  folder = os.path.join(run_dir, "explain")
+  summary_path = os.path.join(folder, "explain.json")
+  bundle_json = os.path.join(bundle.bundle_dir(run_dir), bundle.JSON_FILE)
+  if (os.path.exists(summary_path) and
+      os.path.getmtime(summary_path) >= os.path.getmtime(bundle_json)):
+    with open(summary_path) as f:
+      return pd.read_csv(os.path.join(folder, "cues.csv")), json.load(f)
+  result = attribution.explain_run(bundle.load_bundle(run_dir), max_pairs, seed)
+  attribution.write_run_explanation(result, folder)
+  return result.cues, result.summary
+
+
+def cue_section(records: Sequence[tables.RunRecord], sweep_dir, out_dir, lasca_label: str,
+                lexicon: str = "llm", max_pairs: int = 200, top: int = 8
+                ) -> tuple[list[str], list[str], list[str]]:
+  """Cue attributions per target: ``(markdown lines, table paths, figure paths)``."""
+  from lasca_jax.analysis import attribution  # pylint: disable=import-outside-toplevel
+  md, table_paths, figure_paths = [], [], []
+  for target in sorted({r.target for r in records}):
+    r = cue_run(records, target, lasca_label, lexicon)
+    if r is None:
+      continue
+    cues, summary = run_cues(r.path, max_pairs)
+    csv_path = pathlib.Path(out_dir) / "tables" / f"cues_{target}.csv"
+    csv_path.parent.mkdir(parents=True, exist_ok=True)
+    cues.to_csv(csv_path, index=False)
+    fig_path = pathlib.Path(out_dir) / "figures" / f"cues_{target}.png"
+    fig_path.parent.mkdir(parents=True, exist_ok=True)
+    attribution.cue_figure(cues, str(fig_path), f"{r.model_label} {r.modality} "
+                           f"{tables.column_label(r.column)}: cues of {target}")
+    table_paths.append(str(csv_path))
+    figure_paths.append(str(fig_path))
+    d = summary["deletion"]
+    md += [f"### {target}: {r.model_label}, {r.modality}, {tables.column_label(r.column)}", "",
+           f"Run `{os.path.relpath(r.path, sweep_dir)}`, {summary['explained']} test decisions "
+           "explained. Positive = the cue's presence in the later window (text) or its rise "
+           "(feature) pushes toward an increase.", "",
+           "| source | cue | phrase | mean contribution | std over folds | times salient |",
+           "| --- | --- | --- | --- | --- | --- |"]
+    for source in ("text", "feature"):
+      part = cues[cues["source"] == source].sort_values("mean_abs_contribution",
+                                                        ascending=False).head(top)
+      md += [f"| {source} | {c.cue} | {c.phrase if isinstance(c.phrase, str) else ''} | "
+             f"{c.mean_contribution:+.3f} | {c.std_over_folds:.3f} | {c.times_salient} |"
+             for c in part.itertuples()]
+    md += ["", "Deletion curve (mean |logit change| when removing k cues, k = "
+           f"{d['k'][0]}..{d['k'][-1]}): top-k attributed "
+           f"{', '.join(f'{v:.3f}' for v in d['top_change'])}; k random salient "
+           f"{', '.join(f'{v:.3f}' for v in d['random_change'])}.", ""]
+  if md:
+    md = ["## Cue attributions", ""] + md
+  return md, table_paths, figure_paths
+
+
+def lexicon_label(lexicon: str) -> str:
+  """Row label of a lexicon in Table 7 (a user's own lexicon: ``Own (<file name>)``)."""
+  if lexicon in tables.LEXICON_NAMES:
+    return tables.LEXICON_NAMES[lexicon]
+  if lexicon.startswith("shuffled:"):
+    return "Shuffled"
+  if lexicon == "dataset":
+    return "Own (dataset)"
+  return f"Own ({os.path.basename(lexicon)})"
+
+
+def failed_runs(sweep_dir: str | os.PathLike) -> list[tuple[str, str]]:
+  """``(run path relative to sweep_dir, reason)`` of every ``failed.json`` under ``sweep_dir``."""
+  out = []
+  for path in sorted(pathlib.Path(sweep_dir).rglob("failed.json")):
+    if (path.parent / "results.npz").exists():
+      continue  # Retried since, successfully.
+    try:
+      failure = json.loads(path.read_text())
+      reason = f"{failure['stage']}: {failure['error']}: {failure['reason']}"
+    except (OSError, ValueError, KeyError) as e:
+      reason = f"unreadable failed.json ({e})"
+    out.append((os.path.relpath(path.parent, sweep_dir), reason))
+  return out
+
+
+def runs_markdown(records: Sequence[tables.RunRecord], sweep_dir: str | os.PathLike) -> str:
+  """Every run as one line (so that no run is missing from the report, whatever its table)."""
+  lines = ["| Run | Modality | Model | Lexicon | Column | Mean | Std | Folds |",
+           "| --- | --- | --- | --- | --- | ---: | ---: | ---: |"]
+  for r in sorted(records, key=lambda r: r.path):
+    mean, std, n = stats.fold_mean_std(r.accuracies)
+    lexicon = lexicon_label(r.lexicon) if r.fusion in ("text", "fused") else "-"
+    lines.append(f"| {os.path.relpath(r.path, sweep_dir)} | {r.modality} | {r.model_label} | "
+                 f"{lexicon} | {tables.column_label(r.column)} | {mean:.4f} | {std:.4f} | {n} |")
+  return "\n".join(lines) + "\n"
+
+
+def make_report(sweep_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
+                dataset: str | None = None, lasca_label: str = "MPNet(F)", lexicon: str = "llm",
+                lexicon_backbones: Sequence[str] = ("MPNet(F)", "DRoBERTa(F)", "MiniLM(F)"),
+                lexicon_modality: str = "multimodal", figures: bool = True,
+                curves: bool = False, cues: bool = True,
+                cue_pairs: int = 200) -> dict[str, list[str]]:
+  """Writes all tables (and figures) of a sweep; returns ``{kind: [paths]}``.
+
+  The tables have one column per (target, window, margin) the runs hold. ``report.md`` also
+  lists every run (``All runs``) and every configuration recorded as failed with its reason.
+
+  Args:
+    sweep_dir: directory tree of run directories.
+    out_dir: where ``tables/``, ``figures/`` and ``report.md`` go.
+    dataset: keep only runs with this ``config.data.name`` (None: all; mixing datasets in one
+      table raises on duplicate cells).
+    lasca_label: the LaScA row of the comparison table.
+    lexicon: lexicon of the backbone and comparison tables (the sweep's ``text.lexicon``: a
+      user's own lexicon, ``"dataset"`` or a file, is the main one of its sweep).
+    lexicon_backbones: blocks of the lexicon table.
+    lexicon_modality: modality of the lexicon table (multimodal in the paper).
+    figures: draw accuracy and pair-count figures.
+    curves: draw a learning-curve figure per run.
+    cues: explain one LaScA run per target (:func:`cue_section`).
+    cue_pairs: test decisions explained per such run.
+
+  Raises:
+    ValueError: when the sweep holds no run and no recorded failure.
+  """
+  records = tables.collect_sweep(sweep_dir, dataset)
+  failures = failed_runs(sweep_dir)
+  if not records and not failures:
+    raise ValueError(f"{sweep_dir}: no run directories (config.json + results.npz)"
+                     + (f" for dataset {dataset!r}" if dataset else ""))
+  out_dir = pathlib.Path(out_dir)
+  suffix = f" ({dataset})" if dataset else ""
+  lexicons = dict(tables.LEXICON_NAMES)
+  for lex in [lexicon] + [r.lexicon for r in records if r.lexicon.startswith("shuffled:")]:
+    lexicons.setdefault(lex, lexicon_label(lex))
+  built = {
+      "backbones": tables.backbone_table(
+          records, lexicon=lexicon, columns=None,
+          title="Accuracy across modalities, windows, margins and backbones" + suffix),
+      "comparison": tables.comparison_table(
+          records, lasca_label=lasca_label, lexicon=lexicon, columns=None,
+          title=f"Baseline encoders vs LaScA ({lasca_label})" + suffix),
+      "lexicon": tables.lexicon_table(
+          records, backbones=lexicon_backbones, modality=lexicon_modality, lexicons=lexicons,
+          columns=None, title=("Feature-name vs LLM lexicon" if lexicon == "llm" else
+                               f"Feature-name vs {lexicons[lexicon]} lexicon") + suffix),
+  }
+  for modality in sorted({r.modality for r in records if r.control},
+                         key=lambda m: (m != lexicon_modality, m)):
+    name = "controls" if modality == lexicon_modality else f"controls_{modality}"
+    built[name] = tables.controls_table(
+        records, modality=modality, lexicon=lexicon, columns=None,
+        title=f"LaScA (F) against its controls, {modality}" + suffix)
+  if not any(r.lexicon == "feature_name" for r in records):
+    built.pop("lexicon")
+  if not any(r.model_label in tables.BASELINE_LABELS or r.fusion == "baseline"
+             for r in records):
+    built.pop("comparison")
+  built = {k: t for k, t in built.items() if t.blocks}
+  written: dict[str, list[str]] = {"tables": [], "figures": []}
+  md = [f"# Results{suffix}", "", f"{len(records)} runs under `{sweep_dir}`.", ""]
+  for name, table in built.items():
+    paths = tables.write_table(table, out_dir / "tables", name)
+    written["tables"] += [str(p) for p in paths.values()]
+    md += [tables.to_markdown(table), ""]
+    if figures:
+      figs = accuracy_figures(table, out_dir / "figures" / "accuracy" / name)
+      written["figures"] += figs
+  if figures:
+    written["figures"] += pair_count_figures(records, out_dir / "figures")
+    written["figures"] += prompt_figures(records, out_dir / "figures")
+  if curves:
+    written["figures"] += learning_curve_figures(records, sweep_dir,
+                                                 out_dir / "figures" / "curves")
+  few = sorted({c.n_folds for t in built.values() for c in t.cells.values()
+                if 0 < c.n_folds < stats.MIN_PAIRS_FOR_SIGNIFICANCE})
+  if few:
+    md += [f"Note: some cells have only {', '.join(map(str, few))} folds; with fewer than "
+           f"{stats.MIN_PAIRS_FOR_SIGNIFICANCE} paired folds the two-sided Wilcoxon test cannot "
+           "reach p < 0.05, so every model there is on par with the best by construction.", ""]
+  if records:
+    md += ["## All runs", "", runs_markdown(records, sweep_dir)]
+  if failures:
+    md += ["## Failed configurations", "",
+           f"{len(failures)} configurations failed; each run directory holds failed.json (a "
+           "rerun of the sweep skips them unless --retry_failed).", "",
+           "| Run | Reason |", "| --- | --- |"]
+    md += [f"| {rel} | {reason.replace('|', '/')} |" for rel, reason in failures]
+    md += [""]
+  if cues:
+    cue_md, cue_tables, cue_figs = cue_section(records, sweep_dir, out_dir, lasca_label,
+                                               lexicon, cue_pairs)
+    md += cue_md
+    written["tables"] += cue_tables
+    written["figures"] += cue_figs
+  if written["figures"]:
+    md += ["## Figures", ""]
+    md += [f"- [{os.path.relpath(p, out_dir)}]({os.path.relpath(p, out_dir)})"
+           for p in written["figures"]]
+  report = out_dir / "report.md"
+  report.write_text("\n".join(md) + "\n")
+  written["report"] = [str(report)]
+  return written

@@ -1,0 +1,649 @@
+"""Result tables in the layout of the paper's Tables 3-7, from a sweep of run directories.
+
+A run directory holds ``config.json`` (the full config, plus an optional top-level
+``model_label``) and ``results.npz`` (``test_accuracy [folds]`` and friends). A sweep is any
+directory tree of run directories. :func:`collect_sweep` reads every run into a
+:class:`RunRecord`; the table builders group records into *blocks* (a modality, or a backbone in
+Table 7) and *rows* (a model), with one column per ``(target, window, margin)``:
+
+  =========  =====  ====================================  ====================================
+  Modality   Model  Arousal 3s 10%, 20%; 5s 10%, 20%      Valence 3s 10%, 20%; 5s 10%, 20%
+  =========  =====  ====================================  ====================================
+
+Each cell is the mean test accuracy over folds, two decimals. Per column *within a block* (as the
+paper does), the best mean is **bold** and models statistically on par with it (two-sided
+Wilcoxon signed-rank over folds, ``p >= 0.05``, see :mod:`lasca_jax.analysis.stats`) are underlined.
+
+Builders:
+  * :func:`backbone_table` - Tables 3-4: Features, each text backbone alone, each backbone (F).
+  * :func:`comparison_table` - Tables 5-6: baseline encoders vs LaScA (one backbone, fused).
+  * :func:`lexicon_table` - Table 7: feature-name vs LLM lexicon per fused backbone.
+
+Outputs: :func:`to_markdown`, :func:`to_latex`, and :func:`write_csv` (every number, its std over
+folds, p-value, marks and the fold accuracies); :func:`read_csv` restores the exact table, so a
+table re-renders from its CSV alone.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import math
+import os
+import pathlib
+from typing import Callable, Iterable, Mapping, Sequence
+
+import numpy as np
+
+from lasca_jax.analysis import stats
+
+# (target, window_seconds, margin)
+Column = tuple[str, float, float]
+COLUMNS: tuple[Column, ...] = tuple(
+    (t, w, m) for t in ("arousal", "valence") for w in (3.0, 5.0) for m in (0.1, 0.2))
+
+
+def make_column(target: str, window_seconds: float, margin: float) -> Column:
+  """A column key, rounded so that 0.1 from JSON and 0.1 + 1e-12 from a grid compare equal."""
+  return (str(target), round(float(window_seconds), 6), round(float(margin), 6))
+
+
+MODALITY_NAMES = {"visual": "Visual", "audio": "Audio", "multimodal": "Multimodal"}
+# Table 1 order; short names as printed in Tables 3-4.
+BACKBONE_SHORT_NAMES = {
+    "all-mpnet-base-v2": "MPNet",
+    "multi-qa-mpnet-base-dot-v1": "QAMPNet",
+    "all-distilroberta-v1": "DRoBERTa",
+    "all-MiniLM-L12-v2": "MiniLM",
+    "multi-qa-distilbert-cos-v1": "DBERT",
+    "all-MiniLM-L6-v2": "MiniLM-L6",
+}
+# Table 2 baselines per modality, in the paper's row order.
+BASELINES = {
+    "visual": ("VGGFace2", "SwinFace", "MAE-Face"),
+    "audio": ("Wav2Vec2", "MAE-Audio"),
+    "multimodal": ("HiCMAE", "MMA-DFER"),
+}
+BASELINE_LABELS = tuple(b for v in BASELINES.values() for b in v)
+LEXICON_NAMES = {"feature_name": "Feature", "shuffled": "Shuffled", "llm": "LLM (ours)"}
+LASCA_ROW = "LaScA (ours)"
+MISSING = "--"
+
+
+@dataclasses.dataclass(frozen=True)
+class RunRecord:
+  """What the tables and plots need from one run directory.
+
+  Attributes:
+    path: the run directory.
+    dataset: ``config.data.name``.
+    modality: ``"visual"``, ``"audio"`` or ``"multimodal"``.
+    model_label: the row label (``config.json``'s ``model_label``, else derived).
+    fusion: ``config.model.fusion`` (``"features"``, ``"text"``, ``"fused"``).
+    backbone: ``config.text.backbone``.
+    lexicon: ``config.text.lexicon``.
+    target: ``"arousal"`` or ``"valence"``.
+    window_seconds: window length.
+    margin: pair margin tau.
+    accuracies: ``[folds]`` test accuracy.
+    best_epoch: ``[folds]``.
+    num_pairs: ``{"train"|"val"|"test": [folds]}`` pair counts.
+    control: ``"mask"``, ``"random_text"`` or ``"capacity"`` for a control run
+      (:mod:`lasca_jax.method.controls`), else ``""``.
+  """
+
+  path: str
+  dataset: str
+  modality: str
+  model_label: str
+  fusion: str
+  backbone: str
+  lexicon: str
+  target: str
+  window_seconds: float
+  margin: float
+  accuracies: np.ndarray
+  best_epoch: np.ndarray | None = None
+  num_pairs: Mapping[str, np.ndarray] | None = None
+  control: str = ""
+
+  @property
+  def column(self) -> Column:
+    return make_column(self.target, self.window_seconds, self.margin)
+
+
+@dataclasses.dataclass(frozen=True)
+class Cell:
+  """One table entry: statistics over folds and the marks.
+
+  Attributes:
+    mean: mean accuracy over non-NaN folds; NaN for a missing cell.
+    std: sample std (ddof=1) over folds.
+    n_folds: non-NaN folds.
+    p_value: Wilcoxon p-value against the block's best in this column (NaN for the best).
+    is_best: bold.
+    on_par: on par with the best (underlined when not best).
+    folds: the fold accuracies.
+  """
+
+  mean: float
+  std: float
+  n_folds: int
+  p_value: float
+  is_best: bool
+  on_par: bool
+  folds: tuple[float, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class Table:
+  """A rendered-ready table.
+
+  Attributes:
+    title: caption.
+    block_header: header of the block column (``"Modality"``; ``"Multimodal"`` in Table 7).
+    row_header: header of the row column (``"Model"``; ``"LaScA"`` in Table 7).
+    blocks: ``(block label, [row labels])`` in display order.
+    columns: the ``(target, window, margin)`` columns in display order.
+    cells: ``(block, row, column) -> Cell``; absent keys render as ``--``.
+    mark_on_par: underline on-par cells (Table 7 only bolds).
+  """
+
+  title: str
+  block_header: str
+  row_header: str
+  blocks: tuple[tuple[str, tuple[str, ...]], ...]
+  columns: tuple[Column, ...]
+  cells: Mapping[tuple[str, str, Column], Cell]
+  mark_on_par: bool = True
+
+
+# ----------------------------------------------------------------------------- reading runs
+
+
+def backbone_short_name(backbone: str) -> str:
+  """``"sentence-transformers/all-mpnet-base-v2"`` or a path -> ``"MPNet"`` (else the basename)."""
+  base = os.path.basename(str(backbone).rstrip("/"))
+  return BACKBONE_SHORT_NAMES.get(base, base)
+
+
+def default_model_label(fusion: str, backbone: str) -> str:
+  """Row label of Tables 3-4 from the representation: Features, MPNet, MPNet(F)."""
+  if fusion == "features":
+    return "Features"
+  if fusion == "text":
+    return backbone_short_name(backbone)
+  if fusion == "fused":
+    return backbone_short_name(backbone) + "(F)"
+  if fusion == "mask":
+    return "Features+Mask"
+  if fusion == "random_text":
+    return backbone_short_name(backbone) + "(F) random text"
+  raise ValueError(f"unknown model.fusion {fusion!r}")
+
+
+def control_kind(config: Mapping) -> str:
+  """``"mask"``, ``"random_text"``, ``"capacity"`` or ``""`` for a run's ``config.json``."""
+  model = config.get("model", {})
+  if model.get("fusion") in ("mask", "random_text"):
+    return model["fusion"]
+  if model.get("hidden_from", "") or int(model.get("hidden_from_dim", 0) or 0) > 0:
+    return "capacity"
+  return ""
+
+
+def find_runs(root: str | os.PathLike) -> list[pathlib.Path]:
+  """Every directory under ``root`` (itself included) holding config.json and results.npz."""
+  root = pathlib.Path(root)
+  found = [p.parent for p in root.rglob("config.json") if (p.parent / "results.npz").is_file()]
+  return sorted(found)
+
+
+def _get(config: Mapping, dotted: str, path: pathlib.Path, default=None):
+  node = config
+  for key in dotted.split("."):
+    if not isinstance(node, Mapping) or key not in node:
+      if default is not None:
+        return default
+      raise ValueError(f"{path / 'config.json'}: missing field {dotted}")
+    node = node[key]
+  return node
+
+
+def load_run(run_dir: str | os.PathLike) -> RunRecord:
+  """Reads one run directory into a :class:`RunRecord`.
+
+  Raises:
+    ValueError: naming the file when a required field or array is missing or malformed.
+  """
+  run_dir = pathlib.Path(run_dir)
+  with open(run_dir / "config.json") as f:
+    config = json.load(f)
+  npz_path = run_dir / "results.npz"
+  with np.load(npz_path) as res:
+    if "test_accuracy" not in res:
+      raise ValueError(f"{npz_path}: no test_accuracy array")
+    acc = np.asarray(res["test_accuracy"], dtype=np.float64)
+    if acc.ndim != 1:
+      raise ValueError(f"{npz_path}: test_accuracy has shape {acc.shape}, expected [folds]")
+    best_epoch = np.asarray(res["best_epoch"]) if "best_epoch" in res else None
+    num_pairs = {k: np.asarray(res[f"num_{k}_pairs"]) for k in ("train", "val", "test")
+                 if f"num_{k}_pairs" in res}
+  fusion = _get(config, "model.fusion", run_dir, "")
+  backbone = _get(config, "text.backbone", run_dir, "")
+  label = config.get("model_label") or default_model_label(fusion, backbone)
+  return RunRecord(
+      path=str(run_dir),
+      dataset=str(_get(config, "data.name", run_dir, "")),
+      modality=str(_get(config, "features.modality", run_dir)),
+      model_label=str(label),
+      fusion=str(fusion),
+      backbone=str(backbone),
+      lexicon=str(_get(config, "text.lexicon", run_dir, "")),
+      target=str(_get(config, "pairs.target", run_dir)),
+      window_seconds=float(_get(config, "features.window_seconds", run_dir)),
+      margin=float(_get(config, "pairs.margin", run_dir)),
+      accuracies=acc,
+      best_epoch=best_epoch,
+      num_pairs=num_pairs or None,
+      control=control_kind(config),
+  )
+
+
+def collect_sweep(root: str | os.PathLike, dataset: str | None = None) -> list[RunRecord]:
+  """All runs under ``root`` (optionally only ``config.data.name == dataset``)."""
+  records = [load_run(p) for p in find_runs(root)]
+  if dataset is not None:
+    records = [r for r in records if r.dataset == dataset]
+  return records
+
+
+# ----------------------------------------------------------------------------- building tables
+
+
+def _same_folds(a: np.ndarray, b: np.ndarray) -> bool:
+  return a.shape == b.shape and bool(np.all((a == b) | (np.isnan(a) & np.isnan(b))))
+
+
+def build_table(records: Iterable[RunRecord], *,
+                block_of: Callable[[RunRecord], str | Sequence[str] | None],
+                row_of: Callable[[RunRecord], str | None], title: str,
+                block_header: str = "Modality", row_header: str = "Model",
+                block_order: Sequence[str] | None = None, row_order: Sequence[str] | None = None,
+                columns: Sequence[Column] | None = COLUMNS, mark_on_par: bool = True,
+                alpha: float = stats.ALPHA, zero_method: str = stats.ZERO_METHOD) -> Table:
+  """Groups records into blocks x rows x columns and marks best / on-par per block column.
+
+  Args:
+    records: runs; a run for which ``block_of`` or ``row_of`` returns None is left out, as is one
+      whose column is not in ``columns``.
+    block_of: record -> block label, or a tuple of labels when the record belongs to several
+      blocks (a control shared by every backbone).
+    row_of: record -> row label.
+    title: caption.
+    block_header: header of the block column.
+    row_header: header of the row column.
+    block_order: block display order (others follow in order of first appearance).
+    row_order: row display order within each block (others follow in order of appearance).
+    columns: ``(target, window, margin)`` columns; None: every column the records have
+      (arousal before valence, then by window and margin).
+    mark_on_par: underline on-par cells.
+    alpha: significance level.
+    zero_method: Wilcoxon zero handling (:mod:`lasca_jax.analysis.stats`).
+
+  Returns:
+    The :class:`Table`.
+
+  Raises:
+    ValueError: when two runs with different fold accuracies land in one cell (naming both).
+  """
+  records = list(records)
+  if columns is None:
+    targets = {"arousal": 0, "valence": 1}
+    columns = sorted({r.column for r in records},
+                     key=lambda c: (targets.get(c[0], 2), c[0], c[1], c[2]))
+  columns = tuple(make_column(*c) for c in columns)
+  col_set = set(columns)
+  grouped: dict[tuple[str, str, Column], RunRecord] = {}
+  block_seen: list[str] = []
+  rows_seen: dict[str, list[str]] = {}
+  placed = []
+  for r in records:
+    blocks_of_r = block_of(r)
+    if isinstance(blocks_of_r, (tuple, list)):
+      placed += [(b, r) for b in blocks_of_r]
+    else:
+      placed.append((blocks_of_r, r))
+  for block, r in placed:
+    row = row_of(r)
+    if block is None or row is None or r.column not in col_set:
+      continue
+    key = (block, row, r.column)
+    if key in grouped:
+      if _same_folds(grouped[key].accuracies, r.accuracies):
+        continue  # e.g. a features-only run repeated under two lexicons
+      raise ValueError(f"two runs for {key}: {grouped[key].path} and {r.path}")
+    grouped[key] = r
+    if block not in rows_seen:
+      block_seen.append(block)
+      rows_seen[block] = []
+    if row not in rows_seen[block]:
+      rows_seen[block].append(row)
+
+  def ordered(seen, order):
+    order = list(order or [])
+    return [x for x in order if x in seen] + [x for x in seen if x not in order]
+
+  blocks = tuple((b, tuple(ordered(rows_seen[b], row_order)))
+                 for b in ordered(block_seen, block_order))
+  cells = {}
+  for block, rows in blocks:
+    for col in columns:
+      acc = {row: grouped[(block, row, col)].accuracies for row in rows
+             if (block, row, col) in grouped}
+      try:
+        compared = stats.compare_to_best(acc, alpha=alpha, zero_method=zero_method)
+      except ValueError as e:
+        paths = ", ".join(f"{row}: {grouped[(block, row, col)].path}" for row in acc)
+        raise ValueError(f"{block} {column_label(col)}: {e} ({paths})") from e
+      for row, c in compared.items():
+        cells[(block, row, col)] = Cell(c.mean, c.std, c.n_folds, c.p_value, c.is_best,
+                                        c.on_par, tuple(float(x) for x in acc[row]))
+  return Table(title, block_header, row_header, blocks, columns, cells, mark_on_par)
+
+
+def _backbone_rank(backbone: str) -> int:
+  names = list(BACKBONE_SHORT_NAMES)
+  base = os.path.basename(str(backbone).rstrip("/"))
+  return names.index(base) if base in names else len(names)
+
+
+def _modality_block(r: RunRecord) -> str:
+  return MODALITY_NAMES.get(r.modality, r.modality)
+
+
+def backbone_table(records: Iterable[RunRecord], *, title: str = "", lexicon: str = "llm",
+                   **kwargs) -> Table:
+  """Tables 3-4: per modality, Features, each text backbone alone, then each backbone (F).
+
+  Baseline-encoder runs (``model_label`` in :data:`BASELINE_LABELS`) are left out, and so are
+  text / fused runs of another lexicon. Extra keyword arguments go to :func:`build_table`.
+  """
+  kind_rank = {"features": 0, "text": 1, "fused": 2}
+  keep = [r for r in records if r.model_label not in BASELINE_LABELS and not r.control
+          and r.fusion in kind_rank and (r.fusion == "features" or r.lexicon == lexicon)]
+  ranked = sorted(keep, key=lambda r: (kind_rank[r.fusion], _backbone_rank(r.backbone),
+                                       r.model_label))
+  row_order = list(dict.fromkeys(r.model_label for r in ranked))
+  return build_table(
+      keep, block_of=_modality_block, row_of=lambda r: r.model_label,
+      title=title or "Accuracy across modalities, windows, margins and text backbones.",
+      block_order=list(MODALITY_NAMES.values()), row_order=row_order, **kwargs)
+
+
+def comparison_table(records: Iterable[RunRecord], *, lasca_label: str = "MPNet(F)",
+                     lexicon: str = "llm", baselines: Mapping[str, Sequence[str]] = BASELINES,
+                     title: str = "", **kwargs) -> Table:
+  """Tables 5-6: per modality, the baseline encoders of that modality and LaScA (ours).
+
+  LaScA is the run labelled ``lasca_label`` (``MPNet(F)`` in the paper) with ``lexicon``.
+  """
+  records = list(records)
+  by_modality = {m: tuple(v) for m, v in baselines.items()}
+  all_baselines = [b for v in by_modality.values() for b in v]
+  # Any run of a precomputed encoder (model.fusion == "baseline") is a baseline row too.
+  others = sorted({r.model_label for r in records
+                   if r.fusion == "baseline" and r.model_label not in all_baselines})
+
+  def row_of(r):
+    if r.control:
+      return None
+    if r.model_label == lasca_label and r.lexicon == lexicon and r.fusion != "baseline":
+      return LASCA_ROW
+    if r.model_label in by_modality.get(r.modality, ()) or r.fusion == "baseline":
+      return r.model_label
+    return None
+
+  return build_table(
+      records, block_of=_modality_block, row_of=row_of,
+      title=title or "Comparison with baseline encoders.",
+      block_order=list(MODALITY_NAMES.values()), row_order=all_baselines + others + [LASCA_ROW],
+      **kwargs)
+
+
+def lexicon_table(records: Iterable[RunRecord], *,
+                  backbones: Sequence[str] = ("MPNet(F)", "DRoBERTa(F)", "MiniLM(F)"),
+                  modality: str = "multimodal", lexicons: Mapping[str, str] = LEXICON_NAMES,
+                  title: str = "", mark_on_par: bool = False, **kwargs) -> Table:
+  """Table 7: per fused backbone (block), one row per lexicon (Feature vs LLM (ours)).
+
+  The paper only bolds the better lexicon per configuration, hence ``mark_on_par=False``.
+  """
+  backbones = list(backbones)
+  return build_table(
+      records,
+      block_of=lambda r: r.model_label if (r.model_label in backbones
+                                           and r.modality == modality) else None,
+      row_of=lambda r: lexicons.get(r.lexicon),
+      title=title or "Feature-name vs LLM lexicon.",
+      block_header=MODALITY_NAMES.get(modality, modality), row_header="LaScA",
+      block_order=backbones, row_order=list(lexicons.values()), mark_on_par=mark_on_par,
+      **kwargs)
+
+
+CONTROL_ROWS = {"": "LaScA (ours)", "mask": "Salience mask", "random_text": "Random text",
+                "capacity": "Matched capacity", "features": "Features"}
+
+
+def controls_table(records: Iterable[RunRecord], *, modality: str = "multimodal",
+                   lexicon: str = "llm", backbones: Sequence[str] | None = None,
+                   title: str = "", **kwargs) -> Table:
+  """The controls (:mod:`lasca_jax.method.controls`) against LaScA (F), one block per fused backbone.
+
+  Rows: LaScA (ours) (the backbone fused, ``lexicon``), the salience-mask control (shared by all
+  blocks), the random-text and capacity-matched controls of that backbone, and the features
+  alone. Marks as in Tables 3-4: bold = best mean in the block column, underlined = not
+  significantly worse than it (two-sided Wilcoxon over folds).
+
+  Args:
+    records: runs.
+    modality: the modality whose runs are compared.
+    lexicon: lexicon of the LaScA row.
+    backbones: short names of the fused backbones (blocks), e.g. ``("MiniLM-L6",)``; None: every
+      backbone with a random-text or capacity-matched control.
+    title: caption.
+  """
+  records = [r for r in records if r.modality == modality]
+  if backbones is None:
+    backbones = sorted({backbone_short_name(r.backbone) for r in records
+                        if r.control in ("random_text", "capacity")}, key=_backbone_rank_short)
+  backbones = list(backbones)
+
+  def block_of(r):
+    short = backbone_short_name(r.backbone)
+    if r.control == "mask" or (r.fusion == "features" and not r.control):
+      return tuple(f"{b}(F)" for b in backbones)
+    if r.control in ("random_text", "capacity") and short in backbones:
+      return f"{short}(F)"
+    if (not r.control and r.fusion == "fused" and r.lexicon == lexicon and short in backbones
+        and r.model_label == f"{short}(F)"):
+      return f"{short}(F)"
+    return None
+
+  def row_of(r):
+    if r.fusion == "features" and not r.control:
+      return CONTROL_ROWS["features"]
+    return CONTROL_ROWS[r.control]
+
+  return build_table(
+      records, block_of=block_of, row_of=row_of,
+      title=title or "LaScA (F) against controls: salience mask, random text, matched capacity.",
+      block_header=MODALITY_NAMES.get(modality, modality), row_header="Representation",
+      block_order=[f"{b}(F)" for b in backbones], row_order=list(CONTROL_ROWS.values()),
+      **kwargs)
+
+
+def _backbone_rank_short(short: str) -> int:
+  names = list(BACKBONE_SHORT_NAMES.values())
+  return names.index(short) if short in names else len(names)
+
+
+# ----------------------------------------------------------------------------- rendering
+
+
+def column_label(col: Column) -> str:
+  """``("arousal", 3.0, 0.1)`` -> ``"Arousal 3s 10%"``."""
+  t, w, m = col
+  return f"{t.capitalize()} {w:g}s {m * 100:g}%"
+
+
+def format_cell(cell: Cell | None, mark_on_par: bool, bold: Callable[[str], str],
+                underline: Callable[[str], str]) -> str:
+  """Two-decimal mean with the marks; ``--`` for a missing cell."""
+  if cell is None or not math.isfinite(cell.mean):
+    return MISSING
+  text = f"{cell.mean:.2f}"
+  if cell.is_best:
+    return bold(text)
+  if mark_on_par and cell.on_par:
+    return underline(text)
+  return text
+
+
+def _body_rows(table: Table, bold, underline) -> list[list[str]]:
+  out = []
+  for block, rows in table.blocks:
+    for i, row in enumerate(rows):
+      vals = [format_cell(table.cells.get((block, row, c)), table.mark_on_par, bold, underline)
+              for c in table.columns]
+      out.append([block if i == 0 else "", row] + vals)
+  return out
+
+
+def to_markdown(table: Table) -> str:
+  """GitHub/Jupyter Markdown: bold ``**x**``, underline ``<u>x</u>``."""
+  header = [table.block_header, table.row_header] + [column_label(c) for c in table.columns]
+  header = [h.replace("|", "\\|") for h in header]
+  lines = [f"**{table.title}**", "", "| " + " | ".join(header) + " |",
+           "|" + "|".join([" --- "] * 2 + [" ---: "] * len(table.columns)) + "|"]
+  for cells in _body_rows(table, lambda s: f"**{s}**", lambda s: f"<u>{s}</u>"):
+    lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+  return "\n".join(lines) + "\n"
+
+
+_LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "_": r"\_", "#": r"\#",
+                  "$": r"\$", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}"}
+
+
+def latex_escape(text: str) -> str:
+  """Escapes LaTeX special characters in a label."""
+  return "".join(_LATEX_SPECIAL.get(ch, ch) for ch in text)
+
+
+def _spans(keys: Sequence) -> list[tuple[object, int]]:
+  out = []
+  for k in keys:
+    if out and out[-1][0] == k:
+      out[-1] = (k, out[-1][1] + 1)
+    else:
+      out.append((k, 1))
+  return out
+
+
+def to_latex(table: Table) -> str:
+  """A booktabs ``table`` with a three-level column header (target / window / margin)."""
+  cols = table.columns
+  lines = [r"\begin{table}[t]", r"\centering", rf"\caption{{{latex_escape(table.title)}}}",
+           r"\begin{tabular}{ll" + "c" * len(cols) + "}", r"\toprule"]
+  for level in (1, 2):
+    spans = _spans([c[:level] for c in cols])
+    cells, rules, start = [], [], 3
+    for key, n in spans:
+      text = key[0].capitalize() if level == 1 else f"{key[1]:g}s"
+      cells.append(rf"\multicolumn{{{n}}}{{c}}{{{text}}}")
+      rules.append(rf"\cmidrule(lr){{{start}-{start + n - 1}}}")
+      start += n
+    lines.append(" & & " + " & ".join(cells) + r" \\")
+    lines.append("".join(rules))
+  lines.append(f"{latex_escape(table.block_header)} & {latex_escape(table.row_header)} & "
+               + " & ".join(latex_escape(f"{c[2] * 100:g}%") for c in cols) + r" \\")
+  lines.append(r"\midrule")
+  for i, (block, rows) in enumerate(table.blocks):
+    if i:
+      lines.append(r"\midrule")
+    for j, row in enumerate(rows):
+      vals = [format_cell(table.cells.get((block, row, c)), table.mark_on_par,
+                          lambda s: rf"\textbf{{{s}}}", lambda s: rf"\underline{{{s}}}")
+              for c in cols]
+      lines.append(" & ".join([latex_escape(block) if j == 0 else "", latex_escape(row)] + vals)
+                   + r" \\")
+  lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
+  return "\n".join(lines) + "\n"
+
+
+# ----------------------------------------------------------------------------- CSV round trip
+
+CSV_FIELDS = ("table", "block_header", "row_header", "mark_on_par", "block", "row", "target",
+              "window_seconds", "margin", "mean", "std", "n_folds", "p_value", "is_best",
+              "on_par", "fold_accuracies")
+
+
+def write_csv(table: Table, path: str | os.PathLike) -> None:
+  """One line per (block, row, column), missing cells included, floats at full precision."""
+  with open(path, "w", newline="") as f:
+    w = csv.DictWriter(f, fieldnames=CSV_FIELDS)
+    w.writeheader()
+    for block, rows in table.blocks:
+      for row in rows:
+        for col in table.columns:
+          c = table.cells.get((block, row, col))
+          w.writerow({
+              "table": table.title, "block_header": table.block_header,
+              "row_header": table.row_header, "mark_on_par": int(table.mark_on_par),
+              "block": block, "row": row, "target": col[0], "window_seconds": repr(col[1]),
+              "margin": repr(col[2]),
+              "mean": repr(c.mean) if c else "", "std": repr(c.std) if c else "",
+              "n_folds": c.n_folds if c else "", "p_value": repr(c.p_value) if c else "",
+              "is_best": int(c.is_best) if c else "", "on_par": int(c.on_par) if c else "",
+              "fold_accuracies": ";".join(repr(x) for x in c.folds) if c else "",
+          })
+
+
+def read_csv(path: str | os.PathLike) -> Table:
+  """Restores the :class:`Table` that :func:`write_csv` wrote (marks as stored, not recomputed)."""
+  with open(path, newline="") as f:
+    lines = list(csv.DictReader(f))
+  if not lines:
+    raise ValueError(f"{path}: empty table CSV")
+  first = lines[0]
+  blocks: dict[str, list[str]] = {}
+  columns: list[Column] = []
+  cells = {}
+  for x in lines:
+    col = make_column(x["target"], x["window_seconds"], x["margin"])
+    if col not in columns:
+      columns.append(col)
+    rows = blocks.setdefault(x["block"], [])
+    if x["row"] not in rows:
+      rows.append(x["row"])
+    if x["mean"] == "":
+      continue
+    folds = tuple(float(v) for v in x["fold_accuracies"].split(";")) if x["fold_accuracies"] else ()
+    cells[(x["block"], x["row"], col)] = Cell(
+        float(x["mean"]), float(x["std"]), int(x["n_folds"]), float(x["p_value"]),
+        bool(int(x["is_best"])), bool(int(x["on_par"])), folds)
+  return Table(first["table"], first["block_header"], first["row_header"],
+               tuple((b, tuple(r)) for b, r in blocks.items()), tuple(columns), cells,
+               bool(int(first["mark_on_par"])))
+
+
+def write_table(table: Table, out_dir: str | os.PathLike, stem: str) -> dict[str, pathlib.Path]:
+  """Writes ``<stem>.md``, ``<stem>.tex`` and ``<stem>.csv`` under ``out_dir``."""
+  out_dir = pathlib.Path(out_dir)
+  out_dir.mkdir(parents=True, exist_ok=True)
+  paths = {k: out_dir / f"{stem}.{k}" for k in ("md", "tex", "csv")}
+  paths["md"].write_text(to_markdown(table))
+  paths["tex"].write_text(to_latex(table))
+  write_csv(table, paths["csv"])
+  return paths

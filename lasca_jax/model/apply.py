@@ -1,0 +1,339 @@
+"""A trained bundle applied to a new recording: frames -> windows -> decisions -> explanations.
+
+:func:`read_input` turns the input into per-frame features with the bundle's columns:
+
+* a video (``.mp4``, ``.avi``, ...): extracted exactly as the dataset path does
+  (:func:`lasca_jax.data.extract.runner.extract`: MediaPipe blendshapes + head pose, PyAV + librosa
+  MFCCs, with the run's extraction settings) and pooled onto a regular time base at the run's
+  annotation rate (``bundle.json``'s ``time_base_hz``) with
+  :func:`lasca_jax.data.extract.load.on_time_base`, as the media datasets pool onto their labels;
+* an extracted feature file (``experiments/extract.py``'s per-recording ``.npz``): the same
+  pooling;
+* a per-frame table (``.csv`` or column ``.npz``, read as the custom dataset reads them) with a
+  time column in seconds and (at least) the bundle's feature columns; the table's own time base
+  is kept, as the custom dataset keeps it.
+
+:func:`predict_recording` windows the frames (``windows.make_windows``), marks windows without
+enough face or audio frames (``features.min_valid_fraction`` of the run, for the streams the
+model uses), decides every pair of consecutive windows with every fold model, and explains each
+decision (:mod:`lasca_jax.analysis.attribution`). A pair with an unusable window is kept in the output
+with an empty probability and the reason.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from typing import Any
+
+import numpy as np
+
+from lasca_jax.analysis import attribution
+from lasca_jax.data.extract import load as load_lib
+from lasca_jax.method import windows as windows_lib
+from lasca_jax.model import bundle as bundle_lib
+from lasca_jax.run import cache as cache_lib
+
+STREAMS = ("face", "audio")
+
+
+@dataclasses.dataclass
+class FrameInput:
+  """Per-frame features of one recording in the bundle's column order.
+
+  Attributes:
+    times: ``float64 [T]`` seconds.
+    features: ``float32 [T, F]`` (NaN where missing, e.g. no face in a frame).
+    kind: ``"video"``, ``"feature file"`` or ``"table"``.
+    frames: video frames decoded (0 for tables).
+    warnings: extraction warnings.
+  """
+  times: np.ndarray
+  features: np.ndarray
+  kind: str
+  frames: int = 0
+  warnings: list = dataclasses.field(default_factory=list)
+
+
+def _require_streams(path: str, predictor, has_face: bool, has_audio: bool) -> None:
+  """One-line errors when the model's modality needs a stream the recording lacks."""
+  mods = set(predictor.modalities)
+  json_path = os.path.join(predictor.path, bundle_lib.JSON_FILE)
+  if "face" in mods and not has_face:
+    raise bundle_lib.BundleError(
+        f"{path}: no face found in any frame, but the model {json_path} uses facial features "
+        f"(modality {predictor.meta['modality']}); give a video showing a face, or a run trained "
+        "with --config.features.modality=audio")
+  if "audio" in mods and not has_audio:
+    raise bundle_lib.BundleError(
+        f"{path}: no audio track, but the model {json_path} uses audio features (modality "
+        f"{predictor.meta['modality']}); give a recording with sound, or a run trained with "
+        "--config.features.modality=visual")
+
+
+def _columns(path: str, predictor, names: list[str], values: np.ndarray) -> np.ndarray:
+  """``values [T, len(names)]`` reordered to the bundle's feature columns (or a clear error)."""
+  index = {n: i for i, n in enumerate(names)}
+  missing = [n for n in predictor.feature_names if n not in index]
+  if missing:
+    raise bundle_lib.BundleError(
+        f"{path}: {len(missing)} of the model's {len(predictor.feature_names)} feature columns "
+        f"are missing (e.g. {missing[:3]}); the input must have the columns listed under "
+        f"feature_names in {os.path.join(predictor.path, bundle_lib.JSON_FILE)}")
+  return values[:, [index[n] for n in predictor.feature_names]].astype(np.float32)
+
+
+def _from_feature_file(path: str, predictor, features: dict, kind: str, frames: int,
+                       warnings: list) -> FrameInput:
+  meta = features["meta"]
+  has_face = bool(np.asarray(features["face_valid"]).any())
+  has_audio = bool(meta.get("has_audio", features["mfcc"].shape[0] > 0))
+  _require_streams(path, predictor, has_face, has_audio)
+  hz = float(predictor.meta["time_base_hz"])
+  ends = [np.max(features["frame_times"], initial=0.0), np.max(features["audio_times"],
+                                                              initial=0.0)]
+  times = np.arange(int(np.floor(max(ends) * hz)) + 1) / hz
+  values = load_lib.on_time_base(features, times, frame_clock="pts")        # [T, 73]
+  return FrameInput(times, _columns(path, predictor, list(load_lib.FEATURE_NAMES), values), kind,
+                    frames, warnings)
+
+
+def read_input(path: str, predictor, face_model: str = "", time_column: str = "time"
+               ) -> FrameInput:
+  """Per-frame features of ``path`` with the bundle's columns (module docstring).
+
+  Raises:
+    BundleError / FileNotFoundError / ValueError: one line naming ``path`` and what to do.
+  """
+  from lasca_jax.data.datasets import custom  # pylint: disable=import-outside-toplevel
+  from lasca_jax.data.extract import runner, store  # pylint: disable=import-outside-toplevel
+  if not os.path.isfile(path):
+    raise FileNotFoundError(f"input {path} does not exist")
+  ext = os.path.splitext(path)[1].lower()
+  if ext in load_lib.VIDEO_EXTENSIONS:
+    data_config = predictor.meta["config"].get("data", {})
+    settings = runner.settings_from_config(data_config)
+    settings = dataclasses.replace(settings, face_model=face_model)
+    job = runner.MediaJob(os.path.splitext(os.path.basename(path))[0], path, None, output="")
+    arrays, meta = runner.extract(job, settings)
+    return _from_feature_file(path, predictor, {**arrays, "meta": meta}, "video",
+                              int(meta["num_frames"]), list(meta["warnings"]))
+  if ext == ".npz":
+    with np.load(path, allow_pickle=False) as z:
+      is_store = {"frame_index", "face", "mfcc", "meta"} <= set(z.files)
+    if is_store:
+      features = store.load_features(path)
+      return _from_feature_file(path, predictor, features, "feature file",
+                                int(features["meta"].get("num_frames", 0)),
+                                list(features["meta"].get("warnings", [])))
+  if ext not in (".csv", ".npz"):
+    raise ValueError(f"{path}: unknown input type {ext!r}; give a video "
+                     f"({', '.join(load_lib.VIDEO_EXTENSIONS)}), an extracted feature .npz, or a "
+                     "per-frame .csv/.npz table")
+  columns = custom.read_table(path)
+  if time_column not in columns:
+    raise ValueError(f"{path}: no time column {time_column!r} (seconds); add one or pass "
+                     "--time_column")
+  times = np.asarray(columns[time_column], np.float64)
+  if times.size < 2 or not np.all(np.diff(times) > 0):
+    raise ValueError(f"{path}: the time column {time_column!r} must be strictly increasing")
+  names = [k for k, v in columns.items() if k != time_column and v.dtype.kind == "f"]
+  values = np.stack([columns[k] for k in names], axis=1) if names else np.zeros((times.size, 0))
+  feats = _columns(path, predictor, names, values)
+  mods = np.asarray(predictor.modalities)
+  _require_streams(path, predictor,
+                   bool(np.isfinite(feats[:, mods == "face"]).all(1).any()),
+                   bool(np.isfinite(feats[:, mods == "audio"]).all(1).any()))
+  return FrameInput(times, feats, "table")
+
+
+def window_input(frames: FrameInput, predictor) -> dict[str, np.ndarray]:
+  """``windows.make_windows`` of the frames (labels set to 0: a new recording has none)."""
+  zeros = np.zeros(frames.times.size, np.float32)
+  arrays = {"times": frames.times, "features": frames.features, "valence": zeros,
+            "arousal": zeros, "recording": np.zeros(frames.times.size, np.int32),
+            "recording_ids": np.array(["input"]), "subject_ids": np.array(["input"]),
+            "feature_names": np.array(predictor.feature_names),
+            "modalities": np.array(predictor.modalities)}
+  return windows_lib.make_windows(arrays, float(predictor.meta["window_seconds"]))
+
+
+def unusable_reasons(win: dict, predictor) -> list[str]:
+  """Per window, ``""`` if usable, else e.g. ``"face in 12% of frames (< 50%)"``."""
+  need = float(predictor.meta["min_valid_fraction"])
+  streams = [s for s in STREAMS if s in set(predictor.modalities)]
+  out = []
+  for cov in win["coverage"]:
+    parts = [f"{s} in {cov[STREAMS.index(s)]:.0%} of frames (< {need:.0%})" for s in streams
+             if cov[STREAMS.index(s)] < need]
+    out.append("; ".join(parts))
+  return out
+
+
+def modal_prompt(rep, window: int) -> tuple[str, float]:
+  """The prompt most fold models give ``window`` and the fraction of folds that agree."""
+  texts = rep.prompts[rep.index[:, window]]
+  values, counts = np.unique(texts, return_counts=True)
+  best = int(np.argmax(counts))
+  return str(values[best]), float(counts[best] / texts.size)
+
+
+def _fmt_cues(cues: list[tuple[str, float]]) -> str:
+  return "; ".join(f"{name} {value:+.3f}" for name, value in cues)
+
+
+@dataclasses.dataclass
+class Prediction:
+  """The outcome of :func:`predict_recording`."""
+  table: Any                 # pandas.DataFrame, one row per consecutive window pair
+  summary: dict
+  windows: dict
+  explanation: attribution.Explanation | None
+  decided: np.ndarray        # int [N] rows of ``table`` that were decided
+  fold_prob: np.ndarray      # float32 [K, N] each fold model's P(increase) of those rows
+
+
+def predict_recording(predictor, frames: FrameInput, explain: bool = True, top: int = 3,
+                      ig_steps: int = 32) -> Prediction:
+  """Decides and explains every consecutive window pair of one recording (module docstring)."""
+  import pandas as pd  # pylint: disable=import-outside-toplevel
+  t0 = time.perf_counter()
+  win = window_input(frames, predictor)
+  reasons = unusable_reasons(win, predictor)
+  end = float(frames.times[-1]) if frames.times.size else 0.0
+  w = float(predictor.meta["window_seconds"])
+  reasons = [f"partial window (the recording ends at {end:g} s): {r}"
+             if r and start + w > end + 1e-9 else r for r, start in zip(reasons, win["start"])]
+  usable = np.array([r == "" for r in reasons])
+  num_w = usable.size
+  pairs = np.stack([np.arange(num_w - 1), np.arange(1, num_w)], 1) if num_w > 1 else np.zeros(
+      (0, 2), int)
+  decided = np.flatnonzero(usable[pairs[:, 0]] & usable[pairs[:, 1]]) if pairs.size else (
+      np.zeros(0, int))
+  encoded_before = predictor.store.encoded_count if predictor.uses_text else 0
+  rep = predictor.represent(win["features"])
+  k_idx = np.arange(predictor.num_folds)[:, None]
+  first, second = pairs[decided, 0], pairs[decided, 1]
+  prob = (predictor.probabilities(rep.z[k_idx, first], rep.z[k_idx, second])
+          if decided.size else np.zeros((predictor.num_folds, 0), np.float32))   # [K, N]
+  t_decide = time.perf_counter() - t0
+  expl, cues = None, [[] for _ in decided]
+  t1 = time.perf_counter()
+  if explain and decided.size:
+    expl = attribution.explain(predictor, rep, first, second, steps=ig_steps)
+    cues = attribution.top_cues(expl, predictor.feature_names, top)
+  t_explain = time.perf_counter() - t1
+  rows = []
+  row_of = {int(d): i for i, d in enumerate(decided)}
+  for j, (a, b) in enumerate(pairs):
+    row = {"start_s": float(win["start"][a]), "end_s": float(win["start"][a]) + w,
+           "next_start_s": float(win["start"][b]), "next_end_s": float(win["start"][b]) + w,
+           "p_increase": np.nan, "p_increase_std": np.nan, "direction": "",
+           "prompt": "", "next_prompt": "", "prompt_fold_agreement": np.nan,
+           "top_cues": "", "status": "ok"}
+    if predictor.uses_text:
+      row["prompt"], agree_a = modal_prompt(rep, a)
+      row["next_prompt"], agree_b = modal_prompt(rep, b)
+      row["prompt_fold_agreement"] = min(agree_a, agree_b)
+    if j in row_of:
+      i = row_of[j]
+      p = prob[:, i]
+      row.update(p_increase=float(p.mean()), p_increase_std=float(p.std()),
+                 direction="increase" if p.mean() >= 0.5 else "decrease",
+                 top_cues=_fmt_cues(cues[i]))
+    else:
+      bad = [f"window {win['start'][x]:g}-{win['start'][x] + w:g} s: {reasons[x]}"
+             for x in (a, b) if reasons[x]]
+      row["status"] = "not decided: " + "; ".join(bad)
+    rows.append(row)
+  table = pd.DataFrame(rows, columns=[
+      "start_s", "end_s", "next_start_s", "next_end_s", "p_increase", "p_increase_std",
+      "direction", "prompt", "next_prompt", "prompt_fold_agreement", "top_cues", "status"])
+  cov = win["coverage"]
+  mods = set(predictor.modalities)
+  summary = {
+      "target": predictor.meta["target"], "model_label": predictor.meta["model_label"],
+      "fusion": predictor.fusion, "modality": predictor.meta["modality"],
+      "fold_models": predictor.num_folds, "window_seconds": w,
+      "input_kind": frames.kind, "frames_decoded": frames.frames,
+      "duration_s": float(frames.times[-1]) if frames.times.size else 0.0,
+      "windows": int(num_w), "usable_windows": int(usable.sum()),
+      "windows_without_face": [[float(s), float(s) + w] for s, c in zip(win["start"], cov)
+                               if "face" in mods and c[0] < predictor.meta["min_valid_fraction"]],
+      "windows_without_audio": [[float(s), float(s) + w] for s, c in zip(win["start"], cov)
+                                if "audio" in mods and
+                                c[1] < predictor.meta["min_valid_fraction"]],
+      "pairs": int(len(pairs)), "decided": int(decided.size),
+      "increase": int((prob.mean(0) >= 0.5).sum()) if decided.size else 0,
+      "mean_p_increase": float(prob.mean()) if decided.size else None,
+      "prompts_encoded": (predictor.store.encoded_count - encoded_before
+                          if predictor.uses_text else 0),
+      "seconds_decide": round(t_decide, 4), "seconds_explain": round(t_explain, 4),
+      "warnings": list(frames.warnings),
+  }
+  if expl is not None:
+    summary["max_completeness_gap"] = float(np.abs(expl.completeness_gap).max())
+  return Prediction(table, summary, win, expl, decided, prob)
+
+
+def trajectory_figure(pred: Prediction, path: str, title: str = "") -> None:
+  """Predicted P(increase) over time (fold spread as error bars), unusable windows shaded, each
+  decision's top cue written above it."""
+  import matplotlib  # pylint: disable=import-outside-toplevel
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
+  t = pred.table
+  fig, ax = plt.subplots(figsize=(max(6.0, 0.35 * len(t) + 3), 3.6))
+  for key, color, label in (("windows_without_face", "0.85", "no face"),
+                            ("windows_without_audio", "#f3d9b1", "no audio")):
+    for i, (a, b) in enumerate(pred.summary[key]):
+      ax.axvspan(a, b, color=color, alpha=0.6, lw=0, label=label if i == 0 else None)
+  ok = t["status"] == "ok"
+  x = t["next_start_s"][ok].to_numpy()
+  p = t["p_increase"][ok].to_numpy()
+  colors = np.where(p >= 0.5, "tab:green", "tab:red")
+  ax.errorbar(x, p, yerr=t["p_increase_std"][ok].to_numpy(), fmt="none", ecolor="0.4", lw=0.8)
+  ax.scatter(x, p, c=colors, s=22, zorder=3)
+  ax.axhline(0.5, color="0.3", lw=0.8, ls="--")
+  for xi, pi, cue in zip(x, p, t["top_cues"][ok]):
+    if cue:
+      name = cue.split(";")[0].rsplit(" ", 1)
+      ax.annotate(f"{name[0]} {name[1]}" if len(name) == 2 else name[0], (xi, pi),
+                  textcoords="offset points", xytext=(0, 6), rotation=60, fontsize=6,
+                  ha="left", va="bottom")
+  ax.set_ylim(0, 1.15)
+  ax.set_xlabel("time (s): start of the later window")
+  ax.set_ylabel(f"P({pred.summary['target']} increases)")
+  ax.set_title(title or f"{pred.summary['model_label']}: green = increase, red = decrease; "
+               "label = top cue", fontsize=9)
+  handles, labels = ax.get_legend_handles_labels()
+  if handles:
+    ax.legend(fontsize=7, loc="lower right")
+  fig.tight_layout()
+  fig.savefig(path, dpi=130)
+  plt.close(fig)
+
+
+def run_predict(run_dir: str, input_path: str, output: str, face_model: str = "",
+                text_model_path: str | None = None, cache_dir: str | None = None,
+                time_column: str = "time", explain: bool = True, top: int = 3,
+                ig_steps: int = 32) -> Prediction:
+  """``experiments/predict.py``: loads the bundle of ``run_dir``, decides and explains
+  ``input_path`` and writes ``predictions.csv``, ``trajectory.png`` and ``summary.json`` to
+  ``output``."""
+  predictor = bundle_lib.load_bundle(run_dir, cache_dir, text_model_path)
+  t0 = time.perf_counter()
+  frames = read_input(input_path, predictor, face_model, time_column)
+  seconds_input = time.perf_counter() - t0
+  pred = predict_recording(predictor, frames, explain, top, ig_steps)
+  seconds_total = time.perf_counter() - t0
+  os.makedirs(output, exist_ok=True)
+  pred.table.to_csv(os.path.join(output, "predictions.csv"), index=False)
+  trajectory_figure(pred, os.path.join(output, "trajectory.png"))
+  pred.summary.update(
+      run=os.path.abspath(run_dir), input=os.path.abspath(input_path),
+      seconds_input=round(seconds_input, 3), seconds_total=round(seconds_total, 3),
+      frames_per_second=(round(frames.frames / seconds_total, 2) if frames.frames else None))
+  cache_lib.write_json_atomic(os.path.join(output, "summary.json"), pred.summary, indent=1)
+  return pred

@@ -1,0 +1,394 @@
+"""Model bundles: a run's trained models, kept beside ``results.npz`` and applied to new data.
+
+Every run (``pipeline.run``, and each run of a sweep) writes ``<run dir>/bundle/``:
+
+* ``bundle.json``: what is needed to turn raw per-frame features into decisions without the
+  dataset: the feature names and their modalities (in column order), the lexicon's phrase per
+  feature, the salience rule and its settings, the prompt template (= the modality setting), the
+  text backbone name or path, the fusion, window length, target, margin, min-max clipping, the
+  MLP's hidden sizes, the number of folds, the format version, the SHA-256 of the two files below,
+  and the full config (as ``config.json``). It is written last, so a bundle with it is complete.
+* ``params.msgpack``: ``flax.serialization.msgpack_serialize`` of ``{"params": <PreferenceMLP
+  parameters with a leading fold axis>, "lo": [K, F], "span": [K, F]}``: each fold's best-epoch
+  weights and the min-max statistics of its training windows.
+* ``test_windows.npz``: the run's test decisions, so that they can be recomputed and explained
+  without the dataset: the raw window features ``features [Wt, F]`` of every window in a test
+  pair, their ``recording_ids``/``recording``/``start``, per-fold pair indices ``first``/``second``
+  ``[K, n]`` into them with ``mask [K, n]`` (the padding of ``results.npz["test_prob"]``),
+  ``label [K, n]`` and, for a baseline-encoder run, its embeddings ``baseline [Wt, B]``.
+
+:func:`load_bundle` returns a :class:`BundlePredictor`, which recomputes a decision from raw
+window features exactly as the pipeline does (``windows.minmax_apply`` with the fold's
+statistics, ``salience.salience_mask``, ``templates.build_prompts``, the shared
+:class:`lasca_jax.encoders.text.EmbeddingStore`, fusion, ``train.PreferenceMLP``) for all fold models at
+once: its probabilities on the run's test pairs are bit-identical to ``results.npz["test_prob"]``.
+:meth:`BundlePredictor.window_predictor` gives one fold as the streaming
+:class:`lasca_jax.model.efficiency.WindowPredictor` (one window at a time, warm/cold prompt cache).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+from typing import Any, Sequence
+
+import flax.serialization
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from lasca_jax.encoders import text as text_lib
+from lasca_jax.method import controls, lexicon, salience, templates, windows as windows_lib
+from lasca_jax.model import train
+from lasca_jax.run import cache as cache_lib
+
+FORMAT = "lasca_jax.model.bundle/1"
+DIRNAME = "bundle"
+JSON_FILE = "bundle.json"
+PARAMS_FILE = "params.msgpack"
+TEST_FILE = "test_windows.npz"
+
+
+# Fusions whose representation holds features x / a prompt embedding (encoded or, for the
+# random-text control, a fixed random vector per prompt).
+FEATURE_FUSIONS = ("features", "fused") + controls.FUSIONS
+TEXT_FUSIONS = ("text", "fused", "random_text")
+ENCODED_FUSIONS = ("text", "fused")
+
+
+class BundleError(ValueError):
+  """A bundle is missing, incomplete or does not fit the input (the message says what to do)."""
+
+
+def bundle_dir(run_dir: str) -> str:
+  return os.path.join(run_dir, DIRNAME)
+
+
+def _sha256(path: str) -> str:
+  h = hashlib.sha256()
+  with open(path, "rb") as f:
+    for block in iter(lambda: f.read(1 << 20), b""):
+      h.update(block)
+  return h.hexdigest()
+
+
+def time_base_hz(config) -> float:
+  """The frame rate new recordings are resampled to before windowing: the dataset's annotation
+  rate (``data.frame_rate`` or ``data.label_rate``), else 10 Hz (SEWA's label rate)."""
+  for key in ("frame_rate", "label_rate"):
+    if key in config.data and float(config.data[key]) > 0:
+      return float(config.data[key])
+  return 10.0
+
+
+def _test_windows(inputs, raw: np.ndarray, win: dict) -> dict[str, np.ndarray]:
+  """The raw windows of every test pair and per-fold indices into them (module docstring)."""
+  f = inputs.folds
+  first = np.asarray(inputs.pairs.first)[f.test_idx]                  # [K, n]
+  second = np.asarray(inputs.pairs.second)[f.test_idx]
+  used = np.unique(np.concatenate([first[f.test_mask], second[f.test_mask]]))
+  local = np.zeros(raw.shape[0], np.int64)
+  local[used] = np.arange(used.size)
+  out = {
+      "features": raw[used].astype(np.float32),
+      "window": used.astype(np.int64),
+      "recording": win["recording"][used].astype(np.int32),
+      "recording_ids": win["recording_ids"],
+      "start": np.asarray(win["start"])[used].astype(np.float64),
+      "first": np.where(f.test_mask, local[first], 0),
+      "second": np.where(f.test_mask, local[second], 0),
+      "mask": f.test_mask,
+      "label": np.asarray(inputs.pairs.label)[f.test_idx].astype(np.int32),
+  }
+  return out
+
+
+def write_bundle(run_dir: str, config, inputs, params: Any, cache: cache_lib.StageCache) -> str:
+  """Writes ``<run_dir>/bundle`` for a trained run.
+
+  Args:
+    run_dir: the run directory (``results.npz``'s folder).
+    config: the run's config.
+    inputs: the run's :class:`lasca_jax.run.pipeline.RunInputs`.
+    params: the trained ``PreferenceMLP`` parameters with a leading fold axis.
+    cache: the stage cache the run used (the windows stage is read from it).
+
+  Returns:
+    The bundle folder.
+  """
+  from lasca_jax.run import pipeline  # pylint: disable=import-outside-toplevel
+  fcfg, tcfg = config.features, config.text
+  win = cache_lib.load_npz(cache.path("windows", inputs.info["windows_key"]))
+  cols = windows_lib.modality_columns(win["modalities"], fcfg.modality)
+  raw = win["features"][:, cols]
+  names = win["feature_names"][cols].tolist()
+  mods = win["modalities"][cols].tolist()
+  num_folds = int(inputs.z.shape[0])
+  stats = [windows_lib.minmax_stats(raw, inputs.train_windows(k)) for k in range(num_folds)]
+  # Models without text keep the configured lexicon's phrases too: explanations name cues by them.
+  try:
+    phrases = lexicon.build_lexicon(pipeline.lexicon_kind(config), names, mods,
+                                    int(tcfg.lexicon_seed), tcfg.uncovered)
+  except (ValueError, FileNotFoundError):
+    if config.model.fusion in TEXT_FUSIONS:
+      raise
+    phrases = None
+  folder = bundle_dir(run_dir)
+  os.makedirs(folder, exist_ok=True)
+  json_path = os.path.join(folder, JSON_FILE)
+  if os.path.exists(json_path):
+    os.remove(json_path)      # An incomplete rewrite must not look complete.
+  state = {"params": jax.tree.map(np.asarray, params),
+           "lo": np.stack([s[0] for s in stats]), "span": np.stack([s[1] for s in stats])}
+  cache_lib.write_bytes_atomic(os.path.join(folder, PARAMS_FILE), flax.serialization.msgpack_serialize(state))
+  tests = _test_windows(inputs, raw, win)
+  if config.model.fusion == "baseline":
+    tests["baseline"] = inputs.z[0][tests["window"]]
+  cache_lib.save_npz_atomic(os.path.join(folder, TEST_FILE), tests)
+  d = int(inputs.z.shape[-1])
+  meta = {
+      "format": FORMAT,
+      "model_label": inputs.info["model_label"],
+      "fusion": config.model.fusion,
+      "modality": fcfg.modality,
+      "template": fcfg.modality,
+      "feature_names": names,
+      "modalities": mods,
+      "phrases": phrases,
+      "salience": {"rule": tcfg.salience, "k": int(tcfg.salience_k),
+                   "threshold": float(tcfg.salience_threshold)},
+      "clip": bool(fcfg.clip),
+      "backbone": tcfg.backbone if config.model.fusion in TEXT_FUSIONS else "",
+      "model_path": tcfg.model_path if config.model.fusion in TEXT_FUSIONS else "",
+      "window_seconds": float(fcfg.window_seconds),
+      "min_valid_fraction": float(fcfg.min_valid_fraction),
+      "time_base_hz": time_base_hz(config),
+      "target": config.pairs.target,
+      "margin": float(config.pairs.margin),
+      "input_dim": d,
+      "hidden": list(train.hidden_sizes(d, tuple(config.model.max_hidden),
+                                        int(inputs.info.get("hidden_dim", 0)))),
+      "random_text": ({"seed": int(tcfg.get("random_seed", 0)),
+                       "norm": controls.random_norm(tcfg),
+                       "dim": text_lib.embedding_geometry(tcfg.backbone, tcfg.model_path)[0]}
+                      if config.model.fusion == "random_text" else None),
+      "max_hidden": list(config.model.max_hidden),
+      "num_folds": num_folds,
+      "files": {PARAMS_FILE: _sha256(os.path.join(folder, PARAMS_FILE)),
+                TEST_FILE: _sha256(os.path.join(folder, TEST_FILE))},
+      "config": json.loads(config.to_json_best_effort()),
+  }
+  cache_lib.write_bytes_atomic(json_path, json.dumps(meta, indent=1, sort_keys=True).encode())
+  return folder
+
+
+@dataclasses.dataclass
+class Represented:
+  """Window representations under every fold model.
+
+  Attributes:
+    x: ``float32 [K, N, F]`` normalised features.
+    mask: ``bool [K, N, F]`` salient features.
+    prompts: distinct prompts (``None`` for models without text); ``index [K, N]`` into them.
+    z: ``float32 [K, N, d]`` the MLP's per-window input (before differencing).
+  """
+  x: np.ndarray
+  mask: np.ndarray
+  prompts: np.ndarray | None
+  index: np.ndarray | None
+  z: np.ndarray
+
+
+class BundlePredictor:
+  """The fold models of a bundle, applied to raw window features (see module docstring).
+
+  Attributes:
+    meta: the ``bundle.json`` dict.
+    params: the ``PreferenceMLP`` parameters, leading fold axis ``K``.
+    lo, span: ``[K, F]`` per-fold min-max statistics.
+    path: the bundle folder.
+  """
+
+  def __init__(self, path: str, meta: dict, state: dict, cache_dir: str | None = None,
+               model_path: str | None = None):
+    self.path, self.meta = path, meta
+    self.params = jax.tree.map(jnp.asarray, state["params"])
+    self.lo, self.span = np.asarray(state["lo"]), np.asarray(state["span"])
+    self.num_folds = int(meta["num_folds"])
+    self.feature_names: list[str] = list(meta["feature_names"])
+    self.modalities: list[str] = list(meta["modalities"])
+    self.phrases: list[str | None] | None = meta["phrases"]
+    self.fusion: str = meta["fusion"]
+    self.cache_dir = cache_dir or meta["config"].get("cache_dir") or cache_lib.default_cache_dir()
+    self.model_path = meta["model_path"] if model_path is None else model_path
+    self._store = None
+    model = train.PreferenceMLP(tuple(meta["hidden"]))
+    self.model = model
+    self._logits = jax.jit(jax.vmap(lambda p, x: model.apply({"params": p}, x)))
+    self._prob = jax.jit(jax.vmap(lambda p, x: jax.nn.sigmoid(model.apply({"params": p}, x))))
+
+  @property
+  def uses_text(self) -> bool:
+    return self.fusion in TEXT_FUSIONS
+
+  @property
+  def uses_features(self) -> bool:
+    return self.fusion in FEATURE_FUSIONS
+
+  @property
+  def store(self) -> text_lib.EmbeddingStore:
+    """The shared embedding store of the bundle's backbone (under ``cache_dir``)."""
+    if self._store is None:
+      cfg = self.meta["config"]["text"]
+      self._store = text_lib.EmbeddingStore(
+          self.cache_dir, self.meta["backbone"], self.model_path, cfg.get("device", "auto"),
+          int(cfg.get("batch_size", 64)), int(cfg.get("token_budget", 0)),
+          cfg.get("precision", "auto"), cfg.get("long_prompts", "truncate"))
+    return self._store
+
+  def embed(self, prompts: Sequence[str]) -> np.ndarray:
+    """``float32 [n, D]``: prompts through the shared embedding store (encoding only new ones);
+    for the random-text control, its fixed random vector per prompt."""
+    rnd = self.meta.get("random_text")
+    if rnd:
+      return controls.random_prompt_embeddings(list(prompts), rnd["dim"], rnd["seed"],
+                                               rnd["norm"])
+    return self.store.embed(list(prompts), progress=False)
+
+  def normalise(self, raw: np.ndarray) -> np.ndarray:
+    """``float32 [K, N, F]``: raw window features ``[N, F]`` under each fold's statistics."""
+    return np.stack([windows_lib.minmax_apply(raw, self.lo[k], self.span[k], self.meta["clip"])
+                     for k in range(self.num_folds)])
+
+  def salient(self, x: np.ndarray) -> np.ndarray:
+    sal = self.meta["salience"]
+    return salience.salience_mask(x, self.modalities, sal["rule"], sal["k"], sal["threshold"])
+
+  def prompts_for(self, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(distinct prompts, index)`` of salience masks ``bool [..., F]``."""
+    return templates.build_prompts(mask, self.phrases, self.modalities, self.meta["template"])
+
+  def represent(self, raw: np.ndarray, baseline: np.ndarray | None = None) -> Represented:
+    """Every fold's representation of raw windows ``float [N, F]`` (NaN allowed)."""
+    raw = np.asarray(raw)
+    if raw.ndim != 2 or raw.shape[1] != len(self.feature_names):
+      raise BundleError(f"{self.path}: expected raw window features [N, {len(self.feature_names)}]"
+                        f", got shape {raw.shape}")
+    x = self.normalise(raw)
+    mask = self.salient(x)
+    prompts = index = None
+    parts = []
+    if self.uses_features:
+      parts.append(x)
+    if self.fusion == "baseline":
+      if baseline is None:
+        raise BundleError(f"{self.path}: this model was trained on a frozen encoder's "
+                          "embeddings (model.fusion='baseline'); new recordings need that "
+                          "encoder's embeddings, which predict.py cannot compute: use a "
+                          "features, text or fused run")
+      parts.append(np.broadcast_to(np.nan_to_num(baseline), (self.num_folds,) + baseline.shape))
+    if self.fusion == "mask":
+      parts.append(mask.astype(np.float32))
+    if self.uses_text:
+      prompts, index = self.prompts_for(mask)
+      parts.append(self.embed(prompts.tolist())[index])
+    # The capacity-matched control pads with zero columns up to the fused model's size.
+    z = controls.pad_to(np.concatenate(parts, axis=-1).astype(np.float32),
+                        int(self.meta["input_dim"]))
+    return Represented(x, mask, prompts, index, z)
+
+  def probabilities(self, z_first: np.ndarray, z_second: np.ndarray) -> np.ndarray:
+    """``float32 [K, n]`` P(increase) of each fold model for pairs of representations."""
+    return np.asarray(self._prob(self.params, jnp.asarray(z_second - z_first)))
+
+  def logits(self, diff: np.ndarray) -> np.ndarray:
+    """``float32 [K, n]`` logits of each fold model for difference vectors ``[K, n, d]``."""
+    return np.asarray(self._logits(self.params, jnp.asarray(diff)))
+
+  def window_predictor(self, fold: int = 0, encoder: Any = None):
+    """Fold ``fold`` as the streaming :class:`lasca_jax.model.efficiency.WindowPredictor` (one window
+    at a time, Sec. 5.5 latency path); its warm cache is the shared embedding store."""
+    from lasca_jax.model import efficiency  # pylint: disable=import-outside-toplevel
+    if self.fusion not in ENCODED_FUSIONS + ("features",) or (
+        self.fusion == "features" and self.meta["input_dim"] != len(self.feature_names)):
+      raise BundleError(f"{self.path}: the streaming WindowPredictor covers the features, text "
+                        f"and fused models, not {self.fusion!r} or a capacity-padded control")
+    prompt_cache = encoder_ = None
+    if self.uses_text:
+      prompt_cache = self.store.as_dict()
+      encoder_ = encoder if encoder is not None else self.store.model
+    sal = self.meta["salience"]
+    return efficiency.WindowPredictor(
+        jax.tree.map(lambda a: a[fold], self.params), fusion=self.fusion,
+        modality=self.meta["modality"],
+        stats=efficiency.TrainingRange(self.lo[fold], self.span[fold]),
+        modalities=self.modalities, phrases=self.phrases, clip=self.meta["clip"],
+        salience_rule=sal["rule"], salience_k=sal["k"], salience_threshold=sal["threshold"],
+        encoder=encoder_, prompt_cache=prompt_cache, max_hidden=tuple(self.meta["max_hidden"]))
+
+  def test_windows(self) -> dict[str, np.ndarray]:
+    """The run's test decisions (``test_windows.npz``, module docstring)."""
+    return cache_lib.load_npz(os.path.join(self.path, TEST_FILE))
+
+  def test_probabilities(self) -> np.ndarray:
+    """``float32 [K, n]``: the run's test pairs re-decided from raw features, laid out and padded
+    (0) as ``results.npz["test_prob"]``."""
+    t = self.test_windows()
+    rep = self.represent(t["features"], t.get("baseline"))
+    k = np.arange(self.num_folds)[:, None]
+    prob = self.probabilities(rep.z[k, t["first"]], rep.z[k, t["second"]])
+    return np.where(t["mask"], prob, np.float32(0.0))
+
+
+def _check_backbone(meta: dict, json_path: str, model_path: str | None) -> None:
+  if meta["fusion"] not in ENCODED_FUSIONS:
+    return
+  try:
+    text_lib.resolve(meta["backbone"], meta["model_path"] if model_path is None else model_path)
+  except (ValueError, FileNotFoundError) as e:
+    raise BundleError(f"{json_path}: text backbone {meta['backbone']!r} is not available here "
+                      f"({e}); install it or pass its local folder (predict.py "
+                      "--text_model_path)") from None
+
+
+def load_bundle(run_dir: str, cache_dir: str | None = None,
+                model_path: str | None = None) -> BundlePredictor:
+  """Loads ``<run_dir>/bundle`` (or a bundle folder itself).
+
+  Args:
+    run_dir: a run directory written by ``pipeline.run`` or a sweep, or its ``bundle`` folder.
+    cache_dir: where the shared embedding store lives (default: the run's ``cache_dir``, else
+      ``$LASCA_JAX_CACHE``).
+    model_path: a local folder of the text backbone, overriding the bundle's.
+
+  Raises:
+    BundleError: one line naming the file and what to do (no bundle, incomplete or altered
+      bundle, another format, unknown backbone).
+  """
+  folder = run_dir if os.path.exists(os.path.join(run_dir, JSON_FILE)) else bundle_dir(run_dir)
+  json_path = os.path.join(folder, JSON_FILE)
+  if not os.path.isdir(run_dir):
+    raise BundleError(f"run directory {run_dir} does not exist")
+  if not os.path.exists(json_path):
+    raise BundleError(f"{json_path} does not exist: {run_dir} was written before model bundles "
+                      "(or its run did not finish); rerun it with experiments/main.py (cached "
+                      "stages make this quick) to get a bundle")
+  try:
+    with open(json_path) as f:
+      meta = json.load(f)
+  except (OSError, json.JSONDecodeError) as e:
+    raise BundleError(f"{json_path} is unreadable ({e}); rerun the run to rewrite it") from None
+  if meta.get("format") != FORMAT:
+    raise BundleError(f"{json_path} has format {meta.get('format')!r}, this code reads {FORMAT!r}"
+                      "; rerun the run with this version")
+  for name, digest in meta["files"].items():
+    path = os.path.join(folder, name)
+    if not os.path.exists(path) or _sha256(path) != digest:
+      raise BundleError(f"{path} is missing or does not match {json_path} (changed after the "
+                        "run); rerun the run to rewrite the bundle")
+  _check_backbone(meta, json_path, model_path)
+  with open(os.path.join(folder, PARAMS_FILE), "rb") as f:
+    state = flax.serialization.msgpack_restore(f.read())
+  return BundlePredictor(folder, meta, state, cache_dir, model_path)

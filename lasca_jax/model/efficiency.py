@@ -1,0 +1,323 @@
+"""Model-size bookkeeping for Sec. 5.5 (computational efficiency).
+
+LaScA trains only the preference MLP, ``d -> h1 -> h2 -> 1`` with
+``(h1, h2) = (min(d // 2, 250), min(d // 4, 125))`` (at least one unit each, as in
+``lasca_jax.model.train``), on the window-difference representation of size ``d``; the sentence
+transformer stays frozen. The trainable count is therefore
+
+  ``d * h1 + h1 + h1 * h2 + h2 + h2 + 1``  (weights plus biases of the three dense layers).
+
+Reference sizes: 15 MFCCs -> 140; 58 face values -> 2,146; a 768-d text embedding -> 223,751;
+768 + 73 fused multimodal -> 242,001 (the paper quotes "129 to 230k").
+
+Latency: :class:`WindowPredictor` runs the deployed inference path for one window and its
+predecessor, from raw mean-pooled features to the decision P(increase), with the pipeline's own
+functions (``windows.minmax_normalise``, ``salience.salience_mask``, ``templates.prompt_for_mask``,
+the frozen encoder, ``train.PreferenceMLP``); :func:`trained_predictor` builds one from a config
+the way ``pipeline.run`` trains it, and :func:`latency_ms` times it per window.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Callable, Mapping, NamedTuple, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from lasca_jax.encoders import text as text_lib
+from lasca_jax.method import lexicon, salience, templates, windows as windows_lib
+from lasca_jax.model import train
+from lasca_jax.run import cache as cache_lib, pipeline
+
+MAX_HIDDEN = (250, 125)
+
+
+def mlp_hidden_sizes(d: int, max_hidden: Sequence[int] = MAX_HIDDEN) -> tuple[int, int]:
+  """``(min(d // 2, 250), min(d // 4, 125))``, floored at one unit (``train.hidden_sizes``)."""
+  if d < 1:
+    raise ValueError(f"input dimension must be positive, got {d}")
+  return train.hidden_sizes(d, tuple(max_hidden))
+
+
+def preference_mlp_param_count(d: int, max_hidden: Sequence[int] = MAX_HIDDEN) -> int:
+  """Trainable parameters (weights and biases) of the preference MLP (``train.num_params``)."""
+  mlp_hidden_sizes(d, max_hidden)
+  return train.num_params(d, tuple(max_hidden))
+
+
+def frozen_encoder_param_count(model: Any) -> int:
+  """All parameters of a torch module (e.g. a ``SentenceTransformer``), trainable or not.
+
+  ``model.parameters()`` yields each shared (tied) tensor once, so tied embeddings are not
+  double counted.
+  """
+  return int(sum(p.numel() for p in model.parameters()))
+
+
+def seconds_per_sample(fn: Callable[[Sequence[Any]], Any], samples: Sequence[Any], *,
+                       warmup: int = 1, repeats: int = 3,
+                       clock: Callable[[], float] = time.perf_counter) -> float:
+  """Median wall time of ``fn(samples)`` over ``repeats`` calls, divided by ``len(samples)``.
+
+  For the Sec. 5.5 latency figure pass the end-to-end step, e.g. ``lambda batch:
+  predict(encoder.encode(prompts_of(batch)))``; ``warmup`` calls first are not timed (model
+  loading, JIT compilation). The paper quotes 80-140 ms per sample on a laptop GPU.
+  """
+  if not len(samples):
+    raise ValueError("no samples to time")
+  for _ in range(warmup):
+    fn(samples)
+  times = []
+  for _ in range(max(1, repeats)):
+    start = clock()
+    fn(samples)
+    times.append(clock() - start)
+  return float(sorted(times)[len(times) // 2]) / len(samples)
+
+
+def efficiency_summary(input_dims: Mapping[str, int],
+                       encoders: Mapping[str, Any] | None = None,
+                       max_hidden: Sequence[int] = MAX_HIDDEN) -> list[dict[str, Any]]:
+  """Rows for a Sec. 5.5 table: trainable MLP size per representation, frozen encoder sizes.
+
+  Args:
+    input_dims: representation label (e.g. ``"audio features"``, ``"MPNet(F) multimodal"``) ->
+      input dimension ``d``.
+    encoders: encoder label -> loaded torch model (optional).
+    max_hidden: hidden-size caps.
+
+  Returns:
+    One dict per entry: ``{"name", "kind": "trainable MLP"|"frozen encoder", "input_dim",
+    "hidden", "params"}`` (``input_dim``/``hidden`` None for encoders).
+  """
+  rows = [{"name": k, "kind": "trainable MLP", "input_dim": int(d),
+           "hidden": mlp_hidden_sizes(int(d), max_hidden),
+           "params": preference_mlp_param_count(int(d), max_hidden)}
+          for k, d in input_dims.items()]
+  for k, m in (encoders or {}).items():
+    rows.append({"name": k, "kind": "frozen encoder", "input_dim": None, "hidden": None,
+                 "params": frozen_encoder_param_count(m)})
+  return rows
+
+
+PAPER_LATENCY_MS = (80.0, 140.0)   # Sec. 5.5: end-to-end per sample, i5-11th gen + RTX 3060 laptop.
+
+
+class TrainingRange(NamedTuple):
+  """Per-feature minimum and range over one fold's training windows (``[F]`` each), as
+  ``windows.minmax_stats`` computes them."""
+  lo: np.ndarray
+  span: np.ndarray
+
+
+def training_range(features: np.ndarray, train_mask: np.ndarray) -> TrainingRange:
+  """The statistics ``windows.minmax_normalise(features, train_mask)`` normalises with."""
+  return TrainingRange(*windows_lib.minmax_stats(features, train_mask))
+
+
+def normalise_window(raw: np.ndarray, stats: TrainingRange, clip: bool = True) -> np.ndarray:
+  """Min-max normalises one raw window ``[F]`` with a fold's training statistics, through the
+  pipeline's own ``windows.minmax_apply`` (bit-identical to the batch path)."""
+  return windows_lib.minmax_apply(np.asarray(raw), stats.lo, stats.span, clip)
+
+
+class WindowPredictor:
+  """Inference for one window given its predecessor: raw features in, P(increase) out.
+
+  The path, per window: min-max normalisation with the fold's training statistics -> salience
+  (``salience.salience_mask``) -> prompt (``templates.prompt_for_mask`` with the lexicon's
+  phrases) -> text embedding -> fusion ``[x || s]`` (or ``x`` / ``s`` alone); then the
+  difference ``z[window] - z[predecessor]`` -> the trained ``PreferenceMLP`` (jitted) -> sigmoid.
+  The decision is the pipeline's pair prediction with ``first`` the predecessor and ``second``
+  the window.
+
+  The text embedding is taken either *cold* (the frozen encoder encodes the prompt, batch of 1)
+  or *warm* (looked up in ``prompt_cache``, a dict prompt -> embedding such as an
+  ``EmbeddingStore``'s table; a prompt missing from it is encoded once and added).
+
+  Attributes:
+    input_dim: ``d``, the MLP's input size.
+    encoder_calls: prompts the encoder has encoded so far.
+    cache_hits: warm look-ups answered by ``prompt_cache``.
+  """
+
+  def __init__(self, params: Any, *, fusion: str, modality: str, stats: TrainingRange,
+               modalities: Sequence[str] | None = None,
+               phrases: Sequence[str | None] | None = None, clip: bool = True,
+               salience_rule: str = "otsu", salience_k: int = 5,
+               salience_threshold: float = 0.5, encoder: Any = None,
+               prompt_cache: dict[str, np.ndarray] | None = None,
+               max_hidden: Sequence[int] = MAX_HIDDEN):
+    """Builds the predictor.
+
+    Args:
+      params: one fold's ``PreferenceMLP`` parameters (no fold axis).
+      fusion: ``"features"``, ``"text"`` or ``"fused"``.
+      modality: ``"visual"``, ``"audio"`` or ``"multimodal"`` (the prompt template).
+      stats: the fold's training range of the raw features.
+      modalities: ``F`` entries ``"face"``/``"audio"`` (needed unless ``fusion="features"``).
+      phrases: ``F`` lexicon phrases (needed unless ``fusion="features"``).
+      clip: clip normalised values into ``[0, 1]`` (``config.features.clip``).
+      salience_rule: ``config.text.salience``; ``salience_k`` and ``salience_threshold`` its
+        parameters.
+      encoder: object with the ``SentenceTransformer.encode`` signature (needed for cold
+        embeddings and warm misses).
+      prompt_cache: prompt -> ``float32 [D]`` embedding, the warm cache.
+      max_hidden: hidden-size caps the MLP was trained with.
+    """
+    if fusion not in ("features", "text", "fused"):
+      raise ValueError(f"unknown fusion {fusion!r}: use features, text, fused")
+    if fusion != "features" and (modalities is None or phrases is None):
+      raise ValueError(f"fusion {fusion!r} needs the feature modalities and lexicon phrases")
+    self.params = params
+    self.fusion, self.modality, self.stats, self.clip = fusion, modality, stats, clip
+    self.modalities = None if modalities is None else list(modalities)
+    self.phrases = None if phrases is None else list(phrases)
+    self.salience_rule, self.salience_k = salience_rule, int(salience_k)
+    self.salience_threshold = float(salience_threshold)
+    self.encoder = encoder
+    self.prompt_cache = {} if prompt_cache is None else prompt_cache
+    self.input_dim = int(params["SklearnDense_0"]["kernel"].shape[0])
+    model = train.PreferenceMLP(train.hidden_sizes(self.input_dim, tuple(max_hidden)))
+    self._prob = jax.jit(lambda p, x: jax.nn.sigmoid(model.apply({"params": p}, x)))
+    self.encoder_calls = 0
+    self.cache_hits = 0
+
+  def normalise(self, raw: np.ndarray) -> np.ndarray:
+    """``float32 [F]`` normalised features of one raw window."""
+    return normalise_window(raw, self.stats, self.clip)
+
+  def prompt_of(self, x: np.ndarray) -> str:
+    """The prompt of one normalised window ``x [F]``."""
+    mask = salience.salience_mask(x[None], self.modalities, self.salience_rule,
+                                  self.salience_k, self.salience_threshold)[0]
+    return templates.prompt_for_mask(mask, self.phrases, self.modalities, self.modality)
+
+  def encode_prompt(self, prompt: str) -> np.ndarray:
+    """Encodes one prompt with the frozen encoder (batch of 1): ``float32 [D]``."""
+    if self.encoder is None:
+      raise ValueError("this predictor has no text encoder (cold embedding or a cache miss)")
+    self.encoder_calls += 1
+    emb = self.encoder.encode([prompt], batch_size=1, convert_to_numpy=True,
+                              show_progress_bar=False)
+    return np.asarray(emb, np.float32)[0]
+
+  def embed(self, prompt: str, cache: str = "warm") -> np.ndarray:
+    """The prompt's embedding, ``cache="warm"`` (look-up) or ``"cold"`` (encoded)."""
+    if cache == "cold":
+      return self.encode_prompt(prompt)
+    if cache != "warm":
+      raise ValueError(f"unknown cache mode {cache!r}: use warm or cold")
+    emb = self.prompt_cache.get(prompt)
+    if emb is None:
+      emb = self.prompt_cache[prompt] = self.encode_prompt(prompt)
+    else:
+      self.cache_hits += 1
+    return emb
+
+  def represent(self, raw: np.ndarray, cache: str = "warm") -> np.ndarray:
+    """``float32 [d]``: the window representation the MLP sees (before differencing)."""
+    x = self.normalise(raw)
+    if self.fusion == "features":
+      return x
+    s = self.embed(self.prompt_of(x), cache)
+    return s if self.fusion == "text" else np.concatenate([x, s]).astype(np.float32)
+
+  def decide_next(self, z_prev: np.ndarray, raw: np.ndarray, cache: str = "warm"
+                  ) -> tuple[float, np.ndarray]:
+    """Streaming step: ``(P(increase), z)`` for a window whose predecessor is already encoded."""
+    z = self.represent(raw, cache)
+    prob = jax.block_until_ready(self._prob(self.params, jnp.asarray(z - z_prev)))
+    return float(prob), z
+
+  def decide(self, raw_prev: np.ndarray, raw: np.ndarray, cache: str = "warm") -> float:
+    """P(target increases from ``raw_prev``'s window to ``raw``'s), both from raw features."""
+    return self.decide_next(self.represent(raw_prev, cache), raw, cache)[0]
+
+
+class TrainedPredictor(NamedTuple):
+  """A predictor trained like ``pipeline.run`` trains, with the data it was trained on."""
+  predictor: WindowPredictor
+  inputs: pipeline.RunInputs
+  output: train.TrainOutput    # all folds (leading fold axis)
+  fold: int
+  raw: np.ndarray              # float32 [W, F] raw mean-pooled features of the modality
+  steps: np.ndarray            # int [N, 2] (predecessor, window) of consecutive usable windows
+  encoder: Any                 # the loaded frozen encoder (None for features-only)
+
+
+def consecutive_windows(win: Mapping[str, np.ndarray], usable: np.ndarray) -> np.ndarray:
+  """``int [N, 2]``: ``(t, t + 1)`` for consecutive usable windows of one recording."""
+  rec, pos = win["recording"], win["position"]
+  t = np.arange(rec.size - 1)
+  ok = (rec[t] == rec[t + 1]) & (pos[t + 1] == pos[t] + 1) & usable[t] & usable[t + 1]
+  return np.stack([t[ok], t[ok] + 1], axis=1)
+
+
+def trained_predictor(config, cache: cache_lib.StageCache | None = None, fold: int = 0,
+                      encoder: Any = None) -> TrainedPredictor:
+  """Prepares and trains ``config`` (all folds, as ``pipeline.run``) and wraps fold ``fold``.
+
+  Args:
+    config: an experiment config (``config.model.fusion`` etc. as for ``pipeline.run``).
+    cache: stage cache (default: ``config.cache_dir``).
+    fold: whose best parameters and training statistics to use.
+    encoder: the frozen text encoder; default ``text_lib.load_model`` of ``config.text``.
+
+  Returns:
+    The predictor, whose warm cache is the backbone's ``EmbeddingStore`` table.
+  """
+  cache = cache or cache_lib.StageCache(config.cache_dir or None)
+  fcfg, tcfg = config.features, config.text
+  inputs = pipeline.prepare(config, cache)
+  out = train.train_folds(train.TrainSettings.from_config(config.train), int(config.seed),
+                          inputs.z, inputs.pairs, pipeline.fold_data(inputs.folds),
+                          tuple(config.model.max_hidden), inputs.info.get("hidden_dim", 0),
+                          train.Layout.from_config(config.train))
+  params = jax.tree.map(lambda a: a[fold], out.params)
+  win = cache_lib.load_npz(cache.path("windows", inputs.info["windows_key"]))
+  cols = windows_lib.modality_columns(win["modalities"], fcfg.modality)
+  raw = win["features"][:, cols]
+  stats = training_range(raw, inputs.train_windows(fold))
+  names, mods = win["feature_names"][cols].tolist(), win["modalities"][cols].tolist()
+  phrases, prompt_cache = None, None
+  if config.model.fusion != "features":
+    phrases = lexicon.build_lexicon(pipeline.lexicon_kind(config), names, mods,
+                                    int(tcfg.lexicon_seed),
+                                    tcfg.uncovered)
+    store = text_lib.EmbeddingStore(cache.cache_dir, tcfg.backbone, tcfg.model_path, tcfg.device,
+                                  int(tcfg.batch_size), precision=tcfg.get("precision", "auto"))
+    prompt_cache = store.as_dict()
+    encoder = encoder if encoder is not None else text_lib.load_model(
+        tcfg.backbone, tcfg.model_path, store.device, store.precision)
+  else:
+    encoder = None
+  predictor = WindowPredictor(
+      params, fusion=config.model.fusion, modality=fcfg.modality, stats=stats,
+      modalities=mods, phrases=phrases, clip=bool(fcfg.clip), salience_rule=tcfg.salience,
+      salience_k=int(tcfg.salience_k), salience_threshold=float(tcfg.salience_threshold),
+      encoder=encoder, prompt_cache=prompt_cache, max_hidden=tuple(config.model.max_hidden))
+  return TrainedPredictor(predictor, inputs, out, fold, raw,
+                          consecutive_windows(win, inputs.usable), encoder)
+
+
+def latency_ms(fn: Callable[[Any], Any], items: Sequence[Any], count: int, *, warmup: int = 5,
+               clock: Callable[[], float] = time.perf_counter) -> np.ndarray:
+  """Wall time of ``fn(item)`` per call in milliseconds, ``count`` calls after ``warmup``.
+
+  Items are taken in order and cycled; the ``warmup`` calls (JIT compilation, first-call
+  allocations) run first on the leading items and are not timed.
+  """
+  if not len(items):
+    raise ValueError("no items to time")
+  for i in range(warmup):
+    fn(items[i % len(items)])
+  times = np.empty(count)
+  for i in range(count):
+    item = items[i % len(items)]
+    start = clock()
+    fn(item)
+    times[i] = clock() - start
+  return times * 1e3

@@ -1,0 +1,494 @@
+"""The preference learner (Sec. 3.3, 5.1), trained for all folds in one ``jit(vmap(...))``.
+
+The model is a two-layer ReLU MLP with hidden sizes ``(min(d/2, 250), min(d/4, 125))`` and a
+sigmoid output on the difference ``z[second] - z[first]`` of two window representations. Training
+follows scikit-learn's ``MLPClassifier(max_iter=25, alpha=1, tol=1e-3, early_stopping=True,
+n_iter_no_change=3, shuffle=True)``:
+
+* Glorot-uniform initialisation of weights and biases with bound ``sqrt(6 / (fan_in + fan_out))``;
+* Adam (lr 1e-3, betas 0.9/0.999, eps 1e-8) on minibatches of ``min(200, n_train)``, reshuffled
+  every epoch; the loss of a batch is its mean binary cross-entropy plus
+  ``0.5 * alpha * sum(W**2) / batch_size`` (weights only, not biases);
+* after every epoch the validation accuracy is computed; an epoch counts as "no improvement" when
+  it does not beat the best score by ``tol``; training stops once more than ``patience``
+  consecutive epochs did not improve, and the weights of the best-scoring epoch are kept.
+
+Everything is a pure function of a PRNG key and arrays: :func:`make_train` closes over the static
+settings and returns ``train(key, z, pairs, fold) -> TrainOutput``. Ragged folds are padded, and
+masks keep padding out of every sum; an all-padding batch or a finished run leaves the state
+unchanged through ``jnp.where``. An epoch runs only the batches that hold real pairs (a while
+loop to ``ceil(train_count / batch_size)``), so padding costs no training compute.
+
+Execution (:func:`train_units`): the (configuration, fold) units are laid out on a
+``Mesh`` of the local devices and split over them with ``shard_map`` (padded to a multiple of the
+device count by repeating a unit whose results are dropped). On each device the units run
+``lanes`` at a time: each group of ``lanes`` units is ``vmap``-ed, and the groups follow one
+another in a ``lax.map``. Under ``vmap`` the epoch loop runs until the slowest unit of the group
+stops (finished units keep their state through the ``stopped`` masks), so on a CPU, where the
+MLP is compute bound, ``lanes = 1`` (each fold runs exactly its own epochs, with unbatched
+matmuls) is the default; on an accelerator every unit of a device shares one ``vmap``. Every unit
+is computed by the same program whatever the device count, so results do not depend on it.
+Inputs are padded up to a shape class (:func:`shape_class`) so that runs of slightly different
+sizes reuse one compiled program; training is invariant to that padding. The compiled program has
+no host callbacks, so JAX's persistent compilation cache (:func:`enable_compilation_cache`) can
+store it and a repeated run skips compilation.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+import os
+from typing import Any, NamedTuple
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from lasca_jax.run import cache as cache_lib
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainSettings:
+  """Static training settings (they shape the compiled program)."""
+  max_epochs: int = 25
+  learning_rate: float = 1e-3
+  alpha: float = 1.0
+  tol: float = 1e-3
+  patience: int = 3
+  batch_size: int = 200
+
+  @classmethod
+  def from_config(cls, train_config) -> "TrainSettings":
+    return cls(max_epochs=int(train_config.max_epochs),
+               learning_rate=float(train_config.learning_rate), alpha=float(train_config.alpha),
+               tol=float(train_config.tol), patience=int(train_config.patience),
+               batch_size=int(train_config.batch_size))
+
+
+def hidden_sizes(d: int, max_hidden=(250, 125), hidden_dim: int = 0) -> tuple[int, int]:
+  """``(min(d/2, 250), min(d/4, 125))``, at least one unit each.
+
+  ``hidden_dim > 0`` derives the sizes from that dimension instead of the input size ``d``: a
+  capacity-matched control gets the hidden layers of a larger (fused) model.
+  """
+  ref = int(hidden_dim) if hidden_dim and hidden_dim > 0 else d
+  return (max(1, min(ref // 2, max_hidden[0])), max(1, min(ref // 4, max_hidden[1])))
+
+
+def _glorot_uniform(fan_in: int, fan_out: int):
+  bound = math.sqrt(6.0 / (fan_in + fan_out))
+  return lambda key, shape, dtype=jnp.float32: jax.random.uniform(
+      key, shape, dtype, -bound, bound)
+
+
+class SklearnDense(nn.Module):
+  """Dense layer with scikit-learn's MLP initialisation (weights and bias both uniform)."""
+  features: int
+
+  @nn.compact
+  def __call__(self, x):
+    fan_in = x.shape[-1]
+    init = _glorot_uniform(fan_in, self.features)
+    kernel = self.param("kernel", init, (fan_in, self.features))
+    bias = self.param("bias", init, (self.features,))
+    return x @ kernel + bias
+
+
+class PreferenceMLP(nn.Module):
+  """Two ReLU layers and a single logit (the sigmoid is applied in the loss / prediction)."""
+  hidden: tuple[int, ...]
+
+  @nn.compact
+  def __call__(self, x):  # [..., d] -> [...]
+    for h in self.hidden:
+      x = nn.relu(SklearnDense(h)(x))
+    return SklearnDense(1)(x)[..., 0]
+
+
+class PairData(NamedTuple):
+  """Pairs shared by all folds: ``[P]`` each."""
+  first: jax.Array
+  second: jax.Array
+  label: jax.Array
+
+
+class FoldData(NamedTuple):
+  """One fold's padded pair indices (see ``lasca_jax.method.protocols.FoldIndices``)."""
+  train_idx: jax.Array   # [n_train_max], a multiple of batch_size
+  train_count: jax.Array  # []
+  val_idx: jax.Array     # [n_val_max]
+  val_mask: jax.Array
+  test_idx: jax.Array    # [n_test_max]
+  test_mask: jax.Array
+
+
+class EarlyStopping(NamedTuple):
+  """Functional early-stopping state, updated with ``jnp.where`` only."""
+  best_score: jax.Array
+  best_params: Any
+  best_epoch: jax.Array
+  bad_epochs: jax.Array
+  stopped: jax.Array
+
+
+class TrainOutput(NamedTuple):
+  params: Any                 # best-epoch parameters
+  test_accuracy: jax.Array    # []
+  test_prob: jax.Array        # [n_test_max] P(increase); 0 where padded
+  val_accuracy: jax.Array     # [] best validation accuracy
+  best_epoch: jax.Array       # [] 1-based epoch of the kept weights
+  epochs_run: jax.Array       # []
+  train_loss: jax.Array       # [max_epochs], NaN after stopping
+  val_curve: jax.Array        # [max_epochs], NaN after stopping
+
+
+def _tree_where(cond, a, b):
+  return jax.tree.map(lambda x, y: jnp.where(cond, x, y), a, b)
+
+
+def _l2(params) -> jax.Array:
+  return sum(jnp.sum(p["kernel"] ** 2) for p in jax.tree.leaves(
+      params, is_leaf=lambda n: isinstance(n, dict) and "kernel" in n))
+
+
+def make_train(settings: TrainSettings, d: int, max_hidden=(250, 125), hidden_dim: int = 0):
+  """Returns the pure ``train(key, z, pairs, fold) -> TrainOutput`` for input size ``d``.
+
+  ``z`` is ``float32 [W, d]``: one fold's window representations; pairs index into it.
+  ``hidden_dim``: see :func:`hidden_sizes`.
+  """
+  model = PreferenceMLP(hidden_sizes(d, max_hidden, hidden_dim))
+  tx = optax.adam(settings.learning_rate, b1=0.9, b2=0.999, eps=1e-8)
+  bs = settings.batch_size
+
+  def inputs(z, pairs: PairData, idx):
+    return z[pairs.second[idx]] - z[pairs.first[idx]], pairs.label[idx].astype(jnp.float32)
+
+  def accuracy(params, z, pairs, idx, mask):
+    x, y = inputs(z, pairs, idx)
+    pred = (model.apply({"params": params}, x) > 0).astype(jnp.float32)
+    correct = jnp.sum(jnp.where(mask, pred == y, False))
+    return correct / jnp.maximum(jnp.sum(mask), 1)
+
+  def batch_loss(params, x, y, mask):
+    count = jnp.maximum(jnp.sum(mask), 1)
+    bce = optax.sigmoid_binary_cross_entropy(model.apply({"params": params}, x), y)
+    data = jnp.sum(jnp.where(mask, bce, 0.0)) / count
+    return data + 0.5 * settings.alpha * _l2(params) / count
+
+  def train(key, z, pairs: PairData, fold: FoldData) -> TrainOutput:
+    key_init, key_shuffle = jax.random.split(key)
+    params = model.init(key_init, jnp.zeros((1, d), z.dtype))["params"]
+    opt_state = tx.init(params)
+    n_max = fold.train_idx.shape[0]
+    real_batches = jnp.minimum((fold.train_count + bs - 1) // bs, n_max // bs)
+
+    def run_batch(carry, b):
+      params, opt_state, stopped, order, loss_sum = carry
+      slot = b * bs + jnp.arange(bs)
+      mask = slot < fold.train_count
+      x, y = inputs(z, pairs, fold.train_idx[order[slot]])
+      loss, grads = jax.value_and_grad(batch_loss)(params, x, y, mask)
+      updates, new_opt = tx.update(grads, opt_state, params)
+      new_params = optax.apply_updates(params, updates)
+      skip = stopped | (jnp.sum(mask) == 0)
+      params = _tree_where(skip, params, new_params)
+      opt_state = _tree_where(skip, opt_state, new_opt)
+      loss_sum = loss_sum + jnp.where(skip, 0.0, loss * jnp.sum(mask))
+      return (params, opt_state, stopped, order, loss_sum), None
+
+    def run_epoch(carry):
+      epoch, params, opt_state, es, losses, curve = carry
+      # Shuffle the real rows; padding sorts last so batches match sklearn's gen_batches.
+      # Row i's sort key depends on (epoch, i) only, so extra padding never changes the order.
+      key_epoch = jax.random.fold_in(key_shuffle, epoch)
+      u = jax.vmap(lambda i: jax.random.uniform(jax.random.fold_in(key_epoch, i)))(
+          jnp.arange(n_max))
+      order = jnp.argsort(jnp.where(jnp.arange(n_max) < fold.train_count, u, 2.0))
+      # Only the batches holding real pairs run; all-padding ones would leave the state as is.
+      params, opt_state, _, _, loss_sum, _ = jax.lax.while_loop(
+          lambda c: c[-1] < real_batches, lambda c: (*run_batch(c[:-1], c[-1])[0], c[-1] + 1),
+          (params, opt_state, es.stopped, order, jnp.zeros(()), jnp.array(0)))
+      score = accuracy(params, z, pairs, fold.val_idx, fold.val_mask)
+      active = ~es.stopped
+      better = active & (score > es.best_score)
+      no_gain = score < es.best_score + settings.tol
+      bad = jnp.where(active, jnp.where(no_gain, es.bad_epochs + 1, 0), es.bad_epochs)
+      es = EarlyStopping(
+          best_score=jnp.where(better, score, es.best_score),
+          best_params=_tree_where(better, params, es.best_params),
+          best_epoch=jnp.where(better, epoch + 1, es.best_epoch),
+          bad_epochs=bad,
+          stopped=es.stopped | (active & (bad > settings.patience)))
+      losses = losses.at[epoch].set(jnp.where(active, loss_sum / fold.train_count, jnp.nan))
+      curve = curve.at[epoch].set(jnp.where(active, score, jnp.nan))
+      return epoch + 1, params, opt_state, es, losses, curve
+
+    def keep_going(carry):
+      epoch, es = carry[0], carry[3]
+      return (epoch < settings.max_epochs) & ~es.stopped
+
+    es = EarlyStopping(best_score=jnp.array(-jnp.inf), best_params=params,
+                       best_epoch=jnp.array(0), bad_epochs=jnp.array(0),
+                       stopped=jnp.array(False))
+    nan_curve = jnp.full((settings.max_epochs,), jnp.nan)
+    # A while loop: under vmap it runs until the last fold stops, and finished folds keep
+    # their state through the `stopped` masks above.
+    epochs_run, _, _, es, train_loss, val_curve = jax.lax.while_loop(
+        keep_going, run_epoch, (jnp.array(0), params, opt_state, es, nan_curve, nan_curve))
+    best = es.best_params
+    x_test, _ = inputs(z, pairs, fold.test_idx)
+    prob = jnp.where(fold.test_mask, jax.nn.sigmoid(model.apply({"params": best}, x_test)), 0.0)
+    return TrainOutput(
+        params=best,
+        test_accuracy=accuracy(best, z, pairs, fold.test_idx, fold.test_mask),
+        test_prob=prob,
+        val_accuracy=es.best_score,
+        best_epoch=es.best_epoch,
+        epochs_run=jnp.sum(jnp.isfinite(val_curve)),
+        train_loss=train_loss,
+        val_curve=val_curve)
+
+  return train
+
+
+class Layout(NamedTuple):
+  """How one call lays out its (configuration, fold) units (``config.train.devices/lanes``).
+
+  Attributes:
+    devices: local devices the units are split over; 0 means all of them.
+    lanes: units ``vmap``-ed together on a device; 0 means automatic (1 on a CPU, where
+      vmapped folds run until the slowest stops and batched matmuls are slower; every unit of
+      the device on an accelerator).
+  """
+  devices: int = 0
+  lanes: int = 0
+
+  @classmethod
+  def from_config(cls, train_config) -> "Layout":
+    return cls(devices=int(train_config.get("devices", 0)), lanes=int(train_config.get("lanes", 0)))
+
+
+def local_devices(count: int = 0) -> list:
+  """The first ``count`` local devices (all when 0), with a clear error past what exists."""
+  devices = jax.local_devices()
+  if count < 0 or count > len(devices):
+    raise ValueError(f"train.devices = {count}, but this process sees {len(devices)} local "
+                     f"{devices[0].platform} device(s); use 0 for all of them or 1..{len(devices)}")
+  return devices[:count or len(devices)]
+
+
+def shape_class(n: int, multiple: int = 1) -> int:
+  """``n`` rounded up to its shape class: a multiple of ``multiple`` on a grid of 8 steps per
+  octave (at most 12.5 % larger), so runs of slightly different sizes share one compiled program.
+  """
+  m = -(-int(n) // multiple)
+  if m > 8:
+    step = 1 << (m.bit_length() - 4)   # 2 ** (floor(log2 m) - 3)
+    m = -(-m // step) * step
+  return m * multiple
+
+
+def _pad_axis(a, n: int, axis: int):
+  a = np.asarray(a)
+  if a.shape[axis] == n:
+    return a
+  width = [(0, 0)] * a.ndim
+  width[axis] = (0, n - a.shape[axis])
+  return np.pad(a, width)
+
+
+def _to_shape_classes(z, pairs: PairData, fold: FoldData, batch_size: int):
+  """Pads windows, pairs and every fold index array (axis 1) up to their shape classes."""
+  z = _pad_axis(z, shape_class(z.shape[1]), 1)
+  p = shape_class(np.shape(pairs.label)[1])
+  pairs = PairData(*[_pad_axis(a, p, 1) for a in pairs])
+  n_train = shape_class(np.shape(fold.train_idx)[1], batch_size)
+  n_val = shape_class(np.shape(fold.val_idx)[1])
+  n_test = shape_class(np.shape(fold.test_idx)[1])
+  fold = FoldData(_pad_axis(fold.train_idx, n_train, 1), np.asarray(fold.train_count),
+                  _pad_axis(fold.val_idx, n_val, 1), _pad_axis(fold.val_mask, n_val, 1),
+                  _pad_axis(fold.test_idx, n_test, 1), _pad_axis(fold.test_mask, n_test, 1))
+  return z, pairs, fold
+
+
+@functools.lru_cache(maxsize=None)
+def _program(settings: TrainSettings, d: int, max_hidden: tuple[int, int], hidden_dim: int,
+             lanes: int, devices: tuple):
+  """``jit`` of all units: ``shard_map`` over ``devices``, then groups of ``lanes`` per device."""
+  train = make_train(settings, d, max_hidden, hidden_dim)
+  lane_group = jax.vmap(train)
+
+  def local(keys, z, pairs, fold):   # this device's units: [n, ...], n a multiple of lanes
+    if lanes == 1:
+      return jax.lax.map(lambda a: train(*a), (keys, z, pairs, fold))
+    n = keys.shape[0]
+    grouped = jax.tree.map(lambda a: a.reshape((n // lanes, lanes) + a.shape[1:]),
+                           (keys, z, pairs, fold))
+    out = jax.lax.map(lambda a: lane_group(*a), grouped)
+    return jax.tree.map(lambda a: a.reshape((n,) + a.shape[2:]), out)
+
+  if len(devices) == 1:
+    return jax.jit(local)
+  mesh = jax.sharding.Mesh(np.array(devices), ("units",))
+  spec = jax.sharding.PartitionSpec("units")
+  # Units never communicate, so the replication checks of shard_map are not needed.
+  return jax.jit(jax.shard_map(local, mesh=mesh, in_specs=spec, out_specs=spec,
+                               check_vma=False))
+
+
+class UnitsPlan(NamedTuple):
+  """The layout one call resolved to (logged by pipelines and sweeps)."""
+  units: int        # real (configuration, fold) units
+  devices: int      # devices they are split over
+  platform: str
+  lanes: int        # units vmapped together on a device
+  padded_units: int  # units computed, a multiple of devices * lanes
+
+
+def plan(num_units: int, layout: Layout = Layout()) -> UnitsPlan:
+  """Resolves ``layout`` for ``num_units`` units on this process's local devices."""
+  devices = local_devices(layout.devices)
+  per_device = -(-num_units // len(devices))
+  if layout.lanes < 0:
+    raise ValueError(f"train.lanes = {layout.lanes}: use 0 (automatic) or a positive count")
+  lanes = layout.lanes or (1 if devices[0].platform == "cpu" else per_device)
+  lanes = max(1, min(lanes, per_device))
+  per_device = -(-per_device // lanes) * lanes
+  return UnitsPlan(units=num_units, devices=len(devices), platform=devices[0].platform,
+                   lanes=lanes, padded_units=per_device * len(devices))
+
+
+def train_units(settings: TrainSettings, keys: jax.Array, z: np.ndarray, pairs: PairData,
+                fold: FoldData, max_hidden=(250, 125), hidden_dim: int = 0,
+                layout: Layout = Layout()) -> TrainOutput:
+  """Trains ``N`` independent (configuration, fold) units in one compiled call.
+
+  Args:
+    keys: ``[N]`` PRNG keys, one per unit.
+    z: ``float32 [N, W, d]`` window representations.
+    pairs: fields ``[N, P]``.
+    fold: fields ``[N, ...]``.
+    hidden_dim: derive the hidden sizes from this dimension (0: from ``d``).
+    layout: devices and lanes (:class:`Layout`); the result does not depend on it.
+
+  Returns:
+    The units' :class:`TrainOutput` as host (numpy) arrays with leading axis ``N``; ``test_prob``
+    keeps the caller's ``n_test`` columns.
+  """
+  num_units, _, d = np.shape(z)
+  n_test = np.shape(fold.test_idx)[1]
+  resolved = plan(num_units, layout)
+  devices = tuple(local_devices(layout.devices))
+  z, pairs, fold = _to_shape_classes(z, pairs, fold, settings.batch_size)
+  extra = resolved.padded_units - num_units
+
+  def pad_units(a):   # repeat unit 0; its extra results are dropped
+    if not extra:
+      return a
+    if isinstance(a, jax.Array):
+      return jnp.concatenate([a, jnp.repeat(a[:1], extra, axis=0)])
+    a = np.asarray(a)
+    return np.concatenate([a, np.repeat(a[:1], extra, axis=0)])
+
+  args = jax.tree.map(pad_units, (keys, np.asarray(z, np.float32), pairs, fold))
+  fn = _program(settings, d, tuple(max_hidden), int(hidden_dim), resolved.lanes, devices)
+  out = jax.device_get(fn(*args))
+  out = jax.tree.map(lambda a: np.asarray(a)[:num_units], out)
+  return out._replace(test_prob=out.test_prob[:, :n_test])
+
+
+def fold_keys(seed: int, num_folds: int) -> jax.Array:
+  """One root key per run; fold ``k`` trains with ``fold_in(root, k)``."""
+  root = jax.random.key(seed)
+  return jax.vmap(lambda k: jax.random.fold_in(root, k))(jnp.arange(num_folds))
+
+
+def train_folds(settings: TrainSettings, seed: int, z: np.ndarray, pairs: PairData,
+                fold: FoldData, max_hidden=(250, 125), hidden_dim: int = 0,
+                layout: Layout = Layout()) -> TrainOutput:
+  """Trains every fold in one compiled call (:func:`train_units`).
+
+  Args:
+    z: ``float32 [folds, W, d]`` per-fold window representations.
+    pairs: shared pairs ``[P]``.
+    fold: per-fold indices, each with a leading ``folds`` axis.
+    hidden_dim: derive the hidden sizes from this dimension (0: from ``d``).
+  """
+  num_folds = np.shape(z)[0]
+  per_fold = PairData(*[np.broadcast_to(np.asarray(a), (num_folds,) + np.shape(a)) for a in pairs])
+  return train_units(settings, fold_keys(seed, num_folds), z, per_fold, fold, max_hidden,
+                     hidden_dim, layout)
+
+
+def train_configs(settings: TrainSettings, seeds, z: np.ndarray, pairs: PairData,
+                  fold: FoldData, max_hidden=(250, 125), hidden_dim: int = 0,
+                  layout: Layout = Layout()) -> TrainOutput:
+  """Trains ``C`` equally shaped configurations x folds in one compiled call.
+
+  Args:
+    seeds: ``C`` run seeds.
+    z: ``float32 [C, folds, W, d]``; ``pairs`` fields ``[C, P]``; ``fold`` fields ``[C, folds, ...]``.
+  """
+  num_configs, num_folds = np.shape(z)[:2]
+  keys = jnp.concatenate([fold_keys(int(s), num_folds) for s in seeds])
+  flat = lambda a: np.asarray(a).reshape((num_configs * num_folds,) + np.shape(a)[2:])
+  per_unit = PairData(*[np.repeat(np.asarray(a), num_folds, axis=0) for a in pairs])
+  out = train_units(settings, keys, flat(z), per_unit, jax.tree.map(flat, fold), max_hidden,
+                    hidden_dim, layout)
+  return jax.tree.map(lambda a: a.reshape((num_configs, num_folds) + a.shape[1:]), out)
+
+
+def flops_per_pair(d: int, max_hidden=(250, 125), hidden_dim: int = 0) -> tuple[int, int]:
+  """Matmul FLOPs of the MLP per pair: ``(forward, training step)``.
+
+  A training step is the forward pass plus the backward pass: weight gradients of all three
+  layers and input gradients of the second and third (the input needs none); ``2`` FLOPs per
+  multiply-add, biases and activations not counted.
+  """
+  h1, h2 = hidden_sizes(d, max_hidden, hidden_dim)
+  macs = d * h1 + h1 * h2 + h2
+  forward = 2 * macs
+  return forward, forward + 2 * macs + 2 * (h1 * h2 + h2)
+
+
+def run_flops(out: TrainOutput, fold: FoldData, d: int, max_hidden=(250, 125),
+              hidden_dim: int = 0) -> float:
+  """Matmul FLOPs the units really needed: per unit, ``epochs_run`` epochs over its real
+  training pairs and its validation pairs, and the final test pass (padding not counted)."""
+  forward, step = flops_per_pair(d, max_hidden, hidden_dim)
+  epochs = np.asarray(out.epochs_run, np.float64).reshape(-1)
+  n_train = np.asarray(fold.train_count, np.float64).reshape(-1)
+  n_val = np.asarray(fold.val_mask).reshape(epochs.size, -1).sum(axis=1)
+  n_test = np.asarray(fold.test_mask).reshape(epochs.size, -1).sum(axis=1)
+  return float(np.sum(epochs * (n_train * step + n_val * forward) + n_test * forward))
+
+
+def enable_compilation_cache(path: str | None) -> str | None:
+  """Points JAX's persistent compilation cache at ``path`` so a repeated run skips compiling.
+
+  ``None`` or ``"none"`` leaves it off; ``""`` uses ``<LASCA_JAX_CACHE or ~/.cache/lasca_jax>/xla``.
+  JAX reads the setting once per process, so a directory already set (an earlier call, or the
+  ``JAX_COMPILATION_CACHE_DIR`` environment variable) is kept. Programs compiling in under 0.2 s
+  are not stored. Returns the directory in use, or None.
+  """
+  current = jax.config.jax_compilation_cache_dir
+  if current:
+    return current
+  if path is None or str(path).lower() == "none":
+    return None
+  if not path:
+    path = os.path.join(cache_lib.default_cache_dir(), "xla")
+  os.makedirs(path, exist_ok=True)
+  jax.config.update("jax_compilation_cache_dir", path)
+  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
+  return path
+
+def num_params(d: int, max_hidden=(250, 125), hidden_dim: int = 0) -> int:
+  """Trainable parameters of the preference MLP for input size ``d``."""
+  sizes = (d, *hidden_sizes(d, max_hidden, hidden_dim), 1)
+  return int(sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:])))

@@ -1,0 +1,356 @@
+"""Grids of configurations (the paper's Tables 3-7), trained in shape-sharing groups, resumable.
+
+A sweep expands ``config.sweep`` into one configuration per cell of
+
+  modality x window x margin x target x model,
+
+where the models are ``Features``, each text backbone alone, each backbone fused with the
+features, and each baseline encoder (for its own modality); lexicon and salience ablations
+(Table 7 and Sec. 6) add fused rows for the modalities in ``sweep.ablation_modalities``.
+
+Every configuration gets its own run directory (``config.json``, ``log.jsonl``, ``results.npz``
+exactly as ``experiments/main.py`` writes them). A configuration whose directory already holds
+``results.npz`` for the same config is not trained again, so a killed sweep resumes. Pending
+configurations are prepared (cached stages) and sorted by the shape of their inputs; up to
+``sweep.group_size`` configurations of equal shape are stacked on a leading axis and trained,
+with all their folds, in one compiled call (:func:`lasca_jax.model.train.train_configs`). Training is
+invariant to padding, so each run's results equal those of its standalone run.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import os
+import re
+import time
+from typing import Iterator
+
+import jax
+import ml_collections
+import numpy as np
+
+from lasca_jax.analysis import stats
+from lasca_jax.encoders import text as text_lib
+from lasca_jax.model import bundle as bundle_lib, train
+from lasca_jax.run import cache as cache_lib, pipeline
+
+
+def _slug(text: str) -> str:
+  return re.sub(r"[^A-Za-z0-9.+-]+", "_", text).strip("_")
+
+
+def _baselines(sweep) -> list[tuple[str, str, str]]:
+  """``sweep.baselines`` entries ``"Name:modality:dir"`` -> ``(name, modality, dir)``."""
+  out = []
+  for entry in sweep.baselines:
+    parts = entry.split(":", 2)
+    if len(parts) != 3 or parts[1] not in ("visual", "audio", "multimodal"):
+      raise ValueError(f"sweep.baselines entry {entry!r}: expected 'Name:modality:dir' with "
+                       "modality visual, audio or multimodal")
+    out.append(tuple(parts))
+  return out
+
+
+def _ablation_lexicon(lex: str, base_lexicon: str) -> str:
+  """``"shuffled"`` permutes the sweep's own lexicon: a file or ``feature_name`` is named."""
+  if lex == "shuffled" and base_lexicon not in ("llm", "dataset", "shuffled"):
+    return f"shuffled:{base_lexicon}"
+  return lex
+
+
+def _model_variants(sweep, modality: str, base_lexicon: str = "llm") -> Iterator[dict]:
+  """The model rows of one modality: dicts of dotted config overrides."""
+  if "features" in sweep.models:
+    yield {"model.fusion": "features"}
+  for backbone in sweep.backbones:
+    for fusion in ("text", "fused"):
+      if fusion in sweep.models:
+        yield {"model.fusion": fusion, "text.backbone": backbone}
+  if modality in sweep.ablation_modalities:
+    for backbone in sweep.backbones:
+      for lex in sweep.ablation_lexicons:
+        yield {"model.fusion": "fused", "text.backbone": backbone,
+               "text.lexicon": _ablation_lexicon(lex, base_lexicon)}
+      for rule in sweep.ablation_saliences:
+        label = f"{text_lib.backbone_label(backbone)}(F) {rule}"
+        yield {"model.fusion": "fused", "text.backbone": backbone, "text.salience": rule,
+               "model_label": label}
+    yield from _control_variants(sweep)
+  for name, base_modality, directory in _baselines(sweep):
+    if base_modality == modality:
+      yield {"model.fusion": "baseline", "model.baseline_name": name,
+             "model.baseline_dir": directory}
+
+
+CONTROLS = ("mask", "random_text", "capacity")
+
+
+def _control_variants(sweep) -> Iterator[dict]:
+  """Control rows (:mod:`lasca_jax.method.controls`): the mask once, the others per backbone."""
+  chosen = tuple(sweep.get("controls", ()))
+  unknown = sorted(set(chosen) - set(CONTROLS))
+  if unknown:
+    raise ValueError(f"sweep.controls: unknown {unknown}; choose from {CONTROLS}")
+  if "mask" in chosen:
+    yield {"model.fusion": "mask"}
+  for backbone in sweep.backbones:
+    if "random_text" in chosen:
+      yield {"model.fusion": "random_text", "text.backbone": backbone}
+    if "capacity" in chosen:
+      yield {"model.fusion": "features", "text.backbone": backbone,
+             "model.hidden_from": "fused"}
+
+
+def set_field(config, dotted: str, value) -> None:
+  """Sets ``config.<dotted>`` (``"pairs.margin"``) to ``value``."""
+  node = config
+  *parents, leaf = dotted.split(".")
+  for p in parents:
+    node = node[p]
+  node[leaf] = value
+
+
+def expand(config: ml_collections.ConfigDict) -> list[tuple[str, ml_collections.ConfigDict]]:
+  """``(relative run directory, config)`` for every cell of the grid, in a fixed order."""
+  sweep = config.sweep
+  runs = []
+  for modality in sweep.modalities:
+    for window in sweep.windows:
+      for margin in sweep.margins:
+        for target in sweep.targets:
+          for overrides in _model_variants(sweep, modality, config.text.lexicon):
+            run = copy.deepcopy(config)
+            with run.unlocked():
+              run.features.modality = modality
+              run.features.window_seconds = float(window)
+              run.pairs.margin = float(margin)
+              run.pairs.target = target
+              for key, value in overrides.items():
+                set_field(run, key, value)
+              label = pipeline.model_label(run)
+              run.model_label = label
+              run.name = f"{config.name}/{modality}/{window:g}s/{margin:g}/{target}/{label}"
+            tag = (f"{label}_{run.text.lexicon}" if run.model.fusion in ("text", "fused")
+                   else label)
+            runs.append((os.path.join(modality, f"w{window:g}s_m{margin:g}", target,
+                                      _slug(tag)), run))
+  names = [r for r, _ in runs]
+  if len(set(names)) != len(names):
+    raise ValueError("sweep produces two runs with the same directory; give baselines and "
+                     "backbones distinct names")
+  return runs
+
+
+def group_size(config) -> int:
+  """``sweep.group_size``, with 0 meaning 1 on CPU and 8 on an accelerator.
+
+  Stacked configurations run until the slowest of them stops early, so on a CPU, where the
+  trainer is compute bound, one call per configuration is faster
+  (``experiments/benchmark_grouping.py``); accelerators gain from the larger batch.
+  """
+  size = int(config.sweep.group_size)
+  if size <= 0:
+    size = 1 if jax.default_backend() == "cpu" else 8
+  return size
+
+
+def _config_json(config) -> dict:
+  return json.loads(config.to_json_best_effort())
+
+
+def is_done(run_dir: str, config) -> bool:
+  """True when ``run_dir`` holds results and a model bundle of exactly this configuration."""
+  cfg_path = os.path.join(run_dir, "config.json")
+  needed = ("results.npz", os.path.join(bundle_lib.DIRNAME, bundle_lib.JSON_FILE))
+  if not (all(os.path.exists(os.path.join(run_dir, n)) for n in needed) and
+          os.path.exists(cfg_path)):
+    return False
+  try:
+    with open(cfg_path) as f:
+      saved = json.load(f)
+    cache_lib.load_npz(os.path.join(run_dir, "results.npz"))
+  except Exception:  # pylint: disable=broad-except
+    return False
+  return saved == _config_json(config)
+
+
+def _pad_to(a: np.ndarray, n: int, axis: int) -> np.ndarray:
+  width = [(0, 0)] * a.ndim
+  width[axis] = (0, n - a.shape[axis])
+  return np.pad(a, width)
+
+
+def stack_inputs(group: list[pipeline.RunInputs]) -> tuple[np.ndarray, train.PairData,
+                                                           train.FoldData]:
+  """Stacks equally shaped runs on a leading axis, padding pairs and fold indices."""
+  p_max = max(g.pairs.label.shape[0] for g in group)
+  pairs = train.PairData(*[np.stack([_pad_to(np.asarray(getattr(g.pairs, f)), p_max, 0)
+                                     for g in group]) for f in train.PairData._fields])
+  folds = [pipeline.fold_data(g.folds) for g in group]
+  stacked = []
+  for f in train.FoldData._fields:
+    arrays = [np.asarray(getattr(fd, f)) for fd in folds]
+    if arrays[0].ndim == 2:
+      n = max(a.shape[1] for a in arrays)
+      arrays = [_pad_to(a, n, 1) for a in arrays]
+    stacked.append(np.stack(arrays))
+  z = np.stack([g.z for g in group])
+  return z, pairs, train.FoldData(*stacked)
+
+
+def _shape_signature(config) -> tuple:
+  """Config fields that decide the input shape (text-only inputs ignore the modality)."""
+  fusion = config.model.fusion
+  return (float(config.features.window_seconds), fusion,
+          "" if fusion == "text" else config.features.modality,
+          config.text.backbone if fusion in ("text", "fused", "random_text") else "",
+          config.model.baseline_dir if fusion == "baseline" else "",
+          config.model.get("hidden_from", ""), int(config.model.get("hidden_from_dim", 0)))
+
+
+def _group_key(config, inputs: pipeline.RunInputs):
+  return (inputs.z.shape, train.TrainSettings.from_config(config.train),
+          tuple(config.model.max_hidden), inputs.info["hidden_dim"], int(config.seed))
+
+
+def _train_and_write(group, log: logging.Logger, cache: cache_lib.StageCache) -> float:
+  """Trains a group of ``(run_dir, config, inputs, runlog)`` in one call and writes results."""
+  config0, inputs0 = group[0][1], group[0][2]
+  settings = train.TrainSettings.from_config(config0.train)
+  z, pairs, folds = stack_inputs([g[2] for g in group])
+  layout = train.Layout.from_config(config0.train)
+  plan = train.plan(len(group) * inputs0.z.shape[0], layout)
+  t0 = time.time()
+  out = train.train_configs(settings, [int(g[1].seed) for g in group], z, pairs, folds,
+                            tuple(config0.model.max_hidden), inputs0.info["hidden_dim"], layout)
+  seconds = time.time() - t0
+  log.info("trained %d configurations x %d folds (d=%d) in one call on %d %s device(s): %.1f s",
+           len(group), inputs0.z.shape[0], inputs0.z.shape[-1], plan.devices, plan.platform,
+           seconds)
+  for c, (run_dir, config, inputs, runlog) in enumerate(group):
+    one = jax.tree.map(lambda a: np.asarray(a)[c], out)
+    n_test = inputs.folds.test_idx.shape[1]
+    one = one._replace(test_prob=one.test_prob[:, :n_test])
+    arrays = pipeline.results_arrays(inputs, one, config)
+    runlog("trained", seconds=round(seconds, 3), group_size=len(group), devices=plan.devices,
+           platform=plan.platform, lanes=plan.lanes,
+           test_accuracy=arrays["test_accuracy"].round(4).tolist(),
+           best_epoch=arrays["best_epoch"].tolist())
+    pipeline.write_results(run_dir, arrays)
+    bundle_lib.write_bundle(run_dir, config, inputs, one.params, cache)
+    mean, std, _ = stats.fold_mean_std(arrays["test_accuracy"])
+    runlog("done", mean_test_accuracy=mean, std_test_accuracy=std)
+  return seconds
+
+
+FAILED_FILE = "failed.json"
+
+
+def recorded_failure(run_dir: str, config) -> dict | None:
+  """The failure recorded in ``run_dir`` for exactly this configuration, else ``None``."""
+  path = os.path.join(run_dir, FAILED_FILE)
+  try:
+    with open(path) as f:
+      failure = json.load(f)
+  except (OSError, ValueError):
+    return None
+  return failure if failure.get("config") == _config_json(config) else None
+
+
+def record_failure(run_dir: str, config, stage: str, error: BaseException,
+                   runlog: pipeline.RunLog | None = None) -> dict:
+  """Writes ``<run_dir>/failed.json`` (stage, error type, reason, config) atomically."""
+  failure = {"stage": stage, "error": type(error).__name__, "reason": str(error),
+             "config": _config_json(config)}
+  cache_lib.write_json_atomic(os.path.join(run_dir, FAILED_FILE), failure, indent=1)
+  if runlog is not None:
+    runlog("failed", stage=stage, error=type(error).__name__, reason=str(error))
+  logging.getLogger("lasca_jax.run.sweep").error("%s: %s failed: %s: %s", run_dir, stage,
+                                             type(error).__name__, error)
+  return failure
+
+
+def _train_group(group, log: logging.Logger, failures: dict,
+                 cache: cache_lib.StageCache) -> float:
+  """Trains ``group``; when the call fails, each member alone, recording the ones that fail."""
+  try:
+    return _train_and_write(group, log, cache)
+  except Exception as e:  # pylint: disable=broad-except
+    if len(group) == 1:
+      run_dir, config, _, runlog = group[0]
+      failures[run_dir] = record_failure(run_dir, config, "train", e, runlog)
+      return 0.0
+  return sum(_train_group([member], log, failures, cache) for member in group)
+
+
+def run_sweep(config, workdir: str, progress: bool = True, retry_failed: bool = False) -> dict:
+  """Runs every pending configuration of ``config.sweep``; returns a summary dict.
+
+  A configuration that fails (no pairs after its margin, a fold without test pairs, a missing
+  file, ...) is recorded in ``<run dir>/failed.json`` with its reason and the sweep goes on; a
+  later call skips it unless ``retry_failed``. The summary lists every failed configuration
+  (``failures``: run directory -> reason), including those recorded by earlier calls.
+  """
+  from tqdm.auto import tqdm  # pylint: disable=import-outside-toplevel
+  log = logging.getLogger("lasca_jax.run.sweep")
+  runs = expand(config)
+  pending, failures = [], {}
+  for rel, cfg in runs:
+    run_dir = os.path.join(workdir, rel)
+    if is_done(run_dir, cfg):
+      continue
+    earlier = None if retry_failed else recorded_failure(run_dir, cfg)
+    if earlier is not None:
+      failures[run_dir] = earlier
+      continue
+    pending.append((run_dir, cfg))
+  log.info("sweep: %d configurations, %d already done, %d failed before (not retried), "
+           "%d to run", len(runs), len(runs) - len(pending) - len(failures), len(failures),
+           len(pending))
+  cache = cache_lib.StageCache(config.cache_dir or None)
+  # Runs whose inputs will share a shape are adjacent, so at most one group is in memory.
+  pending.sort(key=lambda p: (_shape_signature(p[1]), p[0]))
+  size = group_size(config)
+  compilation_cache = train.enable_compilation_cache(config.get("compilation_cache", ""))
+  devices = train.plan(1, train.Layout.from_config(config.train))
+  log.info("sweep: training on %d local %s device(s)", devices.devices, devices.platform)
+  group, groups, train_seconds = [], 0, 0.0
+  for run_dir, cfg in tqdm(pending, desc="sweep", unit="run", disable=not progress):
+    os.makedirs(run_dir, exist_ok=True)
+    for stale in ("log.jsonl", "results.npz", FAILED_FILE,
+                  os.path.join(bundle_lib.DIRNAME, bundle_lib.JSON_FILE)):
+      if os.path.exists(os.path.join(run_dir, stale)):
+        os.remove(os.path.join(run_dir, stale))
+    runlog = pipeline.RunLog(run_dir)
+    pipeline.write_config(run_dir, cfg)
+    runlog("start", workdir=run_dir, cache_dir=cache.cache_dir, model_label=cfg.model_label,
+           sweep=workdir, compilation_cache=compilation_cache)
+    try:
+      inputs = pipeline.prepare(cfg, cache, runlog)
+    except Exception as e:  # pylint: disable=broad-except
+      failures[run_dir] = record_failure(run_dir, cfg, "prepare", e, runlog)
+      continue
+    key = _group_key(cfg, inputs)
+    if group and (key != group[0][0] or len(group) == size):
+      train_seconds += _train_group([g[1:] for g in group], log, failures, cache)
+      groups += 1
+      group = []
+    group.append((key, run_dir, cfg, inputs, runlog))
+  if group:
+    train_seconds += _train_group([g[1:] for g in group], log, failures, cache)
+    groups += 1
+  failed = {os.path.relpath(d, workdir): f"{f['stage']}: {f['error']}: {f['reason']}"
+            for d, f in sorted(failures.items())}
+  newly_failed = sum(d in failures for d, _ in pending)
+  failed_before = len(failures) - newly_failed
+  summary = {"configurations": len(runs), "trained": len(pending) - newly_failed,
+             "skipped": len(runs) - len(pending) - failed_before, "failed": len(failed),
+             "failures": failed, "groups": groups,
+             "train_seconds": round(train_seconds, 2), "devices": devices.devices,
+             "platform": devices.platform, "cache_hits": cache.hits,
+             "cache_misses": cache.misses}
+  cache_lib.write_json_atomic(os.path.join(workdir, "sweep.json"),
+                              {"summary": summary, "runs": [rel for rel, _ in runs]}, indent=2)
+  return summary

@@ -1,0 +1,340 @@
+"""Checks a whole configuration once, before any work, and reports every problem in one message.
+
+``check(config)`` collects the problems of every section (``seed``, ``features``, ``text``,
+``model``, ``pairs``, ``protocol``, ``train``, the dataset's own fields through its module's
+optional ``validate(data_config) -> list[str]``, and, for sweeps, ``sweep``) and raises one
+:class:`ConfigError` listing each bad field with its value and valid range. ``main.py``,
+``sweep.py`` and ``extract.py`` call it before touching data; :func:`lasca_jax.run.pipeline.run`
+calls it too, so a notebook gets the same message.
+
+``parse_flags`` replaces absl's flag parser in the experiment scripts, so that a mistyped
+override (``--config.pairs.margn=0.1``) or a value of the wrong type is one line naming the
+field (and the closest existing one) instead of a chain of tracebacks.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib.util
+import math
+import os
+import sys
+from typing import Any, Callable, Sequence
+
+from lasca_jax.data import datasets
+from lasca_jax.encoders import text as text_lib
+from lasca_jax.method import controls, templates
+
+
+class ConfigError(ValueError):
+  """Invalid configuration; the message lists every problem found."""
+
+
+MODALITIES = ("visual", "audio", "multimodal")
+FUSIONS = ("features", "text", "fused", "baseline") + controls.FUSIONS
+SALIENCES = ("otsu", "topk", "threshold")
+TARGETS = ("arousal", "valence")
+PROTOCOLS = ("kfold", "random_splits")
+BUILTIN_LEXICONS = ("llm", "feature_name", "shuffled", "dataset")
+
+
+def _is_int(v) -> bool:
+  return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_num(v) -> bool:
+  return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def int_at_least(lo: int) -> tuple[Callable[[Any], bool], str]:
+  return (lambda v: _is_int(v) and v >= lo), f"an integer >= {lo}"
+
+
+def number_in(lo: float, hi: float, lo_open: bool = False, hi_open: bool = False
+              ) -> tuple[Callable[[Any], bool], str]:
+  """A finite number in the interval; open ends are excluded."""
+  def ok(v):
+    if not _is_num(v):
+      return False
+    return (v > lo if lo_open else v >= lo) and (v < hi if hi_open else v <= hi)
+  left, right = ("(" if lo_open else "["), (")" if hi_open else "]")
+  hi_text = "inf" if hi == math.inf else f"{hi:g}"
+  return ok, f"a number in {left}{lo:g}, {hi_text}{right}"
+
+
+def one_of(choices: Sequence[str]) -> tuple[Callable[[Any], bool], str]:
+  return (lambda v: v in choices), "one of " + ", ".join(repr(c) for c in choices)
+
+
+BOOL = ((lambda v: isinstance(v, bool)), "True or False")
+
+# (dotted field, (check, valid range)) for the sections every run uses.
+RULES: tuple[tuple[str, tuple[Callable[[Any], bool], str]], ...] = (
+    ("seed", int_at_least(0)),
+    ("protocol.split_seed", int_at_least(-1)),
+    ("features.modality", one_of(MODALITIES)),
+    ("features.window_seconds", number_in(0, math.inf, lo_open=True)),
+    ("features.min_valid_fraction", number_in(0, 1, lo_open=True)),
+    ("features.clip", BOOL),
+    ("features.partial_windows", BOOL),
+    ("text.salience", one_of(SALIENCES)),
+    ("text.salience_k", int_at_least(1)),
+    ("text.salience_threshold", number_in(0, 1, hi_open=True)),
+    ("text.uncovered", one_of(("name", "drop"))),
+    ("text.lexicon_seed", int_at_least(0)),
+    ("text.batch_size", int_at_least(1)),
+    ("text.token_budget", int_at_least(0)),
+    ("text.device", ((lambda v: isinstance(v, str) and v.split(":")[0] in
+                      ("auto", "cpu", "cuda", "mps")), "auto, cpu, cuda or cuda:N")),
+    ("text.precision", one_of(text_lib.PRECISIONS)),
+    ("text.long_prompts", one_of(text_lib.LONG_PROMPTS)),
+    ("text.phrase_order", one_of(templates.PHRASE_ORDERS)),
+    ("text.salience_stats", one_of(("fold", "recording", "dataset"))),
+    ("model.fusion", one_of(FUSIONS)),
+    ("model.hidden_from", one_of(controls.HIDDEN_FROM)),
+    ("model.hidden_from_dim", int_at_least(0)),
+    ("text.random_seed", int_at_least(0)),
+    ("text.random_norm", number_in(0, math.inf)),
+    ("pairs.target", one_of(TARGETS)),
+    ("pairs.margin", number_in(0, math.inf)),
+    ("pairs.eps", number_in(0, math.inf, lo_open=True)),
+    ("protocol.name", one_of(PROTOCOLS)),
+    ("protocol.num_folds", int_at_least(1)),
+    ("protocol.test_fraction", number_in(0, 1, lo_open=True, hi_open=True)),
+    ("train.max_epochs", int_at_least(1)),
+    ("train.learning_rate", number_in(0, math.inf, lo_open=True)),
+    ("train.alpha", number_in(0, math.inf)),
+    ("train.tol", number_in(0, math.inf)),
+    ("train.patience", int_at_least(1)),
+    ("train.validation_fraction", number_in(0, 1, lo_open=True, hi_open=True)),
+    ("train.validation_grouping", one_of(("pair", "none"))),
+    ("train.batch_size", int_at_least(1)),
+    ("train.devices", int_at_least(0)),
+    ("train.lanes", int_at_least(0)),
+    ("compilation_cache", ((lambda v: isinstance(v, str)),
+                           "a directory, '' for the default or 'none'")),
+)
+
+
+def get(config, dotted: str, default: Any = None) -> Any:
+  """``config.a.b`` or ``default`` when a part of the path is absent."""
+  node = config
+  for key in dotted.split("."):
+    try:
+      if key not in node:
+        return default
+      node = node[key]
+    except TypeError:
+      return default
+  return node
+
+
+def problem(field: str, value: Any, valid: str) -> str:
+  return f"{field}={value!r} (need {valid})"
+
+
+def _lexicon_problems(config) -> list[str]:
+  kind = get(config, "text.lexicon", "llm")
+  if kind in BUILTIN_LEXICONS:
+    return []
+  path = kind[len("shuffled:"):] if str(kind).startswith("shuffled:") else kind
+  if path not in ("llm", "feature_name") and not os.path.isfile(os.path.expanduser(str(path))):
+    return [problem("text.lexicon", kind, "one of " + ", ".join(map(repr, BUILTIN_LEXICONS)) +
+                    ", 'shuffled:<file>' or an existing .json/.csv lexicon file")]
+  return []
+
+
+def _model_problems(config) -> list[str]:
+  out = []
+  hidden = get(config, "model.max_hidden", (250, 125))
+  if (not isinstance(hidden, (tuple, list)) or len(hidden) != 2 or
+      not all(_is_int(h) and h >= 1 for h in hidden)):
+    out.append(problem("model.max_hidden", hidden, "two integers >= 1"))
+  if get(config, "model.fusion") == "baseline":
+    directory = get(config, "model.baseline_dir", "")
+    if not directory or not os.path.isdir(os.path.expanduser(directory)):
+      out.append(problem("model.baseline_dir", directory,
+                         "an existing folder of <recording_id>.npz embeddings for fusion "
+                         "'baseline'"))
+  return out
+
+
+def _protocol_problems(config) -> list[str]:
+  if get(config, "protocol.name") == "kfold" and _is_int(get(config, "protocol.num_folds")):
+    if get(config, "protocol.num_folds") == 1:
+      return [problem("protocol.num_folds", get(config, "protocol.num_folds"),
+                      "an integer >= 2 for kfold: one fold leaves no training subject")]
+  return []
+
+
+def _sweep_problems(config) -> list[str]:
+  out = []
+  lists = (("sweep.modalities", MODALITIES), ("sweep.targets", TARGETS),
+           ("sweep.models", ("features", "text", "fused")),
+           ("sweep.ablation_modalities", MODALITIES),
+           ("sweep.ablation_lexicons", ("llm", "feature_name", "shuffled", "dataset")),
+           ("sweep.ablation_saliences", SALIENCES),
+           ("sweep.controls", ("mask", "random_text", "capacity")))
+  for field, choices in lists:
+    values = get(config, field, ())
+    bad = [v for v in values if v not in choices]
+    if bad:
+      out.append(problem(field, tuple(values), "entries from " + ", ".join(map(repr, choices))))
+  for field, (ok, valid) in (("sweep.windows", number_in(0, math.inf, lo_open=True)),
+                             ("sweep.margins", number_in(0, math.inf))):
+    values = get(config, field, ())
+    if not values or not all(ok(v) for v in values):
+      out.append(problem(field, tuple(values), f"a non-empty list, each {valid}"))
+  size = get(config, "sweep.group_size", 0)
+  if not (_is_int(size) and size >= 0):
+    out.append(problem("sweep.group_size", size, "an integer >= 0 (0 = automatic)"))
+  for entry in get(config, "sweep.baselines", ()):
+    parts = str(entry).split(":", 2)
+    if len(parts) != 3 or parts[1] not in MODALITIES:
+      out.append(problem("sweep.baselines", entry, "'Name:modality:dir' entries with modality "
+                         "visual, audio or multimodal"))
+  return out
+
+
+def _data_problems(config) -> list[str]:
+  name = get(config, "data.name", "")
+  try:
+    module = datasets.get_module(name)
+  except ValueError as e:
+    return [f"data.name={name!r} ({e})"]
+  check_data = getattr(module, "validate", None)
+  return list(check_data(config.data)) if check_data else []
+
+
+def problems(config, sweep: bool = False) -> list[str]:
+  """Every problem of ``config`` as ``'field=value (need ...)'`` strings (empty when valid)."""
+  out = []
+  for field, (ok, valid) in RULES:
+    value = get(config, field, _MISSING)
+    if value is _MISSING:
+      continue  # An older config.json without a newer field: its default applies.
+    if not ok(value):
+      out.append(problem(field, value, valid))
+  out += _protocol_problems(config)
+  out += _lexicon_problems(config)
+  out += _model_problems(config)
+  out += _data_problems(config)
+  if sweep:
+    out += _sweep_problems(config)
+  return out
+
+
+_MISSING = object()
+
+
+def check(config, sweep: bool = False) -> None:
+  """Raises :class:`ConfigError` listing every problem of ``config`` (see :func:`problems`)."""
+  found = problems(config, sweep)
+  if found:
+    noun = "problem" if len(found) == 1 else "problems"
+    raise ConfigError(f"invalid configuration, {len(found)} {noun}: " + "; ".join(found))
+
+
+# ----------------------------------------------------------------------------- command lines
+
+
+def _load_config_file(argv: Sequence[str], flag: str = "config"):
+  """The config a ``--config=path[:arg]`` argument names (``None`` when it cannot be loaded)."""
+  spec_text = next((a.split("=", 1)[1] for a in argv if a.startswith(f"--{flag}=")), None)
+  if not spec_text:
+    return None
+  path, _, arg = spec_text.partition(":")
+  try:
+    spec = importlib.util.spec_from_file_location("_lasca_config_probe", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.get_config(arg) if arg else module.get_config()
+  except Exception:  # pylint: disable=broad-except
+    return None
+
+
+def unknown_override(config, dotted: str) -> str | None:
+  """A message when ``dotted`` is not a field of ``config`` (with the closest existing name)."""
+  node, walked = config, []
+  for key in dotted.split("."):
+    keys = list(node.keys()) if hasattr(node, "keys") else []
+    if key not in keys:
+      close = difflib.get_close_matches(key, keys, n=1)
+      prefix = ".".join(walked)
+      hint = f" (did you mean {'.'.join(walked + close[:1])}?)" if close else (
+          f" ({prefix or 'the config'} has {', '.join(sorted(keys)[:12])})" if keys else "")
+      return f"unknown config field {dotted}{hint}"
+    walked.append(key)
+    node = node[key]
+  return None
+
+
+def describe_flag_error(argv: Sequence[str], error: Exception, flag: str = "config") -> str:
+  """One line for a failed flag parse: the unknown field or the rejected value."""
+  config = _load_config_file(argv, flag)
+  if config is not None:
+    for a in argv:
+      if a.startswith(f"--{flag}."):
+        dotted = a[len(flag) + 3:].split("=", 1)[0]
+        message = unknown_override(config, dotted)
+        if message:
+          return message
+  text = " ".join(str(error).replace("\\n", " ").split())
+  if len(text) > 1 and text[0] == text[-1] and text[0] in "'\"":
+    text = text[1:-1]
+  return text or type(error).__name__
+
+
+def parse_flags(argv: Sequence[str]) -> list[str]:
+  """absl flag parsing that ends a bad command line with one line on stderr (exit status 2)."""
+  from absl import flags  # pylint: disable=import-outside-toplevel
+  try:
+    return flags.FLAGS(list(argv))
+  except Exception as e:  # pylint: disable=broad-except
+    sys.stderr.write(f"error: {describe_flag_error(argv, e)}\n")
+    sys.exit(2)
+
+
+def field_problems(section, prefix: str, rules) -> list[str]:
+  """Problems of ``section`` (e.g. ``config.data``) under ``rules`` ``[(field, (ok, valid))]``."""
+  out = []
+  for field, (ok, valid) in rules:
+    value = get(section, field, _MISSING)
+    if value is not _MISSING and not ok(value):
+      out.append(problem(f"{prefix}.{field}", value, valid))
+  return out
+
+
+def root_problems(data_config, what: str) -> list[str]:
+  """``data.root`` must name an existing folder."""
+  root = get(data_config, "root", "")
+  if not root:
+    return [problem("data.root", root, f"the {what} folder")]
+  if not os.path.isdir(os.path.expanduser(str(root))):
+    return [problem("data.root", root, f"an existing folder (the {what})")]
+  return []
+
+
+MEDIA_RULES = (
+    ("frame_stride", int_at_least(1)),
+    ("num_faces", int_at_least(0)),
+    ("sample_rate", int_at_least(1)),
+    ("mfcc_hop_seconds", number_in(0, math.inf, lo_open=True)),
+    ("mfcc_window_seconds", number_in(0, math.inf, lo_open=True)),
+    ("skip_missing", BOOL),
+    ("fps", number_in(0, math.inf)),
+)
+
+
+def csv_dir_problems(data_config) -> list[str]:
+  """Pre-extracted feature folders, when set, must exist."""
+  out = []
+  for modality in ("face", "audio"):
+    folder = get(data_config, f"{modality}_csv_dir", "")
+    if folder:
+      path = os.path.join(os.path.expanduser(str(get(data_config, "root", ""))),
+                          os.path.expanduser(folder))
+      if not os.path.isdir(path):
+        out.append(problem(f"data.{modality}_csv_dir", folder, "an existing folder of "
+                           "<recording>.csv feature files (relative to data.root or absolute)"))
+  return out
