@@ -47,7 +47,7 @@ def main(argv):
 
   def separate():
     return np.stack([np.asarray(train.train_folds(settings, s, i.z, i.pairs,
-                                                  pipeline.fold_data(i.folds),
+                                                  i.folds,
                                                   hidden).test_accuracy)
                      for s, i in zip(seeds, inputs)])
 

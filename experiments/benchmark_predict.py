@@ -62,7 +62,7 @@ def main(argv):
   predictor = bundle.load_bundle(_RUN.value)
   frames = apply.read_input(_INPUT.value, predictor, _FACE_MODEL.value)
   win = apply.window_input(frames, predictor)
-  raw = win["features"]
+  raw = win.features
   streaming = predictor.window_predictor(0)
   steps = [(raw[i], raw[i + 1]) for i in range(raw.shape[0] - 1)]
   z_prev = {i: streaming.represent(a) for i, (a, _) in enumerate(steps)}

@@ -75,13 +75,13 @@ def _load() -> str:
 
 def _prepared(config):
   inputs = pipeline.prepare(config, cache.StageCache(config.cache_dir or None))
-  return inputs, pipeline.fold_data(inputs.folds)
+  return inputs, inputs.folds
 
 
 def _train(config, inputs, fold) -> train.TrainOutput:
   return train.train_folds(train.TrainSettings.from_config(config.train), int(config.seed),
                            inputs.z, inputs.pairs, fold, tuple(config.model.max_hidden),
-                           inputs.info.get("hidden_dim", 0), train.Layout.from_config(config.train))
+                           inputs.hidden_dim, train.Layout.from_config(config.train))
 
 
 def _child(config, compilation_cache: str) -> None:
@@ -146,7 +146,7 @@ def training_section(config, sklearn: bool = True) -> dict:
     times.append(time.perf_counter() - start)
   compiled = min(times)
   flops = train.run_flops(out, fold, d, tuple(config.model.max_hidden),
-                          inputs.info.get("hidden_dim", 0))
+                          inputs.hidden_dim)
   epochs = int(np.sum(out.epochs_run))
   result.update(
       compiled_s=compiled, peak=measured.as_dict(), flops=flops, fold_epochs=epochs,

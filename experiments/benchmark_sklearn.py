@@ -31,7 +31,7 @@ def main(argv):
   config = _CONFIG.value
   inputs = pipeline.prepare(config, cache.StageCache(config.cache_dir or None))
   settings = train.TrainSettings.from_config(config.train)
-  fold = pipeline.fold_data(inputs.folds)
+  fold = inputs.folds
   num_folds, _, d = inputs.z.shape
 
   t0 = time.perf_counter()

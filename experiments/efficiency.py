@@ -59,6 +59,9 @@ _FUSIONS = flags.DEFINE_list("fusions", ["features", "text", "fused"],
                              "Representations to measure.")
 _FOLD = flags.DEFINE_integer("fold", 0, "Fold whose trained weights are timed.")
 _OUTPUT = flags.DEFINE_string("output", None, "Optional JSON file for the rows and machine.")
+_WORKDIR = flags.DEFINE_string("workdir", None, "Optional folder: every measured configuration "
+                               "is written there as a run directory (config.json, log.jsonl, "
+                               "results.npz, bundle/), as experiments/main.py writes it.")
 _TORCH_THREADS = flags.DEFINE_integer("torch_threads", 0,
                                       "Intra-op threads of the text encoder (0: torch's default, "
                                       "one per core); 1 avoids spin-wait stalls on a busy CPU.")
@@ -86,11 +89,12 @@ def summary(ms):
   return {"median_ms": float(np.median(ms)), "p90_ms": float(np.percentile(ms, 90))}
 
 
-def measure(config, encoder, num_windows, warmup, fold):
-  """Trains one configuration and times its predictor; returns a row dict."""
+def measure(config, encoder, num_windows, warmup, fold, workdir=None):
+  """Trains one configuration (written to ``workdir`` when given) and times its predictor;
+  returns a row dict."""
   t0 = time.perf_counter()
   tp = efficiency.trained_predictor(config, cache_lib.StageCache(config.cache_dir or None), fold,
-                                    encoder)
+                                    encoder, workdir)
   train_s = time.perf_counter() - t0
   p, raw, steps = tp.predictor, tp.raw, tp.steps
   d = p.input_dim
@@ -179,8 +183,9 @@ def main(argv):
       for name in (backbones if fusion != "features" else [base.text.backbone]):
         config = base.copy_and_resolve_references()
         config.features.modality, config.model.fusion = modality, fusion
+        workdir = (os.path.join(_WORKDIR.value, modality, fusion) if _WORKDIR.value else None)
         if fusion == "features":
-          rows.append(measure(config, None, num_windows, warmup, fold))
+          rows.append(measure(config, None, num_windows, warmup, fold, workdir))
           continue
         config.text.backbone = name
         if name != base.text.backbone:
@@ -190,7 +195,8 @@ def main(argv):
           rows.append({"modality": modality, "fusion": fusion, "backbone": name,
                        "label": pipeline.model_label(config), "unavailable": frozen})
           continue
-        row = measure(config, encoder, num_windows, warmup, fold)
+        row = measure(config, encoder, num_windows, warmup, fold,
+                      workdir and os.path.join(workdir, os.path.basename(name.rstrip("/"))))
         row.update(backbone=name, frozen_params=frozen)
         rows.append(row)
         logging.info("%s", row)

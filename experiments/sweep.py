@@ -10,6 +10,7 @@ report (``<workdir>/report``: tables as Markdown, LaTeX and CSV, figures as PNG,
 rebuilt at the end from the run directories alone.
 """
 
+import copy
 import os
 import sys
 
@@ -40,6 +41,7 @@ def run(config, workdir: str, make_report: bool = True, retry_failed: bool = Fal
   by later calls unless ``retry_failed``.
   """
   validate.check(config, sweep=True)
+  config = copy.deepcopy(config)   # the simulated baselines are added to a copy, not the caller's
   if config.sweep.simulated_baselines:
     if config.data.name != "synthetic":
       raise ValueError("sweep.simulated_baselines needs the synthetic dataset")

@@ -10,7 +10,7 @@ from lasca_jax.analysis import tables
 from lasca_jax.encoders import text as text_lib
 from lasca_jax.method import controls, salience, windows
 from lasca_jax.model import train
-from lasca_jax.run import cache as cache_lib, pipeline
+from lasca_jax.run import cache as cache_lib, pipeline, stages
 from test_tables import BASE, FOLDS, write_run
 
 
@@ -63,9 +63,11 @@ def test_mask_rows_are_features_and_salience_mask(tmp_path):
   f = feats.z.shape[-1]
   assert masked.z.shape[-1] == 2 * f
   np.testing.assert_array_equal(masked.z[..., :f], feats.z)
-  frames = pipeline.frames_stage(config, cache_lib.StageCache(config.cache_dir))[1]
+  cache = cache_lib.StageCache(config.cache_dir)
+  frames = stages.frames(cache, data=stages.data_input(config.data)).value
   win = windows.make_windows(frames, float(config.features.window_seconds))
-  mods = win["modalities"][windows.modality_columns(win["modalities"], "multimodal")]
+  mods = win.modalities[windows.modality_columns(win.modalities, "multimodal")]
+  assert masked.modalities == feats.modalities == mods.tolist()
   expected = salience.salience_mask(feats.z, mods, "otsu", 5, 0.5).astype(np.float32)
   np.testing.assert_array_equal(masked.z[..., f:], expected)
   assert set(np.unique(masked.z[..., f:]).tolist()) == {0.0, 1.0}
@@ -83,8 +85,8 @@ def test_capacity_matched_features_have_the_fused_architecture(tmp_path, tiny_ba
   np.testing.assert_array_equal(cap.z[..., :f], feats.z)
   assert not cap.z[..., f:].any()
   hidden = tuple(config.model.max_hidden)
-  assert (train.num_params(cap.z.shape[-1], hidden, cap.info["hidden_dim"])
-          == train.num_params(fused.z.shape[-1], hidden, fused.info["hidden_dim"])
+  assert (train.num_params(cap.z.shape[-1], hidden, cap.hidden_dim)
+          == train.num_params(fused.z.shape[-1], hidden, fused.hidden_dim)
           > train.num_params(f, hidden))
   assert pipeline.model_label(config) == "Features cap. tiny_backbone(F)".replace(
       "tiny_backbone", text_lib.backbone_label(tiny_backbone))

@@ -48,8 +48,8 @@ def test_pooling_matches_core_windows():
   for w in (3.0, 5.0):
     core = windows.make_windows(frames, w)
     pooled, counts = baseline_lib.pool_frames(feats, times, w)
-    np.testing.assert_array_equal(core["position"], np.arange(counts.size))
-    np.testing.assert_allclose(pooled, core["features"], rtol=1e-5)
+    np.testing.assert_array_equal(core.position, np.arange(counts.size))
+    np.testing.assert_allclose(pooled, core.features, rtol=1e-5)
 
 
 def test_load_errors_name_the_file(tmp_path):

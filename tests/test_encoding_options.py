@@ -29,15 +29,14 @@ def test_salience_stats_recording_and_dataset_give_one_prompt_per_window(tmp_pat
     assert all(np.array_equal(inputs.prompt_index[0], f) for f in inputs.prompt_index)
     assert 0 < len(sink) <= len(fold_prompts)
   # "recording": every recording's usable windows span exactly [0, 1] per non-constant feature.
-  win = cache_lib.load_npz(cache_lib.StageCache(config.cache_dir).path(
-      "windows", inputs.info["windows_key"]))
-  cols = np.arange(win["features"].shape[1])
-  values, _ = pipeline.salience_values(
+  win = inputs.windows
+  cols = np.arange(win.features.shape[1])
+  values = pipeline.salience_values(
       make_tiny_config(tmp_path, **{"text.salience_stats": "recording"}), win, cols,
-      inputs.usable, None, "")
-  rows = (win["recording"] == 0) & inputs.usable
+      inputs.usable, None).value
+  rows = (win.recording == 0) & inputs.usable
   v = values[0][rows]
-  varying = np.ptp(win["features"][rows], axis=0) > 0
+  varying = np.ptp(win.features[rows], axis=0) > 0
   np.testing.assert_allclose(v.min(0)[varying], 0.0, atol=1e-6)
   np.testing.assert_allclose(v.max(0)[varying], 1.0, atol=1e-6)
   with pytest.raises(ValueError, match="config.text.salience_stats"):

@@ -1,5 +1,6 @@
 """Faults and bad input (issue 9): each case reproduced on tiny fixtures."""
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -8,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from lasca_jax.run import cache, pipeline, validate
+from lasca_jax.run import cache, pipeline, rundir, validate
 from conftest import ROOT, apply_overrides, make_tiny_config
 
 
@@ -208,7 +209,7 @@ def test_subjects_without_usable_windows_are_left_out_before_the_folds(tmp_path,
   root = tmp_path / "data"
   _write_tables(root, subjects=7, no_face=("r2", "r5"))
   config = _custom_config(tmp_path, root)
-  inputs = pipeline.prepare(config, cache.StageCache(config.cache_dir), pipeline.RunLog(None))
+  inputs = pipeline.prepare(config, cache.StageCache(config.cache_dir), rundir.RunLog(None))
   subjects = inputs.splits.subjects.tolist()
   for s in ("p2", "p5"):                       # never trained or tested on
     assert not inputs.splits.train[:, subjects.index(s)].any()
@@ -286,23 +287,24 @@ def test_a_dataset_with_one_target(tmp_path):
 def test_only_full_windows_are_usable_unless_partial_windows_is_set(tmp_path, monkeypatch):
   from lasca_jax.method import windows  # pylint: disable=import-outside-toplevel
   times = np.arange(315) / 10.0                # 31.5 s: window 10 = [30, 33) is half covered
-  frames = {"times": times, "features": np.ones((315, 2), np.float32),
-            "valence": np.zeros(315, np.float32), "arousal": np.zeros(315, np.float32),
-            "recording": np.zeros(315, np.int32), "recording_ids": np.array(["r"]),
-            "subject_ids": np.array(["s"]), "feature_names": np.array(["a", "mfcc_0"]),
-            "modalities": np.array(["face", "audio"])}
+  frames = windows.Frames(
+      times=times, features=np.ones((315, 2), np.float32),
+      valence=np.zeros(315, np.float32), arousal=np.zeros(315, np.float32),
+      recording=np.zeros(315, np.int32), recording_ids=np.array(["r"]),
+      subject_ids=np.array(["s"]), feature_names=np.array(["a", "mfcc_0"]),
+      modalities=np.array(["face", "audio"]))
   win = windows.make_windows(frames, 3.0)
-  assert win["full"].tolist() == [True] * 10 + [False]
-  assert win["coverage"][10].tolist() == [0.5, 0.5, 0.5]
+  assert win.full.tolist() == [True] * 10 + [False]
+  assert win.coverage[10].tolist() == [0.5, 0.5, 0.5]
   assert windows.usable_windows(win, "multimodal", 0.5).sum() == 10        # paper: fixed length
   assert windows.usable_windows(win, "multimodal", 0.5, partial=True).sum() == 11
   # 240 s recordings (the synthetic data) divide into 3 s and 5 s windows: all full.
   for w, n in ((3.0, 80), (5.0, 48)):
-    frames240 = dict(frames, times=np.arange(2400) / 10.0,
+    frames240 = dataclasses.replace(frames, times=np.arange(2400) / 10.0,
                      features=np.ones((2400, 2), np.float32),
                      valence=np.zeros(2400, np.float32), arousal=np.zeros(2400, np.float32),
                      recording=np.zeros(2400, np.int32))
-    assert windows.make_windows(frames240, w)["full"].tolist() == [True] * n
+    assert windows.make_windows(frames240, w).full.tolist() == [True] * n
 
 
 # ----------------------------------------------------------------------------- 16: seeds

@@ -1,5 +1,7 @@
 """Windows, normalisation, pairs and protocols: exact values and invariants."""
 
+import types
+
 import numpy as np
 import pytest
 
@@ -22,14 +24,14 @@ def test_windows_mean_pool_exactly_and_track_coverage():
   feats[12, 0] = np.nan                    # a missed face frame in window 0
   rec = _recording("r0", "s0", 75, feats=feats)
   win = windows_lib.make_windows(windows_lib.frames_to_arrays([rec]), 3.0)
-  assert win["features"].shape == (3, 3)                       # 0-3 s, 3-6 s, 6-7.5 s
-  np.testing.assert_allclose(win["features"][1], feats[30:60].mean(0))
-  np.testing.assert_allclose(win["features"][0, 0], np.delete(feats[:30, 0], 12).mean())
-  np.testing.assert_allclose(win["arousal"][1], rec.arousal[30:60].mean(), rtol=1e-6)
-  np.testing.assert_allclose(win["coverage"][:, 0], [29 / 30, 1.0, 0.5])
+  assert win.features.shape == (3, 3)                       # 0-3 s, 3-6 s, 6-7.5 s
+  np.testing.assert_allclose(win.features[1], feats[30:60].mean(0))
+  np.testing.assert_allclose(win.features[0, 0], np.delete(feats[:30, 0], 12).mean())
+  np.testing.assert_allclose(win.arousal[1], rec.arousal[30:60].mean(), rtol=1e-6)
+  np.testing.assert_allclose(win.coverage[:, 0], [29 / 30, 1.0, 0.5])
   usable = windows_lib.usable_windows(win, "visual", 0.6)
   np.testing.assert_array_equal(usable, [True, True, False])   # partial trailing window dropped
-  np.testing.assert_array_equal(win["position"], [0, 1, 2])
+  np.testing.assert_array_equal(win.position, [0, 1, 2])
 
 
 def test_normalisation_uses_training_windows_only_and_handles_constants():
@@ -54,8 +56,8 @@ def _windows_with_labels(values, recording=None):
   n = len(values)
   rec = np.zeros(n, np.int32) if recording is None else np.asarray(recording, np.int32)
   pos = np.concatenate([np.arange((rec == r).sum()) for r in np.unique(rec)]).astype(np.int32)
-  return {"arousal": np.asarray(values, np.float32), "valence": np.zeros(n, np.float32),
-          "recording": rec, "position": pos}
+  return types.SimpleNamespace(arousal=np.asarray(values, np.float32),
+                               valence=np.zeros(n, np.float32), recording=rec, position=pos)
 
 
 def test_pairs_obey_margin_and_are_antisymmetric():
@@ -64,22 +66,22 @@ def test_pairs_obey_margin_and_are_antisymmetric():
   p = pairs_lib.make_pairs(win, np.ones(len(a), bool), "arousal", margin=0.1, eps=1e-3)
   # Hand-computed: (0,1) 4% no; (1,2) yes up; (2,3) 0 no; (3,4) yes down; (4,5) |0.001|/1e-3 = 1
   # yes up; (5,6) yes down; (6,7) 40% yes up.
-  kept = sorted(set(map(tuple, np.sort(np.stack([p["first"], p["second"]], 1), 1).tolist())))
+  kept = sorted(set(map(tuple, np.sort(np.stack([p.first, p.second], 1), 1).tolist())))
   assert kept == [(1, 2), (3, 4), (4, 5), (5, 6), (6, 7)]
-  for f, s, y in zip(p["first"], p["second"], p["label"]):
+  for f, s, y in zip(p.first, p.second, p.label):
     assert y == int(a[s] > a[f])
   # Both orders with complementary labels, next to each other, sharing a pair id.
-  np.testing.assert_array_equal(p["first"][0::2], p["second"][1::2])
-  np.testing.assert_array_equal(p["label"][0::2], 1 - p["label"][1::2])
-  np.testing.assert_array_equal(p["pair_id"][0::2], p["pair_id"][1::2])
-  assert p["label"].mean() == 0.5
+  np.testing.assert_array_equal(p.first[0::2], p.second[1::2])
+  np.testing.assert_array_equal(p.label[0::2], 1 - p.label[1::2])
+  np.testing.assert_array_equal(p.pair_id[0::2], p.pair_id[1::2])
+  assert p.label.mean() == 0.5
 
 
 def test_pairs_never_cross_recordings_or_gaps():
   win = _windows_with_labels([0.1, 0.9, 0.1, 0.9, 0.1], recording=[0, 0, 1, 1, 1])
   usable = np.array([True, True, True, False, True])
   p = pairs_lib.make_pairs(win, usable, "arousal", 0.1)
-  pairs = set(zip(p["first"].tolist(), p["second"].tolist()))
+  pairs = set(zip(p.first.tolist(), p.second.tolist()))
   assert pairs == {(0, 1), (1, 0)}        # (1,2) crosses recordings; (2,3), (3,4) touch unusable
 
 
@@ -112,7 +114,7 @@ def test_fold_indices_keep_subjects_and_pair_twins_apart():
     va = folds.val_idx[k, folds.val_mask[k]]
     te = folds.test_idx[k, folds.test_mask[k]]
     assert not set(subjects[te]) & set(subjects[np.concatenate([tr, va])])
-    assert not set(p["pair_id"][tr]) & set(p["pair_id"][va])   # twins stay together
+    assert not set(p.pair_id[tr]) & set(p.pair_id[va])   # twins stay together
     assert len(set(tr) | set(va) | set(te)) == tr.size + va.size + te.size
 
 

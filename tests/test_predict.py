@@ -48,7 +48,7 @@ def test_predictions_on_a_test_subjects_table_equal_the_runs_test_probabilities(
   pred = apply.run_predict(run_dir, str(path), str(tmp_path / "out"))
   table = pd.read_csv(tmp_path / "out" / "predictions.csv")
   assert list(table.columns[:len(COLUMNS)]) == COLUMNS
-  assert len(table) == pred.windows["start"].size - 1
+  assert len(table) == pred.windows.start.size - 1
   # Fold 0's test pairs of this recording, decided again from the frame table.
   predictor = bundle.load_bundle(run_dir)
   t = predictor.test_windows()
@@ -129,7 +129,7 @@ def test_predict_runs_end_to_end_on_a_shared_clip(run, tmp_path):
   predictor = bundle.load_bundle(run_dir)
   frames = apply.read_input(clip, predictor, face_model)
   win = apply.window_input(frames, predictor)
-  probs = [predictor.window_predictor(k).decide(win["features"][0], win["features"][1])
+  probs = [predictor.window_predictor(k).decide(win.features[0], win.features[1])
            for k in range(predictor.num_folds)]
   np.testing.assert_allclose(p, np.mean(probs), rtol=1e-5)
   assert (out / "trajectory.png").stat().st_size > 0

@@ -22,7 +22,7 @@ def prepared(tmp_path_factory):
 def test_vmapped_folds_equal_python_loop(prepared):
   config, inputs = prepared
   settings = train.TrainSettings.from_config(config.train)
-  fold = pipeline.fold_data(inputs.folds)
+  fold = inputs.folds
   out = train.train_folds(settings, 7, inputs.z, inputs.pairs, fold)
   single = jax.jit(train.make_train(settings, inputs.z.shape[-1]))
   keys = train.fold_keys(7, inputs.z.shape[0])
@@ -47,9 +47,9 @@ def test_mean_accuracy_agrees_with_sklearn(prepared):
   stack = lambda a: np.stack([np.asarray(a)] * len(seeds))
   out = train.train_configs(settings, seeds, stack(inputs.z),
                             jax.tree.map(stack, inputs.pairs),
-                            jax.tree.map(stack, pipeline.fold_data(inputs.folds)))
+                            jax.tree.map(stack, inputs.folds))
   assert out.test_accuracy.shape == (8, inputs.z.shape[0])
-  single = train.train_folds(settings, 3, inputs.z, inputs.pairs, pipeline.fold_data(inputs.folds))
+  single = train.train_folds(settings, 3, inputs.z, inputs.pairs, inputs.folds)
   np.testing.assert_allclose(out.test_accuracy[3], single.test_accuracy, atol=1e-6)
   theirs = [reference.sklearn_fold(inputs.z[k], inputs.pairs, inputs.folds, k, seed, settings)
             for seed in seeds for k in range(inputs.z.shape[0])]

@@ -19,12 +19,12 @@ TARGETS = ("valence", "arousal")
 STREAM_NAMES = {"face": "face features", "audio": "audio features"}
 
 
-def check_target(win: dict[str, np.ndarray], target: str) -> None:
+def check_target(win: windows_lib.Windows, target: str) -> None:
   """Raises ``ValueError`` when no window has a single annotated ``target`` frame."""
   j = TARGETS.index(target)
-  if not (win["label_coverage"][:, j] > 0).any():
+  if not (win.label_coverage[:, j] > 0).any():
     other = TARGETS[1 - j]
-    has_other = bool((win["label_coverage"][:, 1 - j] > 0).any())
+    has_other = bool((win.label_coverage[:, 1 - j] > 0).any())
     hint = (f"; the data has {other} labels: use --config.pairs.target={other}" if has_other
             else "; no label of either target is annotated: check the label columns/files")
     raise ValueError(f"the dataset has no {target} labels (every {target} value is missing)"
@@ -52,22 +52,22 @@ def _reason(cov: np.ndarray, label_cov: np.ndarray, full: np.ndarray, streams, t
                                 "every stream at once")
 
 
-def empty_subjects(win: dict[str, np.ndarray], usable: np.ndarray, modality: str,
+def empty_subjects(win: windows_lib.Windows, usable: np.ndarray, modality: str,
                    target: str, min_valid_fraction: float, partial: bool = False
                    ) -> dict[str, dict]:
   """``{subject: {"reason", "recordings"}}`` for subjects without a usable window."""
-  subject_of_window = win["subject_ids"][win["recording"]]
+  subject_of_window = win.subject
   streams = windows_lib.MODALITY_STREAMS[modality]
   j = TARGETS.index(target)
   out = {}
-  for subject in np.unique(win["subject_ids"]):
+  for subject in np.unique(win.subject_ids):
     rows = subject_of_window == subject
     if usable[rows].any():
       continue
-    recordings = sorted(win["recording_ids"][win["subject_ids"] == subject].tolist())
+    recordings = sorted(win.recording_ids[win.subject_ids == subject].tolist())
     out[str(subject)] = {
-        "reason": _reason(win["coverage"][rows], win["label_coverage"][rows, j],
-                          win["full"][rows], streams, target, min_valid_fraction, partial),
+        "reason": _reason(win.coverage[rows], win.label_coverage[rows, j],
+                          win.full[rows], streams, target, min_valid_fraction, partial),
         "recordings": recordings}
   return out
 
@@ -80,18 +80,18 @@ def describe_empty(empty: dict[str, dict], limit: int = 8) -> str:
   return "; ".join(parts) + more
 
 
-def explain_unusable(win: dict[str, np.ndarray], modality: str, target: str,
+def explain_unusable(win: windows_lib.Windows, modality: str, target: str,
                      min_valid_fraction: float, partial: bool = False) -> str:
   """The error message when not one window is usable."""
-  cols = windows_lib.modality_columns(win["modalities"], modality)
-  never = [str(win["feature_names"][c]) for c in cols
-           if not np.isfinite(win["features"][:, c]).any()]
+  cols = windows_lib.modality_columns(win.modalities, modality)
+  never = [str(win.feature_names[c]) for c in cols
+           if not np.isfinite(win.features[:, c]).any()]
   parts = []
   for s in windows_lib.MODALITY_STREAMS[modality]:
-    best = win["coverage"][:, ("face", "audio").index(s)].max(initial=0.0)
+    best = win.coverage[:, ("face", "audio").index(s)].max(initial=0.0)
     if best < min_valid_fraction:
       parts.append(f"{STREAM_NAMES[s]} cover at most {best:.0%} of any window's frames")
-  best = win["label_coverage"][:, TARGETS.index(target)].max(initial=0.0)
+  best = win.label_coverage[:, TARGETS.index(target)].max(initial=0.0)
   if best < min_valid_fraction:
     parts.append(f"{target} is annotated in at most {best:.0%} of any window's frames")
   if never:
@@ -100,7 +100,7 @@ def explain_unusable(win: dict[str, np.ndarray], modality: str, target: str,
     parts.append(f"feature columns never finite in any recording: {shown} (a window needs "
                  "every feature of its streams; drop them, e.g. --config.data.exclude_columns, "
                  "or choose another features.modality)")
-  if not partial and not win["full"].any():
+  if not partial and not win.full.any():
     parts.append("every recording is shorter than one window (lower "
                  "features.window_seconds or set features.partial_windows=True)")
   return (f"no usable window for modality {modality!r} and target {target!r} "

@@ -8,34 +8,52 @@ share a ``pair_id``. A pair's input is the difference ``z[second] - z[first]``.
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
+from lasca_jax.data.records import ArrayRecord
+from lasca_jax.method import windows as windows_lib
 
-def make_pairs(windows: dict[str, np.ndarray], usable: np.ndarray, target: str, margin: float,
-               eps: float = 1e-3) -> dict[str, np.ndarray]:
-  """Returns ``first``, ``second``, ``label``, ``pair_id`` and ``recording`` arrays ``[P]``.
 
-  Both orders of each consecutive pair are stored next to each other: rows ``2k`` and ``2k+1``.
+@dataclasses.dataclass(frozen=True, eq=False)
+class Pairs(ArrayRecord):
+  """Preference pairs (the cached ``pairs`` stage), ``[P]`` each; rows ``2k`` and ``2k + 1`` are
+  the two orders of one pair."""
+  first: np.ndarray     # int32 window index
+  second: np.ndarray    # int32 window index
+  label: np.ndarray     # int32, 1 = the target increases from first to second
+  pair_id: np.ndarray   # int32, shared by both orders
+  recording: np.ndarray  # int32 recording of both windows
+
+
+def make_pairs(windows: windows_lib.Windows, usable: np.ndarray, target: str, margin: float,
+               eps: float = 1e-3) -> Pairs:
+  """The pairs of consecutive usable windows whose target changes by more than ``margin``.
+
+  Args:
+    windows: needs ``recording``, ``position`` and the ``target`` field (a
+      :class:`~lasca_jax.method.windows.Windows`).
+    usable: ``bool [W]``.
   """
   if target not in ("valence", "arousal"):
     raise ValueError(f"unknown target {target!r}: use valence or arousal")
   if margin < 0 or eps <= 0:
     raise ValueError(f"need margin >= 0 and eps > 0, got margin={margin}, eps={eps}")
-  a = windows[target].astype(np.float64)
-  rec, pos = windows["recording"], windows["position"]
+  a = getattr(windows, target).astype(np.float64)
+  rec = windows.recording
   t = np.arange(len(a) - 1)
-  consecutive = (rec[t] == rec[t + 1]) & (pos[t + 1] == pos[t] + 1)
-  ok = consecutive & usable[t] & usable[t + 1] & np.isfinite(a[t]) & np.isfinite(a[t + 1])
+  ok = windows_lib.consecutive(rec, windows.position) & usable[t] & usable[t + 1] & np.isfinite(a[t]) & np.isfinite(a[t + 1])
   change = np.abs(a[t + 1] - a[t]) / np.maximum(np.abs(a[t]), eps)
   keep = t[ok & (change > margin)]
   y = (a[keep + 1] > a[keep]).astype(np.int32)
   first = np.stack([keep, keep + 1], axis=1).reshape(-1)
   second = np.stack([keep + 1, keep], axis=1).reshape(-1)
   label = np.stack([y, 1 - y], axis=1).reshape(-1)
-  return {
-      "first": first.astype(np.int32),
-      "second": second.astype(np.int32),
-      "label": label.astype(np.int32),
-      "pair_id": np.repeat(np.arange(keep.size), 2).astype(np.int32),
-      "recording": rec[first].astype(np.int32),
-  }
+  return Pairs(
+      first=first.astype(np.int32),
+      second=second.astype(np.int32),
+      label=label.astype(np.int32),
+      pair_id=np.repeat(np.arange(keep.size), 2).astype(np.int32),
+      recording=rec[first].astype(np.int32),
+  )

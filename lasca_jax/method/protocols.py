@@ -69,7 +69,11 @@ def subject_index(subject_ids: np.ndarray, subjects: np.ndarray) -> np.ndarray:
 
 
 class FoldIndices(NamedTuple):
-  """Padded pair indices per fold; masks mark real entries. Shapes ``[folds, n_max]``."""
+  """Padded pair indices per fold; masks mark real entries. Shapes ``[folds, n_max]``.
+
+  The trainer takes the same type (``lasca_jax.model.train.FoldData`` is this class), with or
+  without the leading fold axis.
+  """
   train_idx: np.ndarray
   train_count: np.ndarray   # [folds]
   val_idx: np.ndarray
@@ -103,7 +107,7 @@ def _pad(rows: list[np.ndarray], multiple: int = 1) -> tuple[np.ndarray, np.ndar
   return idx, mask
 
 
-def fold_indices(pairs: dict[str, np.ndarray], pair_subject: np.ndarray, splits: FoldSplits,
+def fold_indices(pairs, pair_subject: np.ndarray, splits: FoldSplits,
                  seed: int, validation_fraction: float, grouping: str = "pair",
                  batch_size: int = 1) -> FoldIndices:
   """Training, validation and test pair indices for every fold.
@@ -124,14 +128,14 @@ def fold_indices(pairs: dict[str, np.ndarray], pair_subject: np.ndarray, splits:
     rows = np.flatnonzero(in_train)
     rng = np.random.default_rng([seed, k, 1])
     if grouping == "pair":
-      groups = np.unique(pairs["pair_id"][rows])
+      groups = np.unique(pairs.pair_id[rows])
       n_val = int(math.ceil(validation_fraction * groups.size))
       val_groups = rng.choice(groups, size=n_val, replace=False)
-      is_val = np.isin(pairs["pair_id"][rows], val_groups)
+      is_val = np.isin(pairs.pair_id[rows], val_groups)
     else:
       is_val = np.zeros(rows.size, bool)
       for c in (0, 1):
-        members = np.flatnonzero(pairs["label"][rows] == c)
+        members = np.flatnonzero(pairs.label[rows] == c)
         n_val = int(round(validation_fraction * members.size))
         is_val[rng.choice(members, size=n_val, replace=False)] = True
     if (~is_val).sum() < 2 or is_val.sum() < 1 or in_test.sum() < 1:

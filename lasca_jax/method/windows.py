@@ -17,30 +17,71 @@ whose coverage reaches ``min_valid_fraction`` (the earlier behaviour).
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Sequence
 
 import numpy as np
 
+from lasca_jax.data.records import ArrayRecord
 from lasca_jax.data.types import Recording
 
 MODALITY_STREAMS = {"visual": ("face",), "audio": ("audio",), "multimodal": ("face", "audio")}
 
 
-def frames_to_arrays(recordings: Sequence[Recording]) -> dict[str, np.ndarray]:
+@dataclasses.dataclass(frozen=True, eq=False)
+class Frames(ArrayRecord):
+  """Every frame of every recording, flat (the cached ``frames`` stage). ``N`` frames, ``R``
+  recordings, ``F`` feature columns."""
+  times: np.ndarray          # float64 [N] seconds
+  features: np.ndarray       # float32 [N, F]
+  valence: np.ndarray        # float32 [N]
+  arousal: np.ndarray        # float32 [N]
+  recording: np.ndarray      # int32 [N] index into recording_ids
+  recording_ids: np.ndarray  # str [R]
+  subject_ids: np.ndarray    # str [R] subject of each recording
+  feature_names: np.ndarray  # str [F]
+  modalities: np.ndarray     # str [F] "face" or "audio"
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Windows(ArrayRecord):
+  """Mean-pooled windows of every recording, in recording then time order (the cached
+  ``windows`` stage; :func:`make_windows`). ``W`` windows."""
+  features: np.ndarray        # float32 [W, F] mean of each feature's finite frame values
+  valence: np.ndarray         # float32 [W]
+  arousal: np.ndarray         # float32 [W]
+  coverage: np.ndarray        # float32 [W, 3] face, audio, labels (fraction of a full window)
+  label_coverage: np.ndarray  # float32 [W, 2] valence, arousal annotated
+  full: np.ndarray            # bool [W] the window lies inside its recording
+  recording: np.ndarray       # int32 [W] index into recording_ids
+  position: np.ndarray        # int32 [W] window number in its recording
+  start: np.ndarray           # float64 [W] seconds
+  recording_ids: np.ndarray   # str [R]
+  subject_ids: np.ndarray     # str [R] subject of each recording
+  feature_names: np.ndarray   # str [F]
+  modalities: np.ndarray      # str [F]
+
+  @property
+  def subject(self) -> np.ndarray:
+    """``str [W]``: the subject of every window."""
+    return self.subject_ids[self.recording]
+
+
+def frames_to_arrays(recordings: Sequence[Recording]) -> Frames:
   """Concatenates recordings into flat arrays (the cached ``frames`` stage)."""
   first = recordings[0]
-  return {
-      "times": np.concatenate([r.times for r in recordings]).astype(np.float64),
-      "features": np.concatenate([r.features for r in recordings]).astype(np.float32),
-      "valence": np.concatenate([r.valence for r in recordings]).astype(np.float32),
-      "arousal": np.concatenate([r.arousal for r in recordings]).astype(np.float32),
-      "recording": np.concatenate([np.full(len(r.times), i, np.int32)
-                                   for i, r in enumerate(recordings)]),
-      "recording_ids": np.array([r.recording_id for r in recordings]),
-      "subject_ids": np.array([r.subject_id for r in recordings]),
-      "feature_names": np.array(first.feature_names),
-      "modalities": np.array(first.modalities),
-  }
+  return Frames(
+      times=np.concatenate([r.times for r in recordings]).astype(np.float64),
+      features=np.concatenate([r.features for r in recordings]).astype(np.float32),
+      valence=np.concatenate([r.valence for r in recordings]).astype(np.float32),
+      arousal=np.concatenate([r.arousal for r in recordings]).astype(np.float32),
+      recording=np.concatenate([np.full(len(r.times), i, np.int32)
+                                for i, r in enumerate(recordings)]),
+      recording_ids=np.array([r.recording_id for r in recordings]),
+      subject_ids=np.array([r.subject_id for r in recordings]),
+      feature_names=np.array(first.feature_names),
+      modalities=np.array(first.modalities),
+  )
 
 
 def _group_mean(values: np.ndarray, group: np.ndarray, num_groups: int) -> np.ndarray:
@@ -54,33 +95,25 @@ def _group_mean(values: np.ndarray, group: np.ndarray, num_groups: int) -> np.nd
     return np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
 
 
-def make_windows(frames: dict[str, np.ndarray], window_seconds: float) -> dict[str, np.ndarray]:
-  """Mean-pools frames into windows.
-
-  Returns arrays over windows ``W`` (all windows of every recording, in recording then time
-  order): ``features [W, F]``, ``valence [W]``, ``arousal [W]``, ``coverage [W, 3]`` (face,
-  audio, labels), ``recording [W]``, ``position [W]`` (window number in its recording),
-  ``start [W]`` seconds, ``label_coverage [W, 2]`` (valence, arousal annotated), ``full [W]``
-  (the window lies inside its recording), plus the recording, subject, feature and modality
-  names.
-  """
+def make_windows(frames: Frames, window_seconds: float) -> Windows:
+  """Mean-pools frames into windows of ``window_seconds`` (see :class:`Windows`)."""
   if window_seconds <= 0:
     raise ValueError(f"window_seconds must be positive, got {window_seconds}")
-  times, rec = frames["times"], frames["recording"]
-  num_rec = len(frames["recording_ids"])
+  times, rec = frames.times, frames.recording
+  num_rec = len(frames.recording_ids)
   position = np.floor(times / window_seconds + 1e-9).astype(np.int64)
   counts = np.bincount(rec, minlength=num_rec)
   if (counts == 0).any():
-    raise ValueError(f"recording {frames['recording_ids'][np.argmin(counts)]} has no frames")
+    raise ValueError(f"recording {frames.recording_ids[np.argmin(counts)]} has no frames")
   windows_per_rec = np.zeros(num_rec, np.int64)
   np.maximum.at(windows_per_rec, rec, position + 1)
   offset = np.concatenate([[0], np.cumsum(windows_per_rec)[:-1]])
   window = offset[rec] + position                                    # [N] window of each frame
   num_windows = int(windows_per_rec.sum())
 
-  feats = frames["features"].astype(np.float64)
-  labels = np.stack([frames["valence"], frames["arousal"]], axis=1).astype(np.float64)
-  mods = frames["modalities"]
+  feats = frames.features.astype(np.float64)
+  labels = np.stack([frames.valence, frames.arousal], axis=1).astype(np.float64)
+  mods = frames.modalities
   valid = np.zeros((feats.shape[0], 3), bool)
   for c, m in enumerate(("face", "audio")):
     cols = mods == m
@@ -114,21 +147,37 @@ def make_windows(frames: dict[str, np.ndarray], window_seconds: float) -> dict[s
 
   means = _group_mean(feats, window, num_windows)
   label_means = _group_mean(labels, window, num_windows)
-  return {
-      "features": means.astype(np.float32),
-      "valence": label_means[:, 0].astype(np.float32),
-      "arousal": label_means[:, 1].astype(np.float32),
-      "coverage": coverage.astype(np.float32),
-      "label_coverage": label_coverage.astype(np.float32),
-      "full": full,
-      "recording": rec_of_window.astype(np.int32),
-      "position": position_of_window.astype(np.int32),
-      "start": start,
-      "recording_ids": frames["recording_ids"],
-      "subject_ids": frames["subject_ids"],
-      "feature_names": frames["feature_names"],
-      "modalities": frames["modalities"],
-  }
+  return Windows(
+      features=means.astype(np.float32),
+      valence=label_means[:, 0].astype(np.float32),
+      arousal=label_means[:, 1].astype(np.float32),
+      coverage=coverage.astype(np.float32),
+      label_coverage=label_coverage.astype(np.float32),
+      full=full,
+      recording=rec_of_window.astype(np.int32),
+      position=position_of_window.astype(np.int32),
+      start=start,
+      recording_ids=frames.recording_ids,
+      subject_ids=frames.subject_ids,
+      feature_names=frames.feature_names,
+      modalities=frames.modalities,
+  )
+
+
+def consecutive(recording: np.ndarray, position: np.ndarray) -> np.ndarray:
+  """``bool [W - 1]``: window ``t + 1`` directly follows window ``t`` in the same recording.
+
+  The one definition of "consecutive" (preference pairs, the latency path's steps).
+  """
+  t = np.arange(recording.size - 1)
+  return (recording[t] == recording[t + 1]) & (position[t + 1] == position[t] + 1)
+
+
+def consecutive_steps(windows: Windows, usable: np.ndarray) -> np.ndarray:
+  """``int [N, 2]``: ``(t, t + 1)`` for consecutive usable windows of one recording."""
+  t = np.arange(windows.recording.size - 1)
+  ok = consecutive(windows.recording, windows.position) & usable[t] & usable[t + 1]
+  return np.stack([t[ok], t[ok] + 1], axis=1)
 
 
 def modality_columns(modalities: np.ndarray, modality: str) -> np.ndarray:
@@ -142,7 +191,7 @@ def modality_columns(modalities: np.ndarray, modality: str) -> np.ndarray:
   return cols
 
 
-def usable_windows(windows: dict[str, np.ndarray], modality: str, min_valid_fraction: float,
+def usable_windows(windows: Windows, modality: str, min_valid_fraction: float,
                    target: str | None = None, partial: bool = False) -> np.ndarray:
   """``bool [W]``: windows with enough valid frames in every stream ``modality`` uses.
 
@@ -155,13 +204,13 @@ def usable_windows(windows: dict[str, np.ndarray], modality: str, min_valid_frac
     partial: also keep windows that are not full (a recording's trailing partial window).
   """
   streams = [("face", "audio").index(s) for s in MODALITY_STREAMS[modality]]
-  ok = (windows["coverage"][:, streams] >= min_valid_fraction).all(axis=1)
+  ok = (windows.coverage[:, streams] >= min_valid_fraction).all(axis=1)
   if target is None:
-    ok &= windows["coverage"][:, 2] >= min_valid_fraction
+    ok &= windows.coverage[:, 2] >= min_valid_fraction
   else:
-    ok &= windows["label_coverage"][:, ("valence", "arousal").index(target)] >= min_valid_fraction
+    ok &= windows.label_coverage[:, ("valence", "arousal").index(target)] >= min_valid_fraction
   if not partial:
-    ok &= windows["full"]
+    ok &= windows.full
   return ok
 
 

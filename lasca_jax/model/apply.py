@@ -23,9 +23,10 @@ with an empty probability and the reason.
 from __future__ import annotations
 
 import dataclasses
+import io
 import os
 import time
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 
@@ -33,7 +34,7 @@ from lasca_jax.analysis import attribution
 from lasca_jax.data.extract import load as load_lib
 from lasca_jax.method import windows as windows_lib
 from lasca_jax.model import bundle as bundle_lib
-from lasca_jax.run import cache as cache_lib
+from lasca_jax.run import rundir
 
 STREAMS = ("face", "audio")
 
@@ -148,23 +149,23 @@ def read_input(path: str, predictor, face_model: str = "", time_column: str = "t
   return FrameInput(times, feats, "table")
 
 
-def window_input(frames: FrameInput, predictor) -> dict[str, np.ndarray]:
+def window_input(frames: FrameInput, predictor) -> windows_lib.Windows:
   """``windows.make_windows`` of the frames (labels set to 0: a new recording has none)."""
   zeros = np.zeros(frames.times.size, np.float32)
-  arrays = {"times": frames.times, "features": frames.features, "valence": zeros,
-            "arousal": zeros, "recording": np.zeros(frames.times.size, np.int32),
-            "recording_ids": np.array(["input"]), "subject_ids": np.array(["input"]),
-            "feature_names": np.array(predictor.feature_names),
-            "modalities": np.array(predictor.modalities)}
+  arrays = windows_lib.Frames(
+      times=frames.times, features=frames.features, valence=zeros, arousal=zeros,
+      recording=np.zeros(frames.times.size, np.int32), recording_ids=np.array(["input"]),
+      subject_ids=np.array(["input"]), feature_names=np.array(predictor.feature_names),
+      modalities=np.array(predictor.modalities))
   return windows_lib.make_windows(arrays, float(predictor.meta["window_seconds"]))
 
 
-def unusable_reasons(win: dict, predictor) -> list[str]:
+def unusable_reasons(win: windows_lib.Windows, predictor) -> list[str]:
   """Per window, ``""`` if usable, else e.g. ``"face in 12% of frames (< 50%)"``."""
   need = float(predictor.meta["min_valid_fraction"])
   streams = [s for s in STREAMS if s in set(predictor.modalities)]
   out = []
-  for cov in win["coverage"]:
+  for cov in win.coverage:
     parts = [f"{s} in {cov[STREAMS.index(s)]:.0%} of frames (< {need:.0%})" for s in streams
              if cov[STREAMS.index(s)] < need]
     out.append("; ".join(parts))
@@ -188,7 +189,7 @@ class Prediction:
   """The outcome of :func:`predict_recording`."""
   table: Any                 # pandas.DataFrame, one row per consecutive window pair
   summary: dict
-  windows: dict
+  windows: windows_lib.Windows
   explanation: attribution.Explanation | None
   decided: np.ndarray        # int [N] rows of ``table`` that were decided
   fold_prob: np.ndarray      # float32 [K, N] each fold model's P(increase) of those rows
@@ -204,7 +205,7 @@ def predict_recording(predictor, frames: FrameInput, explain: bool = True, top: 
   end = float(frames.times[-1]) if frames.times.size else 0.0
   w = float(predictor.meta["window_seconds"])
   reasons = [f"partial window (the recording ends at {end:g} s): {r}"
-             if r and start + w > end + 1e-9 else r for r, start in zip(reasons, win["start"])]
+             if r and start + w > end + 1e-9 else r for r, start in zip(reasons, win.start)]
   usable = np.array([r == "" for r in reasons])
   num_w = usable.size
   pairs = np.stack([np.arange(num_w - 1), np.arange(1, num_w)], 1) if num_w > 1 else np.zeros(
@@ -212,7 +213,7 @@ def predict_recording(predictor, frames: FrameInput, explain: bool = True, top: 
   decided = np.flatnonzero(usable[pairs[:, 0]] & usable[pairs[:, 1]]) if pairs.size else (
       np.zeros(0, int))
   encoded_before = predictor.store.encoded_count if predictor.uses_text else 0
-  rep = predictor.represent(win["features"])
+  rep = predictor.represent(win.features)
   k_idx = np.arange(predictor.num_folds)[:, None]
   first, second = pairs[decided, 0], pairs[decided, 1]
   prob = (predictor.probabilities(rep.z[k_idx, first], rep.z[k_idx, second])
@@ -227,8 +228,8 @@ def predict_recording(predictor, frames: FrameInput, explain: bool = True, top: 
   rows = []
   row_of = {int(d): i for i, d in enumerate(decided)}
   for j, (a, b) in enumerate(pairs):
-    row = {"start_s": float(win["start"][a]), "end_s": float(win["start"][a]) + w,
-           "next_start_s": float(win["start"][b]), "next_end_s": float(win["start"][b]) + w,
+    row = {"start_s": float(win.start[a]), "end_s": float(win.start[a]) + w,
+           "next_start_s": float(win.start[b]), "next_end_s": float(win.start[b]) + w,
            "p_increase": np.nan, "p_increase_std": np.nan, "direction": "",
            "prompt": "", "next_prompt": "", "prompt_fold_agreement": np.nan,
            "top_cues": "", "status": "ok"}
@@ -243,14 +244,14 @@ def predict_recording(predictor, frames: FrameInput, explain: bool = True, top: 
                  direction="increase" if p.mean() >= 0.5 else "decrease",
                  top_cues=_fmt_cues(cues[i]))
     else:
-      bad = [f"window {win['start'][x]:g}-{win['start'][x] + w:g} s: {reasons[x]}"
+      bad = [f"window {win.start[x]:g}-{win.start[x] + w:g} s: {reasons[x]}"
              for x in (a, b) if reasons[x]]
       row["status"] = "not decided: " + "; ".join(bad)
     rows.append(row)
   table = pd.DataFrame(rows, columns=[
       "start_s", "end_s", "next_start_s", "next_end_s", "p_increase", "p_increase_std",
       "direction", "prompt", "next_prompt", "prompt_fold_agreement", "top_cues", "status"])
-  cov = win["coverage"]
+  cov = win.coverage
   mods = set(predictor.modalities)
   summary = {
       "target": predictor.meta["target"], "model_label": predictor.meta["model_label"],
@@ -259,9 +260,9 @@ def predict_recording(predictor, frames: FrameInput, explain: bool = True, top: 
       "input_kind": frames.kind, "frames_decoded": frames.frames,
       "duration_s": float(frames.times[-1]) if frames.times.size else 0.0,
       "windows": int(num_w), "usable_windows": int(usable.sum()),
-      "windows_without_face": [[float(s), float(s) + w] for s, c in zip(win["start"], cov)
+      "windows_without_face": [[float(s), float(s) + w] for s, c in zip(win.start, cov)
                                if "face" in mods and c[0] < predictor.meta["min_valid_fraction"]],
-      "windows_without_audio": [[float(s), float(s) + w] for s, c in zip(win["start"], cov)
+      "windows_without_audio": [[float(s), float(s) + w] for s, c in zip(win.start, cov)
                                 if "audio" in mods and
                                 c[1] < predictor.meta["min_valid_fraction"]],
       "pairs": int(len(pairs)), "decided": int(decided.size),
@@ -277,9 +278,9 @@ def predict_recording(predictor, frames: FrameInput, explain: bool = True, top: 
   return Prediction(table, summary, win, expl, decided, prob)
 
 
-def trajectory_figure(pred: Prediction, path: str, title: str = "") -> None:
+def trajectory_figure(pred: Prediction, path: str | IO[bytes], title: str = "") -> None:
   """Predicted P(increase) over time (fold spread as error bars), unusable windows shaded, each
-  decision's top cue written above it."""
+  decision's top cue written above it; ``path`` a file name or a binary file (PNG)."""
   import matplotlib  # pylint: disable=import-outside-toplevel
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
@@ -311,7 +312,7 @@ def trajectory_figure(pred: Prediction, path: str, title: str = "") -> None:
   if handles:
     ax.legend(fontsize=7, loc="lower right")
   fig.tight_layout()
-  fig.savefig(path, dpi=130)
+  fig.savefig(path, dpi=130, format="png")
   plt.close(fig)
 
 
@@ -328,12 +329,14 @@ def run_predict(run_dir: str, input_path: str, output: str, face_model: str = ""
   seconds_input = time.perf_counter() - t0
   pred = predict_recording(predictor, frames, explain, top, ig_steps)
   seconds_total = time.perf_counter() - t0
-  os.makedirs(output, exist_ok=True)
-  pred.table.to_csv(os.path.join(output, "predictions.csv"), index=False)
-  trajectory_figure(pred, os.path.join(output, "trajectory.png"))
+  out = rundir.RunDir.start(output, outputs=rundir.PREDICT_OUTPUTS)
+  out.write_bytes("predictions.csv", pred.table.to_csv(index=False).encode())
+  figure = io.BytesIO()
+  trajectory_figure(pred, figure)
+  out.write_bytes("trajectory.png", figure.getvalue())
   pred.summary.update(
       run=os.path.abspath(run_dir), input=os.path.abspath(input_path),
       seconds_input=round(seconds_input, 3), seconds_total=round(seconds_total, 3),
       frames_per_second=(round(frames.frames / seconds_total, 2) if frames.frames else None))
-  cache_lib.write_json_atomic(os.path.join(output, "summary.json"), pred.summary, indent=1)
+  out.write_json("summary.json", pred.summary, indent=1)
   return pred

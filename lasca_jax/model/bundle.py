@@ -40,7 +40,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from lasca_jax.encoders import text as text_lib
-from lasca_jax.method import controls, lexicon, salience, templates, windows as windows_lib
+from lasca_jax.method import controls, salience, templates, windows as windows_lib
 from lasca_jax.model import train
 from lasca_jax.run import cache as cache_lib
 
@@ -83,20 +83,21 @@ def time_base_hz(config) -> float:
   return 10.0
 
 
-def _test_windows(inputs, raw: np.ndarray, win: dict) -> dict[str, np.ndarray]:
+def _test_windows(inputs) -> dict[str, np.ndarray]:
   """The raw windows of every test pair and per-fold indices into them (module docstring)."""
   f = inputs.folds
   first = np.asarray(inputs.pairs.first)[f.test_idx]                  # [K, n]
   second = np.asarray(inputs.pairs.second)[f.test_idx]
   used = np.unique(np.concatenate([first[f.test_mask], second[f.test_mask]]))
+  raw, win = inputs.raw, inputs.windows
   local = np.zeros(raw.shape[0], np.int64)
   local[used] = np.arange(used.size)
   out = {
       "features": raw[used].astype(np.float32),
       "window": used.astype(np.int64),
-      "recording": win["recording"][used].astype(np.int32),
-      "recording_ids": win["recording_ids"],
-      "start": np.asarray(win["start"])[used].astype(np.float64),
+      "recording": win.recording[used].astype(np.int32),
+      "recording_ids": win.recording_ids,
+      "start": np.asarray(win.start)[used].astype(np.float64),
       "first": np.where(f.test_mask, local[first], 0),
       "second": np.where(f.test_mask, local[second], 0),
       "mask": f.test_mask,
@@ -105,58 +106,42 @@ def _test_windows(inputs, raw: np.ndarray, win: dict) -> dict[str, np.ndarray]:
   return out
 
 
-def write_bundle(run_dir: str, config, inputs, params: Any, cache: cache_lib.StageCache) -> str:
+def write_bundle(run_dir: str, config, inputs, params: Any) -> str:
   """Writes ``<run_dir>/bundle`` for a trained run.
 
   Args:
     run_dir: the run directory (``results.npz``'s folder).
     config: the run's config.
-    inputs: the run's :class:`lasca_jax.run.pipeline.RunInputs`.
+    inputs: the run's :class:`lasca_jax.run.pipeline.RunInputs` (columns, phrases, per-fold
+      min-max statistics, windows: everything the bundle holds comes from it).
     params: the trained ``PreferenceMLP`` parameters with a leading fold axis.
-    cache: the stage cache the run used (the windows stage is read from it).
 
   Returns:
     The bundle folder.
   """
-  from lasca_jax.run import pipeline  # pylint: disable=import-outside-toplevel
   fcfg, tcfg = config.features, config.text
-  win = cache_lib.load_npz(cache.path("windows", inputs.info["windows_key"]))
-  cols = windows_lib.modality_columns(win["modalities"], fcfg.modality)
-  raw = win["features"][:, cols]
-  names = win["feature_names"][cols].tolist()
-  mods = win["modalities"][cols].tolist()
-  num_folds = int(inputs.z.shape[0])
-  stats = [windows_lib.minmax_stats(raw, inputs.train_windows(k)) for k in range(num_folds)]
-  # Models without text keep the configured lexicon's phrases too: explanations name cues by them.
-  try:
-    phrases = lexicon.build_lexicon(pipeline.lexicon_kind(config), names, mods,
-                                    int(tcfg.lexicon_seed), tcfg.uncovered)
-  except (ValueError, FileNotFoundError):
-    if config.model.fusion in TEXT_FUSIONS:
-      raise
-    phrases = None
+  num_folds = inputs.num_folds
   folder = bundle_dir(run_dir)
   os.makedirs(folder, exist_ok=True)
   json_path = os.path.join(folder, JSON_FILE)
   if os.path.exists(json_path):
     os.remove(json_path)      # An incomplete rewrite must not look complete.
-  state = {"params": jax.tree.map(np.asarray, params),
-           "lo": np.stack([s[0] for s in stats]), "span": np.stack([s[1] for s in stats])}
+  state = {"params": jax.tree.map(np.asarray, params), "lo": inputs.lo, "span": inputs.span}
   cache_lib.write_bytes_atomic(os.path.join(folder, PARAMS_FILE), flax.serialization.msgpack_serialize(state))
-  tests = _test_windows(inputs, raw, win)
+  tests = _test_windows(inputs)
   if config.model.fusion == "baseline":
     tests["baseline"] = inputs.z[0][tests["window"]]
   cache_lib.save_npz_atomic(os.path.join(folder, TEST_FILE), tests)
   d = int(inputs.z.shape[-1])
   meta = {
       "format": FORMAT,
-      "model_label": inputs.info["model_label"],
+      "model_label": inputs.model_label,
       "fusion": config.model.fusion,
       "modality": fcfg.modality,
       "template": fcfg.modality,
-      "feature_names": names,
-      "modalities": mods,
-      "phrases": phrases,
+      "feature_names": inputs.feature_names,
+      "modalities": inputs.modalities,
+      "phrases": inputs.phrases,
       "salience": {"rule": tcfg.salience, "k": int(tcfg.salience_k),
                    "threshold": float(tcfg.salience_threshold)},
       "clip": bool(fcfg.clip),
@@ -169,7 +154,7 @@ def write_bundle(run_dir: str, config, inputs, params: Any, cache: cache_lib.Sta
       "margin": float(config.pairs.margin),
       "input_dim": d,
       "hidden": list(train.hidden_sizes(d, tuple(config.model.max_hidden),
-                                        int(inputs.info.get("hidden_dim", 0)))),
+                                        inputs.hidden_dim)),
       "random_text": ({"seed": int(tcfg.get("random_seed", 0)),
                        "norm": controls.random_norm(tcfg),
                        "dim": text_lib.embedding_geometry(tcfg.backbone, tcfg.model_path)[0]}

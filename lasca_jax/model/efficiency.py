@@ -27,7 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from lasca_jax.encoders import text as text_lib
-from lasca_jax.method import lexicon, salience, templates, windows as windows_lib
+from lasca_jax.method import salience, templates, windows as windows_lib
 from lasca_jax.model import train
 from lasca_jax.run import cache as cache_lib, pipeline
 
@@ -248,45 +248,30 @@ class TrainedPredictor(NamedTuple):
   encoder: Any                 # the loaded frozen encoder (None for features-only)
 
 
-def consecutive_windows(win: Mapping[str, np.ndarray], usable: np.ndarray) -> np.ndarray:
-  """``int [N, 2]``: ``(t, t + 1)`` for consecutive usable windows of one recording."""
-  rec, pos = win["recording"], win["position"]
-  t = np.arange(rec.size - 1)
-  ok = (rec[t] == rec[t + 1]) & (pos[t + 1] == pos[t] + 1) & usable[t] & usable[t + 1]
-  return np.stack([t[ok], t[ok] + 1], axis=1)
-
-
 def trained_predictor(config, cache: cache_lib.StageCache | None = None, fold: int = 0,
-                      encoder: Any = None) -> TrainedPredictor:
-  """Prepares and trains ``config`` (all folds, as ``pipeline.run``) and wraps fold ``fold``.
+                      encoder: Any = None, workdir: str | None = None) -> TrainedPredictor:
+  """Prepares and trains ``config`` exactly as ``pipeline.run`` (all folds, through
+  ``pipeline.train_run``) and wraps fold ``fold``.
 
   Args:
     config: an experiment config (``config.model.fusion`` etc. as for ``pipeline.run``).
     cache: stage cache (default: ``config.cache_dir``).
     fold: whose best parameters and training statistics to use.
     encoder: the frozen text encoder; default ``text_lib.load_model`` of ``config.text``.
+    workdir: a run directory to write (config, log, results, bundle); None keeps no files.
 
   Returns:
     The predictor, whose warm cache is the backbone's ``EmbeddingStore`` table.
   """
   cache = cache or cache_lib.StageCache(config.cache_dir or None)
   fcfg, tcfg = config.features, config.text
-  inputs = pipeline.prepare(config, cache)
-  out = train.train_folds(train.TrainSettings.from_config(config.train), int(config.seed),
-                          inputs.z, inputs.pairs, pipeline.fold_data(inputs.folds),
-                          tuple(config.model.max_hidden), inputs.info.get("hidden_dim", 0),
-                          train.Layout.from_config(config.train))
+  trained = pipeline.train_run(config, pipeline.start(workdir, config, cache), cache)
+  inputs, out = trained.inputs, trained.output
   params = jax.tree.map(lambda a: a[fold], out.params)
-  win = cache_lib.load_npz(cache.path("windows", inputs.info["windows_key"]))
-  cols = windows_lib.modality_columns(win["modalities"], fcfg.modality)
-  raw = win["features"][:, cols]
-  stats = training_range(raw, inputs.train_windows(fold))
-  names, mods = win["feature_names"][cols].tolist(), win["modalities"][cols].tolist()
+  stats = TrainingRange(inputs.lo[fold], inputs.span[fold])
   phrases, prompt_cache = None, None
   if config.model.fusion != "features":
-    phrases = lexicon.build_lexicon(pipeline.lexicon_kind(config), names, mods,
-                                    int(tcfg.lexicon_seed),
-                                    tcfg.uncovered)
+    phrases = inputs.phrases
     store = text_lib.EmbeddingStore(cache.cache_dir, tcfg.backbone, tcfg.model_path, tcfg.device,
                                   int(tcfg.batch_size), precision=tcfg.get("precision", "auto"))
     prompt_cache = store.as_dict()
@@ -296,11 +281,12 @@ def trained_predictor(config, cache: cache_lib.StageCache | None = None, fold: i
     encoder = None
   predictor = WindowPredictor(
       params, fusion=config.model.fusion, modality=fcfg.modality, stats=stats,
-      modalities=mods, phrases=phrases, clip=bool(fcfg.clip), salience_rule=tcfg.salience,
-      salience_k=int(tcfg.salience_k), salience_threshold=float(tcfg.salience_threshold),
-      encoder=encoder, prompt_cache=prompt_cache, max_hidden=tuple(config.model.max_hidden))
-  return TrainedPredictor(predictor, inputs, out, fold, raw,
-                          consecutive_windows(win, inputs.usable), encoder)
+      modalities=inputs.modalities, phrases=phrases, clip=bool(fcfg.clip),
+      salience_rule=tcfg.salience, salience_k=int(tcfg.salience_k),
+      salience_threshold=float(tcfg.salience_threshold), encoder=encoder,
+      prompt_cache=prompt_cache, max_hidden=tuple(config.model.max_hidden))
+  return TrainedPredictor(predictor, inputs, out, fold, inputs.raw,
+                          windows_lib.consecutive_steps(inputs.windows, inputs.usable), encoder)
 
 
 def latency_ms(fn: Callable[[Any], Any], items: Sequence[Any], count: int, *, warmup: int = 5,

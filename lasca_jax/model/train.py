@@ -48,6 +48,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from lasca_jax.method import protocols
 from lasca_jax.run import cache as cache_lib
 
 
@@ -116,14 +117,10 @@ class PairData(NamedTuple):
   label: jax.Array
 
 
-class FoldData(NamedTuple):
-  """One fold's padded pair indices (see ``lasca_jax.method.protocols.FoldIndices``)."""
-  train_idx: jax.Array   # [n_train_max], a multiple of batch_size
-  train_count: jax.Array  # []
-  val_idx: jax.Array     # [n_val_max]
-  val_mask: jax.Array
-  test_idx: jax.Array    # [n_test_max]
-  test_mask: jax.Array
+# One fold's (or, with a leading axis, every fold's) padded pair indices: train_idx
+# [n_train_max] (a multiple of batch_size), train_count [], val_idx/val_mask [n_val_max],
+# test_idx/test_mask [n_test_max]. The one type the protocols build and the trainer reads.
+FoldData = protocols.FoldIndices
 
 
 class EarlyStopping(NamedTuple):

@@ -19,13 +19,6 @@ from typing import IO, Any, Callable, Iterator, Mapping
 
 import numpy as np
 
-# Bump a stage's version when its code changes what it computes.
-STAGE_VERSIONS = {
-    "frames": 1, "windows": 2, "normalise": 2, "salience": 1, "prompts": 1, "pairs": 2,
-    "baseline": 1,
-}
-
-
 def default_cache_dir() -> str:
   return os.path.expanduser(os.environ.get("LASCA_JAX_CACHE", "~/.cache/lasca_jax"))
 
@@ -45,9 +38,10 @@ def _jsonable(obj: Any) -> Any:
   return obj
 
 
-def hash_key(stage: str, params: Mapping[str, Any]) -> str:
-  """Returns a stable hex key for ``stage`` with ``params`` (JSON-able, arrays allowed)."""
-  payload = {"stage": stage, "version": STAGE_VERSIONS.get(stage, 0), "params": _jsonable(params)}
+def hash_key(stage: str, params: Mapping[str, Any], version: int = 0) -> str:
+  """Returns a stable hex key for ``stage`` at ``version`` with ``params`` (JSON-able, arrays
+  allowed). The pipeline's stages declare their versions (:mod:`lasca_jax.run.stages`)."""
+  payload = {"stage": stage, "version": int(version), "params": _jsonable(params)}
   text = json.dumps(payload, sort_keys=True, separators=(",", ":"))
   return hashlib.sha256(text.encode()).hexdigest()[:24]
 
@@ -115,22 +109,33 @@ class StageCache:
     return os.path.join(self.cache_dir, stage, f"{key}.npz")
 
   def get_or_compute(self, stage: str, params: Mapping[str, Any],
-                     compute: Callable[[], Mapping[str, np.ndarray]]
+                     compute: Callable[[], Mapping[str, np.ndarray]], version: int = 0
                      ) -> tuple[str, dict[str, np.ndarray]]:
-    """Returns ``(key, arrays)``, computing and storing them on a miss.
+    """Returns ``(key, arrays)`` for ``hash_key(stage, params, version)``, computing and storing
+    them on a miss (:meth:`get_or_compute_key`)."""
+    key = hash_key(stage, params, version)
+    return key, self.get_or_compute_key(stage, key, compute)
 
-    A corrupt entry (for example truncated by a full disk) is recomputed, with a warning.
+  def get_or_compute_key(self, stage: str, key: str,
+                         compute: Callable[[], Mapping[str, np.ndarray]],
+                         check: Callable[[dict[str, np.ndarray]], Any] | None = None
+                         ) -> dict[str, np.ndarray]:
+    """The arrays stored under ``key``, computing and storing them on a miss.
+
+    A corrupt entry (for example truncated by a full disk), or one ``check`` raises on (another
+    layout), is recomputed, with a warning.
     """
-    key = hash_key(stage, params)
     path = self.path(stage, key)
     if os.path.exists(path):
       try:
         arrays = load_npz(path)
+        if check is not None:
+          check(arrays)
         self.hits[stage] = self.hits.get(stage, 0) + 1
-        return key, arrays
+        return arrays
       except Exception as e:  # pylint: disable=broad-except
         logging.warning("cache entry %s is unreadable (%s); recomputing", path, e)
     arrays = {k: np.asarray(v) for k, v in compute().items()}
     save_npz_atomic(path, arrays)
     self.misses[stage] = self.misses.get(stage, 0) + 1
-    return key, arrays
+    return arrays

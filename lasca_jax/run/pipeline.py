@@ -1,76 +1,103 @@
 """The LaScA pipeline: cached host-side stages, then all folds trained in one compiled call.
 
 ``run(config, workdir)`` is what ``experiments/main.py`` calls; a notebook or a test calls it the
-same way. The steps, each a pure function of its inputs whose result is cached by content hash
-(:mod:`lasca_jax.run.cache`):
+same way. :func:`prepare` runs the stages (:mod:`lasca_jax.run.stages`, each a pure function of
+its inputs whose result is cached by content hash) and returns one :class:`RunInputs` holding
+everything later steps need:
 
   frames -> windows -> normalise (per fold) -> salience -> prompts -> embeddings -> fusion
                     \\-> pairs -> fold indices -> train (jit(vmap(train)) over folds)
 
-Fusion (a concatenation of cached arrays) is assembled in memory rather than cached.
+Fusion (a concatenation of cached arrays) is assembled in memory rather than cached. Everything a
+run writes goes through :class:`lasca_jax.run.rundir.RunDir`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import os
 import time
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from lasca_jax.analysis import stats
-from lasca_jax.data import coverage, datasets, types as data_lib
-from lasca_jax.encoders import baseline as baseline_lib, text as text_lib
-from lasca_jax.method import controls, lexicon, pairs as pairs_lib, protocols, salience, templates
+from lasca_jax.data import coverage, types as data_lib
+from lasca_jax.encoders import text as text_lib
+from lasca_jax.method import controls, lexicon, protocols, templates
 from lasca_jax.method import windows as windows_lib
-from lasca_jax.model import bundle as bundle_lib, train
-from lasca_jax.run import cache as cache_lib, validate
+from lasca_jax.model import train
+from lasca_jax.run import cache as cache_lib, stages, validate
+from lasca_jax.run.rundir import RunDir, RunLog
 
 
 FUSIONS = ("features", "text", "fused", "baseline") + controls.FUSIONS
+TEXT_FUSIONS = ("text", "fused", "random_text")
 
 
-class RunLog:
-  """Appends one JSON object per line to ``<workdir>/log.jsonl`` and mirrors it to logging."""
-
-  def __init__(self, workdir: str | None):
-    self.path = os.path.join(workdir, "log.jsonl") if workdir else None
-    self.start = time.time()
-
-  def __call__(self, event: str, **fields: Any) -> None:
-    record = {"event": event, "time_s": round(time.time() - self.start, 3), **fields}
-    logging.info("%s %s", event, json.dumps(fields, default=str)[:400])
-    if self.path:
-      with open(self.path, "a") as f:
-        f.write(json.dumps(record, default=_json_default) + "\n")
+class StageKeys(NamedTuple):
+  """Cache keys of the stages a run used (``""``: the stage did not run)."""
+  frames: str
+  windows: str
+  normalise: str
+  pairs: str
+  salience: str = ""
+  prompts: str = ""
+  baseline: str = ""
 
 
-def _json_default(obj):
-  if isinstance(obj, np.ndarray):
-    return obj.tolist()
-  if isinstance(obj, (np.integer, np.floating, np.bool_)):
-    return obj.item()
-  return str(obj)
-
-
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True, eq=False)
 class RunInputs:
-  """Everything the trainer needs for one configuration, plus what the results record."""
-  z: np.ndarray                    # float32 [folds, W, d]
-  pairs: train.PairData            # [P] numpy arrays
-  folds: protocols.FoldIndices     # [folds, ...]
+  """Everything the trainer needs for one configuration, what the results record, and what a
+  model bundle or the latency path rebuilds a decision from (nothing is reloaded by key).
+
+  ``W`` windows, ``F`` feature columns of the modality, ``folds`` folds or seeds.
+  """
+  z: np.ndarray                     # float32 [folds, W, d] the MLP's per-window input
+  pairs: train.PairData             # [P] numpy arrays (padded; training ignores the padding)
+  folds: protocols.FoldIndices      # [folds, ...]
   splits: protocols.FoldSplits
-  prompts: np.ndarray | None       # [U] distinct prompts (None for features-only)
-  prompt_index: np.ndarray | None  # [folds, W]
-  usable: np.ndarray               # bool [W]
-  info: dict
+  usable: np.ndarray                # bool [W]
+  windows: windows_lib.Windows      # every window, every feature column
+  columns: np.ndarray               # int [F] the modality's columns of windows.features
+  window_subject: np.ndarray        # int32 [W] index into splits.subjects
+  lo: np.ndarray                    # [folds, F] min-max statistics of each fold's training
+  span: np.ndarray                  # [folds, F] windows (windows.minmax_stats)
+  phrases: list | None              # [F] lexicon phrase per feature (None: no lexicon applies)
+  prompts: np.ndarray | None        # [U] distinct prompts (None for models without text)
+  prompt_index: np.ndarray | None   # [folds, W] index into prompts
+  prompt_embeddings: np.ndarray | None  # float32 [U, D] (zeros for prompts of unusable windows)
+  baseline: np.ndarray | None       # float32 [W, B] frozen-encoder embeddings (baseline fusion)
+  keys: StageKeys
+  model_label: str
+  hidden_dim: int                   # hidden sizes from this input size (0: from input_dim)
+
+  @property
+  def input_dim(self) -> int:
+    return int(self.z.shape[-1])
+
+  @property
+  def num_folds(self) -> int:
+    return int(self.z.shape[0])
+
+  @property
+  def feature_names(self) -> list[str]:
+    return self.windows.feature_names[self.columns].tolist()
+
+  @property
+  def modalities(self) -> list[str]:
+    """``"face"``/``"audio"`` of every feature column."""
+    return self.windows.modalities[self.columns].tolist()
+
+  @property
+  def raw(self) -> np.ndarray:
+    """``float32 [W, F]``: the raw mean-pooled features of the modality's columns."""
+    return self.windows.features[:, self.columns]
 
   def train_windows(self, fold: int) -> np.ndarray:
     """``bool [W]``: the usable windows of ``fold``'s training subjects (its min-max rows)."""
-    return train_windows(self.usable, self.splits, self.info["window_subject"], fold)
+    return train_windows(self.usable, self.splits, self.window_subject, fold)
 
 
 def train_windows(usable: np.ndarray, splits: protocols.FoldSplits, window_subject: np.ndarray,
@@ -107,17 +134,6 @@ def _capacity_suffix(config) -> str:
   if config.model.get("hidden_from", "") == "fused":
     return f" cap. {text_lib.backbone_label(config.text.backbone)}(F)"
   return ""
-
-
-def frames_stage(config, cache: cache_lib.StageCache) -> tuple[str, dict]:
-  module = datasets.get_module(config.data.name)
-
-  def compute():
-    recordings = module.load_recordings(config.data)
-    data_lib.check_consistent(recordings)
-    return windows_lib.frames_to_arrays(recordings)
-
-  return cache.get_or_compute("frames", {"data": module.fingerprint(config.data)}, compute)
 
 
 def lexicon_kind(config) -> str:
@@ -163,196 +179,256 @@ def prepare(config, cache: cache_lib.StageCache, log: RunLog | None = None,
   encoded (the text part of ``z`` is then zeros): what ``experiments/encode.py`` needs.
   """
   log = log or RunLog(None)
-  fcfg, tcfg = config.features, config.text
+  fcfg = config.features
+  _check_fusion(config, prompt_sink)
+  frames = load_frames(config, cache, log)
+  win = stages.windows(cache, frames=frames, window_seconds=float(fcfg.window_seconds))
+  cols = windows_lib.modality_columns(win.value.modalities, fcfg.modality)
+  hidden_dim = controls.hidden_dim(config.model)
+  pad_dim = controls.fused_dim(config.model, config.text, int(cols.size))
+  # Known (or an error) before any work: the random-text control's vector norm.
+  random_norm = controls.random_norm(config.text) if config.model.fusion == "random_text" else None
+  usable, base = usable_windows(config, cache, win, cols, log)
+  splits, window_subject = subject_folds(config, win, usable, cols, log)
+  norm = stages.normalise(cache, windows=win, modality=fcfg.modality, clip=bool(fcfg.clip),
+                          usable=usable, train_subjects=splits.train, subjects=splits.subjects)
+  pairs, folds = pairs_and_folds(config, cache, win, usable, splits, window_subject, log)
+  x = norm.value.values                                                        # [folds, W, F]
+  names = win.value.feature_names[cols].tolist()
+  mods = win.value.modalities[cols].tolist()
+
+  fusion = config.model.fusion
+  parts = []
+  if fusion in ("features", "fused") + controls.FUSIONS:
+    parts.append(x)
+  if base is not None:
+    emb = base.value.embeddings
+    parts.append(np.broadcast_to(np.nan_to_num(emb), (x.shape[0],) + emb.shape))
+  sal = values = None
+  if fusion in ("text", "fused") + controls.FUSIONS:
+    values = salience_values(config, win.value, cols, usable, norm)
+    sal = salience_of(config, cache, values, mods)
+  if fusion == "mask":
+    parts.append(np.broadcast_to(sal.value.mask, x.shape).astype(np.float32))  # [folds, W, F]
+    log("mask", key=sal.key, salient_per_window=float(sal.value.mask[:, usable].sum(-1).mean()))
+  text = None
+  if fusion in TEXT_FUSIONS:
+    text = prompt_text(config, cache, sal, values, names, mods, usable, random_norm, log,
+                       prompt_sink)
+    parts.append(text.embeddings[np.broadcast_to(text.table.value.index, x.shape[:2])])
+    phrases = text.phrases
+  else:
+    phrases = optional_phrases(config, names, mods)
+  z = controls.pad_to(np.concatenate(parts, axis=-1).astype(np.float32), pad_dim)
+  keys = StageKeys(frames.key, win.key, norm.key, pairs.key,
+                   salience=sal.key if sal else "", prompts=text.table.key if text else "",
+                   baseline=base.key if base else "")
+  return RunInputs(
+      z=z, pairs=pair_data(pairs.value), folds=folds, splits=splits, usable=usable,
+      windows=win.value, columns=cols, window_subject=window_subject, lo=norm.value.lo,
+      span=norm.value.span, phrases=phrases,
+      prompts=text.table.value.prompts if text else None,
+      prompt_index=(np.broadcast_to(text.table.value.index, x.shape[:2]) if text else None),
+      prompt_embeddings=text.embeddings if text else None,
+      baseline=base.value.embeddings if base else None, keys=keys,
+      model_label=model_label(config), hidden_dim=hidden_dim)
+
+
+def _check_fusion(config, prompt_sink) -> None:
   if config.model.fusion not in FUSIONS:
     raise ValueError(f"unknown model.fusion {config.model.fusion!r}: use one of {FUSIONS}")
   if config.model.fusion in ("text", "fused") and prompt_sink is None:
+    tcfg = config.text
     text_lib.resolve_precision(tcfg.get("precision", "auto"),   # bad device/precision: fail first
-                             text_lib.resolve_device(tcfg.get("device", "auto")))
+                               text_lib.resolve_device(tcfg.get("device", "auto")))
 
-  frames_key, frames = frames_stage(config, cache)
-  log("frames", key=frames_key, frames=int(frames["times"].size),
-      recordings=int(frames["recording_ids"].size), subjects=int(np.unique(
-          frames["subject_ids"]).size),
-      columns_by_modality={m: frames["feature_names"][frames["modalities"] == m].tolist()
+
+def load_frames(config, cache: cache_lib.StageCache, log: RunLog) -> stages.Keyed:
+  """The ``frames`` stage of ``config.data``, logged with its columns by modality."""
+  frames = stages.frames(cache, data=stages.data_input(config.data))
+  f = frames.value
+  log("frames", key=frames.key, frames=int(f.times.size), recordings=int(f.recording_ids.size),
+      subjects=int(np.unique(f.subject_ids).size),
+      columns_by_modality={m: f.feature_names[f.modalities == m].tolist()
                            for m in data_lib.MODALITIES})
-  win_key, win = cache.get_or_compute(
-      "windows", {"frames": frames_key, "window_seconds": float(fcfg.window_seconds)},
-      lambda: windows_lib.make_windows(frames, float(fcfg.window_seconds)))
-  cols = windows_lib.modality_columns(win["modalities"], fcfg.modality)
-  hidden_dim = controls.hidden_dim(config.model)
-  pad_dim = controls.fused_dim(config.model, tcfg, int(cols.size))
-  # Known (or an error) before any work: the random-text control's vector norm.
-  random_norm = controls.random_norm(tcfg) if config.model.fusion == "random_text" else None
-  target, partial = config.pairs.target, bool(fcfg.get("partial_windows", False))
-  coverage.check_target(win, target)
-  usable = windows_lib.usable_windows(win, fcfg.modality, float(fcfg.min_valid_fraction),
-                                      target, partial)
+  return frames
+
+
+def usable_windows(config, cache: cache_lib.StageCache, win: stages.Keyed, cols: np.ndarray,
+                   log: RunLog) -> tuple[np.ndarray, stages.Keyed | None]:
+  """``(usable [W], baseline stage or None)``; an error naming the cause when none is usable."""
+  fcfg, target = config.features, config.pairs.target
+  partial, min_valid = bool(fcfg.get("partial_windows", False)), float(fcfg.min_valid_fraction)
+  coverage.check_target(win.value, target)
+  usable = windows_lib.usable_windows(win.value, fcfg.modality, min_valid, target, partial)
   if not usable.any():
-    raise ValueError(coverage.explain_unusable(win, fcfg.modality, target,
-                                               float(fcfg.min_valid_fraction), partial))
-  baseline = None
+    raise ValueError(coverage.explain_unusable(win.value, fcfg.modality, target, min_valid,
+                                               partial))
+  base = None
   if config.model.fusion == "baseline":
-    base_key, base = cache.get_or_compute(
-        "baseline", {"windows": win_key, "files": baseline_lib.directory_fingerprint(
-            config.model.baseline_dir)},
-        lambda: dict(zip(("embeddings", "counts"), baseline_lib.embeddings_for_windows(
-            config.model.baseline_dir, win["recording_ids"].tolist(), win["recording"],
-            win["position"], float(fcfg.window_seconds)))))
-    baseline = base["embeddings"]
-    usable = usable & np.isfinite(baseline).all(axis=1)
-    log("baseline", key=base_key, dir=config.model.baseline_dir, dim=int(baseline.shape[1]))
+    base = stages.baseline(cache, windows=win,
+                           directory=stages.baseline_input(config.model.baseline_dir),
+                           window_seconds=float(fcfg.window_seconds))
+    usable = usable & np.isfinite(base.value.embeddings).all(axis=1)
+    log("baseline", key=base.key, dir=config.model.baseline_dir,
+        dim=int(base.value.embeddings.shape[1]))
   if not usable.any():
     raise ValueError(f"no window has finite embeddings in {config.model.baseline_dir} "
                      "(model.baseline_dir): check the recording ids and times of its files")
-  # Subjects without a usable window are left out before the folds are drawn.
+  return usable, base
+
+
+def subject_folds(config, keyed_windows: stages.Keyed, usable: np.ndarray, cols: np.ndarray,
+                  log: RunLog) -> tuple[protocols.FoldSplits, np.ndarray]:
+  """The subject splits (subjects without a usable window left out before the folds are drawn)
+  and every window's subject index ``int32 [W]``."""
+  fcfg, target, win = config.features, config.pairs.target, keyed_windows.value
   empty = coverage.empty_subjects(win, usable, fcfg.modality, target,
-                                  float(fcfg.min_valid_fraction), partial)
-  log("windows", key=win_key, windows=int(usable.size), usable=int(usable.sum()),
+                                  float(fcfg.min_valid_fraction),
+                                  bool(fcfg.get("partial_windows", False)))
+  log("windows", key=keyed_windows.key, windows=int(usable.size), usable=int(usable.sum()),
       features=int(cols.size), excluded_subjects=empty)
   if empty:
     logging.warning("%d subjects have no usable window and are left out of the protocol: %s",
                     len(empty), coverage.describe_empty(empty))
-
-  subject_of_window = win["subject_ids"][win["recording"]]
-  splits = protocols.subject_splits(win["subject_ids"], config.protocol.name,
+  splits = protocols.subject_splits(win.subject_ids, config.protocol.name,
                                     int(config.protocol.num_folds), split_seed(config),
                                     float(config.protocol.test_fraction), excluded=list(empty))
-  subj_idx = protocols.subject_index(subject_of_window, splits.subjects)       # [W]
+  return splits, protocols.subject_index(win.subject, splits.subjects)
 
-  def normalise():
-    feats = win["features"][:, cols]
-    return {"values": np.stack([
-        windows_lib.minmax_normalise(feats, train_windows(usable, splits, subj_idx, k),
-                                     fcfg.clip)
-        for k in range(splits.train.shape[0])])}
 
-  norm_key, norm = cache.get_or_compute(
-      "normalise", {"windows": win_key, "modality": fcfg.modality, "clip": bool(fcfg.clip),
-                    "usable": usable, "train_subjects": splits.train,
-                    "subjects": splits.subjects},
-      normalise)
-  x = norm["values"]                                                           # [folds, W, F]
-
-  pair_key, pairs = cache.get_or_compute(
-      "pairs", {"windows": win_key, "usable": usable, "target": config.pairs.target,
-                "margin": float(config.pairs.margin), "eps": float(config.pairs.eps)},
-      lambda: pairs_lib.make_pairs(win, usable, config.pairs.target, float(config.pairs.margin),
-                                   float(config.pairs.eps)))
-  if pairs["label"].size == 0:
+def pairs_and_folds(config, cache: cache_lib.StageCache, win: stages.Keyed, usable: np.ndarray,
+                    splits: protocols.FoldSplits, window_subject: np.ndarray, log: RunLog
+                    ) -> tuple[stages.Keyed, protocols.FoldIndices]:
+  """The ``pairs`` stage and every fold's training, validation and test pair indices."""
+  pcfg = config.pairs
+  pairs = stages.pairs(cache, windows=win, usable=usable, target=pcfg.target,
+                       margin=float(pcfg.margin), eps=float(pcfg.eps))
+  p = pairs.value
+  if p.label.size == 0:
     raise ValueError(
-        f"no preference pairs: no consecutive usable windows change {config.pairs.target} by "
-        f"more than margin {config.pairs.margin} ({int(usable.sum())} usable windows); lower "
+        f"no preference pairs: no consecutive usable windows change {pcfg.target} by "
+        f"more than margin {pcfg.margin} ({int(usable.sum())} usable windows); lower "
         "pairs.margin or features.min_valid_fraction")
   folds = protocols.fold_indices(
-      pairs, subj_idx[pairs["first"]], splits, int(config.seed),
+      p, window_subject[p.first], splits, int(config.seed),
       float(config.train.validation_fraction), config.train.validation_grouping,
       int(config.train.batch_size))
-  log("pairs", key=pair_key, pairs=int(pairs["label"].size),
+  log("pairs", key=pairs.key, pairs=int(p.label.size),
       train=folds.train_count.tolist(), val=folds.val_mask.sum(1).tolist(),
       test=folds.test_mask.sum(1).tolist())
+  return pairs, folds
 
-  fusion = config.model.fusion
-  prompts = prompt_index = None
-  parts = []
-  if fusion in ("features", "fused") + controls.FUSIONS:
-    parts.append(x)
-  if baseline is not None:
-    parts.append(np.broadcast_to(np.nan_to_num(baseline), (x.shape[0],) + baseline.shape))
-  if fusion in ("text", "fused") + controls.FUSIONS:
-    names, mods = win["feature_names"][cols], win["modalities"][cols]
-    sal_values, sal_params = salience_values(config, win, cols, usable, x, norm_key)
-    sal_key, sal = cache.get_or_compute(
-        "salience", {**sal_params, "rule": tcfg.salience,
-                     "k": int(tcfg.salience_k) if tcfg.salience == "topk" else None,
-                     "threshold": (float(tcfg.salience_threshold)
-                                   if tcfg.salience == "threshold" else None)},
-        lambda: {"mask": salience.salience_mask(sal_values, mods, tcfg.salience,
-                                                int(tcfg.salience_k),
-                                                float(tcfg.salience_threshold))})
-  if fusion == "mask":
-    parts.append(np.broadcast_to(sal["mask"], x.shape).astype(np.float32))     # [folds, W, F]
-    log("mask", key=sal_key, salient_per_window=float(sal["mask"][:, usable].sum(-1).mean()))
-  if fusion in ("text", "fused", "random_text"):
-    phrases = lexicon.build_lexicon(lexicon_kind(config), names.tolist(), mods.tolist(),
-                                    int(tcfg.lexicon_seed), tcfg.uncovered)
-    order = tcfg.get("phrase_order", "feature")
-    if order not in templates.PHRASE_ORDERS:
-      raise ValueError(f"unknown config.text.phrase_order {order!r}: use one of "
-                       f"{templates.PHRASE_ORDERS}")
-    lexicon_key(config)  # A missing lexicon file is an error naming it.
-    prompt_params = {"salience": sal_key, "modality": fcfg.modality, "phrases": phrases}
-    if order != "feature":
-      prompt_params["phrase_order"] = order
-    prompt_key, pr = cache.get_or_compute(  # The phrases say all the lexicon (and seed) does.
-        "prompts", prompt_params,
-        lambda: dict(zip(("prompts", "index"), templates.build_prompts(
-            sal["mask"], phrases, mods.tolist(), fcfg.modality,
-            values=sal_values if order == "salience" else None))))
-    prompts = pr["prompts"]
-    prompt_index = np.broadcast_to(pr["index"], x.shape[:2])                   # [folds, W]
-    used = np.unique(prompt_index[:, usable])
-    log("prompts", key=prompt_key, distinct=int(prompts.size), distinct_used=int(used.size),
-        salience_stats=tcfg.get("salience_stats", "fold"), phrase_order=order,
-        uncovered_by_lexicon=[n for n, p in zip(names.tolist(), phrases)
-                              if p is None or p == lexicon.feature_name_phrase(n)])
-    if fusion == "random_text":
-      dim, _ = text_lib.embedding_geometry(tcfg.backbone, tcfg.model_path)
-      emb = controls.random_prompt_embeddings(prompts[used].tolist(), dim,
-                                              int(tcfg.random_seed), random_norm)
-      log("embeddings", backbone=tcfg.backbone, random=True, dim=int(dim), norm=random_norm,
-          random_seed=int(tcfg.random_seed), newly_encoded=0)
-    elif prompt_sink is not None:
-      prompt_sink.extend(prompts[used].tolist())
-      emb = np.zeros((used.size, 1), np.float32)
-    else:
-      emb = embed_prompts(config, cache.cache_dir, prompts[used].tolist(), log)
-    table = np.zeros((prompts.size, emb.shape[1]), np.float32)
-    table[used] = emb
-    parts.append(table[prompt_index])                                          # [folds, W, D]
-  z = controls.pad_to(np.concatenate(parts, axis=-1).astype(np.float32), pad_dim)
-  # Pairs are padded to a coarse size (never indexed; training ignores them) so that runs of
-  # similar size reuse one compiled program.
-  n_pad = protocols.bucket_size(pairs["label"].size, 1024) - pairs["label"].size
-  pair_data = train.PairData(*[np.pad(pairs[k], (0, n_pad)) for k in ("first", "second", "label")])
-  info = {"frames_key": frames_key, "windows_key": win_key, "pairs_key": pair_key,
-          "input_dim": int(z.shape[-1]), "model_label": model_label(config),
-          "hidden_dim": hidden_dim,
-          "feature_names": win["feature_names"][cols].tolist(), "window_subject": subj_idx}
-  return RunInputs(z, pair_data, folds, splits, prompts, prompt_index, usable, info)
+
+def pair_data(pairs) -> train.PairData:
+  """The trainer's pairs, padded to a coarse size (never indexed; training ignores them) so that
+  runs of similar size reuse one compiled program."""
+  n_pad = protocols.bucket_size(pairs.label.size, 1024) - pairs.label.size
+  return train.PairData(*[np.pad(getattr(pairs, k), (0, n_pad))
+                          for k in ("first", "second", "label")])
+
+
+def salience_of(config, cache: cache_lib.StageCache, values: stages.Keyed, mods: list[str]
+                ) -> stages.Keyed:
+  """The ``salience`` stage: ``text.salience``'s rule on ``values``; a parameter the rule does
+  not use is not passed (so it is not in the key)."""
+  tcfg = config.text
+  return stages.salience(
+      cache, values=values, modalities=mods, rule=tcfg.salience,
+      k=int(tcfg.salience_k) if tcfg.salience == "topk" else None,
+      threshold=float(tcfg.salience_threshold) if tcfg.salience == "threshold" else None)
+
+
+def phrases_of(config, names: list[str], mods: list[str]) -> list:
+  """The lexicon's phrase for every feature column (``text.lexicon``)."""
+  tcfg = config.text
+  return lexicon.build_lexicon(lexicon_kind(config), names, mods, int(tcfg.lexicon_seed),
+                               tcfg.uncovered)
+
+
+def optional_phrases(config, names: list[str], mods: list[str]) -> list | None:
+  """Models without text keep the configured lexicon's phrases too (explanations name cues by
+  them); None when that lexicon does not apply to these features."""
+  try:
+    return phrases_of(config, names, mods)
+  except (ValueError, FileNotFoundError):
+    return None
+
+
+class PromptText(NamedTuple):
+  """The text part of a run: phrases, the ``prompts`` stage, and an embedding per prompt."""
+  phrases: list
+  table: stages.Keyed           # PromptTable
+  embeddings: np.ndarray        # float32 [U, D] (zeros for prompts no usable window has)
+
+
+def prompt_text(config, cache: cache_lib.StageCache, sal: stages.Keyed, values: stages.Keyed,
+                names: list[str], mods: list[str], usable: np.ndarray, random_norm, log: RunLog,
+                prompt_sink: list | None) -> PromptText:
+  """Prompts from the salience masks, and their embeddings (encoded, random for the random-text
+  control, or zeros with the prompts appended to ``prompt_sink``)."""
+  fcfg, tcfg = config.features, config.text
+  phrases = phrases_of(config, names, mods)
+  order = tcfg.get("phrase_order", "feature")
+  if order not in templates.PHRASE_ORDERS:
+    raise ValueError(f"unknown config.text.phrase_order {order!r}: use one of "
+                     f"{templates.PHRASE_ORDERS}")
+  lexicon_key(config)  # A missing lexicon file is an error naming it.
+  table = stages.prompts(cache, salience=sal, phrases=phrases, modalities=mods,
+                         modality=fcfg.modality, values=values if order == "salience" else None)
+  prompts, index = table.value.prompts, table.value.index
+  used = np.unique(index[:, usable])
+  log("prompts", key=table.key, distinct=int(prompts.size), distinct_used=int(used.size),
+      salience_stats=tcfg.get("salience_stats", "fold"), phrase_order=order,
+      uncovered_by_lexicon=[n for n, p in zip(names, phrases)
+                            if p is None or p == lexicon.feature_name_phrase(n)])
+  if config.model.fusion == "random_text":
+    dim, _ = text_lib.embedding_geometry(tcfg.backbone, tcfg.model_path)
+    emb = controls.random_prompt_embeddings(prompts[used].tolist(), dim,
+                                            int(tcfg.random_seed), random_norm)
+    log("embeddings", backbone=tcfg.backbone, random=True, dim=int(dim), norm=random_norm,
+        random_seed=int(tcfg.random_seed), newly_encoded=0)
+  elif prompt_sink is not None:
+    prompt_sink.extend(prompts[used].tolist())
+    emb = np.zeros((used.size, 1), np.float32)
+  else:
+    emb = embed_prompts(config, cache.cache_dir, prompts[used].tolist(), log)
+  table_emb = np.zeros((prompts.size, emb.shape[1]), np.float32)
+  table_emb[used] = emb
+  return PromptText(phrases, table, table_emb)
 
 
 SALIENCE_STATS = ("fold", "recording", "dataset")
 
 
-def salience_values(config, win: dict, cols: np.ndarray, usable: np.ndarray, x: np.ndarray,
-                    norm_key: str) -> tuple[np.ndarray, dict]:
-  """The normalised values salience is computed from, and their cache identity.
+def salience_values(config, win: windows_lib.Windows, cols: np.ndarray, usable: np.ndarray,
+                    norm: stages.Keyed | None) -> stages.Keyed:
+  """The normalised values salience is computed from, with their cache identity.
 
-  ``text.salience_stats``: ``"fold"`` (the paper's): each fold's training min-max, ``x``
-  itself, ``[folds, W, F]``. ``"recording"``: every recording's own min-max over its usable
-  windows, ``[1, W, F]`` (one prompt per window for all folds). ``"dataset"``: min-max over all
-  usable windows, ``[1, W, F]``. The feature part of the input keeps the fold's statistics.
+  ``text.salience_stats``: ``"fold"`` (the paper's): each fold's training min-max, the
+  ``normalise`` stage itself, ``[folds, W, F]``. ``"recording"``: every recording's own min-max
+  over its usable windows, ``[1, W, F]`` (one prompt per window for all folds). ``"dataset"``:
+  min-max over all usable windows, ``[1, W, F]``. The feature part of the input keeps the fold's
+  statistics.
   """
-  stats = config.text.get("salience_stats", "fold")
-  if stats == "fold":
-    return x, {"normalise": norm_key}
-  if stats not in SALIENCE_STATS:
-    raise ValueError(f"unknown config.text.salience_stats {stats!r}: use one of "
+  stats_kind = config.text.get("salience_stats", "fold")
+  if stats_kind == "fold":
+    return stages.Keyed(norm.key, norm.value.values)
+  if stats_kind not in SALIENCE_STATS:
+    raise ValueError(f"unknown config.text.salience_stats {stats_kind!r}: use one of "
                      f"{SALIENCE_STATS}")
-  feats = win["features"][:, cols]
+  feats = win.features[:, cols]
   clip = bool(config.features.clip)
-  if stats == "dataset":
+  if stats_kind == "dataset":
     values = windows_lib.minmax_normalise(feats, usable, clip)
   else:
     values = np.zeros(feats.shape, np.float32)
-    for r in np.unique(win["recording"]):
-      rows = win["recording"] == r
+    for r in np.unique(win.recording):
+      rows = win.recording == r
       if (rows & usable).any():
         lo, span = windows_lib.minmax_stats(feats, rows & usable)
         values[rows] = windows_lib.minmax_apply(feats[rows], lo, span, clip)
-  params = {"stats": stats, "values": values}
-  return values[None], params
+  return stages.Keyed({"stats": stats_kind, "values": values}, values[None])
 
 
 MIN_SECONDS_FOR_PEAK = 5.0   # shorter encodings log throughput without measuring the peak
@@ -392,11 +468,6 @@ def embed_prompts(config, cache_dir: str, prompts: list[str], log: RunLog) -> np
   return emb
 
 
-def fold_data(folds: protocols.FoldIndices) -> train.FoldData:
-  return train.FoldData(folds.train_idx, folds.train_count, folds.val_idx, folds.val_mask,
-                        folds.test_idx, folds.test_mask)
-
-
 def results_arrays(inputs: RunInputs, out: train.TrainOutput, config) -> dict[str, np.ndarray]:
   """The ``results.npz`` arrays (leading fold axis; documented in the README)."""
   f = inputs.folds
@@ -415,9 +486,9 @@ def results_arrays(inputs: RunInputs, out: train.TrainOutput, config) -> dict[st
       "test_mask": f.test_mask,
       "subjects": inputs.splits.subjects,
       "test_subjects": inputs.splits.test,
-      "num_params": np.int64(train.num_params(inputs.z.shape[-1], tuple(config.model.max_hidden),
-                                              inputs.info["hidden_dim"])),
-      "input_dim": np.int64(inputs.z.shape[-1]),
+      "num_params": np.int64(train.num_params(inputs.input_dim, tuple(config.model.max_hidden),
+                                              inputs.hidden_dim)),
+      "input_dim": np.int64(inputs.input_dim),
   }
   if inputs.prompts is not None:
     res["prompts"] = inputs.prompts
@@ -426,54 +497,62 @@ def results_arrays(inputs: RunInputs, out: train.TrainOutput, config) -> dict[st
   return res
 
 
-def write_results(workdir: str, arrays: dict[str, np.ndarray]) -> None:
-  cache_lib.save_npz_atomic(os.path.join(workdir, "results.npz"), arrays)
+class TrainedRun(NamedTuple):
+  """One configuration prepared and trained (all folds)."""
+  inputs: RunInputs
+  output: train.TrainOutput   # leading fold axis
+  arrays: dict                # the results.npz arrays
 
 
-def write_config(workdir: str, config, extra: dict | None = None) -> None:
-  """``config.json``: the full config (loadable with configs/from_json.py) plus resolved fields."""
-  payload = json.loads(config.to_json_best_effort())
-  payload.update(extra or {})
-  cache_lib.write_json_atomic(os.path.join(workdir, "config.json"), payload, indent=2,
-                              sort_keys=True)
+def finish(out: RunDir, config, inputs: RunInputs, output: train.TrainOutput, seconds: float,
+           done: dict | None = None, **fields: Any) -> dict[str, np.ndarray]:
+  """Writes a trained run (``results.npz``, ``bundle/``) and logs ``trained`` (with ``fields``)
+  and ``done`` (with ``done``); returns the results arrays. ``main`` and the sweep both end here."""
+  arrays = results_arrays(inputs, output, config)
+  out.log("trained", seconds=round(seconds, 3), **fields,
+          test_accuracy=arrays["test_accuracy"].round(4).tolist(),
+          best_epoch=arrays["best_epoch"].tolist())
+  out.write_results(arrays)
+  out.write_bundle(config, inputs, output.params)
+  mean, std, _ = stats.fold_mean_std(arrays["test_accuracy"])
+  out.log("done", mean_test_accuracy=mean, std_test_accuracy=std, **(done or {}))
+  return arrays
+
+
+def train_run(config, out: RunDir, cache: cache_lib.StageCache) -> TrainedRun:
+  """Prepares ``config``, trains all its folds in one compiled call and writes the run to
+  ``out`` (:func:`finish`)."""
+  inputs = prepare(config, cache, out.log)
+  settings = train.TrainSettings.from_config(config.train)
+  layout = train.Layout.from_config(config.train)
+  plan = train.plan(inputs.num_folds, layout)
+  out.log("train", folds=inputs.num_folds, input_dim=inputs.input_dim,
+          hidden=list(train.hidden_sizes(inputs.input_dim, tuple(config.model.max_hidden),
+                                         inputs.hidden_dim)),
+          hidden_from_dim=inputs.hidden_dim,
+          devices=plan.devices, platform=plan.platform, lanes=plan.lanes,
+          compilation_cache=train.enable_compilation_cache(config.get("compilation_cache", "")))
+  t0 = time.time()
+  output = train.train_folds(settings, int(config.seed), inputs.z, inputs.pairs, inputs.folds,
+                             tuple(config.model.max_hidden), inputs.hidden_dim, layout)
+  arrays = finish(out, config, inputs, output, time.time() - t0,
+                  done={"cache_hits": cache.hits, "cache_misses": cache.misses})
+  return TrainedRun(inputs, output, arrays)
+
+
+def start(workdir: str | None, config, cache: cache_lib.StageCache, **fields: Any) -> RunDir:
+  """Starts the run directory of ``config`` (:meth:`RunDir.start`; ``config.json`` records the
+  resolved ``model_label``)."""
+  return RunDir.start(workdir, config, {"model_label": model_label(config)},
+                      cache_dir=cache.cache_dir, **fields)
 
 
 def run(config, workdir: str) -> dict[str, np.ndarray]:
   """Runs one configuration over all folds; writes ``config.json``, ``log.jsonl``, ``results.npz``
   and the model bundle ``bundle/`` (:mod:`lasca_jax.model.bundle`)."""
   validate.check(config)
-  os.makedirs(workdir, exist_ok=True)
-  log_path = os.path.join(workdir, "log.jsonl")
-  if os.path.exists(log_path):
-    os.remove(log_path)
-  log = RunLog(workdir)
   cache = cache_lib.StageCache(config.cache_dir or None)
-  write_config(workdir, config, {"model_label": model_label(config)})
-  log("start", workdir=workdir, cache_dir=cache.cache_dir, model_label=model_label(config))
-  inputs = prepare(config, cache, log)
-  settings = train.TrainSettings.from_config(config.train)
-  layout = train.Layout.from_config(config.train)
-  plan = train.plan(int(inputs.z.shape[0]), layout)
-  log("train", folds=int(inputs.z.shape[0]), input_dim=int(inputs.z.shape[-1]),
-      hidden=list(train.hidden_sizes(inputs.z.shape[-1], tuple(config.model.max_hidden),
-                                     inputs.info["hidden_dim"])),
-      hidden_from_dim=inputs.info["hidden_dim"],
-      devices=plan.devices, platform=plan.platform, lanes=plan.lanes,
-      compilation_cache=train.enable_compilation_cache(config.get("compilation_cache", "")))
-  t0 = time.time()
-  out = train.train_folds(settings, int(config.seed), inputs.z, inputs.pairs,
-                          fold_data(inputs.folds), tuple(config.model.max_hidden),
-                          inputs.info["hidden_dim"], layout)
-  arrays = results_arrays(inputs, out, config)
-  log("trained", seconds=round(time.time() - t0, 3),
-      test_accuracy=arrays["test_accuracy"].round(4).tolist(),
-      best_epoch=arrays["best_epoch"].tolist())
-  write_results(workdir, arrays)
-  bundle_lib.write_bundle(workdir, config, inputs, out.params, cache)
-  log("bundle", path=bundle_lib.bundle_dir(workdir))
-  mean, std, _ = stats.fold_mean_std(arrays["test_accuracy"])
-  log("done", mean_test_accuracy=mean, std_test_accuracy=std,
-      cache_hits=cache.hits, cache_misses=cache.misses)
+  arrays = dict(train_run(config, start(workdir, config, cache), cache).arrays)
   arrays["_cache_hits"] = cache.hits
   arrays["_cache_misses"] = cache.misses
   return arrays

@@ -20,7 +20,6 @@ invariant to padding, so each run's results equal those of its standalone run.
 from __future__ import annotations
 
 import copy
-import json
 import logging
 import os
 import re
@@ -33,8 +32,8 @@ import numpy as np
 
 from lasca_jax.analysis import stats
 from lasca_jax.encoders import text as text_lib
-from lasca_jax.model import bundle as bundle_lib, train
-from lasca_jax.run import cache as cache_lib, pipeline
+from lasca_jax.model import train
+from lasca_jax.run import cache as cache_lib, pipeline, rundir
 
 
 def _slug(text: str) -> str:
@@ -156,26 +155,6 @@ def group_size(config) -> int:
   return size
 
 
-def _config_json(config) -> dict:
-  return json.loads(config.to_json_best_effort())
-
-
-def is_done(run_dir: str, config) -> bool:
-  """True when ``run_dir`` holds results and a model bundle of exactly this configuration."""
-  cfg_path = os.path.join(run_dir, "config.json")
-  needed = ("results.npz", os.path.join(bundle_lib.DIRNAME, bundle_lib.JSON_FILE))
-  if not (all(os.path.exists(os.path.join(run_dir, n)) for n in needed) and
-          os.path.exists(cfg_path)):
-    return False
-  try:
-    with open(cfg_path) as f:
-      saved = json.load(f)
-    cache_lib.load_npz(os.path.join(run_dir, "results.npz"))
-  except Exception:  # pylint: disable=broad-except
-    return False
-  return saved == _config_json(config)
-
-
 def _pad_to(a: np.ndarray, n: int, axis: int) -> np.ndarray:
   width = [(0, 0)] * a.ndim
   width[axis] = (0, n - a.shape[axis])
@@ -188,10 +167,9 @@ def stack_inputs(group: list[pipeline.RunInputs]) -> tuple[np.ndarray, train.Pai
   p_max = max(g.pairs.label.shape[0] for g in group)
   pairs = train.PairData(*[np.stack([_pad_to(np.asarray(getattr(g.pairs, f)), p_max, 0)
                                      for g in group]) for f in train.PairData._fields])
-  folds = [pipeline.fold_data(g.folds) for g in group]
   stacked = []
   for f in train.FoldData._fields:
-    arrays = [np.asarray(getattr(fd, f)) for fd in folds]
+    arrays = [np.asarray(getattr(g.folds, f)) for g in group]
     if arrays[0].ndim == 2:
       n = max(a.shape[1] for a in arrays)
       arrays = [_pad_to(a, n, 1) for a in arrays]
@@ -212,77 +190,41 @@ def _shape_signature(config) -> tuple:
 
 def _group_key(config, inputs: pipeline.RunInputs):
   return (inputs.z.shape, train.TrainSettings.from_config(config.train),
-          tuple(config.model.max_hidden), inputs.info["hidden_dim"], int(config.seed))
+          tuple(config.model.max_hidden), inputs.hidden_dim, int(config.seed))
 
 
-def _train_and_write(group, log: logging.Logger, cache: cache_lib.StageCache) -> float:
-  """Trains a group of ``(run_dir, config, inputs, runlog)`` in one call and writes results."""
-  config0, inputs0 = group[0][1], group[0][2]
+def _train_and_write(group, log: logging.Logger) -> float:
+  """Trains a group of ``(config, inputs, run directory)`` in one call and writes each run."""
+  config0, inputs0 = group[0][0], group[0][1]
   settings = train.TrainSettings.from_config(config0.train)
-  z, pairs, folds = stack_inputs([g[2] for g in group])
+  z, pairs, folds = stack_inputs([inputs for _, inputs, _ in group])
   layout = train.Layout.from_config(config0.train)
-  plan = train.plan(len(group) * inputs0.z.shape[0], layout)
+  plan = train.plan(len(group) * inputs0.num_folds, layout)
   t0 = time.time()
-  out = train.train_configs(settings, [int(g[1].seed) for g in group], z, pairs, folds,
-                            tuple(config0.model.max_hidden), inputs0.info["hidden_dim"], layout)
+  out = train.train_configs(settings, [int(config.seed) for config, _, _ in group], z, pairs,
+                            folds, tuple(config0.model.max_hidden), inputs0.hidden_dim, layout)
   seconds = time.time() - t0
   log.info("trained %d configurations x %d folds (d=%d) in one call on %d %s device(s): %.1f s",
-           len(group), inputs0.z.shape[0], inputs0.z.shape[-1], plan.devices, plan.platform,
+           len(group), inputs0.num_folds, inputs0.input_dim, plan.devices, plan.platform,
            seconds)
-  for c, (run_dir, config, inputs, runlog) in enumerate(group):
+  for c, (config, inputs, run) in enumerate(group):
     one = jax.tree.map(lambda a: np.asarray(a)[c], out)
-    n_test = inputs.folds.test_idx.shape[1]
-    one = one._replace(test_prob=one.test_prob[:, :n_test])
-    arrays = pipeline.results_arrays(inputs, one, config)
-    runlog("trained", seconds=round(seconds, 3), group_size=len(group), devices=plan.devices,
-           platform=plan.platform, lanes=plan.lanes,
-           test_accuracy=arrays["test_accuracy"].round(4).tolist(),
-           best_epoch=arrays["best_epoch"].tolist())
-    pipeline.write_results(run_dir, arrays)
-    bundle_lib.write_bundle(run_dir, config, inputs, one.params, cache)
-    mean, std, _ = stats.fold_mean_std(arrays["test_accuracy"])
-    runlog("done", mean_test_accuracy=mean, std_test_accuracy=std)
+    one = one._replace(test_prob=one.test_prob[:, :inputs.folds.test_idx.shape[1]])
+    pipeline.finish(run, config, inputs, one, seconds, group_size=len(group),
+                    devices=plan.devices, platform=plan.platform, lanes=plan.lanes)
   return seconds
 
 
-FAILED_FILE = "failed.json"
-
-
-def recorded_failure(run_dir: str, config) -> dict | None:
-  """The failure recorded in ``run_dir`` for exactly this configuration, else ``None``."""
-  path = os.path.join(run_dir, FAILED_FILE)
-  try:
-    with open(path) as f:
-      failure = json.load(f)
-  except (OSError, ValueError):
-    return None
-  return failure if failure.get("config") == _config_json(config) else None
-
-
-def record_failure(run_dir: str, config, stage: str, error: BaseException,
-                   runlog: pipeline.RunLog | None = None) -> dict:
-  """Writes ``<run_dir>/failed.json`` (stage, error type, reason, config) atomically."""
-  failure = {"stage": stage, "error": type(error).__name__, "reason": str(error),
-             "config": _config_json(config)}
-  cache_lib.write_json_atomic(os.path.join(run_dir, FAILED_FILE), failure, indent=1)
-  if runlog is not None:
-    runlog("failed", stage=stage, error=type(error).__name__, reason=str(error))
-  logging.getLogger("lasca_jax.run.sweep").error("%s: %s failed: %s: %s", run_dir, stage,
-                                             type(error).__name__, error)
-  return failure
-
-
-def _train_group(group, log: logging.Logger, failures: dict,
-                 cache: cache_lib.StageCache) -> float:
+def _train_group(group, log: logging.Logger, failures: dict) -> float:
   """Trains ``group``; when the call fails, each member alone, recording the ones that fail."""
   try:
-    return _train_and_write(group, log, cache)
+    return _train_and_write(group, log)
   except Exception as e:  # pylint: disable=broad-except
     if len(group) == 1:
-      run_dir, config, _, runlog = group[0]
-      failures[run_dir] = record_failure(run_dir, config, "train", e, runlog)
+      config, _, run = group[0]
+      failures[run.path] = run.fail(config, "train", e)
       return 0.0
-  return sum(_train_group([member], log, failures, cache) for member in group)
+  return sum(_train_group([member], log, failures) for member in group)
 
 
 def run_sweep(config, workdir: str, progress: bool = True, retry_failed: bool = False) -> dict:
@@ -299,9 +241,9 @@ def run_sweep(config, workdir: str, progress: bool = True, retry_failed: bool = 
   pending, failures = [], {}
   for rel, cfg in runs:
     run_dir = os.path.join(workdir, rel)
-    if is_done(run_dir, cfg):
+    if rundir.RunDir(run_dir).holds(cfg):
       continue
-    earlier = None if retry_failed else recorded_failure(run_dir, cfg)
+    earlier = None if retry_failed else rundir.RunDir(run_dir).recorded_failure(cfg)
     if earlier is not None:
       failures[run_dir] = earlier
       continue
@@ -318,28 +260,20 @@ def run_sweep(config, workdir: str, progress: bool = True, retry_failed: bool = 
   log.info("sweep: training on %d local %s device(s)", devices.devices, devices.platform)
   group, groups, train_seconds = [], 0, 0.0
   for run_dir, cfg in tqdm(pending, desc="sweep", unit="run", disable=not progress):
-    os.makedirs(run_dir, exist_ok=True)
-    for stale in ("log.jsonl", "results.npz", FAILED_FILE,
-                  os.path.join(bundle_lib.DIRNAME, bundle_lib.JSON_FILE)):
-      if os.path.exists(os.path.join(run_dir, stale)):
-        os.remove(os.path.join(run_dir, stale))
-    runlog = pipeline.RunLog(run_dir)
-    pipeline.write_config(run_dir, cfg)
-    runlog("start", workdir=run_dir, cache_dir=cache.cache_dir, model_label=cfg.model_label,
-           sweep=workdir, compilation_cache=compilation_cache)
+    run = pipeline.start(run_dir, cfg, cache, sweep=workdir, compilation_cache=compilation_cache)
     try:
-      inputs = pipeline.prepare(cfg, cache, runlog)
+      inputs = pipeline.prepare(cfg, cache, run.log)
     except Exception as e:  # pylint: disable=broad-except
-      failures[run_dir] = record_failure(run_dir, cfg, "prepare", e, runlog)
+      failures[run_dir] = run.fail(cfg, "prepare", e)
       continue
     key = _group_key(cfg, inputs)
     if group and (key != group[0][0] or len(group) == size):
-      train_seconds += _train_group([g[1:] for g in group], log, failures, cache)
+      train_seconds += _train_group([g[1:] for g in group], log, failures)
       groups += 1
       group = []
-    group.append((key, run_dir, cfg, inputs, runlog))
+    group.append((key, cfg, inputs, run))
   if group:
-    train_seconds += _train_group([g[1:] for g in group], log, failures, cache)
+    train_seconds += _train_group([g[1:] for g in group], log, failures)
     groups += 1
   failed = {os.path.relpath(d, workdir): f"{f['stage']}: {f['error']}: {f['reason']}"
             for d, f in sorted(failures.items())}
