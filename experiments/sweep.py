@@ -33,6 +33,22 @@ _RETRY_FAILED = flags.DEFINE_bool("retry_failed", False, "Run again the configur
 MAX_EXIT_STATUS = 100  # Exit statuses above it would read as signals; the report has the count.
 
 
+def with_simulated_baselines(config, workdir: str):
+  """The grid a sweep runs: a copy of ``config`` (the caller's is left as it is) whose
+  ``sweep.baselines`` include the synthetic stand-in encoders, written to
+  ``<workdir>/simulated_encoders``, when ``sweep.simulated_baselines`` is set. Idempotent."""
+  config = copy.deepcopy(config)
+  if config.sweep.simulated_baselines:
+    if config.data.name != "synthetic":
+      raise ValueError("sweep.simulated_baselines needs the synthetic dataset")
+    entries = synthetic.write_simulated_encoders(config.data,
+                                                 os.path.join(workdir, "simulated_encoders"))
+    with config.unlocked():
+      config.sweep.baselines = tuple(config.sweep.baselines) + tuple(
+          e for e in entries if e not in config.sweep.baselines)
+  return config
+
+
 def run(config, workdir: str, make_report: bool = True, retry_failed: bool = False) -> dict:
   """Library entry point (tests and notebooks call this).
 
@@ -41,14 +57,7 @@ def run(config, workdir: str, make_report: bool = True, retry_failed: bool = Fal
   by later calls unless ``retry_failed``.
   """
   validate.check(config, sweep=True)
-  config = copy.deepcopy(config)   # the simulated baselines are added to a copy, not the caller's
-  if config.sweep.simulated_baselines:
-    if config.data.name != "synthetic":
-      raise ValueError("sweep.simulated_baselines needs the synthetic dataset")
-    entries = synthetic.write_simulated_encoders(config.data,
-                                                 os.path.join(workdir, "simulated_encoders"))
-    with config.unlocked():
-      config.sweep.baselines = tuple(config.sweep.baselines) + tuple(entries)
+  config = with_simulated_baselines(config, workdir)
   summary = sweep.run_sweep(config, os.path.join(workdir, "runs"), retry_failed=retry_failed)
   print(f"sweep {config.name}: {summary['configurations']} configurations, "
         f"{summary['trained']} trained, {summary['skipped']} already done, "

@@ -87,4 +87,6 @@ def swept(tmp_path_factory, tiny_backbone):
   root = tmp_path_factory.mktemp("sweep")
   config = _sweep_config(root / "cache", tiny_backbone)
   summary = sweep_cmd.run(config, str(root / "out"))
+  assert not config.sweep.baselines                 # the caller's config is left as it was
+  config = sweep_cmd.with_simulated_baselines(config, str(root / "out"))   # the grid it ran
   return root, config, summary

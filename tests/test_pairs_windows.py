@@ -103,8 +103,8 @@ def test_fold_indices_keep_subjects_and_pair_twins_apart():
   rng = np.random.default_rng(0)
   n_pairs = 400
   pair_subject = np.repeat(rng.integers(0, 10, n_pairs // 2), 2)
-  p = {"pair_id": np.repeat(np.arange(n_pairs // 2), 2),
-       "label": np.tile([1, 0], n_pairs // 2)}
+  p = types.SimpleNamespace(pair_id=np.repeat(np.arange(n_pairs // 2), 2),
+                            label=np.tile([1, 0], n_pairs // 2))
   splits = protocols.subject_splits(np.arange(10).astype(str), "kfold", 5, seed=0)
   subjects = np.searchsorted(splits.subjects, pair_subject.astype(str))
   folds = protocols.fold_indices(p, subjects, splits, 0, 0.1, "pair", batch_size=64)
