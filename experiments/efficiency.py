@@ -21,7 +21,9 @@ consecutive usable windows, normalised with the fold's training statistics, cycl
 with ``time.perf_counter`` around a call that ends in ``jax.block_until_ready``; ``--warmup``
 calls before them (JIT compilation, first allocations) are not timed. Model loading and
 training are outside every timing. Backbones whose weights are not on this machine are listed
-as such rather than failing the run.
+as such rather than failing the run. With ``--workdir``, every measured configuration is also
+written as a run directory (``<workdir>/<modality>/<fusion>[/<backbone>]``, exactly as
+``experiments/main.py`` writes one).
 
 On a CPU shared with other jobs, torch's default of one intra-op thread per core makes single
 prompt encodes stall (seconds instead of tens of ms); ``--torch_threads=1`` keeps them stable.

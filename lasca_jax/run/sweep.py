@@ -30,7 +30,6 @@ import jax
 import ml_collections
 import numpy as np
 
-from lasca_jax.analysis import stats
 from lasca_jax.encoders import text as text_lib
 from lasca_jax.model import train
 from lasca_jax.run import cache as cache_lib, pipeline, rundir
