@@ -30,7 +30,7 @@ def main(argv):
   del argv
   config = _CONFIG.value
   inputs = pipeline.prepare(config, cache.StageCache(config.cache_dir or None))
-  settings = train.TrainSettings.from_config(config.train)
+  settings = train.TrainSettings.from_config(config)
   fold = pipeline.fold_data(inputs.folds)
   num_folds, _, d = inputs.z.shape
 

@@ -95,7 +95,7 @@ def measure(config, encoder, num_windows, warmup, fold):
   p, raw, steps = tp.predictor, tp.raw, tp.steps
   d = p.input_dim
   counted = int(sum(x.size for x in jax.tree.leaves(p.params)))
-  if counted != train.num_params(d, tuple(config.model.max_hidden)):
+  if counted != train.TrainSettings.from_config(config).num_params(d):
     raise AssertionError(f"parameter count mismatch: {counted} vs formula")
   row = {"modality": config.features.modality, "fusion": config.model.fusion,
          "label": pipeline.model_label(config), "input_dim": d, "trainable_params": counted,

@@ -168,8 +168,7 @@ def write_bundle(run_dir: str, config, inputs, params: Any, cache: cache_lib.Sta
       "target": config.pairs.target,
       "margin": float(config.pairs.margin),
       "input_dim": d,
-      "hidden": list(train.hidden_sizes(d, tuple(config.model.max_hidden),
-                                        int(inputs.info.get("hidden_dim", 0)))),
+      "hidden": list(train.TrainSettings.from_config(config).hidden_sizes(d)),
       "random_text": ({"seed": int(tcfg.get("random_seed", 0)),
                        "norm": controls.random_norm(tcfg),
                        "dim": text_lib.embedding_geometry(tcfg.backbone, tcfg.model_path)[0]}
@@ -326,7 +325,7 @@ class BundlePredictor:
         stats=efficiency.TrainingRange(self.lo[fold], self.span[fold]),
         modalities=self.modalities, phrases=self.phrases, clip=self.meta["clip"],
         salience_rule=sal["rule"], salience_k=sal["k"], salience_threshold=sal["threshold"],
-        encoder=encoder_, prompt_cache=prompt_cache, max_hidden=tuple(self.meta["max_hidden"]))
+        encoder=encoder_, prompt_cache=prompt_cache)
 
   def test_windows(self) -> dict[str, np.ndarray]:
     """The run's test decisions (``test_windows.npz``, module docstring)."""

@@ -180,7 +180,7 @@ def prepare(config, cache: cache_lib.StageCache, log: RunLog | None = None,
       "windows", {"frames": frames_key, "window_seconds": float(fcfg.window_seconds)},
       lambda: windows_lib.make_windows(frames, float(fcfg.window_seconds)))
   cols = windows_lib.modality_columns(win["modalities"], fcfg.modality)
-  hidden_dim = controls.hidden_dim(config.model)
+  settings = train.TrainSettings.from_config(config)   # a bad model/train field: fail first
   pad_dim = controls.fused_dim(config.model, tcfg, int(cols.size))
   # Known (or an error) before any work: the random-text control's vector norm.
   random_norm = controls.random_norm(tcfg) if config.model.fusion == "random_text" else None
@@ -317,7 +317,6 @@ def prepare(config, cache: cache_lib.StageCache, log: RunLog | None = None,
   pair_data = train.PairData(*[np.pad(pairs[k], (0, n_pad)) for k in ("first", "second", "label")])
   info = {"frames_key": frames_key, "windows_key": win_key, "pairs_key": pair_key,
           "input_dim": int(z.shape[-1]), "model_label": model_label(config),
-          "hidden_dim": hidden_dim,
           "feature_names": win["feature_names"][cols].tolist(), "window_subject": subj_idx}
   return RunInputs(z, pair_data, folds, splits, prompts, prompt_index, usable, info)
 
@@ -415,8 +414,8 @@ def results_arrays(inputs: RunInputs, out: train.TrainOutput, config) -> dict[st
       "test_mask": f.test_mask,
       "subjects": inputs.splits.subjects,
       "test_subjects": inputs.splits.test,
-      "num_params": np.int64(train.num_params(inputs.z.shape[-1], tuple(config.model.max_hidden),
-                                              inputs.info["hidden_dim"])),
+      "num_params": np.int64(train.TrainSettings.from_config(config).num_params(
+          inputs.z.shape[-1])),
       "input_dim": np.int64(inputs.z.shape[-1]),
   }
   if inputs.prompts is not None:
@@ -451,19 +450,16 @@ def run(config, workdir: str) -> dict[str, np.ndarray]:
   write_config(workdir, config, {"model_label": model_label(config)})
   log("start", workdir=workdir, cache_dir=cache.cache_dir, model_label=model_label(config))
   inputs = prepare(config, cache, log)
-  settings = train.TrainSettings.from_config(config.train)
+  settings = train.TrainSettings.from_config(config)
   layout = train.Layout.from_config(config.train)
   plan = train.plan(int(inputs.z.shape[0]), layout)
   log("train", folds=int(inputs.z.shape[0]), input_dim=int(inputs.z.shape[-1]),
-      hidden=list(train.hidden_sizes(inputs.z.shape[-1], tuple(config.model.max_hidden),
-                                     inputs.info["hidden_dim"])),
-      hidden_from_dim=inputs.info["hidden_dim"],
+      hidden=list(settings.hidden_sizes(inputs.z.shape[-1])), hidden_from_dim=settings.hidden_dim,
       devices=plan.devices, platform=plan.platform, lanes=plan.lanes,
       compilation_cache=train.enable_compilation_cache(config.get("compilation_cache", "")))
   t0 = time.time()
   out = train.train_folds(settings, int(config.seed), inputs.z, inputs.pairs,
-                          fold_data(inputs.folds), tuple(config.model.max_hidden),
-                          inputs.info["hidden_dim"], layout)
+                          fold_data(inputs.folds), layout)
   arrays = results_arrays(inputs, out, config)
   log("trained", seconds=round(time.time() - t0, 3),
       test_accuracy=arrays["test_accuracy"].round(4).tolist(),

@@ -211,20 +211,18 @@ def _shape_signature(config) -> tuple:
 
 
 def _group_key(config, inputs: pipeline.RunInputs):
-  return (inputs.z.shape, train.TrainSettings.from_config(config.train),
-          tuple(config.model.max_hidden), inputs.info["hidden_dim"], int(config.seed))
+  return (inputs.z.shape, train.TrainSettings.from_config(config), int(config.seed))
 
 
 def _train_and_write(group, log: logging.Logger, cache: cache_lib.StageCache) -> float:
   """Trains a group of ``(run_dir, config, inputs, runlog)`` in one call and writes results."""
   config0, inputs0 = group[0][1], group[0][2]
-  settings = train.TrainSettings.from_config(config0.train)
+  settings = train.TrainSettings.from_config(config0)
   z, pairs, folds = stack_inputs([g[2] for g in group])
   layout = train.Layout.from_config(config0.train)
   plan = train.plan(len(group) * inputs0.z.shape[0], layout)
   t0 = time.time()
-  out = train.train_configs(settings, [int(g[1].seed) for g in group], z, pairs, folds,
-                            tuple(config0.model.max_hidden), inputs0.info["hidden_dim"], layout)
+  out = train.train_configs(settings, [int(g[1].seed) for g in group], z, pairs, folds, layout)
   seconds = time.time() - t0
   log.info("trained %d configurations x %d folds (d=%d) in one call on %d %s device(s): %.1f s",
            len(group), inputs0.z.shape[0], inputs0.z.shape[-1], plan.devices, plan.platform,
