@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from conftest import PAPER_CAPS, make_tiny_config, train_settings
-from lasca_jax.analysis import tables
+from lasca_jax.analysis import labels, tables
 from lasca_jax.encoders import text as text_lib
 from lasca_jax.method import controls, salience, windows
 from lasca_jax.model import train
@@ -85,8 +85,8 @@ def test_capacity_matched_features_have_the_fused_architecture(tmp_path, tiny_ba
   settings = train.TrainSettings.from_config(config)
   assert (settings.num_params(cap.z.shape[-1]) == settings.num_params(fused.z.shape[-1])
           > settings.num_params(f))
-  assert pipeline.model_label(config) == "Features cap. tiny_backbone(F)".replace(
-      "tiny_backbone", text_lib.backbone_label(tiny_backbone))
+  assert labels.model_label(config) == "Features cap. tiny_backbone(F)".replace(
+      "tiny_backbone", labels.backbone_label(tiny_backbone))
 
 
 def test_hidden_from_dim_sets_hidden_sizes_only():

@@ -17,8 +17,6 @@ import logging
 import os
 from typing import NamedTuple
 
-import ml_collections
-
 from lasca_jax.encoders import store as store_lib, text as text_lib
 from lasca_jax.run import cache as cache_lib, pipeline, sweep as sweep_lib
 

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from lasca_jax.analysis import stats
+from lasca_jax.analysis import labels, stats
 from lasca_jax.data import coverage, datasets, types as data_lib
 from lasca_jax.encoders import baseline as baseline_lib, text as text_lib
 from lasca_jax.method import controls, lexicon, pairs as pairs_lib, protocols, salience, templates
@@ -77,36 +77,6 @@ def train_windows(usable: np.ndarray, splits: protocols.FoldSplits, window_subje
                   fold: int) -> np.ndarray:
   """``bool [W]``: usable windows whose subject is in ``fold``'s training set."""
   return usable & splits.train[fold, window_subject]
-
-
-def model_label(config) -> str:
-  """Row label as in the paper's tables: ``Features``, ``MPNet``, ``MPNet(F)``."""
-  if config.get("model_label", ""):
-    return config.model_label
-  return _base_label(config) + _capacity_suffix(config)
-
-
-def _base_label(config) -> str:
-  fusion = config.model.fusion
-  if fusion == "features":
-    return "Features"
-  if fusion == "baseline":
-    return config.model.baseline_name or os.path.basename(config.model.baseline_dir.rstrip("/"))
-  if fusion == "mask":
-    return "Features+Mask"
-  label = text_lib.backbone_label(config.text.backbone)
-  if fusion == "random_text":
-    return f"{label}(F) random text"
-  return f"{label}(F)" if fusion == "fused" else label
-
-
-def _capacity_suffix(config) -> str:
-  """`` cap. MiniLM-L6(F)`` for a capacity-matched control (hidden sizes of another model)."""
-  if int(config.model.get("hidden_from_dim", 0)) > 0:
-    return f" cap. d={int(config.model.hidden_from_dim)}"
-  if config.model.get("hidden_from", "") == "fused":
-    return f" cap. {text_lib.backbone_label(config.text.backbone)}(F)"
-  return ""
 
 
 def frames_stage(config, cache: cache_lib.StageCache) -> tuple[str, dict]:
@@ -180,7 +150,7 @@ def prepare(config, cache: cache_lib.StageCache, log: RunLog | None = None,
       "windows", {"frames": frames_key, "window_seconds": float(fcfg.window_seconds)},
       lambda: windows_lib.make_windows(frames, float(fcfg.window_seconds)))
   cols = windows_lib.modality_columns(win["modalities"], fcfg.modality)
-  settings = train.TrainSettings.from_config(config)   # a bad model/train field: fail first
+  train.TrainSettings.from_config(config)   # a bad model or train field: fail before any work
   pad_dim = controls.fused_dim(config.model, tcfg, int(cols.size))
   # Known (or an error) before any work: the random-text control's vector norm.
   random_norm = controls.random_norm(tcfg) if config.model.fusion == "random_text" else None
@@ -316,7 +286,7 @@ def prepare(config, cache: cache_lib.StageCache, log: RunLog | None = None,
   n_pad = protocols.bucket_size(pairs["label"].size, 1024) - pairs["label"].size
   pair_data = train.PairData(*[np.pad(pairs[k], (0, n_pad)) for k in ("first", "second", "label")])
   info = {"frames_key": frames_key, "windows_key": win_key, "pairs_key": pair_key,
-          "input_dim": int(z.shape[-1]), "model_label": model_label(config),
+          "input_dim": int(z.shape[-1]), "model_label": labels.model_label(config),
           "feature_names": win["feature_names"][cols].tolist(), "window_subject": subj_idx}
   return RunInputs(z, pair_data, folds, splits, prompts, prompt_index, usable, info)
 
@@ -447,8 +417,8 @@ def run(config, workdir: str) -> dict[str, np.ndarray]:
     os.remove(log_path)
   log = RunLog(workdir)
   cache = cache_lib.StageCache(config.cache_dir or None)
-  write_config(workdir, config, {"model_label": model_label(config)})
-  log("start", workdir=workdir, cache_dir=cache.cache_dir, model_label=model_label(config))
+  write_config(workdir, config, {"model_label": labels.model_label(config)})
+  log("start", workdir=workdir, cache_dir=cache.cache_dir, model_label=labels.model_label(config))
   inputs = prepare(config, cache, log)
   settings = train.TrainSettings.from_config(config)
   layout = train.Layout.from_config(config.train)

@@ -31,8 +31,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from lasca_jax.analysis import stats
-from lasca_jax.encoders import text as text_lib
+from lasca_jax.analysis import labels, stats
 from lasca_jax.model import bundle as bundle_lib, train
 from lasca_jax.run import cache as cache_lib, pipeline
 
@@ -74,7 +73,7 @@ def _model_variants(sweep, modality: str, base_lexicon: str = "llm") -> Iterator
         yield {"model.fusion": "fused", "text.backbone": backbone,
                "text.lexicon": _ablation_lexicon(lex, base_lexicon)}
       for rule in sweep.ablation_saliences:
-        label = f"{text_lib.backbone_label(backbone)}(F) {rule}"
+        label = f"{labels.fused_label(backbone)} {rule}"
         yield {"model.fusion": "fused", "text.backbone": backbone, "text.salience": rule,
                "model_label": label}
     yield from _control_variants(sweep)
@@ -129,7 +128,7 @@ def expand(config: ml_collections.ConfigDict) -> list[tuple[str, ml_collections.
               run.pairs.target = target
               for key, value in overrides.items():
                 set_field(run, key, value)
-              label = pipeline.model_label(run)
+              label = labels.model_label(run)
               run.model_label = label
               run.name = f"{config.name}/{modality}/{window:g}s/{margin:g}/{target}/{label}"
             tag = (f"{label}_{run.text.lexicon}" if run.model.fusion in ("text", "fused")
