@@ -51,6 +51,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import jax  # pylint: disable=wrong-import-position
 
 from lasca_jax.encoders import peak, text as text_lib
+from lasca_jax.method import fusion as fusion_lib
 from lasca_jax.model import reference, train
 from lasca_jax.run import cache, pipeline, validate  # pylint: disable=wrong-import-position
 
@@ -192,7 +193,7 @@ def _print_training(r: dict) -> None:
 def config_prompts(config) -> list[str]:
   """The distinct prompts (usable windows) of ``config``; a features-only config as text."""
   config = config.copy_and_resolve_references()
-  if config.model.fusion not in ("text", "fused"):
+  if config.model.fusion not in fusion_lib.ENCODED:
     with config.unlocked():
       config.model.fusion = "text"
   sink: list[str] = []

@@ -33,6 +33,7 @@ from typing import Sequence
 import numpy as np
 
 from lasca_jax.analysis import labels, plots, stats, tables
+from lasca_jax.method import fusion as fusion_lib
 
 
 def _slug(text: str) -> str:
@@ -238,7 +239,7 @@ def runs_markdown(records: Sequence[tables.RunRecord], sweep_dir: str | os.PathL
            "| --- | --- | --- | --- | --- | ---: | ---: | ---: |"]
   for r in sorted(records, key=lambda r: r.path):
     mean, std, n = stats.fold_mean_std(r.accuracies)
-    lexicon = lexicon_label(r.lexicon) if r.fusion in ("text", "fused") else "-"
+    lexicon = lexicon_label(r.lexicon) if r.fusion in fusion_lib.ENCODED else "-"
     lines.append(f"| {os.path.relpath(r.path, sweep_dir)} | {r.modality} | {r.model_label} | "
                  f"{lexicon} | {tables.column_label(r.column)} | {mean:.4f} | {std:.4f} | {n} |")
   return "\n".join(lines) + "\n"

@@ -25,7 +25,6 @@ import numpy as np
 
 from lasca_jax.encoders import text as text_lib
 
-FUSIONS = ("mask", "random_text")
 HIDDEN_FROM = ("", "fused")
 
 

@@ -24,13 +24,13 @@ import numpy as np
 from lasca_jax.analysis import labels, stats
 from lasca_jax.data import coverage, datasets, types as data_lib
 from lasca_jax.encoders import baseline as baseline_lib, text as text_lib
-from lasca_jax.method import controls, lexicon, pairs as pairs_lib, protocols, salience, templates
+from lasca_jax.method import controls, fusion as fusion_lib, lexicon
+from lasca_jax.method import pairs as pairs_lib, protocols, salience, templates
 from lasca_jax.method import windows as windows_lib
 from lasca_jax.model import bundle as bundle_lib, train
 from lasca_jax.run import cache as cache_lib, validate
 
 
-FUSIONS = ("features", "text", "fused", "baseline") + controls.FUSIONS
 
 
 class RunLog:
@@ -134,9 +134,9 @@ def prepare(config, cache: cache_lib.StageCache, log: RunLog | None = None,
   """
   log = log or RunLog(None)
   fcfg, tcfg = config.features, config.text
-  if config.model.fusion not in FUSIONS:
-    raise ValueError(f"unknown model.fusion {config.model.fusion!r}: use one of {FUSIONS}")
-  if config.model.fusion in ("text", "fused") and prompt_sink is None:
+  if config.model.fusion not in fusion_lib.ALL:
+    raise ValueError(f"unknown model.fusion {config.model.fusion!r}: use one of {fusion_lib.ALL}")
+  if config.model.fusion in fusion_lib.ENCODED and prompt_sink is None:
     text_lib.resolve_precision(tcfg.get("precision", "auto"),   # bad device/precision: fail first
                              text_lib.resolve_device(tcfg.get("device", "auto")))
 
@@ -225,11 +225,11 @@ def prepare(config, cache: cache_lib.StageCache, log: RunLog | None = None,
   fusion = config.model.fusion
   prompts = prompt_index = None
   parts = []
-  if fusion in ("features", "fused") + controls.FUSIONS:
+  if fusion in fusion_lib.WITH_FEATURES:
     parts.append(x)
   if baseline is not None:
     parts.append(np.broadcast_to(np.nan_to_num(baseline), (x.shape[0],) + baseline.shape))
-  if fusion in ("text", "fused") + controls.FUSIONS:
+  if fusion in fusion_lib.WITH_SALIENCE:
     names, mods = win["feature_names"][cols], win["modalities"][cols]
     sal_values, sal_params = salience_values(config, win, cols, usable, x, norm_key)
     sal_key, sal = cache.get_or_compute(
@@ -243,7 +243,7 @@ def prepare(config, cache: cache_lib.StageCache, log: RunLog | None = None,
   if fusion == "mask":
     parts.append(np.broadcast_to(sal["mask"], x.shape).astype(np.float32))     # [folds, W, F]
     log("mask", key=sal_key, salient_per_window=float(sal["mask"][:, usable].sum(-1).mean()))
-  if fusion in ("text", "fused", "random_text"):
+  if fusion in fusion_lib.WITH_PROMPTS:
     phrases = lexicon.build_lexicon(lexicon_kind(config), names.tolist(), mods.tolist(),
                                     int(tcfg.lexicon_seed), tcfg.uncovered)
     order = tcfg.get("phrase_order", "feature")

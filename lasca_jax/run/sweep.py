@@ -32,6 +32,7 @@ import ml_collections
 import numpy as np
 
 from lasca_jax.analysis import labels, stats
+from lasca_jax.method import fusion as fusion_lib
 from lasca_jax.model import bundle as bundle_lib, train
 from lasca_jax.run import cache as cache_lib, pipeline
 
@@ -131,7 +132,7 @@ def expand(config: ml_collections.ConfigDict) -> list[tuple[str, ml_collections.
               label = labels.model_label(run)
               run.model_label = label
               run.name = f"{config.name}/{modality}/{window:g}s/{margin:g}/{target}/{label}"
-            tag = (f"{label}_{run.text.lexicon}" if run.model.fusion in ("text", "fused")
+            tag = (f"{label}_{run.text.lexicon}" if run.model.fusion in fusion_lib.ENCODED
                    else label)
             runs.append((os.path.join(modality, f"w{window:g}s_m{margin:g}", target,
                                       _slug(tag)), run))
@@ -204,7 +205,7 @@ def _shape_signature(config) -> tuple:
   fusion = config.model.fusion
   return (float(config.features.window_seconds), fusion,
           "" if fusion == "text" else config.features.modality,
-          config.text.backbone if fusion in ("text", "fused", "random_text") else "",
+          config.text.backbone if fusion in fusion_lib.WITH_PROMPTS else "",
           config.model.baseline_dir if fusion == "baseline" else "",
           config.model.get("hidden_from", ""), int(config.model.get("hidden_from_dim", 0)))
 
