@@ -9,8 +9,6 @@ calls, which is what a sweep with ``sweep.group_size=1`` does. Prints both wall 
 without compilation, and checks that the two give identical accuracies.
 """
 
-import os
-import sys
 import time
 
 from absl import app, flags, logging
@@ -18,10 +16,8 @@ import jax
 from ml_collections import config_flags
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
 from lasca_jax.model import train
-from lasca_jax.run import cache, pipeline, sweep  # pylint: disable=wrong-import-position
+from lasca_jax.run import cache, pipeline, sweep
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file.")
 

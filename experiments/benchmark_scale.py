@@ -46,14 +46,13 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import jax  # pylint: disable=wrong-import-position
+import jax
 
 from lasca_jax.encoders import peak, text as text_lib
 from lasca_jax.method import fusion as fusion_lib
 from lasca_jax.model import reference, train
-from lasca_jax.run import cache, pipeline, validate  # pylint: disable=wrong-import-position
+from lasca_jax.run import cache, pipeline, validate
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file.")
 _SECTIONS = flags.DEFINE_list("sections", ["encoder", "devices", "training"],
