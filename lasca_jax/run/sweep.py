@@ -23,7 +23,6 @@ import copy
 import json
 import logging
 import os
-import re
 import time
 from typing import Iterator
 
@@ -32,13 +31,10 @@ import ml_collections
 import numpy as np
 
 from lasca_jax.analysis import labels, stats
+from lasca_jax.data import files as files_lib
 from lasca_jax.method import fusion as fusion_lib
 from lasca_jax.model import bundle as bundle_lib, train
 from lasca_jax.run import cache as cache_lib, pipeline
-
-
-def _slug(text: str) -> str:
-  return re.sub(r"[^A-Za-z0-9.+-]+", "_", text).strip("_")
 
 
 def _baselines(sweep) -> list[tuple[str, str, str]]:
@@ -135,7 +131,7 @@ def expand(config: ml_collections.ConfigDict) -> list[tuple[str, ml_collections.
             tag = (f"{label}_{run.text.lexicon}" if run.model.fusion in fusion_lib.ENCODED
                    else label)
             runs.append((os.path.join(modality, f"w{window:g}s_m{margin:g}", target,
-                                      _slug(tag)), run))
+                                      files_lib.safe_name(tag)), run))
   names = [r for r, _ in runs]
   if len(set(names)) != len(names):
     raise ValueError("sweep produces two runs with the same directory; give baselines and "
@@ -262,7 +258,7 @@ def record_failure(run_dir: str, config, stage: str, error: BaseException,
   """Writes ``<run_dir>/failed.json`` (stage, error type, reason, config) atomically."""
   failure = {"stage": stage, "error": type(error).__name__, "reason": str(error),
              "config": _config_json(config)}
-  cache_lib.write_json_atomic(os.path.join(run_dir, FAILED_FILE), failure, indent=1)
+  files_lib.write_json_atomic(os.path.join(run_dir, FAILED_FILE), failure, indent=1)
   if runlog is not None:
     runlog("failed", stage=stage, error=type(error).__name__, reason=str(error))
   logging.getLogger("lasca_jax.run.sweep").error("%s: %s failed: %s: %s", run_dir, stage,
@@ -349,6 +345,6 @@ def run_sweep(config, workdir: str, progress: bool = True, retry_failed: bool = 
              "train_seconds": round(train_seconds, 2), "devices": devices.devices,
              "platform": devices.platform, "cache_hits": cache.hits,
              "cache_misses": cache.misses}
-  cache_lib.write_json_atomic(os.path.join(workdir, "sweep.json"),
+  files_lib.write_json_atomic(os.path.join(workdir, "sweep.json"),
                               {"summary": summary, "runs": [rel for rel, _ in runs]}, indent=2)
   return summary

@@ -41,7 +41,7 @@ import warnings
 
 import numpy as np
 
-from lasca_jax.data import types as data
+from lasca_jax.data import files as files_lib, types as data
 from lasca_jax.data.extract import load, runner
 
 NAME = "sewa"
@@ -105,20 +105,13 @@ def label_files(data_config) -> list[tuple[str, str, str, str]]:
   if data_config.label_format not in FORMATS:
     raise ValueError(f"unknown SEWA label_format {data_config.label_format!r}; "
                      f"expected one of {FORMATS}")
-  skip = {os.path.abspath(p) for p in (load.features_dir(data_config),
-                                       load.csv_dir(data_config, "face"),
-                                       load.csv_dir(data_config, "audio")) if p}
+  skip = (load.features_dir(data_config), load.csv_dir(data_config, "face"),
+          load.csv_dir(data_config, "audio"))
   found = []
-  for dirpath, dirnames, filenames in os.walk(root):
-    dirnames[:] = sorted(d for d in dirnames
-                         if os.path.abspath(os.path.join(dirpath, d)) not in skip)
-    for name in sorted(filenames):
-      if not name.lower().endswith((".csv", ".txt", ".arff")) or name.startswith("."):
-        continue
-      path = os.path.join(dirpath, name)
-      kind, rec, dim = classify(path)
-      if kind and data_config.label_format in ("auto", kind):
-        found.append((path, kind, rec, dim))
+  for path in files_lib.walk_files(root, (".csv", ".txt", ".arff"), exclude=skip):
+    kind, rec, dim = classify(path)
+    if kind and data_config.label_format in ("auto", kind):
+      found.append((path, kind, rec, dim))
   if not found:
     raise FileNotFoundError(f"no SEWA label files ({data_config.label_format}) under {root}; "
                             "see lasca_jax/data/datasets/sewa.py for the formats")
