@@ -34,7 +34,7 @@ from lasca_jax.analysis import labels, stats
 from lasca_jax.data import files as files_lib
 from lasca_jax.method import fusion as fusion_lib
 from lasca_jax.model import bundle as bundle_lib, train
-from lasca_jax.run import cache as cache_lib, pipeline
+from lasca_jax.run import cache as cache_lib, fields, pipeline
 
 
 def _baselines(sweep) -> list[tuple[str, str, str]]:
@@ -99,15 +99,6 @@ def _control_variants(sweep) -> Iterator[dict]:
              "model.hidden_from": "fused"}
 
 
-def set_field(config, dotted: str, value) -> None:
-  """Sets ``config.<dotted>`` (``"pairs.margin"``) to ``value``."""
-  node = config
-  *parents, leaf = dotted.split(".")
-  for p in parents:
-    node = node[p]
-  node[leaf] = value
-
-
 def expand(config: ml_collections.ConfigDict) -> list[tuple[str, ml_collections.ConfigDict]]:
   """``(relative run directory, config)`` for every cell of the grid, in a fixed order."""
   sweep = config.sweep
@@ -124,7 +115,7 @@ def expand(config: ml_collections.ConfigDict) -> list[tuple[str, ml_collections.
               run.pairs.margin = float(margin)
               run.pairs.target = target
               for key, value in overrides.items():
-                set_field(run, key, value)
+                fields.set_field(run, key, value)
               label = labels.model_label(run)
               run.model_label = label
               run.name = f"{config.name}/{modality}/{window:g}s/{margin:g}/{target}/{label}"
