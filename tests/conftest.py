@@ -24,10 +24,21 @@ def make_tiny_config(cache_dir: str, **overrides):
 
 def apply_overrides(config, overrides: dict):
   """Sets every ``"section.field": value`` of ``overrides`` on ``config``; returns it."""
-  from lasca_jax.run import sweep  # pylint: disable=import-outside-toplevel
+  from lasca_jax.run import fields  # pylint: disable=import-outside-toplevel
   for dotted, value in overrides.items():
-    sweep.set_field(config, dotted, value)
+    fields.set_field(config, dotted, value)
   return config
+
+
+PAPER_CAPS = (250, 125)   # model.max_hidden of configs/default.py: the paper's caps
+
+
+def train_settings(**fields):
+  """``TrainSettings`` of configs/default.py, with ``fields`` replaced."""
+  import dataclasses  # pylint: disable=import-outside-toplevel
+  from configs import default  # pylint: disable=import-outside-toplevel
+  from lasca_jax.model import train  # pylint: disable=import-outside-toplevel
+  return dataclasses.replace(train.TrainSettings.from_config(default.get_config()), **fields)
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ import os
 import numpy as np
 import pytest
 
+from lasca_jax.data import files as files_lib
 from lasca_jax.data.records import ArrayRecord
 from lasca_jax.method import lexicon, pairs as pairs_lib, windows as windows_lib
 from lasca_jax.model import bundle, efficiency
@@ -55,7 +56,7 @@ def test_a_stage_entry_of_another_layout_is_recomputed(tmp_path):
   cache = cache_lib.StageCache(str(tmp_path))
   args = dict(values=np.ones(3), scale=1.0, rule="", upstream=stages.Keyed("k", None))
   key = toy.key(**args)
-  cache_lib.save_npz_atomic(cache.path("toy", key), {"other": np.zeros(1)})
+  files_lib.save_npz_atomic(cache.path("toy", key), {"other": np.zeros(1)})
   out = toy(cache, **args)
   assert float(out.value.total) == 3.0 and cache.misses == {"toy": 1} and len(calls) == 1
   assert set(cache_lib.load_npz(cache.path("toy", key))) == {"total"}

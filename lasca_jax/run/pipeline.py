@@ -22,18 +22,14 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from lasca_jax.analysis import stats
+from lasca_jax.analysis import labels, stats
 from lasca_jax.data import coverage, types as data_lib
 from lasca_jax.encoders import text as text_lib
-from lasca_jax.method import controls, lexicon, protocols, templates
+from lasca_jax.method import controls, fusion as fusion_lib, lexicon, protocols, templates
 from lasca_jax.method import windows as windows_lib
 from lasca_jax.model import train
 from lasca_jax.run import cache as cache_lib, stages, validate
 from lasca_jax.run.rundir import RunDir, RunLog
-
-
-FUSIONS = ("features", "text", "fused", "baseline") + controls.FUSIONS
-TEXT_FUSIONS = ("text", "fused", "random_text")
 
 
 class StageKeys(NamedTuple):
@@ -71,7 +67,6 @@ class RunInputs:
   baseline: np.ndarray | None       # float32 [W, B] frozen-encoder embeddings (baseline fusion)
   keys: StageKeys
   model_label: str
-  hidden_dim: int                   # hidden sizes from this input size (0: from input_dim)
 
   @property
   def input_dim(self) -> int:
@@ -104,36 +99,6 @@ def train_windows(usable: np.ndarray, splits: protocols.FoldSplits, window_subje
                   fold: int) -> np.ndarray:
   """``bool [W]``: usable windows whose subject is in ``fold``'s training set."""
   return usable & splits.train[fold, window_subject]
-
-
-def model_label(config) -> str:
-  """Row label as in the paper's tables: ``Features``, ``MPNet``, ``MPNet(F)``."""
-  if config.get("model_label", ""):
-    return config.model_label
-  return _base_label(config) + _capacity_suffix(config)
-
-
-def _base_label(config) -> str:
-  fusion = config.model.fusion
-  if fusion == "features":
-    return "Features"
-  if fusion == "baseline":
-    return config.model.baseline_name or os.path.basename(config.model.baseline_dir.rstrip("/"))
-  if fusion == "mask":
-    return "Features+Mask"
-  label = text_lib.backbone_label(config.text.backbone)
-  if fusion == "random_text":
-    return f"{label}(F) random text"
-  return f"{label}(F)" if fusion == "fused" else label
-
-
-def _capacity_suffix(config) -> str:
-  """`` cap. MiniLM-L6(F)`` for a capacity-matched control (hidden sizes of another model)."""
-  if int(config.model.get("hidden_from_dim", 0)) > 0:
-    return f" cap. d={int(config.model.hidden_from_dim)}"
-  if config.model.get("hidden_from", "") == "fused":
-    return f" cap. {text_lib.backbone_label(config.text.backbone)}(F)"
-  return ""
 
 
 def lexicon_kind(config) -> str:
@@ -184,7 +149,7 @@ def prepare(config, cache: cache_lib.StageCache, log: RunLog | None = None,
   frames = load_frames(config, cache, log)
   win = stages.windows(cache, frames=frames, window_seconds=float(fcfg.window_seconds))
   cols = windows_lib.modality_columns(win.value.modalities, fcfg.modality)
-  hidden_dim = controls.hidden_dim(config.model)
+  train.TrainSettings.from_config(config)   # a bad model or train field: fail before any work
   pad_dim = controls.fused_dim(config.model, config.text, int(cols.size))
   # Known (or an error) before any work: the random-text control's vector norm.
   random_norm = controls.random_norm(config.text) if config.model.fusion == "random_text" else None
@@ -199,20 +164,20 @@ def prepare(config, cache: cache_lib.StageCache, log: RunLog | None = None,
 
   fusion = config.model.fusion
   parts = []
-  if fusion in ("features", "fused") + controls.FUSIONS:
+  if fusion in fusion_lib.WITH_FEATURES:
     parts.append(x)
   if base is not None:
     emb = base.value.embeddings
     parts.append(np.broadcast_to(np.nan_to_num(emb), (x.shape[0],) + emb.shape))
   sal = values = None
-  if fusion in ("text", "fused") + controls.FUSIONS:
+  if fusion in fusion_lib.WITH_SALIENCE:
     values = salience_values(config, win.value, cols, usable, norm)
     sal = salience_of(config, cache, values, mods)
   if fusion == "mask":
     parts.append(np.broadcast_to(sal.value.mask, x.shape).astype(np.float32))  # [folds, W, F]
     log("mask", key=sal.key, salient_per_window=float(sal.value.mask[:, usable].sum(-1).mean()))
   text = None
-  if fusion in TEXT_FUSIONS:
+  if fusion in fusion_lib.WITH_PROMPTS:
     text = prompt_text(config, cache, sal, values, names, mods, usable, random_norm, log,
                        prompt_sink)
     parts.append(text.embeddings[np.broadcast_to(text.table.value.index, x.shape[:2])])
@@ -231,13 +196,13 @@ def prepare(config, cache: cache_lib.StageCache, log: RunLog | None = None,
       prompt_index=(np.broadcast_to(text.table.value.index, x.shape[:2]) if text else None),
       prompt_embeddings=text.embeddings if text else None,
       baseline=base.value.embeddings if base else None, keys=keys,
-      model_label=model_label(config), hidden_dim=hidden_dim)
+      model_label=labels.model_label(config))
 
 
 def _check_fusion(config, prompt_sink) -> None:
-  if config.model.fusion not in FUSIONS:
-    raise ValueError(f"unknown model.fusion {config.model.fusion!r}: use one of {FUSIONS}")
-  if config.model.fusion in ("text", "fused") and prompt_sink is None:
+  if config.model.fusion not in fusion_lib.ALL:
+    raise ValueError(f"unknown model.fusion {config.model.fusion!r}: use one of {fusion_lib.ALL}")
+  if config.model.fusion in fusion_lib.ENCODED and prompt_sink is None:
     tcfg = config.text
     text_lib.resolve_precision(tcfg.get("precision", "auto"),   # bad device/precision: fail first
                                text_lib.resolve_device(tcfg.get("device", "auto")))
@@ -486,8 +451,8 @@ def results_arrays(inputs: RunInputs, out: train.TrainOutput, config) -> dict[st
       "test_mask": f.test_mask,
       "subjects": inputs.splits.subjects,
       "test_subjects": inputs.splits.test,
-      "num_params": np.int64(train.num_params(inputs.input_dim, tuple(config.model.max_hidden),
-                                              inputs.hidden_dim)),
+      "num_params": np.int64(train.TrainSettings.from_config(config).num_params(
+          inputs.input_dim)),
       "input_dim": np.int64(inputs.input_dim),
   }
   if inputs.prompts is not None:
@@ -523,18 +488,16 @@ def train_run(config, out: RunDir, cache: cache_lib.StageCache) -> TrainedRun:
   """Prepares ``config``, trains all its folds in one compiled call and writes the run to
   ``out`` (:func:`finish`)."""
   inputs = prepare(config, cache, out.log)
-  settings = train.TrainSettings.from_config(config.train)
+  settings = train.TrainSettings.from_config(config)
   layout = train.Layout.from_config(config.train)
   plan = train.plan(inputs.num_folds, layout)
   out.log("train", folds=inputs.num_folds, input_dim=inputs.input_dim,
-          hidden=list(train.hidden_sizes(inputs.input_dim, tuple(config.model.max_hidden),
-                                         inputs.hidden_dim)),
-          hidden_from_dim=inputs.hidden_dim,
+          hidden=list(settings.hidden_sizes(inputs.input_dim)), hidden_from_dim=settings.hidden_dim,
           devices=plan.devices, platform=plan.platform, lanes=plan.lanes,
           compilation_cache=train.enable_compilation_cache(config.get("compilation_cache", "")))
   t0 = time.time()
   output = train.train_folds(settings, int(config.seed), inputs.z, inputs.pairs, inputs.folds,
-                             tuple(config.model.max_hidden), inputs.hidden_dim, layout)
+                             layout)
   arrays = finish(out, config, inputs, output, time.time() - t0,
                   done={"cache_hits": cache.hits, "cache_misses": cache.misses})
   return TrainedRun(inputs, output, arrays)
@@ -543,7 +506,7 @@ def train_run(config, out: RunDir, cache: cache_lib.StageCache) -> TrainedRun:
 def start(workdir: str | None, config, cache: cache_lib.StageCache, **fields: Any) -> RunDir:
   """Starts the run directory of ``config`` (:meth:`RunDir.start`; ``config.json`` records the
   resolved ``model_label``)."""
-  return RunDir.start(workdir, config, {"model_label": model_label(config)},
+  return RunDir.start(workdir, config, {"model_label": labels.model_label(config)},
                       cache_dir=cache.cache_dir, **fields)
 
 

@@ -25,6 +25,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from lasca_jax.data import files as files_lib
 from lasca_jax.model import bundle as bundle_lib
 from lasca_jax.run import cache as cache_lib
 
@@ -108,16 +109,16 @@ class RunDir:
 
   def write_bytes(self, name: str, payload: bytes) -> None:
     if self.path:
-      cache_lib.write_bytes_atomic(self.file(name), payload)
+      files_lib.write_bytes_atomic(self.file(name), payload)
 
   def write_json(self, name: str, obj: Any, **dump_kwargs) -> None:
     if self.path:
-      cache_lib.write_json_atomic(self.file(name), obj, **dump_kwargs)
+      files_lib.write_json_atomic(self.file(name), obj, **dump_kwargs)
 
   def write_results(self, arrays: Mapping[str, np.ndarray]) -> None:
     """``results.npz`` (keys documented in the README)."""
     if self.path:
-      cache_lib.save_npz_atomic(self.file(RESULTS_FILE), arrays)
+      files_lib.save_npz_atomic(self.file(RESULTS_FILE), arrays)
 
   def write_bundle(self, config, inputs, params: Any) -> None:
     """``bundle/`` (:func:`lasca_jax.model.bundle.write_bundle`) and a ``bundle`` event."""

@@ -22,7 +22,6 @@ from __future__ import annotations
 import copy
 import logging
 import os
-import re
 import time
 from typing import Iterator
 
@@ -30,13 +29,11 @@ import jax
 import ml_collections
 import numpy as np
 
-from lasca_jax.encoders import text as text_lib
+from lasca_jax.analysis import labels
+from lasca_jax.data import files as files_lib
+from lasca_jax.method import fusion as fusion_lib
 from lasca_jax.model import train
-from lasca_jax.run import cache as cache_lib, pipeline, rundir
-
-
-def _slug(text: str) -> str:
-  return re.sub(r"[^A-Za-z0-9.+-]+", "_", text).strip("_")
+from lasca_jax.run import cache as cache_lib, fields, pipeline, rundir
 
 
 def _baselines(sweep) -> list[tuple[str, str, str]]:
@@ -72,7 +69,7 @@ def _model_variants(sweep, modality: str, base_lexicon: str = "llm") -> Iterator
         yield {"model.fusion": "fused", "text.backbone": backbone,
                "text.lexicon": _ablation_lexicon(lex, base_lexicon)}
       for rule in sweep.ablation_saliences:
-        label = f"{text_lib.backbone_label(backbone)}(F) {rule}"
+        label = f"{labels.fused_label(backbone)} {rule}"
         yield {"model.fusion": "fused", "text.backbone": backbone, "text.salience": rule,
                "model_label": label}
     yield from _control_variants(sweep)
@@ -101,15 +98,6 @@ def _control_variants(sweep) -> Iterator[dict]:
              "model.hidden_from": "fused"}
 
 
-def set_field(config, dotted: str, value) -> None:
-  """Sets ``config.<dotted>`` (``"pairs.margin"``) to ``value``."""
-  node = config
-  *parents, leaf = dotted.split(".")
-  for p in parents:
-    node = node[p]
-  node[leaf] = value
-
-
 def expand(config: ml_collections.ConfigDict) -> list[tuple[str, ml_collections.ConfigDict]]:
   """``(relative run directory, config)`` for every cell of the grid, in a fixed order."""
   sweep = config.sweep
@@ -126,14 +114,14 @@ def expand(config: ml_collections.ConfigDict) -> list[tuple[str, ml_collections.
               run.pairs.margin = float(margin)
               run.pairs.target = target
               for key, value in overrides.items():
-                set_field(run, key, value)
-              label = pipeline.model_label(run)
+                fields.set_field(run, key, value)
+              label = labels.model_label(run)
               run.model_label = label
               run.name = f"{config.name}/{modality}/{window:g}s/{margin:g}/{target}/{label}"
-            tag = (f"{label}_{run.text.lexicon}" if run.model.fusion in ("text", "fused")
+            tag = (f"{label}_{run.text.lexicon}" if run.model.fusion in fusion_lib.ENCODED
                    else label)
             runs.append((os.path.join(modality, f"w{window:g}s_m{margin:g}", target,
-                                      _slug(tag)), run))
+                                      files_lib.safe_name(tag)), run))
   names = [r for r, _ in runs]
   if len(set(names)) != len(names):
     raise ValueError("sweep produces two runs with the same directory; give baselines and "
@@ -182,26 +170,25 @@ def _shape_signature(config) -> tuple:
   fusion = config.model.fusion
   return (float(config.features.window_seconds), fusion,
           "" if fusion == "text" else config.features.modality,
-          config.text.backbone if fusion in ("text", "fused", "random_text") else "",
+          config.text.backbone if fusion in fusion_lib.WITH_PROMPTS else "",
           config.model.baseline_dir if fusion == "baseline" else "",
           config.model.get("hidden_from", ""), int(config.model.get("hidden_from_dim", 0)))
 
 
 def _group_key(config, inputs: pipeline.RunInputs):
-  return (inputs.z.shape, train.TrainSettings.from_config(config.train),
-          tuple(config.model.max_hidden), inputs.hidden_dim, int(config.seed))
+  return (inputs.z.shape, train.TrainSettings.from_config(config), int(config.seed))
 
 
 def _train_and_write(group, log: logging.Logger) -> float:
   """Trains a group of ``(config, inputs, run directory)`` in one call and writes each run."""
   config0, inputs0 = group[0][0], group[0][1]
-  settings = train.TrainSettings.from_config(config0.train)
+  settings = train.TrainSettings.from_config(config0)
   z, pairs, folds = stack_inputs([inputs for _, inputs, _ in group])
   layout = train.Layout.from_config(config0.train)
   plan = train.plan(len(group) * inputs0.num_folds, layout)
   t0 = time.time()
   out = train.train_configs(settings, [int(config.seed) for config, _, _ in group], z, pairs,
-                            folds, tuple(config0.model.max_hidden), inputs0.hidden_dim, layout)
+                            folds, layout)
   seconds = time.time() - t0
   log.info("trained %d configurations x %d folds (d=%d) in one call on %d %s device(s): %.1f s",
            len(group), inputs0.num_folds, inputs0.input_dim, plan.devices, plan.platform,
@@ -284,6 +271,6 @@ def run_sweep(config, workdir: str, progress: bool = True, retry_failed: bool = 
              "train_seconds": round(train_seconds, 2), "devices": devices.devices,
              "platform": devices.platform, "cache_hits": cache.hits,
              "cache_misses": cache.misses}
-  cache_lib.write_json_atomic(os.path.join(workdir, "sweep.json"),
+  files_lib.write_json_atomic(os.path.join(workdir, "sweep.json"),
                               {"summary": summary, "runs": [rel for rel, _ in runs]}, indent=2)
   return summary
