@@ -8,6 +8,7 @@ import os
 import numpy as np
 import pytest
 
+from lasca_jax.analysis import labels
 from lasca_jax.data import files as files_lib
 from lasca_jax.data.records import ArrayRecord
 from lasca_jax.method import lexicon, pairs as pairs_lib, windows as windows_lib
@@ -139,7 +140,7 @@ def test_prepare_returns_what_bundles_and_predictors_need(prepared):
   np.testing.assert_array_equal(inputs.z[..., f:], inputs.prompt_embeddings[inputs.prompt_index])
   np.testing.assert_array_equal(inputs.window_subject,
                                 np.searchsorted(inputs.splits.subjects, inputs.windows.subject))
-  assert inputs.model_label == pipeline.model_label(config) and inputs.input_dim == f + 32
+  assert inputs.model_label == labels.model_label(config) and inputs.input_dim == f + 32
 
 
 def test_the_consecutive_window_rule_is_shared_by_pairs_and_the_latency_path(prepared):
@@ -233,3 +234,14 @@ def test_the_efficiency_run_is_a_main_run(tmp_path):
   np.testing.assert_array_equal(predictor.span[1], tp.predictor.stats.span)
   assert json.load(open(tmp_path / "eff" / "config.json")) == json.load(
       open(tmp_path / "main" / "config.json"))
+
+
+def test_a_prediction_folder_is_started_afresh(tmp_path):
+  folder = tmp_path / "pred"
+  folder.mkdir()
+  for name in rundir.PREDICT_OUTPUTS + ("input.csv",):
+    (folder / name).write_text("old")
+  out = rundir.RunDir.start(str(folder), outputs=rundir.PREDICT_OUTPUTS)
+  assert sorted(os.listdir(folder)) == ["input.csv"]          # no config.json, no log.jsonl
+  out.write_json("summary.json", {"decided": 3}, indent=1)
+  assert json.load(open(folder / "summary.json")) == {"decided": 3}

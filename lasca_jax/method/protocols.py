@@ -68,6 +68,13 @@ def subject_index(subject_ids: np.ndarray, subjects: np.ndarray) -> np.ndarray:
   return np.searchsorted(subjects, subject_ids).astype(np.int32)
 
 
+def training_windows(usable: np.ndarray, train_subjects: np.ndarray,
+                     window_subject: np.ndarray) -> np.ndarray:
+  """``bool [W]``: the usable windows of one fold's training subjects (``train_subjects`` a row
+  of ``FoldSplits.train``), the rows its min-max statistics come from."""
+  return usable & train_subjects[window_subject]
+
+
 class FoldIndices(NamedTuple):
   """Padded pair indices per fold; masks mark real entries. Shapes ``[folds, n_max]``.
 

@@ -92,13 +92,7 @@ class RunInputs:
 
   def train_windows(self, fold: int) -> np.ndarray:
     """``bool [W]``: the usable windows of ``fold``'s training subjects (its min-max rows)."""
-    return train_windows(self.usable, self.splits, self.window_subject, fold)
-
-
-def train_windows(usable: np.ndarray, splits: protocols.FoldSplits, window_subject: np.ndarray,
-                  fold: int) -> np.ndarray:
-  """``bool [W]``: usable windows whose subject is in ``fold``'s training set."""
-  return usable & splits.train[fold, window_subject]
+    return protocols.training_windows(self.usable, self.splits.train[fold], self.window_subject)
 
 
 def lexicon_kind(config) -> str:

@@ -143,7 +143,8 @@ def normalise(windows: windows_lib.Windows, modality: str, clip: bool, usable: n
   window_subject = protocols.subject_index(windows.subject, subjects)            # [W]
   values, lo, span = [], [], []
   for train in train_subjects:
-    low, width = windows_lib.minmax_stats(feats, usable & train[window_subject])
+    low, width = windows_lib.minmax_stats(
+        feats, protocols.training_windows(usable, train, window_subject))
     values.append(windows_lib.minmax_apply(feats, low, width, clip))
     lo.append(low)
     span.append(width)
