@@ -8,7 +8,7 @@ setup(
     description="Language-conditioned affect-change modelling (LaScA) in JAX/Flax",
     long_description=open("README.md").read(),
     long_description_content_type="text/markdown",
-    packages=find_packages(include=["lasca_jax", "lasca_jax.*"]),
+    packages=find_packages(include=["lasca_jax", "lasca_jax.*", "configs"]),
     python_requires=">=3.10",
     install_requires=[
         "jax>=0.4.30",

@@ -9,8 +9,6 @@ calls, which is what a sweep with ``sweep.group_size=1`` does. Prints both wall 
 without compilation, and checks that the two give identical accuracies.
 """
 
-import os
-import sys
 import time
 
 from absl import app, flags, logging
@@ -18,10 +16,8 @@ import jax
 from ml_collections import config_flags
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
 from lasca_jax.model import train
-from lasca_jax.run import cache, pipeline, sweep  # pylint: disable=wrong-import-position
+from lasca_jax.run import cache, pipeline, sweep
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file.")
 
@@ -37,24 +33,22 @@ def main(argv):
       c.pairs.target, c.pairs.margin = target, margin
       configs.append(c)
       inputs.append(pipeline.prepare(c, store))
-  settings = train.TrainSettings.from_config(base.train)
-  hidden = tuple(base.model.max_hidden)
+  settings = train.TrainSettings.from_config(base)
   seeds = [int(c.seed) for c in configs]
 
   def grouped():
     z, pairs, folds = sweep.stack_inputs(inputs)
-    return np.asarray(train.train_configs(settings, seeds, z, pairs, folds, hidden).test_accuracy)
+    return np.asarray(train.train_configs(settings, seeds, z, pairs, folds).test_accuracy)
 
   def separate():
     return np.stack([np.asarray(train.train_folds(settings, s, i.z, i.pairs,
-                                                  pipeline.fold_data(i.folds),
-                                                  hidden).test_accuracy)
+                                                  pipeline.fold_data(i.folds)).test_accuracy)
                      for s, i in zip(seeds, inputs)])
 
   results = {}
   for name, fn in (("one call", grouped), ("one call per configuration", separate)):
     jax.clear_caches()
-    train._program.cache_clear()  # pylint: disable=protected-access
+    train.clear_compiled()
     t0 = time.perf_counter()
     acc = fn()
     cold = time.perf_counter() - t0

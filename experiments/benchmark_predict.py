@@ -17,18 +17,15 @@ Prints a JSON object (also written to ``--out`` when given), with the load avera
 
 import json
 import os
-import sys
 import tempfile
 import time
 
 from absl import app, flags
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
 from lasca_jax.analysis import attribution
 from lasca_jax.encoders import text as text_lib
-from lasca_jax.model import apply, bundle, efficiency  # pylint: disable=wrong-import-position
+from lasca_jax.model import apply, bundle, efficiency
 
 _RUN = flags.DEFINE_string("run", None, "Trained run directory.")
 _INPUT = flags.DEFINE_string("input", None, "A video (or per-frame table).")

@@ -46,13 +46,13 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import jax  # pylint: disable=wrong-import-position
+import jax
 
 from lasca_jax.encoders import peak, text as text_lib
+from lasca_jax.method import fusion as fusion_lib
 from lasca_jax.model import reference, train
-from lasca_jax.run import cache, pipeline, validate  # pylint: disable=wrong-import-position
+from lasca_jax.run import cache, pipeline, validate
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file.")
 _SECTIONS = flags.DEFINE_list("sections", ["encoder", "devices", "training"],
@@ -79,9 +79,8 @@ def _prepared(config):
 
 
 def _train(config, inputs, fold) -> train.TrainOutput:
-  return train.train_folds(train.TrainSettings.from_config(config.train), int(config.seed),
-                           inputs.z, inputs.pairs, fold, tuple(config.model.max_hidden),
-                           inputs.info.get("hidden_dim", 0), train.Layout.from_config(config.train))
+  return train.train_folds(train.TrainSettings.from_config(config), int(config.seed),
+                           inputs.z, inputs.pairs, fold, train.Layout.from_config(config.train))
 
 
 def _child(config, compilation_cache: str) -> None:
@@ -128,7 +127,7 @@ def training_section(config, sklearn: bool = True) -> dict:
   """Times the trainer (first run, repeated run, compiled) against scikit-learn; share of peak."""
   inputs, fold = _prepared(config)
   num_folds, _, d = inputs.z.shape
-  settings = train.TrainSettings.from_config(config.train)
+  settings = train.TrainSettings.from_config(config)
   result = {"config": config.name, "d": int(d), "folds": int(num_folds), "load_before": _load()}
   with tempfile.TemporaryDirectory(prefix="lasca_jax_xla_") as compilation_cache:
     first = _fresh_process_call(compilation_cache)
@@ -145,8 +144,8 @@ def training_section(config, sklearn: bool = True) -> dict:
     out = _train(config, inputs, fold)
     times.append(time.perf_counter() - start)
   compiled = min(times)
-  flops = train.run_flops(out, fold, d, tuple(config.model.max_hidden),
-                          inputs.info.get("hidden_dim", 0))
+  flops = train.run_flops(out, fold, d,
+                          train.TrainSettings.from_config(config).hidden_sizes(d))
   epochs = int(np.sum(out.epochs_run))
   result.update(
       compiled_s=compiled, peak=measured.as_dict(), flops=flops, fold_epochs=epochs,
@@ -193,7 +192,7 @@ def _print_training(r: dict) -> None:
 def config_prompts(config) -> list[str]:
   """The distinct prompts (usable windows) of ``config``; a features-only config as text."""
   config = config.copy_and_resolve_references()
-  if config.model.fusion not in ("text", "fused"):
+  if config.model.fusion not in fusion_lib.ENCODED:
     with config.unlocked():
       config.model.fusion = "text"
   sink: list[str] = []

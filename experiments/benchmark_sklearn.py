@@ -10,18 +10,14 @@ call (compilation included) and a second, compiled call, against scikit-learn fi
 one after another.
 """
 
-import os
-import sys
 import time
 
 from absl import app, flags, logging
 from ml_collections import config_flags
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
 from lasca_jax.model import reference, train
-from lasca_jax.run import cache, pipeline  # pylint: disable=wrong-import-position
+from lasca_jax.run import cache, pipeline
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file.")
 
@@ -30,7 +26,7 @@ def main(argv):
   del argv
   config = _CONFIG.value
   inputs = pipeline.prepare(config, cache.StageCache(config.cache_dir or None))
-  settings = train.TrainSettings.from_config(config.train)
+  settings = train.TrainSettings.from_config(config)
   fold = pipeline.fold_data(inputs.folds)
   num_folds, _, d = inputs.z.shape
 

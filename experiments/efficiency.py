@@ -39,12 +39,12 @@ import jax
 from ml_collections import config_flags
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 # pylint: disable=wrong-import-position
+from lasca_jax.analysis import labels
 from lasca_jax.encoders import text as text_lib
 from lasca_jax.model import efficiency, train
-from lasca_jax.run import cache as cache_lib, pipeline
+from lasca_jax.run import cache as cache_lib
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file.",
                                           lock_config=True)
@@ -95,10 +95,10 @@ def measure(config, encoder, num_windows, warmup, fold):
   p, raw, steps = tp.predictor, tp.raw, tp.steps
   d = p.input_dim
   counted = int(sum(x.size for x in jax.tree.leaves(p.params)))
-  if counted != train.num_params(d, tuple(config.model.max_hidden)):
+  if counted != train.TrainSettings.from_config(config).num_params(d):
     raise AssertionError(f"parameter count mismatch: {counted} vs formula")
   row = {"modality": config.features.modality, "fusion": config.model.fusion,
-         "label": pipeline.model_label(config), "input_dim": d, "trainable_params": counted,
+         "label": labels.model_label(config), "input_dim": d, "trainable_params": counted,
          "timed_windows": num_windows, "distinct_window_pairs": int(len(steps)),
          "warmup_calls": warmup, "prepare_and_train_s": round(train_s, 2)}
 
@@ -188,7 +188,7 @@ def main(argv):
         encoder, frozen = backbones[name]
         if encoder is None:
           rows.append({"modality": modality, "fusion": fusion, "backbone": name,
-                       "label": pipeline.model_label(config), "unavailable": frozen})
+                       "label": labels.model_label(config), "unavailable": frozen})
           continue
         row = measure(config, encoder, num_windows, warmup, fold)
         row.update(backbone=name, frozen_params=frozen)

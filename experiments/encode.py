@@ -16,16 +16,13 @@ After this, ``experiments/main.py`` / ``experiments/sweep.py`` with the same con
 ``cache_dir``) find every prompt cached. See the README's "Scale" section for a SLURM recipe.
 """
 
-import os
 import sys
 
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
 from lasca_jax.encoders import shards, store
-from lasca_jax.run import validate  # pylint: disable=wrong-import-position
+from lasca_jax.run import validate
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file.",
                                           lock_config=True)

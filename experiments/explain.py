@@ -13,9 +13,7 @@ import sys
 
 from absl import app, flags, logging
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from lasca_jax.analysis import attribution  # pylint: disable=wrong-import-position
+from lasca_jax.analysis import attribution
 
 _RUN = flags.DEFINE_string("run", None, "Run directory (with bundle/).")
 _OUTPUT = flags.DEFINE_string("output", None, "Output folder (default <run>/explain).")

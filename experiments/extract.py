@@ -20,10 +20,8 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
 from lasca_jax.data.extract import load, runner
-from lasca_jax.run import validate  # pylint: disable=wrong-import-position
+from lasca_jax.run import validate
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Dataset config file.",
                                           lock_config=True)

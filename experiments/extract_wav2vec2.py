@@ -10,16 +10,12 @@ per audio or video file, atomically, skipping files whose output exists. Read th
 ``lasca_jax.encoders.baseline``. See ``lasca_jax/encoders/wav2vec2.py`` for decoding, chunking and time stamps.
 """
 
-import os
-import sys
 
 from absl import app
 from absl import flags
 from absl import logging
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from lasca_jax.encoders import wav2vec2  # pylint: disable=wrong-import-position
+from lasca_jax.encoders import wav2vec2
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model_path", None, "Local Wav2Vec2 folder (config.json + weights).")

@@ -12,10 +12,8 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
 from lasca_jax.analysis import stats
-from lasca_jax.run import pipeline, validate  # pylint: disable=wrong-import-position
+from lasca_jax.run import pipeline, validate
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file.",
                                           lock_config=True)

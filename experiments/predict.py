@@ -16,9 +16,7 @@ import sys
 
 from absl import app, flags, logging
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from lasca_jax.model import apply  # pylint: disable=wrong-import-position
+from lasca_jax.model import apply
 
 _RUN = flags.DEFINE_string("run", None, "Run directory (with bundle/) of a trained model.")
 _INPUT = flags.DEFINE_string("input", None, "Video, extracted feature .npz, or per-frame table.")

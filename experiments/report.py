@@ -7,15 +7,11 @@ Reads the run directories under ``--sweep_dir`` into one table (``lasca_jax.anal
 see ``lasca_jax/analysis/report.py`` for what is written. A table re-renders from its CSV with ``lasca_jax.analysis.tables.read_csv``.
 """
 
-import os
-import sys
 
 from absl import app
 from absl import flags
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from lasca_jax.analysis import report  # pylint: disable=wrong-import-position
+from lasca_jax.analysis import report
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("sweep_dir", None, "Directory tree holding the run directories.")

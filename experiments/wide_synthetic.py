@@ -13,15 +13,12 @@ times are the generator's. Used for the long-prompt figures of the README ("Scal
 """
 
 import os
-import sys
 
 import numpy as np
 from absl import app, flags
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from configs import synthetic as synthetic_config  # pylint: disable=wrong-import-position
-from lasca_jax.data.datasets import synthetic  # pylint: disable=wrong-import-position
+from configs import synthetic as synthetic_config
+from lasca_jax.data.datasets import synthetic
 
 _OUT = flags.DEFINE_string("out", None, "Folder for the tables.")
 _COLUMNS = flags.DEFINE_integer("columns", 90, "Feature columns.")

@@ -30,6 +30,17 @@ def apply_overrides(config, overrides: dict):
   return config
 
 
+PAPER_CAPS = (250, 125)   # model.max_hidden of configs/default.py: the paper's caps
+
+
+def train_settings(**fields):
+  """``TrainSettings`` of configs/default.py, with ``fields`` replaced."""
+  import dataclasses  # pylint: disable=import-outside-toplevel
+  from configs import default  # pylint: disable=import-outside-toplevel
+  from lasca_jax.model import train  # pylint: disable=import-outside-toplevel
+  return dataclasses.replace(train.TrainSettings.from_config(default.get_config()), **fields)
+
+
 @pytest.fixture
 def tiny_config(tmp_path):
   return make_tiny_config(tmp_path / "cache")

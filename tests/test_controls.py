@@ -5,8 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from conftest import make_tiny_config
-from lasca_jax.analysis import results, tables
+from conftest import PAPER_CAPS, make_tiny_config, train_settings
+from lasca_jax.analysis import labels, results, tables
 from lasca_jax.encoders import text as text_lib
 from lasca_jax.method import controls, salience, windows
 from lasca_jax.model import train
@@ -82,18 +82,18 @@ def test_capacity_matched_features_have_the_fused_architecture(tmp_path, tiny_ba
   assert cap.z.shape == fused.z.shape                     # [folds, W, f + 32]
   np.testing.assert_array_equal(cap.z[..., :f], feats.z)
   assert not cap.z[..., f:].any()
-  hidden = tuple(config.model.max_hidden)
-  assert (train.num_params(cap.z.shape[-1], hidden, cap.info["hidden_dim"])
-          == train.num_params(fused.z.shape[-1], hidden, fused.info["hidden_dim"])
-          > train.num_params(f, hidden))
-  assert pipeline.model_label(config) == "Features cap. tiny_backbone(F)".replace(
-      "tiny_backbone", text_lib.backbone_label(tiny_backbone))
+  settings = train.TrainSettings.from_config(config)
+  assert (settings.num_params(cap.z.shape[-1]) == settings.num_params(fused.z.shape[-1])
+          > settings.num_params(f))
+  assert labels.model_label(config) == "Features cap. tiny_backbone(F)".replace(
+      "tiny_backbone", labels.backbone_label(tiny_backbone))
 
 
 def test_hidden_from_dim_sets_hidden_sizes_only():
-  assert train.hidden_sizes(73, (250, 125), 457) == train.hidden_sizes(457) == (228, 114)
-  assert train.hidden_sizes(73) == (36, 18)
-  assert train.num_params(73, (250, 125), 457) == 73 * 228 + 228 + 228 * 114 + 114 + 114 + 1
+  matched = train_settings(hidden_dim=457)
+  assert matched.hidden_sizes(73) == train.hidden_sizes(457, PAPER_CAPS) == (228, 114)
+  assert train.hidden_sizes(73, PAPER_CAPS) == (36, 18)
+  assert matched.num_params(73) == 73 * 228 + 228 + 228 * 114 + 114 + 114 + 1
 
 
 def test_bad_control_settings_name_the_field(tmp_path, tiny_backbone):

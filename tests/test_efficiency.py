@@ -1,42 +1,32 @@
 """Tests for lasca_jax.model.efficiency: the parameter formula against a Flax MLP and by hand."""
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import pytest
 import torch
 
-from lasca_jax.model import efficiency
-
-
-class _MLP(nn.Module):
-  hidden: tuple[int, int]
-
-  @nn.compact
-  def __call__(self, x):
-    for h in self.hidden:
-      x = nn.relu(nn.Dense(h)(x))
-    return nn.Dense(1)(x)
+from lasca_jax.model import efficiency, train
+from conftest import train_settings
 
 
 @pytest.mark.parametrize("d", [4, 15, 58, 73, 768, 841])
-def test_param_count_matches_flax(d):
-  hidden = efficiency.mlp_hidden_sizes(d)
-  params = _MLP(hidden).init(jax.random.PRNGKey(0), jnp.zeros((1, d)))
+def test_param_count_matches_the_trained_model(d):
+  settings = train_settings()
+  params = train.PreferenceMLP(settings.hidden_sizes(d)).init(jax.random.PRNGKey(0),
+                                                              jnp.zeros((1, d)))
   flax_count = sum(x.size for x in jax.tree_util.tree_leaves(params))
-  assert efficiency.preference_mlp_param_count(d) == flax_count
+  assert settings.num_params(d) == flax_count
 
 
 def test_hidden_sizes_and_hand_counts():
-  assert efficiency.mlp_hidden_sizes(15) == (7, 3)
-  assert efficiency.mlp_hidden_sizes(2000) == (250, 125)
-  assert efficiency.mlp_hidden_sizes(2) == (1, 1)  # floored at one unit
+  settings = train_settings()
+  assert settings.hidden_sizes(15) == (7, 3)
+  assert settings.hidden_sizes(2000) == (250, 125)
+  assert settings.hidden_sizes(2) == (1, 1)  # floored at one unit
   # 15 -> 7 -> 3 -> 1: (15*7+7) + (7*3+3) + (3+1)
-  assert efficiency.preference_mlp_param_count(15) == 112 + 24 + 4
+  assert settings.num_params(15) == 112 + 24 + 4
   # 768 -> 250 -> 125 -> 1
-  assert efficiency.preference_mlp_param_count(768) == 768 * 250 + 250 + 250 * 125 + 125 + 126
-  with pytest.raises(ValueError):
-    efficiency.mlp_hidden_sizes(0)
+  assert settings.num_params(768) == 768 * 250 + 250 + 250 * 125 + 125 + 126
 
 
 def test_frozen_encoder_count_counts_tied_weights_once():
@@ -50,7 +40,7 @@ def test_frozen_encoder_count_counts_tied_weights_once():
 
 
 def test_summary_rows():
-  rows = efficiency.efficiency_summary({"audio": 15}, {"enc": torch.nn.Linear(3, 2)})
+  rows = efficiency.efficiency_summary({"audio": 15}, (250, 125), {"enc": torch.nn.Linear(3, 2)})
   assert rows == [
       {"name": "audio", "kind": "trainable MLP", "input_dim": 15, "hidden": (7, 3),
        "params": 140},

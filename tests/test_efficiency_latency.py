@@ -17,7 +17,7 @@ import pytest
 from lasca_jax.encoders import text as text_lib
 from lasca_jax.method import templates, windows
 from lasca_jax.model import efficiency, train
-from conftest import ROOT, make_tiny_config
+from conftest import PAPER_CAPS, ROOT, make_tiny_config
 
 
 class CountingEncoder:
@@ -63,7 +63,7 @@ def test_decision_equals_batch_prediction(trained):
   np.testing.assert_allclose(got, batch_prob, atol=1e-5, rtol=0)
   # The same probabilities from the trained parameters applied to the pipeline's z difference.
   params = jax.tree.map(lambda a: a[tp.fold], tp.output.params)
-  model = train.PreferenceMLP(train.hidden_sizes(p.input_dim))
+  model = train.PreferenceMLP(train.hidden_sizes(p.input_dim, PAPER_CAPS))
   z = tp.inputs.z[tp.fold]
   direct = jax.nn.sigmoid(model.apply({"params": params}, z[second] - z[first]))
   np.testing.assert_allclose(got, np.asarray(direct), atol=1e-5, rtol=0)
@@ -110,7 +110,7 @@ def test_warm_and_cold_agree_and_only_cold_encodes(trained):
 def test_warm_cache_miss_is_encoded_once():
   encoder = CountingEncoder(dim=4)
   mods = ["face"] * 3 + ["audio"] * 2
-  params = train.PreferenceMLP(train.hidden_sizes(9)).init(
+  params = train.PreferenceMLP(train.hidden_sizes(9, PAPER_CAPS)).init(
       jax.random.PRNGKey(0), np.zeros((1, 9), np.float32))["params"]
   stats = efficiency.TrainingRange(np.zeros(5, np.float32), np.ones(5, np.float32))
   p = efficiency.WindowPredictor(params, fusion="fused", modality="multimodal", stats=stats,
@@ -160,7 +160,7 @@ def test_real_encoder_warm_equals_cold(tmp_path):
   phrases = ["jaw drop shock surprise", "left smile smirk positivity", "brow raise"]
   stats = efficiency.TrainingRange(np.zeros(3, np.float32), np.ones(3, np.float32))
   raws = np.array([[0.9, 0.1, 0.1], [0.1, 0.9, 0.8], [0.2, 0.2, 0.9]], np.float32)
-  params = train.PreferenceMLP(train.hidden_sizes(387)).init(
+  params = train.PreferenceMLP(train.hidden_sizes(387, PAPER_CAPS)).init(
       jax.random.PRNGKey(1), np.zeros((1, 387), np.float32))["params"]
   probe = efficiency.WindowPredictor(params, fusion="fused", modality="visual", stats=stats,
                                      modalities=mods, phrases=phrases)

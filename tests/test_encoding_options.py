@@ -11,7 +11,7 @@ from lasca_jax.encoders import text as text_lib
 from lasca_jax.method import templates
 from lasca_jax.run import cache as cache_lib, pipeline
 from conftest import make_tiny_config
-from test_store import StandIn, vector
+from test_store import StandIn
 
 
 def _prepare(tmp_path, **overrides):

@@ -6,7 +6,7 @@ import pathlib
 import numpy as np
 import pytest
 
-from lasca_jax.analysis import report, results, tables
+from lasca_jax.analysis import labels, report, results, tables
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
 from test_tables import BASE, NOISE, write_run  # noqa: E402  pylint: disable=g-import-not-at-top
@@ -70,6 +70,6 @@ def test_report_reads_a_real_pipeline_run(tmp_path):
   table = tables.read_csv(tmp_path / "report" / "tables" / "backbones.csv")
   col = tables.make_column(config.pairs.target, config.features.window_seconds,
                            config.pairs.margin)
-  cell = table.cells[(tables.MODALITY_NAMES[config.features.modality], "Features", col)]
+  cell = table.cells[(labels.MODALITY_NAMES[config.features.modality], "Features", col)]
   assert cell.is_best and cell.n_folds == config.protocol.num_folds
   assert "cannot reach p < 0.05" in pathlib.Path(written["report"][0]).read_text()

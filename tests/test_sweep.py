@@ -1,9 +1,6 @@
 """A sweep on the shrunk synthetic config: every table and figure, resume, reproducibility."""
 
 import json
-import os
-import pathlib
-import sys
 
 import numpy as np
 import pytest

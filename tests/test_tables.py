@@ -6,7 +6,7 @@ import pathlib
 import numpy as np
 import pytest
 
-from lasca_jax.analysis import results, tables
+from lasca_jax.analysis import labels, results, tables
 
 FOLDS = 15
 BASE = np.linspace(0.60, 0.67, FOLDS)
@@ -171,9 +171,10 @@ def test_lexicon_table_bolds_without_underline(tmp_path):
 
 def test_column_label_and_short_names():
   assert tables.column_label(("valence", 5.0, 0.2)) == "Valence 5s 20%"
-  assert tables.backbone_short_name("/models/multi-qa-distilbert-cos-v1/") == "DBERT"
-  assert tables.default_model_label("fused", "sentence-transformers/all-distilroberta-v1") == (
-      "DRoBERTa(F)")
+  assert labels.backbone_label("/models/multi-qa-distilbert-cos-v1/") == "DBERT"
+  assert labels.model_label({"model": {"fusion": "fused"},
+                             "text": {"backbone": "sentence-transformers/all-distilroberta-v1"}}
+                            ) == "DRoBERTa(F)"
 
 
 def test_auto_columns_and_fold_mismatch(tmp_path):

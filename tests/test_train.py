@@ -7,7 +7,7 @@ import pytest
 
 from lasca_jax.model import reference, train
 from lasca_jax.run import cache, pipeline
-from conftest import make_tiny_config
+from conftest import PAPER_CAPS, make_tiny_config, train_settings
 
 
 @pytest.fixture(scope="module")
@@ -21,7 +21,7 @@ def prepared(tmp_path_factory):
 
 def test_vmapped_folds_equal_python_loop(prepared):
   config, inputs = prepared
-  settings = train.TrainSettings.from_config(config.train)
+  settings = train.TrainSettings.from_config(config)
   fold = pipeline.fold_data(inputs.folds)
   out = train.train_folds(settings, 7, inputs.z, inputs.pairs, fold)
   single = jax.jit(train.make_train(settings, inputs.z.shape[-1]))
@@ -42,7 +42,7 @@ def test_mean_accuracy_agrees_with_sklearn(prepared):
   The 8 seeds also train in one call through the configurations axis (``train_configs``).
   """
   config, inputs = prepared
-  settings = train.TrainSettings.from_config(config.train)
+  settings = train.TrainSettings.from_config(config)
   seeds = list(range(8))
   stack = lambda a: np.stack([np.asarray(a)] * len(seeds))
   out = train.train_configs(settings, seeds, stack(inputs.z),
@@ -60,7 +60,7 @@ def test_mean_accuracy_agrees_with_sklearn(prepared):
 
 def test_early_stopping_follows_sklearn_rule():
   """Validation accuracy curve -> stop epoch and kept epoch, checked against the rule by hand."""
-  settings = train.TrainSettings(max_epochs=25, patience=3, tol=1e-3)
+  settings = train_settings(max_epochs=25, patience=3, tol=1e-3)
   rng = np.random.default_rng(0)
   d, w = 8, 400
   z = rng.normal(size=(w, d)).astype(np.float32)
@@ -94,7 +94,7 @@ def test_padding_never_changes_the_result():
   This is what lets a sweep stack configurations of different sizes into one call and still
   reproduce each configuration's standalone result.
   """
-  settings = train.TrainSettings(max_epochs=6, batch_size=32)
+  settings = train_settings(max_epochs=6, batch_size=32)
   rng = np.random.default_rng(1)
   d, w = 6, 100
   z = rng.normal(size=(w, d)).astype(np.float32)
@@ -123,11 +123,14 @@ def test_padding_never_changes_the_result():
 
 
 def test_hidden_sizes_and_param_count():
-  assert train.hidden_sizes(457) == (228, 114)
-  assert train.hidden_sizes(2000) == (250, 125)
-  assert train.hidden_sizes(15) == (7, 3)
+  settings = train_settings()
+  assert settings.max_hidden == PAPER_CAPS
+  assert settings.hidden_sizes(457) == (228, 114)
+  assert settings.hidden_sizes(2000) == (250, 125)
+  assert settings.hidden_sizes(15) == (7, 3)
   d = 73
-  h1, h2 = train.hidden_sizes(d)
+  h1, h2 = settings.hidden_sizes(d)
   params = train.PreferenceMLP((h1, h2)).init(jax.random.key(0), jnp.zeros((1, d)))["params"]
-  assert sum(x.size for x in jax.tree.leaves(params)) == train.num_params(d)
-  assert train.num_params(d) == d * h1 + h1 + h1 * h2 + h2 + h2 + 1
+  assert sum(x.size for x in jax.tree.leaves(params)) == settings.num_params(d)
+  assert settings.num_params(d) == d * h1 + h1 + h1 * h2 + h2 + h2 + 1
+  assert train.layer_sizes(params) == (d, h1, h2, 1)

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from lasca_jax.model import train
+from conftest import PAPER_CAPS, train_settings
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -31,7 +32,8 @@ counts = np.array([96, 90, 70, 96, 64, 80, 96], np.int32)
 fold = train.FoldData(np.tile(idx[:96], (num_folds, 1)), counts,
                       np.tile(idx[96:130], (num_folds, 1)), np.ones((num_folds, 34), bool),
                       np.tile(idx[130:], (num_folds, 1)), np.ones((num_folds, 30), bool))
-settings = train.TrainSettings(max_epochs=12, batch_size=32, learning_rate=1e-2)
+settings = train.TrainSettings(max_epochs=12, learning_rate=1e-2, alpha=1.0, tol=1e-3, patience=3,
+                               batch_size=32, max_hidden=(250, 125), hidden_dim=0)
 results = {}
 for devices in (1, 4):
   for lanes in (1, 2):
@@ -97,8 +99,8 @@ def test_shape_class_bounds_padding_and_is_idempotent():
 
 
 def test_flops_per_pair_counts_the_matmuls():
-  d, (h1, h2) = 457, train.hidden_sizes(457)
-  forward, step = train.flops_per_pair(d)
+  d, (h1, h2) = 457, train.hidden_sizes(457, PAPER_CAPS)
+  forward, step = train.flops_per_pair(d, (h1, h2))
   assert forward == 2 * (d * h1 + h1 * h2 + h2)
   # backward: weight gradients of all layers + input gradients of layers 2 and 3.
   assert step == forward + 2 * (d * h1 + h1 * h2 + h2) + 2 * (h1 * h2 + h2)
@@ -107,7 +109,7 @@ def test_flops_per_pair_counts_the_matmuls():
                         np.array([[True] * 4 + [False] * 2] * 2))
   expected = (2 * (100 * step + 10 * forward) + 3 * (50 * step + 10 * forward)
               + 2 * 4 * forward)
-  assert train.run_flops(out, fold, d) == expected
+  assert train.run_flops(out, fold, d, (h1, h2)) == expected
 
 
 _CACHE_SCRIPT = r"""
@@ -129,7 +131,9 @@ fold = train.FoldData(np.tile(idx[:64], (2, 1)), np.array([64, 50], np.int32),
                       np.tile(idx[64:80], (2, 1)), np.ones((2, 16), bool),
                       np.tile(idx[80:], (2, 1)), np.ones((2, 10), bool))
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
-train.train_folds(train.TrainSettings(max_epochs=3, batch_size=16), 0, z, pairs, fold)
+settings = train.TrainSettings(max_epochs=3, learning_rate=1e-3, alpha=1.0, tol=1e-3, patience=3,
+                               batch_size=16, max_hidden=(250, 125), hidden_dim=0)
+train.train_folds(settings, 0, z, pairs, fold)
 print(sum(len(files) for _, _, files in os.walk(target)), os.path.exists(other))
 """
 
@@ -146,7 +150,7 @@ def test_compilation_cache_is_set_once_and_stores_the_trainer(tmp_path):
 
 
 def test_runs_of_one_shape_class_share_one_compiled_program():
-  settings = train.TrainSettings(max_epochs=2, batch_size=16)
+  settings = train_settings(max_epochs=2, batch_size=16)
   rng = np.random.default_rng(2)
   outs = []
   for w, p, n_val, n_test in ((57, 150, 24, 30), (60, 155, 23, 29)):   # classes 60, 160, 24, 30
@@ -161,7 +165,7 @@ def test_runs_of_one_shape_class_share_one_compiled_program():
                           np.tile(test, (2, 1)), np.ones((2, n_test), bool))
     outs.append(train.train_folds(settings, 0, z, pairs, fold, layout=train.Layout(1, 1)))
   assert outs[1].test_prob.shape == (2, 29)    # the caller's own test columns come back
-  program = train._program(settings, 5, (250, 125), 0, 1, tuple(train.local_devices(1)))  # pylint: disable=protected-access
+  program = train._program(settings, 5, 1, tuple(train.local_devices(1)))  # pylint: disable=protected-access
   assert program._cache_size() == 1            # pylint: disable=protected-access
 
 

@@ -34,7 +34,8 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from lasca_jax.analysis import plots, results, stats, tables
+from lasca_jax.analysis import labels, plots, results, stats, tables
+from lasca_jax.method import fusion as fusion_lib
 
 
 def _slug(text: str) -> str:
@@ -67,7 +68,7 @@ def pair_count_figures(records: Sequence[tables.RunRecord], out_dir: str | os.Pa
                        ) -> list[str]:
   """Per modality, pair counts of each (target, window, margin) (the first run found of each)."""
   paths = []
-  for modality in tables.MODALITY_NAMES:
+  for modality in labels.MODALITY_NAMES:
     counts = {}
     for col in tables.COLUMNS:
       for r in records:
@@ -77,7 +78,7 @@ def pair_count_figures(records: Sequence[tables.RunRecord], out_dir: str | os.Pa
     if counts:
       path = pathlib.Path(out_dir) / f"pairs_{modality}.png"
       plots.plot_pair_counts(counts, path,
-                             title=f"Preference pairs, {tables.MODALITY_NAMES[modality]}")
+                             title=f"Preference pairs, {labels.MODALITY_NAMES[modality]}")
       paths.append(str(path))
   return paths
 
@@ -109,7 +110,7 @@ def prompt_figures(records: Sequence[tables.RunRecord], out_dir: str | os.PathLi
     done.add(key)
     path = pathlib.Path(out_dir) / f"prompts_{r.modality}_{r.window_seconds:g}s.png"
     plots.plot_prompt_histogram(
-        prompts, path, title=f"Unique prompts, {tables.MODALITY_NAMES.get(r.modality, r.modality)}"
+        prompts, path, title=f"Unique prompts, {labels.MODALITY_NAMES.get(r.modality, r.modality)}"
         f" {r.window_seconds:g}s windows (fold 0)")
     paths.append(str(path))
   return paths
@@ -217,8 +218,8 @@ def cue_section(records: Sequence[tables.RunRecord], sweep_dir, out_dir, lasca_l
 
 def lexicon_label(lexicon: str) -> str:
   """Row label of a lexicon in Table 7 (a user's own lexicon: ``Own (<file name>)``)."""
-  if lexicon in tables.LEXICON_NAMES:
-    return tables.LEXICON_NAMES[lexicon]
+  if lexicon in labels.LEXICON_NAMES:
+    return labels.LEXICON_NAMES[lexicon]
   if lexicon.startswith("shuffled:"):
     return "Shuffled"
   if lexicon == "dataset":
@@ -232,7 +233,7 @@ def runs_markdown(records: Sequence[tables.RunRecord], sweep_dir: str | os.PathL
            "| --- | --- | --- | --- | --- | ---: | ---: | ---: |"]
   for r in sorted(records, key=lambda r: r.path):
     mean, std, n = stats.fold_mean_std(r.accuracies)
-    lexicon = lexicon_label(r.lexicon) if r.fusion in ("text", "fused") else "-"
+    lexicon = lexicon_label(r.lexicon) if r.fusion in fusion_lib.ENCODED else "-"
     lines.append(f"| {os.path.relpath(r.path, sweep_dir)} | {r.modality} | {r.model_label} | "
                  f"{lexicon} | {tables.column_label(r.column)} | {mean:.4f} | {std:.4f} | {n} |")
   return "\n".join(lines) + "\n"
@@ -275,7 +276,7 @@ def make_report(sweep_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
                      + (f" for dataset {dataset!r}" if dataset else ""))
   out_dir = pathlib.Path(out_dir)
   suffix = f" ({dataset})" if dataset else ""
-  lexicons = dict(tables.LEXICON_NAMES)
+  lexicons = dict(labels.LEXICON_NAMES)
   for lex in [lexicon] + [r.lexicon for r in records if r.lexicon.startswith("shuffled:")]:
     lexicons.setdefault(lex, lexicon_label(lex))
   built = {

@@ -7,8 +7,8 @@ of results) and returns a ``pandas.DataFrame`` with **one row per run x fold**:
   ============================  ===========================================================
   ``run``                       the run directory relative to the loaded one (``"."``: itself)
   ``fold``                      0-based fold (or seed) index (``Int64``)
-  ``model_label``               ``config.json``'s ``model_label``, else derived from
-                                ``model.fusion`` and ``text.backbone`` (``MPNet(F)``)
+  ``model_label``               ``config.json``'s ``model_label``, else derived from the
+                                config (:func:`lasca_jax.analysis.labels.model_label`)
   ``<section.field>``           every config field that differs between the runs, by its dotted
                                 name (``pairs.margin``, ``text.backbone``); lists as tuples
   ``test_accuracy`` ...         the fold's metrics: :data:`FOLD_METRICS` (``[folds]`` arrays of
@@ -48,7 +48,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from lasca_jax.analysis import tables
+from lasca_jax.analysis import labels, tables
 
 CONFIG_FILE = "config.json"
 RESULTS_FILE = "results.npz"
@@ -138,11 +138,8 @@ def _failure_reason(path: pathlib.Path) -> tuple[str, dict]:
 
 
 def _label(config: Mapping, run_dir: pathlib.Path, strict: bool) -> str:
-  if config.get("model_label"):
-    return str(config["model_label"])
-  model, text = config.get("model", {}), config.get("text", {})
   try:
-    return tables.default_model_label(model.get("fusion", ""), text.get("backbone", ""))
+    return labels.model_label(config)
   except ValueError as e:
     if strict:
       raise ValueError(f"{run_dir / CONFIG_FILE}: {e}; set model_label there") from e

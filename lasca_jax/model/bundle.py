@@ -40,7 +40,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from lasca_jax.encoders import text as text_lib
-from lasca_jax.method import controls, lexicon, salience, templates, windows as windows_lib
+from lasca_jax.method import controls, fusion as fusion_lib, lexicon
+from lasca_jax.method import salience, templates, windows as windows_lib
 from lasca_jax.model import train
 from lasca_jax.run import cache as cache_lib
 
@@ -53,9 +54,6 @@ TEST_FILE = "test_windows.npz"
 
 # Fusions whose representation holds features x / a prompt embedding (encoded or, for the
 # random-text control, a fixed random vector per prompt).
-FEATURE_FUSIONS = ("features", "fused") + controls.FUSIONS
-TEXT_FUSIONS = ("text", "fused", "random_text")
-ENCODED_FUSIONS = ("text", "fused")
 
 
 class BundleError(ValueError):
@@ -132,7 +130,7 @@ def write_bundle(run_dir: str, config, inputs, params: Any, cache: cache_lib.Sta
     phrases = lexicon.build_lexicon(pipeline.lexicon_kind(config), names, mods,
                                     int(tcfg.lexicon_seed), tcfg.uncovered)
   except (ValueError, FileNotFoundError):
-    if config.model.fusion in TEXT_FUSIONS:
+    if config.model.fusion in fusion_lib.WITH_PROMPTS:
       raise
     phrases = None
   folder = bundle_dir(run_dir)
@@ -160,16 +158,15 @@ def write_bundle(run_dir: str, config, inputs, params: Any, cache: cache_lib.Sta
       "salience": {"rule": tcfg.salience, "k": int(tcfg.salience_k),
                    "threshold": float(tcfg.salience_threshold)},
       "clip": bool(fcfg.clip),
-      "backbone": tcfg.backbone if config.model.fusion in TEXT_FUSIONS else "",
-      "model_path": tcfg.model_path if config.model.fusion in TEXT_FUSIONS else "",
+      "backbone": tcfg.backbone if config.model.fusion in fusion_lib.WITH_PROMPTS else "",
+      "model_path": tcfg.model_path if config.model.fusion in fusion_lib.WITH_PROMPTS else "",
       "window_seconds": float(fcfg.window_seconds),
       "min_valid_fraction": float(fcfg.min_valid_fraction),
       "time_base_hz": time_base_hz(config),
       "target": config.pairs.target,
       "margin": float(config.pairs.margin),
       "input_dim": d,
-      "hidden": list(train.hidden_sizes(d, tuple(config.model.max_hidden),
-                                        int(inputs.info.get("hidden_dim", 0)))),
+      "hidden": list(train.TrainSettings.from_config(config).hidden_sizes(d)),
       "random_text": ({"seed": int(tcfg.get("random_seed", 0)),
                        "norm": controls.random_norm(tcfg),
                        "dim": text_lib.embedding_geometry(tcfg.backbone, tcfg.model_path)[0]}
@@ -231,11 +228,11 @@ class BundlePredictor:
 
   @property
   def uses_text(self) -> bool:
-    return self.fusion in TEXT_FUSIONS
+    return self.fusion in fusion_lib.WITH_PROMPTS
 
   @property
   def uses_features(self) -> bool:
-    return self.fusion in FEATURE_FUSIONS
+    return self.fusion in fusion_lib.WITH_FEATURES
 
   @property
   def store(self) -> text_lib.EmbeddingStore:
@@ -311,7 +308,7 @@ class BundlePredictor:
     """Fold ``fold`` as the streaming :class:`lasca_jax.model.efficiency.WindowPredictor` (one window
     at a time, Sec. 5.5 latency path); its warm cache is the shared embedding store."""
     from lasca_jax.model import efficiency  # pylint: disable=import-outside-toplevel
-    if self.fusion not in ENCODED_FUSIONS + ("features",) or (
+    if self.fusion not in fusion_lib.ENCODED + ("features",) or (
         self.fusion == "features" and self.meta["input_dim"] != len(self.feature_names)):
       raise BundleError(f"{self.path}: the streaming WindowPredictor covers the features, text "
                         f"and fused models, not {self.fusion!r} or a capacity-padded control")
@@ -326,7 +323,7 @@ class BundlePredictor:
         stats=efficiency.TrainingRange(self.lo[fold], self.span[fold]),
         modalities=self.modalities, phrases=self.phrases, clip=self.meta["clip"],
         salience_rule=sal["rule"], salience_k=sal["k"], salience_threshold=sal["threshold"],
-        encoder=encoder_, prompt_cache=prompt_cache, max_hidden=tuple(self.meta["max_hidden"]))
+        encoder=encoder_, prompt_cache=prompt_cache)
 
   def test_windows(self) -> dict[str, np.ndarray]:
     """The run's test decisions (``test_windows.npz``, module docstring)."""
@@ -343,7 +340,7 @@ class BundlePredictor:
 
 
 def _check_backbone(meta: dict, json_path: str, model_path: str | None) -> None:
-  if meta["fusion"] not in ENCODED_FUSIONS:
+  if meta["fusion"] not in fusion_lib.ENCODED:
     return
   try:
     text_lib.resolve(meta["backbone"], meta["model_path"] if model_path is None else model_path)

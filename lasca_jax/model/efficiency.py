@@ -31,22 +31,6 @@ from lasca_jax.method import lexicon, salience, templates, windows as windows_li
 from lasca_jax.model import train
 from lasca_jax.run import cache as cache_lib, pipeline
 
-MAX_HIDDEN = (250, 125)
-
-
-def mlp_hidden_sizes(d: int, max_hidden: Sequence[int] = MAX_HIDDEN) -> tuple[int, int]:
-  """``(min(d // 2, 250), min(d // 4, 125))``, floored at one unit (``train.hidden_sizes``)."""
-  if d < 1:
-    raise ValueError(f"input dimension must be positive, got {d}")
-  return train.hidden_sizes(d, tuple(max_hidden))
-
-
-def preference_mlp_param_count(d: int, max_hidden: Sequence[int] = MAX_HIDDEN) -> int:
-  """Trainable parameters (weights and biases) of the preference MLP (``train.num_params``)."""
-  mlp_hidden_sizes(d, max_hidden)
-  return train.num_params(d, tuple(max_hidden))
-
-
 def frozen_encoder_param_count(model: Any) -> int:
   """All parameters of a torch module (e.g. a ``SentenceTransformer``), trainable or not.
 
@@ -77,24 +61,24 @@ def seconds_per_sample(fn: Callable[[Sequence[Any]], Any], samples: Sequence[Any
   return float(sorted(times)[len(times) // 2]) / len(samples)
 
 
-def efficiency_summary(input_dims: Mapping[str, int],
-                       encoders: Mapping[str, Any] | None = None,
-                       max_hidden: Sequence[int] = MAX_HIDDEN) -> list[dict[str, Any]]:
+def efficiency_summary(input_dims: Mapping[str, int], max_hidden: Sequence[int],
+                       encoders: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
   """Rows for a Sec. 5.5 table: trainable MLP size per representation, frozen encoder sizes.
 
   Args:
     input_dims: representation label (e.g. ``"audio features"``, ``"MPNet(F) multimodal"``) ->
       input dimension ``d``.
+    max_hidden: hidden-size caps (``config.model.max_hidden``).
     encoders: encoder label -> loaded torch model (optional).
-    max_hidden: hidden-size caps.
 
   Returns:
     One dict per entry: ``{"name", "kind": "trainable MLP"|"frozen encoder", "input_dim",
     "hidden", "params"}`` (``input_dim``/``hidden`` None for encoders).
   """
+  caps = tuple(int(h) for h in max_hidden)
   rows = [{"name": k, "kind": "trainable MLP", "input_dim": int(d),
-           "hidden": mlp_hidden_sizes(int(d), max_hidden),
-           "params": preference_mlp_param_count(int(d), max_hidden)}
+           "hidden": train.hidden_sizes(int(d), caps),
+           "params": train.num_params(int(d), train.hidden_sizes(int(d), caps))}
           for k, d in input_dims.items()]
   for k, m in (encoders or {}).items():
     rows.append({"name": k, "kind": "frozen encoder", "input_dim": None, "hidden": None,
@@ -148,8 +132,7 @@ class WindowPredictor:
                phrases: Sequence[str | None] | None = None, clip: bool = True,
                salience_rule: str = "otsu", salience_k: int = 5,
                salience_threshold: float = 0.5, encoder: Any = None,
-               prompt_cache: dict[str, np.ndarray] | None = None,
-               max_hidden: Sequence[int] = MAX_HIDDEN):
+               prompt_cache: dict[str, np.ndarray] | None = None):
     """Builds the predictor.
 
     Args:
@@ -165,7 +148,8 @@ class WindowPredictor:
       encoder: object with the ``SentenceTransformer.encode`` signature (needed for cold
         embeddings and warm misses).
       prompt_cache: prompt -> ``float32 [D]`` embedding, the warm cache.
-      max_hidden: hidden-size caps the MLP was trained with.
+
+    The MLP's input and hidden sizes are read from the shapes of ``params``.
     """
     if fusion not in ("features", "text", "fused"):
       raise ValueError(f"unknown fusion {fusion!r}: use features, text, fused")
@@ -180,7 +164,7 @@ class WindowPredictor:
     self.encoder = encoder
     self.prompt_cache = {} if prompt_cache is None else prompt_cache
     self.input_dim = int(params["SklearnDense_0"]["kernel"].shape[0])
-    model = train.PreferenceMLP(train.hidden_sizes(self.input_dim, tuple(max_hidden)))
+    model = train.PreferenceMLP(train.layer_sizes(params)[1:-1])
     self._prob = jax.jit(lambda p, x: jax.nn.sigmoid(model.apply({"params": p}, x)))
     self.encoder_calls = 0
     self.cache_hits = 0
@@ -272,10 +256,9 @@ def trained_predictor(config, cache: cache_lib.StageCache | None = None, fold: i
   cache = cache or cache_lib.StageCache(config.cache_dir or None)
   fcfg, tcfg = config.features, config.text
   inputs = pipeline.prepare(config, cache)
-  out = train.train_folds(train.TrainSettings.from_config(config.train), int(config.seed),
-                          inputs.z, inputs.pairs, pipeline.fold_data(inputs.folds),
-                          tuple(config.model.max_hidden), inputs.info.get("hidden_dim", 0),
-                          train.Layout.from_config(config.train))
+  settings = train.TrainSettings.from_config(config)
+  out = train.train_folds(settings, int(config.seed), inputs.z, inputs.pairs,
+                          pipeline.fold_data(inputs.folds), train.Layout.from_config(config.train))
   params = jax.tree.map(lambda a: a[fold], out.params)
   win = cache_lib.load_npz(cache.path("windows", inputs.info["windows_key"]))
   cols = windows_lib.modality_columns(win["modalities"], fcfg.modality)
@@ -298,7 +281,7 @@ def trained_predictor(config, cache: cache_lib.StageCache | None = None, fold: i
       params, fusion=config.model.fusion, modality=fcfg.modality, stats=stats,
       modalities=mods, phrases=phrases, clip=bool(fcfg.clip), salience_rule=tcfg.salience,
       salience_k=int(tcfg.salience_k), salience_threshold=float(tcfg.salience_threshold),
-      encoder=encoder, prompt_cache=prompt_cache, max_hidden=tuple(config.model.max_hidden))
+      encoder=encoder, prompt_cache=prompt_cache)
   return TrainedPredictor(predictor, inputs, out, fold, raw,
                           consecutive_windows(win, inputs.usable), encoder)
 

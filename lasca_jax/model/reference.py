@@ -21,7 +21,7 @@ def pair_inputs(z: np.ndarray, pairs: train.PairData, idx: np.ndarray
 
 
 def sklearn_fold(z: np.ndarray, pairs: train.PairData, folds: protocols.FoldIndices, k: int,
-                 seed: int, settings: train.TrainSettings = train.TrainSettings()) -> float:
+                 seed: int, settings: train.TrainSettings) -> float:
   """Test accuracy of ``MLPClassifier`` on fold ``k`` (``z`` is that fold's ``[W, d]``)."""
   from sklearn.neural_network import MLPClassifier  # pylint: disable=import-outside-toplevel
   fit_rows = np.concatenate([folds.train_idx[k, : folds.train_count[k]],
@@ -30,7 +30,7 @@ def sklearn_fold(z: np.ndarray, pairs: train.PairData, folds: protocols.FoldIndi
   x, y = pair_inputs(z, pairs, fit_rows)
   x_test, y_test = pair_inputs(z, pairs, test_rows)
   d = z.shape[-1]
-  clf = MLPClassifier(hidden_layer_sizes=train.hidden_sizes(d), max_iter=settings.max_epochs,
+  clf = MLPClassifier(hidden_layer_sizes=settings.hidden_sizes(d), max_iter=settings.max_epochs,
                       alpha=settings.alpha, tol=settings.tol, early_stopping=True,
                       n_iter_no_change=settings.patience, shuffle=True,
                       learning_rate_init=settings.learning_rate, random_state=seed + k)

@@ -53,24 +53,43 @@ from lasca_jax.run import cache as cache_lib
 
 @dataclasses.dataclass(frozen=True)
 class TrainSettings:
-  """Static training settings (they shape the compiled program)."""
-  max_epochs: int = 25
-  learning_rate: float = 1e-3
-  alpha: float = 1.0
-  tol: float = 1e-3
-  patience: int = 3
-  batch_size: int = 200
+  """Static training and model settings: they shape the compiled program.
+
+  Read from a config by :meth:`from_config`; ``configs/default.py`` holds every default, so a
+  test or a notebook writes ``dataclasses.replace(TrainSettings.from_config(config), ...)``.
+  """
+  max_epochs: int
+  learning_rate: float
+  alpha: float
+  tol: float
+  patience: int
+  batch_size: int
+  max_hidden: tuple[int, int]   # config.model.max_hidden: caps of the two hidden sizes
+  hidden_dim: int               # config.model.hidden_from_dim (0: sizes from the input size)
 
   @classmethod
-  def from_config(cls, train_config) -> "TrainSettings":
-    return cls(max_epochs=int(train_config.max_epochs),
-               learning_rate=float(train_config.learning_rate), alpha=float(train_config.alpha),
-               tol=float(train_config.tol), patience=int(train_config.patience),
-               batch_size=int(train_config.batch_size))
+  def from_config(cls, config) -> "TrainSettings":
+    """The settings of an experiment config (its ``train`` and ``model`` sections)."""
+    t, m = config.train, config.model
+    hidden_dim = int(m.get("hidden_from_dim", 0))
+    if hidden_dim < 0:
+      raise ValueError(f"model.hidden_from_dim={hidden_dim}: use a positive dimension, or 0")
+    return cls(max_epochs=int(t.max_epochs), learning_rate=float(t.learning_rate),
+               alpha=float(t.alpha), tol=float(t.tol), patience=int(t.patience),
+               batch_size=int(t.batch_size),
+               max_hidden=tuple(int(h) for h in m.max_hidden), hidden_dim=hidden_dim)
+
+  def hidden_sizes(self, d: int) -> tuple[int, int]:
+    """The MLP's hidden sizes for input size ``d`` (:func:`hidden_sizes`)."""
+    return hidden_sizes(d, self.max_hidden, self.hidden_dim)
+
+  def num_params(self, d: int) -> int:
+    """Trainable parameters of the MLP for input size ``d``."""
+    return num_params(d, self.hidden_sizes(d))
 
 
-def hidden_sizes(d: int, max_hidden=(250, 125), hidden_dim: int = 0) -> tuple[int, int]:
-  """``(min(d/2, 250), min(d/4, 125))``, at least one unit each.
+def hidden_sizes(d: int, max_hidden: tuple[int, int], hidden_dim: int = 0) -> tuple[int, int]:
+  """``(min(d/2, max_hidden[0]), min(d/4, max_hidden[1]))``, at least one unit each.
 
   ``hidden_dim > 0`` derives the sizes from that dimension instead of the input size ``d``: a
   capacity-matched control gets the hidden layers of a larger (fused) model.
@@ -107,6 +126,12 @@ class PreferenceMLP(nn.Module):
     for h in self.hidden:
       x = nn.relu(SklearnDense(h)(x))
     return SklearnDense(1)(x)[..., 0]
+
+
+def layer_sizes(params) -> tuple[int, ...]:
+  """``(d, h1, h2, 1)`` of trained ``PreferenceMLP`` parameters (no leading fold axis)."""
+  kernels = [params[f"SklearnDense_{i}"]["kernel"] for i in range(len(params))]
+  return (int(kernels[0].shape[0]),) + tuple(int(k.shape[1]) for k in kernels)
 
 
 class PairData(NamedTuple):
@@ -155,13 +180,12 @@ def _l2(params) -> jax.Array:
       params, is_leaf=lambda n: isinstance(n, dict) and "kernel" in n))
 
 
-def make_train(settings: TrainSettings, d: int, max_hidden=(250, 125), hidden_dim: int = 0):
+def make_train(settings: TrainSettings, d: int):
   """Returns the pure ``train(key, z, pairs, fold) -> TrainOutput`` for input size ``d``.
 
   ``z`` is ``float32 [W, d]``: one fold's window representations; pairs index into it.
-  ``hidden_dim``: see :func:`hidden_sizes`.
   """
-  model = PreferenceMLP(hidden_sizes(d, max_hidden, hidden_dim))
+  model = PreferenceMLP(settings.hidden_sizes(d))
   tx = optax.adam(settings.learning_rate, b1=0.9, b2=0.999, eps=1e-8)
   bs = settings.batch_size
 
@@ -229,7 +253,7 @@ def make_train(settings: TrainSettings, d: int, max_hidden=(250, 125), hidden_di
       return epoch + 1, params, opt_state, es, losses, curve
 
     def keep_going(carry):
-      epoch, es = carry[0], carry[3]
+      epoch, _, _, es, _, _ = carry
       return (epoch < settings.max_epochs) & ~es.stopped
 
     es = EarlyStopping(best_score=jnp.array(-jnp.inf), best_params=params,
@@ -317,10 +341,9 @@ def _to_shape_classes(z, pairs: PairData, fold: FoldData, batch_size: int):
 
 
 @functools.lru_cache(maxsize=None)
-def _program(settings: TrainSettings, d: int, max_hidden: tuple[int, int], hidden_dim: int,
-             lanes: int, devices: tuple):
+def _program(settings: TrainSettings, d: int, lanes: int, devices: tuple):
   """``jit`` of all units: ``shard_map`` over ``devices``, then groups of ``lanes`` per device."""
-  train = make_train(settings, d, max_hidden, hidden_dim)
+  train = make_train(settings, d)
   lane_group = jax.vmap(train)
 
   def local(keys, z, pairs, fold):   # this device's units: [n, ...], n a multiple of lanes
@@ -364,8 +387,7 @@ def plan(num_units: int, layout: Layout = Layout()) -> UnitsPlan:
 
 
 def train_units(settings: TrainSettings, keys: jax.Array, z: np.ndarray, pairs: PairData,
-                fold: FoldData, max_hidden=(250, 125), hidden_dim: int = 0,
-                layout: Layout = Layout()) -> TrainOutput:
+                fold: FoldData, layout: Layout = Layout()) -> TrainOutput:
   """Trains ``N`` independent (configuration, fold) units in one compiled call.
 
   Args:
@@ -373,7 +395,6 @@ def train_units(settings: TrainSettings, keys: jax.Array, z: np.ndarray, pairs: 
     z: ``float32 [N, W, d]`` window representations.
     pairs: fields ``[N, P]``.
     fold: fields ``[N, ...]``.
-    hidden_dim: derive the hidden sizes from this dimension (0: from ``d``).
     layout: devices and lanes (:class:`Layout`); the result does not depend on it.
 
   Returns:
@@ -396,7 +417,7 @@ def train_units(settings: TrainSettings, keys: jax.Array, z: np.ndarray, pairs: 
     return np.concatenate([a, np.repeat(a[:1], extra, axis=0)])
 
   args = jax.tree.map(pad_units, (keys, np.asarray(z, np.float32), pairs, fold))
-  fn = _program(settings, d, tuple(max_hidden), int(hidden_dim), resolved.lanes, devices)
+  fn = _program(settings, d, resolved.lanes, devices)
   out = jax.device_get(fn(*args))
   out = jax.tree.map(lambda a: np.asarray(a)[:num_units], out)
   return out._replace(test_prob=out.test_prob[:, :n_test])
@@ -409,25 +430,21 @@ def fold_keys(seed: int, num_folds: int) -> jax.Array:
 
 
 def train_folds(settings: TrainSettings, seed: int, z: np.ndarray, pairs: PairData,
-                fold: FoldData, max_hidden=(250, 125), hidden_dim: int = 0,
-                layout: Layout = Layout()) -> TrainOutput:
+                fold: FoldData, layout: Layout = Layout()) -> TrainOutput:
   """Trains every fold in one compiled call (:func:`train_units`).
 
   Args:
     z: ``float32 [folds, W, d]`` per-fold window representations.
     pairs: shared pairs ``[P]``.
     fold: per-fold indices, each with a leading ``folds`` axis.
-    hidden_dim: derive the hidden sizes from this dimension (0: from ``d``).
   """
   num_folds = np.shape(z)[0]
   per_fold = PairData(*[np.broadcast_to(np.asarray(a), (num_folds,) + np.shape(a)) for a in pairs])
-  return train_units(settings, fold_keys(seed, num_folds), z, per_fold, fold, max_hidden,
-                     hidden_dim, layout)
+  return train_units(settings, fold_keys(seed, num_folds), z, per_fold, fold, layout)
 
 
 def train_configs(settings: TrainSettings, seeds, z: np.ndarray, pairs: PairData,
-                  fold: FoldData, max_hidden=(250, 125), hidden_dim: int = 0,
-                  layout: Layout = Layout()) -> TrainOutput:
+                  fold: FoldData, layout: Layout = Layout()) -> TrainOutput:
   """Trains ``C`` equally shaped configurations x folds in one compiled call.
 
   Args:
@@ -438,29 +455,32 @@ def train_configs(settings: TrainSettings, seeds, z: np.ndarray, pairs: PairData
   keys = jnp.concatenate([fold_keys(int(s), num_folds) for s in seeds])
   flat = lambda a: np.asarray(a).reshape((num_configs * num_folds,) + np.shape(a)[2:])
   per_unit = PairData(*[np.repeat(np.asarray(a), num_folds, axis=0) for a in pairs])
-  out = train_units(settings, keys, flat(z), per_unit, jax.tree.map(flat, fold), max_hidden,
-                    hidden_dim, layout)
+  out = train_units(settings, keys, flat(z), per_unit, jax.tree.map(flat, fold), layout)
   return jax.tree.map(lambda a: a.reshape((num_configs, num_folds) + a.shape[1:]), out)
 
 
-def flops_per_pair(d: int, max_hidden=(250, 125), hidden_dim: int = 0) -> tuple[int, int]:
+def clear_compiled() -> None:
+  """Forgets the compiled programs of this process (a benchmark's cold start)."""
+  _program.cache_clear()
+
+
+def flops_per_pair(d: int, hidden: tuple[int, int]) -> tuple[int, int]:
   """Matmul FLOPs of the MLP per pair: ``(forward, training step)``.
 
   A training step is the forward pass plus the backward pass: weight gradients of all three
   layers and input gradients of the second and third (the input needs none); ``2`` FLOPs per
   multiply-add, biases and activations not counted.
   """
-  h1, h2 = hidden_sizes(d, max_hidden, hidden_dim)
+  h1, h2 = hidden
   macs = d * h1 + h1 * h2 + h2
   forward = 2 * macs
   return forward, forward + 2 * macs + 2 * (h1 * h2 + h2)
 
 
-def run_flops(out: TrainOutput, fold: FoldData, d: int, max_hidden=(250, 125),
-              hidden_dim: int = 0) -> float:
+def run_flops(out: TrainOutput, fold: FoldData, d: int, hidden: tuple[int, int]) -> float:
   """Matmul FLOPs the units really needed: per unit, ``epochs_run`` epochs over its real
   training pairs and its validation pairs, and the final test pass (padding not counted)."""
-  forward, step = flops_per_pair(d, max_hidden, hidden_dim)
+  forward, step = flops_per_pair(d, hidden)
   epochs = np.asarray(out.epochs_run, np.float64).reshape(-1)
   n_train = np.asarray(fold.train_count, np.float64).reshape(-1)
   n_val = np.asarray(fold.val_mask).reshape(epochs.size, -1).sum(axis=1)
@@ -488,7 +508,8 @@ def enable_compilation_cache(path: str | None) -> str | None:
   jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
   return path
 
-def num_params(d: int, max_hidden=(250, 125), hidden_dim: int = 0) -> int:
-  """Trainable parameters of the preference MLP for input size ``d``."""
-  sizes = (d, *hidden_sizes(d, max_hidden, hidden_dim), 1)
+
+def num_params(d: int, hidden: tuple[int, int]) -> int:
+  """Trainable parameters (weights and biases) of the MLP ``d -> hidden -> 1``."""
+  sizes = (d, *hidden, 1)
   return int(sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:])))

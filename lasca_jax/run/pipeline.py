@@ -21,16 +21,16 @@ from typing import Any
 
 import numpy as np
 
-from lasca_jax.analysis import stats
+from lasca_jax.analysis import labels, stats
 from lasca_jax.data import coverage, datasets, types as data_lib
 from lasca_jax.encoders import baseline as baseline_lib, text as text_lib
-from lasca_jax.method import controls, lexicon, pairs as pairs_lib, protocols, salience, templates
+from lasca_jax.method import controls, fusion as fusion_lib, lexicon
+from lasca_jax.method import pairs as pairs_lib, protocols, salience, templates
 from lasca_jax.method import windows as windows_lib
 from lasca_jax.model import bundle as bundle_lib, train
 from lasca_jax.run import cache as cache_lib, validate
 
 
-FUSIONS = ("features", "text", "fused", "baseline") + controls.FUSIONS
 
 
 class RunLog:
@@ -77,36 +77,6 @@ def train_windows(usable: np.ndarray, splits: protocols.FoldSplits, window_subje
                   fold: int) -> np.ndarray:
   """``bool [W]``: usable windows whose subject is in ``fold``'s training set."""
   return usable & splits.train[fold, window_subject]
-
-
-def model_label(config) -> str:
-  """Row label as in the paper's tables: ``Features``, ``MPNet``, ``MPNet(F)``."""
-  if config.get("model_label", ""):
-    return config.model_label
-  return _base_label(config) + _capacity_suffix(config)
-
-
-def _base_label(config) -> str:
-  fusion = config.model.fusion
-  if fusion == "features":
-    return "Features"
-  if fusion == "baseline":
-    return config.model.baseline_name or os.path.basename(config.model.baseline_dir.rstrip("/"))
-  if fusion == "mask":
-    return "Features+Mask"
-  label = text_lib.backbone_label(config.text.backbone)
-  if fusion == "random_text":
-    return f"{label}(F) random text"
-  return f"{label}(F)" if fusion == "fused" else label
-
-
-def _capacity_suffix(config) -> str:
-  """`` cap. MiniLM-L6(F)`` for a capacity-matched control (hidden sizes of another model)."""
-  if int(config.model.get("hidden_from_dim", 0)) > 0:
-    return f" cap. d={int(config.model.hidden_from_dim)}"
-  if config.model.get("hidden_from", "") == "fused":
-    return f" cap. {text_lib.backbone_label(config.text.backbone)}(F)"
-  return ""
 
 
 def frames_stage(config, cache: cache_lib.StageCache) -> tuple[str, dict]:
@@ -164,9 +134,9 @@ def prepare(config, cache: cache_lib.StageCache, log: RunLog | None = None,
   """
   log = log or RunLog(None)
   fcfg, tcfg = config.features, config.text
-  if config.model.fusion not in FUSIONS:
-    raise ValueError(f"unknown model.fusion {config.model.fusion!r}: use one of {FUSIONS}")
-  if config.model.fusion in ("text", "fused") and prompt_sink is None:
+  if config.model.fusion not in fusion_lib.ALL:
+    raise ValueError(f"unknown model.fusion {config.model.fusion!r}: use one of {fusion_lib.ALL}")
+  if config.model.fusion in fusion_lib.ENCODED and prompt_sink is None:
     text_lib.resolve_precision(tcfg.get("precision", "auto"),   # bad device/precision: fail first
                              text_lib.resolve_device(tcfg.get("device", "auto")))
 
@@ -180,7 +150,7 @@ def prepare(config, cache: cache_lib.StageCache, log: RunLog | None = None,
       "windows", {"frames": frames_key, "window_seconds": float(fcfg.window_seconds)},
       lambda: windows_lib.make_windows(frames, float(fcfg.window_seconds)))
   cols = windows_lib.modality_columns(win["modalities"], fcfg.modality)
-  hidden_dim = controls.hidden_dim(config.model)
+  train.TrainSettings.from_config(config)   # a bad model or train field: fail before any work
   pad_dim = controls.fused_dim(config.model, tcfg, int(cols.size))
   # Known (or an error) before any work: the random-text control's vector norm.
   random_norm = controls.random_norm(tcfg) if config.model.fusion == "random_text" else None
@@ -255,11 +225,11 @@ def prepare(config, cache: cache_lib.StageCache, log: RunLog | None = None,
   fusion = config.model.fusion
   prompts = prompt_index = None
   parts = []
-  if fusion in ("features", "fused") + controls.FUSIONS:
+  if fusion in fusion_lib.WITH_FEATURES:
     parts.append(x)
   if baseline is not None:
     parts.append(np.broadcast_to(np.nan_to_num(baseline), (x.shape[0],) + baseline.shape))
-  if fusion in ("text", "fused") + controls.FUSIONS:
+  if fusion in fusion_lib.WITH_SALIENCE:
     names, mods = win["feature_names"][cols], win["modalities"][cols]
     sal_values, sal_params = salience_values(config, win, cols, usable, x, norm_key)
     sal_key, sal = cache.get_or_compute(
@@ -273,7 +243,7 @@ def prepare(config, cache: cache_lib.StageCache, log: RunLog | None = None,
   if fusion == "mask":
     parts.append(np.broadcast_to(sal["mask"], x.shape).astype(np.float32))     # [folds, W, F]
     log("mask", key=sal_key, salient_per_window=float(sal["mask"][:, usable].sum(-1).mean()))
-  if fusion in ("text", "fused", "random_text"):
+  if fusion in fusion_lib.WITH_PROMPTS:
     phrases = lexicon.build_lexicon(lexicon_kind(config), names.tolist(), mods.tolist(),
                                     int(tcfg.lexicon_seed), tcfg.uncovered)
     order = tcfg.get("phrase_order", "feature")
@@ -316,8 +286,7 @@ def prepare(config, cache: cache_lib.StageCache, log: RunLog | None = None,
   n_pad = protocols.bucket_size(pairs["label"].size, 1024) - pairs["label"].size
   pair_data = train.PairData(*[np.pad(pairs[k], (0, n_pad)) for k in ("first", "second", "label")])
   info = {"frames_key": frames_key, "windows_key": win_key, "pairs_key": pair_key,
-          "input_dim": int(z.shape[-1]), "model_label": model_label(config),
-          "hidden_dim": hidden_dim,
+          "input_dim": int(z.shape[-1]), "model_label": labels.model_label(config),
           "feature_names": win["feature_names"][cols].tolist(), "window_subject": subj_idx}
   return RunInputs(z, pair_data, folds, splits, prompts, prompt_index, usable, info)
 
@@ -415,8 +384,8 @@ def results_arrays(inputs: RunInputs, out: train.TrainOutput, config) -> dict[st
       "test_mask": f.test_mask,
       "subjects": inputs.splits.subjects,
       "test_subjects": inputs.splits.test,
-      "num_params": np.int64(train.num_params(inputs.z.shape[-1], tuple(config.model.max_hidden),
-                                              inputs.info["hidden_dim"])),
+      "num_params": np.int64(train.TrainSettings.from_config(config).num_params(
+          inputs.z.shape[-1])),
       "input_dim": np.int64(inputs.z.shape[-1]),
   }
   if inputs.prompts is not None:
@@ -448,22 +417,19 @@ def run(config, workdir: str) -> dict[str, np.ndarray]:
     os.remove(log_path)
   log = RunLog(workdir)
   cache = cache_lib.StageCache(config.cache_dir or None)
-  write_config(workdir, config, {"model_label": model_label(config)})
-  log("start", workdir=workdir, cache_dir=cache.cache_dir, model_label=model_label(config))
+  write_config(workdir, config, {"model_label": labels.model_label(config)})
+  log("start", workdir=workdir, cache_dir=cache.cache_dir, model_label=labels.model_label(config))
   inputs = prepare(config, cache, log)
-  settings = train.TrainSettings.from_config(config.train)
+  settings = train.TrainSettings.from_config(config)
   layout = train.Layout.from_config(config.train)
   plan = train.plan(int(inputs.z.shape[0]), layout)
   log("train", folds=int(inputs.z.shape[0]), input_dim=int(inputs.z.shape[-1]),
-      hidden=list(train.hidden_sizes(inputs.z.shape[-1], tuple(config.model.max_hidden),
-                                     inputs.info["hidden_dim"])),
-      hidden_from_dim=inputs.info["hidden_dim"],
+      hidden=list(settings.hidden_sizes(inputs.z.shape[-1])), hidden_from_dim=settings.hidden_dim,
       devices=plan.devices, platform=plan.platform, lanes=plan.lanes,
       compilation_cache=train.enable_compilation_cache(config.get("compilation_cache", "")))
   t0 = time.time()
   out = train.train_folds(settings, int(config.seed), inputs.z, inputs.pairs,
-                          fold_data(inputs.folds), tuple(config.model.max_hidden),
-                          inputs.info["hidden_dim"], layout)
+                          fold_data(inputs.folds), layout)
   arrays = results_arrays(inputs, out, config)
   log("trained", seconds=round(time.time() - t0, 3),
       test_accuracy=arrays["test_accuracy"].round(4).tolist(),

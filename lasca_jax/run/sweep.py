@@ -31,8 +31,8 @@ import jax
 import ml_collections
 import numpy as np
 
-from lasca_jax.analysis import stats
-from lasca_jax.encoders import text as text_lib
+from lasca_jax.analysis import labels, stats
+from lasca_jax.method import fusion as fusion_lib
 from lasca_jax.model import bundle as bundle_lib, train
 from lasca_jax.run import cache as cache_lib, pipeline
 
@@ -74,7 +74,7 @@ def _model_variants(sweep, modality: str, base_lexicon: str = "llm") -> Iterator
         yield {"model.fusion": "fused", "text.backbone": backbone,
                "text.lexicon": _ablation_lexicon(lex, base_lexicon)}
       for rule in sweep.ablation_saliences:
-        label = f"{text_lib.backbone_label(backbone)}(F) {rule}"
+        label = f"{labels.fused_label(backbone)} {rule}"
         yield {"model.fusion": "fused", "text.backbone": backbone, "text.salience": rule,
                "model_label": label}
     yield from _control_variants(sweep)
@@ -129,10 +129,10 @@ def expand(config: ml_collections.ConfigDict) -> list[tuple[str, ml_collections.
               run.pairs.target = target
               for key, value in overrides.items():
                 set_field(run, key, value)
-              label = pipeline.model_label(run)
+              label = labels.model_label(run)
               run.model_label = label
               run.name = f"{config.name}/{modality}/{window:g}s/{margin:g}/{target}/{label}"
-            tag = (f"{label}_{run.text.lexicon}" if run.model.fusion in ("text", "fused")
+            tag = (f"{label}_{run.text.lexicon}" if run.model.fusion in fusion_lib.ENCODED
                    else label)
             runs.append((os.path.join(modality, f"w{window:g}s_m{margin:g}", target,
                                       _slug(tag)), run))
@@ -205,26 +205,24 @@ def _shape_signature(config) -> tuple:
   fusion = config.model.fusion
   return (float(config.features.window_seconds), fusion,
           "" if fusion == "text" else config.features.modality,
-          config.text.backbone if fusion in ("text", "fused", "random_text") else "",
+          config.text.backbone if fusion in fusion_lib.WITH_PROMPTS else "",
           config.model.baseline_dir if fusion == "baseline" else "",
           config.model.get("hidden_from", ""), int(config.model.get("hidden_from_dim", 0)))
 
 
 def _group_key(config, inputs: pipeline.RunInputs):
-  return (inputs.z.shape, train.TrainSettings.from_config(config.train),
-          tuple(config.model.max_hidden), inputs.info["hidden_dim"], int(config.seed))
+  return (inputs.z.shape, train.TrainSettings.from_config(config), int(config.seed))
 
 
 def _train_and_write(group, log: logging.Logger, cache: cache_lib.StageCache) -> float:
   """Trains a group of ``(run_dir, config, inputs, runlog)`` in one call and writes results."""
   config0, inputs0 = group[0][1], group[0][2]
-  settings = train.TrainSettings.from_config(config0.train)
+  settings = train.TrainSettings.from_config(config0)
   z, pairs, folds = stack_inputs([g[2] for g in group])
   layout = train.Layout.from_config(config0.train)
   plan = train.plan(len(group) * inputs0.z.shape[0], layout)
   t0 = time.time()
-  out = train.train_configs(settings, [int(g[1].seed) for g in group], z, pairs, folds,
-                            tuple(config0.model.max_hidden), inputs0.info["hidden_dim"], layout)
+  out = train.train_configs(settings, [int(g[1].seed) for g in group], z, pairs, folds, layout)
   seconds = time.time() - t0
   log.info("trained %d configurations x %d folds (d=%d) in one call on %d %s device(s): %.1f s",
            len(group), inputs0.z.shape[0], inputs0.z.shape[-1], plan.devices, plan.platform,

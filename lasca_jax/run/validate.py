@@ -23,7 +23,7 @@ from typing import Any, Callable, Sequence
 
 from lasca_jax.data import datasets
 from lasca_jax.encoders import text as text_lib
-from lasca_jax.method import controls, templates
+from lasca_jax.method import controls, fusion as fusion_lib, templates
 
 
 class ConfigError(ValueError):
@@ -31,7 +31,6 @@ class ConfigError(ValueError):
 
 
 MODALITIES = ("visual", "audio", "multimodal")
-FUSIONS = ("features", "text", "fused", "baseline") + controls.FUSIONS
 SALIENCES = ("otsu", "topk", "threshold")
 TARGETS = ("arousal", "valence")
 PROTOCOLS = ("kfold", "random_splits")
@@ -90,7 +89,7 @@ RULES: tuple[tuple[str, tuple[Callable[[Any], bool], str]], ...] = (
     ("text.long_prompts", one_of(text_lib.LONG_PROMPTS)),
     ("text.phrase_order", one_of(templates.PHRASE_ORDERS)),
     ("text.salience_stats", one_of(("fold", "recording", "dataset"))),
-    ("model.fusion", one_of(FUSIONS)),
+    ("model.fusion", one_of(fusion_lib.ALL)),
     ("model.hidden_from", one_of(controls.HIDDEN_FROM)),
     ("model.hidden_from_dim", int_at_least(0)),
     ("text.random_seed", int_at_least(0)),

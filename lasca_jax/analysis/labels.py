@@ -1,0 +1,93 @@
+"""Every name a run is shown under, in one place: backbones, model rows, modalities, lexicons.
+
+A run's row label (``config.json["model_label"]``, the row of the paper's Tables 3-7) follows from
+its config: ``Features``; a backbone's short name (``MPNet``) for text alone; ``MPNet(F)`` fused
+with the features; ``Features+Mask``, ``MPNet(F) random text`` and ``Features cap. MPNet(F)`` for
+the controls (:mod:`lasca_jax.method.controls`); a baseline encoder's name. ``config.model_label``
+overrides it (the sweep names its salience ablations ``MPNet(F) topk`` that way).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from lasca_jax.encoders import text as text_lib
+
+MODALITY_NAMES = {"visual": "Visual", "audio": "Audio", "multimodal": "Multimodal"}
+LEXICON_NAMES = {"feature_name": "Feature", "shuffled": "Shuffled", "llm": "LLM (ours)"}
+FUSED_SUFFIX = "(F)"
+
+
+def backbone_label(backbone: str) -> str:
+  """Short name as in the paper's tables: ``"all-mpnet-base-v2"``, a hub id
+  ``"sentence-transformers/all-mpnet-base-v2"`` or a local folder of that name -> ``"MPNet"``;
+  any other backbone -> its folder's base name."""
+  base = os.path.basename(str(backbone).rstrip("/"))
+  known = text_lib.BACKBONES.get(base)
+  return known.label if known else base
+
+
+def backbone_rank(backbone_or_label: str) -> int:
+  """Position in the paper's Table 1 order (by name or short name); unknown ones sort last."""
+  order = list(text_lib.BACKBONES.values())
+  base = os.path.basename(str(backbone_or_label).rstrip("/"))
+  for i, b in enumerate(order):
+    if base in (b.name, b.label):
+      return i
+  return len(order)
+
+
+def fused_label(backbone: str) -> str:
+  """``"MPNet(F)"``: the backbone fused with the features."""
+  return backbone_label(backbone) + FUSED_SUFFIX
+
+
+def _field(config: Any, dotted: str, default: Any = "") -> Any:
+  """``config.<dotted>`` of a ConfigDict or of a ``config.json`` dict, ``default`` if absent."""
+  node = config
+  for key in dotted.split("."):
+    try:
+      node = node[key]
+    except (KeyError, TypeError, AttributeError):
+      return default
+  return default if node is None else node
+
+
+def model_label(config: Any) -> str:
+  """The row label of a run (module docstring), from an ml_collections config or the dict of its
+  ``config.json``.
+
+  Raises:
+    ValueError: for an unknown ``model.fusion``.
+  """
+  explicit = _field(config, "model_label")
+  if explicit:
+    return str(explicit)
+  fusion = _field(config, "model.fusion")
+  backbone = _field(config, "text.backbone")
+  if fusion == "features":
+    label = "Features"
+  elif fusion == "baseline":
+    label = (_field(config, "model.baseline_name") or
+             os.path.basename(str(_field(config, "model.baseline_dir")).rstrip("/")))
+  elif fusion == "mask":
+    label = "Features+Mask"
+  elif fusion == "text":
+    label = backbone_label(backbone)
+  elif fusion == "fused":
+    label = fused_label(backbone)
+  elif fusion == "random_text":
+    label = fused_label(backbone) + " random text"
+  else:
+    raise ValueError(f"unknown model.fusion {fusion!r}")
+  return label + _capacity_suffix(config)
+
+
+def _capacity_suffix(config: Any) -> str:
+  """``" cap. MiniLM-L6(F)"`` for a capacity-matched control (another model's hidden sizes)."""
+  if int(_field(config, "model.hidden_from_dim", 0) or 0) > 0:
+    return f" cap. d={int(_field(config, 'model.hidden_from_dim'))}"
+  if _field(config, "model.hidden_from") == "fused":
+    return " cap. " + fused_label(_field(config, "text.backbone"))
+  return ""
