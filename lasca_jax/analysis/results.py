@@ -4,26 +4,27 @@ A run directory holds ``config.json`` and ``results.npz`` (README, *Outputs*); a
 directory tree of them. :func:`load` walks a directory once (:func:`find_run_dirs`, the only walker
 of results) and returns a ``pandas.DataFrame`` with **one row per run x fold**:
 
-  ============================  ===========================================================
+  ============================  ==================================================================
   ``run``                       the run directory relative to the loaded one (``"."``: itself)
   ``fold``                      0-based fold (or seed) index (``Int64``)
   ``model_label``               ``config.json``'s ``model_label``, else derived from the
                                 config (:func:`lasca_jax.analysis.labels.model_label`)
   ``<section.field>``           every config field that differs between the runs, by its dotted
-                                name (``pairs.margin``, ``text.backbone``); lists as tuples
+                                name, sorted (``pairs.margin``, ``text.backbone``); lists: tuples
   ``test_accuracy`` ...         the fold's metrics: :data:`FOLD_METRICS` (``[folds]`` arrays of
                                 ``results.npz``), then :data:`RUN_METRICS` (one per run, repeated)
   ``status``                    ``"ok"``, ``"failed"`` or ``"incomplete"`` (below)
   ``reason``                    why a run is not ``"ok"`` (``""`` when it is)
   ``path``                      the run directory (the loaded path joined with ``run``)
-  ============================  ===========================================================
+  ============================  ==================================================================
 
-Config fields equal in every run are not columns; they are in ``frame.attrs["constant"]``
-(dotted name -> value), and :func:`field` reads a field either way. A run recorded as failed by
-a sweep (``failed.json`` and no ``results.npz``) and a run that never finished (``config.json``
-but neither ``results.npz`` nor ``failed.json``: still running, or killed) each get **one** row
-with ``fold`` and the metrics missing (``<NA>`` / NaN), ``status`` ``"failed"`` or
-``"incomplete"`` and the ``reason``; keep the finished runs with ``frame[frame.status == "ok"]``.
+Config fields equal in every run (runs whose config cannot be read do not count) are not columns;
+they are in ``frame.attrs["constant"]`` (dotted name -> value), and :func:`field` reads a field
+either way. A run recorded as failed by a sweep (``failed.json`` and no ``results.npz``) and a run
+that never finished (``config.json`` but neither ``results.npz`` nor ``failed.json``: still
+running, or killed) each get **one** row with ``fold`` and the metrics missing (``<NA>`` / NaN),
+``status`` ``"failed"`` or ``"incomplete"`` and the ``reason``; keep the finished runs with
+``frame[frame.status == "ok"]``.
 
 Built on the table: :func:`records` (one :class:`~lasca_jax.analysis.tables.RunRecord` per run,
 what the paper's tables group), :func:`curves` (one row per run x fold x epoch: the learning
