@@ -24,9 +24,9 @@ def make_tiny_config(cache_dir: str, **overrides):
 
 def apply_overrides(config, overrides: dict):
   """Sets every ``"section.field": value`` of ``overrides`` on ``config``; returns it."""
-  from lasca_jax.run import sweep  # pylint: disable=import-outside-toplevel
+  from lasca_jax.run import fields  # pylint: disable=import-outside-toplevel
   for dotted, value in overrides.items():
-    sweep.set_field(config, dotted, value)
+    fields.set_field(config, dotted, value)
   return config
 
 

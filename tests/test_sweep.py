@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pytest
 
+from lasca_jax.analysis import tables
 from lasca_jax.run import pipeline, sweep as sweep_lib
 
 
@@ -48,9 +49,18 @@ def test_sweep_writes_every_table_and_figure(swept):
   assert summary["trained"] == summary["configurations"] == len(sweep_lib.expand(config))
   # Fewer compiled calls than configurations: equally shaped runs trained together.
   assert summary["groups"] < summary["configurations"]
+  # Every table cell holds the fold accuracies of one of the sweep's runs, and their mean.
+  run_folds = {tuple(np.load(p)["test_accuracy"].round(6))
+               for p in (root / "out" / "runs").rglob("results.npz")}
   for table in ("backbones", "comparison", "lexicon", "controls"):
     for ext in ("md", "tex", "csv"):
       assert (report / "tables" / f"{table}.{ext}").stat().st_size > 0
+    cells = [c for c in tables.read_csv(report / "tables" / f"{table}.csv").cells.values()
+             if not np.isnan(c.mean)]
+    assert cells
+    for cell in cells:
+      assert tuple(np.round(cell.folds, 6)) in run_folds
+      assert cell.mean == pytest.approx(np.mean(cell.folds))
   text = (report / "report.md").read_text()
   assert "LaScA (ours)" in text and "SimFace" in text and "Shuffled" in text
   figures = report / "figures"

@@ -13,6 +13,7 @@ import os
 from typing import Any
 
 from lasca_jax.encoders import text as text_lib
+from lasca_jax.run.fields import get_field
 
 MODALITY_NAMES = {"visual": "Visual", "audio": "Audio", "multimodal": "Multimodal"}
 LEXICON_NAMES = {"feature_name": "Feature", "shuffled": "Shuffled", "llm": "LLM (ours)"}
@@ -43,17 +44,6 @@ def fused_label(backbone: str) -> str:
   return backbone_label(backbone) + FUSED_SUFFIX
 
 
-def _field(config: Any, dotted: str, default: Any = "") -> Any:
-  """``config.<dotted>`` of a ConfigDict or of a ``config.json`` dict, ``default`` if absent."""
-  node = config
-  for key in dotted.split("."):
-    try:
-      node = node[key]
-    except (KeyError, TypeError, AttributeError):
-      return default
-  return default if node is None else node
-
-
 def model_label(config: Any) -> str:
   """The row label of a run (module docstring), from an ml_collections config or the dict of its
   ``config.json``.
@@ -61,16 +51,16 @@ def model_label(config: Any) -> str:
   Raises:
     ValueError: for an unknown ``model.fusion``.
   """
-  explicit = _field(config, "model_label")
+  explicit = get_field(config, "model_label", "")
   if explicit:
     return str(explicit)
-  fusion = _field(config, "model.fusion")
-  backbone = _field(config, "text.backbone")
+  fusion = get_field(config, "model.fusion", "")
+  backbone = get_field(config, "text.backbone", "")
   if fusion == "features":
     label = "Features"
   elif fusion == "baseline":
-    label = (_field(config, "model.baseline_name") or
-             os.path.basename(str(_field(config, "model.baseline_dir")).rstrip("/")))
+    label = (get_field(config, "model.baseline_name", "") or
+             os.path.basename(str(get_field(config, "model.baseline_dir", "")).rstrip("/")))
   elif fusion == "mask":
     label = "Features+Mask"
   elif fusion == "text":
@@ -86,8 +76,9 @@ def model_label(config: Any) -> str:
 
 def _capacity_suffix(config: Any) -> str:
   """``" cap. MiniLM-L6(F)"`` for a capacity-matched control (another model's hidden sizes)."""
-  if int(_field(config, "model.hidden_from_dim", 0) or 0) > 0:
-    return f" cap. d={int(_field(config, 'model.hidden_from_dim'))}"
-  if _field(config, "model.hidden_from") == "fused":
-    return " cap. " + fused_label(_field(config, "text.backbone"))
+  hidden_dim = int(get_field(config, "model.hidden_from_dim", 0) or 0)
+  if hidden_dim > 0:
+    return f" cap. d={hidden_dim}"
+  if get_field(config, "model.hidden_from", "") == "fused":
+    return " cap. " + fused_label(get_field(config, "text.backbone", ""))
   return ""

@@ -35,12 +35,8 @@ import numpy as np
 import pandas as pd
 
 from lasca_jax.analysis import labels, plots, results, stats, tables
+from lasca_jax.data import files as files_lib
 from lasca_jax.method import fusion as fusion_lib
-
-
-def _slug(text: str) -> str:
-  keep = [c if c.isalnum() or c in "-." else "_" for c in text]
-  return "".join(keep).strip("_")
 
 
 def column_slug(col: tables.Column) -> str:
@@ -58,7 +54,7 @@ def accuracy_figures(table: tables.Table, out_dir: str | os.PathLike) -> list[st
                if (block, row, col) in table.cells and table.cells[(block, row, col)].folds}
       if not folds:
         continue
-      path = pathlib.Path(out_dir) / f"{_slug(block)}_{column_slug(col)}.png"
+      path = pathlib.Path(out_dir) / f"{files_lib.safe_name(block)}_{column_slug(col)}.png"
       plots.plot_accuracies(folds, path, title=f"{block}: {tables.column_label(col)}")
       paths.append(str(path))
   return paths
@@ -135,7 +131,7 @@ def learning_curve_figures(records: Sequence[tables.RunRecord], curves: pd.DataF
     loss, val = (by_path[r.path].pivot(index="fold", columns="epoch", values=v).to_numpy()
                  for v in ("train_loss", "val_accuracy"))
     rel = os.path.relpath(r.path, sweep_dir)
-    path = pathlib.Path(out_dir) / f"{_slug(rel.replace(os.sep, '__')) or 'run'}.png"
+    path = pathlib.Path(out_dir) / f"{files_lib.safe_name(rel.replace(os.sep, '__')) or 'run'}.png"
     plots.plot_learning_curves(loss, val, path, best_epoch=r.best_epoch,
                                title=f"{r.model_label} {r.modality} "
                                f"{tables.column_label(r.column)}")

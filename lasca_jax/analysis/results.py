@@ -1,8 +1,9 @@
 """Results as data: a run or a sweep directory read into one tidy table (pandas).
 
 A run directory holds ``config.json`` and ``results.npz`` (README, *Outputs*); a sweep is any
-directory tree of them. :func:`load` walks a directory once (:func:`find_run_dirs`, the only walker
-of results) and returns a ``pandas.DataFrame`` with **one row per run x fold**:
+directory tree of them. :func:`load` walks a directory once (:func:`find_run_dirs`, the only walk
+for results, through :func:`lasca_jax.data.files.walk_files`) and returns a ``pandas.DataFrame``
+with **one row per run x fold**:
 
   ============================  ==================================================================
   ``run``                       the run directory relative to the loaded one (``"."``: itself)
@@ -50,6 +51,7 @@ import numpy as np
 import pandas as pd
 
 from lasca_jax.analysis import labels, tables
+from lasca_jax.data import files as files_lib
 
 CONFIG_FILE = "config.json"
 RESULTS_FILE = "results.npz"
@@ -75,9 +77,8 @@ def find_run_dirs(root: str | os.PathLike) -> list[pathlib.Path]:
   """Every directory under ``root`` (itself included) holding ``config.json``,
   ``results.npz`` or ``failed.json``, sorted as paths (so a sweep reads in a fixed order)."""
   names = {CONFIG_FILE, RESULTS_FILE, FAILED_FILE}
-  found = [pathlib.Path(dirpath) for dirpath, _, filenames in os.walk(root)
-           if names.intersection(filenames)]
-  return sorted(found)
+  return sorted({pathlib.Path(p).parent for p in files_lib.walk_files(root)
+                 if os.path.basename(p) in names})
 
 
 def read_arrays(run_dir: str | os.PathLike, names: Iterable[str]) -> dict[str, np.ndarray]:
@@ -211,7 +212,7 @@ def load(path: str | os.PathLike, keep: Sequence[str] = ()) -> pd.DataFrame:
     ValueError: when ``path`` is not a directory, or naming the file when a finished run's
       ``config.json`` or ``results.npz`` cannot be read or lacks ``test_accuracy``.
   """
-  root = pathlib.Path(path)
+  root = pathlib.Path(path).expanduser()
   if not root.is_dir():
     raise ValueError(f"{root}: not a directory (expected a run directory or a sweep of them)")
   configs, rows = [], []

@@ -26,7 +26,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import pathlib
-from typing import Mapping, Sequence
+from typing import Sequence
 
 import numpy as np
 
@@ -231,19 +231,6 @@ def frame_coverage(counts: np.ndarray, frame_period: float, window_seconds: floa
   Comparable with the core's per-stream coverage, for its ``min_valid_fraction`` rule.
   """
   return np.minimum(1.0, np.asarray(counts, np.float64) * frame_period / window_seconds)
-
-
-def load_directory(directory: str | os.PathLike, recording_ids: Sequence[str],
-                   window_seconds: float,
-                   num_windows: Mapping[str, int] | None = None
-                   ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-  """``recording_id -> (pooled [W_r, D], counts [W_r])`` for each recording."""
-  result = {}
-  for rec_id in recording_ids:
-    track = load_embedding_file(embedding_path(directory, rec_id))
-    n = None if num_windows is None else int(num_windows[rec_id])
-    result[rec_id] = pool_track(track, window_seconds, n)
-  return result
 
 
 def directory_fingerprint(directory: str | os.PathLike) -> dict:

@@ -33,8 +33,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from lasca_jax.data import files as files_lib
 from lasca_jax.data.extract import audio as audio_lib
-from lasca_jax.run import cache as cache_lib
 
 SAMPLE_RATE = 16000
 MEDIA_EXTENSIONS = (".wav", ".flac", ".mp3", ".m4a", ".aac", ".ogg", ".opus", ".mp4", ".avi",
@@ -196,11 +196,6 @@ def list_media(inputs: Sequence[str | os.PathLike]) -> list[pathlib.Path]:
   return list(dict.fromkeys(files))
 
 
-def save_npz_atomic(path: str | os.PathLike, **arrays) -> None:
-  """Writes an ``.npz`` atomically (``lasca_jax.run.cache.save_npz_atomic``)."""
-  cache_lib.save_npz_atomic(os.fspath(path), arrays)
-
-
 def extract_files(model_path: str | os.PathLike, inputs: Sequence[str | os.PathLike],
                   output_dir: str | os.PathLike, *, chunk_seconds: float = 20.0, layer: int = -1,
                   device: str = "cpu", overwrite: bool = False) -> dict[str, str]:
@@ -222,10 +217,10 @@ def extract_files(model_path: str | os.PathLike, inputs: Sequence[str | os.PathL
     samples, offset = load_audio(f)
     emb, times = embed_waveform(model, samples, chunk_seconds=chunk_seconds, layer=layer,
                                 do_normalize=do_normalize, offset=offset, device=device)
-    save_npz_atomic(out, embeddings=emb, times=times, sample_rate=np.int64(SAMPLE_RATE),
-                    frame_stride=np.float64(frame_geometry(model.config)[1] / SAMPLE_RATE),
-                    offset=np.float64(offset), layer=np.int64(layer),
-                    chunk_seconds=np.float64(chunk_seconds), model_path=str(model_path),
-                    source=str(f))
+    files_lib.save_npz_atomic(out, dict(
+        embeddings=emb, times=times, sample_rate=np.int64(SAMPLE_RATE),
+        frame_stride=np.float64(frame_geometry(model.config)[1] / SAMPLE_RATE),
+        offset=np.float64(offset), layer=np.int64(layer), chunk_seconds=np.float64(chunk_seconds),
+        model_path=str(model_path), source=str(f)))
     status[str(f)] = "written"
   return status

@@ -30,10 +30,10 @@ from typing import Any
 import numpy as np
 
 from lasca_jax.analysis import attribution
+from lasca_jax.data import files as files_lib
 from lasca_jax.data.extract import load as load_lib
 from lasca_jax.method import windows as windows_lib
 from lasca_jax.model import bundle as bundle_lib
-from lasca_jax.run import cache as cache_lib
 
 STREAMS = ("face", "audio")
 
@@ -335,5 +335,5 @@ def run_predict(run_dir: str, input_path: str, output: str, face_model: str = ""
       run=os.path.abspath(run_dir), input=os.path.abspath(input_path),
       seconds_input=round(seconds_input, 3), seconds_total=round(seconds_total, 3),
       frames_per_second=(round(frames.frames / seconds_total, 2) if frames.frames else None))
-  cache_lib.write_json_atomic(os.path.join(output, "summary.json"), pred.summary, indent=1)
+  files_lib.write_json_atomic(os.path.join(output, "summary.json"), pred.summary, indent=1)
   return pred

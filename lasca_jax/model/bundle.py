@@ -39,6 +39,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from lasca_jax.data import files as files_lib
 from lasca_jax.encoders import text as text_lib
 from lasca_jax.method import controls, fusion as fusion_lib, lexicon
 from lasca_jax.method import salience, templates, windows as windows_lib
@@ -140,11 +141,11 @@ def write_bundle(run_dir: str, config, inputs, params: Any, cache: cache_lib.Sta
     os.remove(json_path)      # An incomplete rewrite must not look complete.
   state = {"params": jax.tree.map(np.asarray, params),
            "lo": np.stack([s[0] for s in stats]), "span": np.stack([s[1] for s in stats])}
-  cache_lib.write_bytes_atomic(os.path.join(folder, PARAMS_FILE), flax.serialization.msgpack_serialize(state))
+  files_lib.write_bytes_atomic(os.path.join(folder, PARAMS_FILE), flax.serialization.msgpack_serialize(state))
   tests = _test_windows(inputs, raw, win)
   if config.model.fusion == "baseline":
     tests["baseline"] = inputs.z[0][tests["window"]]
-  cache_lib.save_npz_atomic(os.path.join(folder, TEST_FILE), tests)
+  files_lib.save_npz_atomic(os.path.join(folder, TEST_FILE), tests)
   d = int(inputs.z.shape[-1])
   meta = {
       "format": FORMAT,
@@ -177,7 +178,7 @@ def write_bundle(run_dir: str, config, inputs, params: Any, cache: cache_lib.Sta
                 TEST_FILE: _sha256(os.path.join(folder, TEST_FILE))},
       "config": json.loads(config.to_json_best_effort()),
   }
-  cache_lib.write_bytes_atomic(json_path, json.dumps(meta, indent=1, sort_keys=True).encode())
+  files_lib.write_bytes_atomic(json_path, json.dumps(meta, indent=1, sort_keys=True).encode())
   return folder
 
 

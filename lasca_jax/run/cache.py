@@ -9,15 +9,15 @@ killed run never leaves a half-written entry behind.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
 import os
-import tempfile
-from typing import IO, Any, Callable, Iterator, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
+
+from lasca_jax.data import files as files_lib
 
 # Bump a stage's version when its code changes what it computes.
 STAGE_VERSIONS = {
@@ -50,52 +50,6 @@ def hash_key(stage: str, params: Mapping[str, Any]) -> str:
   payload = {"stage": stage, "version": STAGE_VERSIONS.get(stage, 0), "params": _jsonable(params)}
   text = json.dumps(payload, sort_keys=True, separators=(",", ":"))
   return hashlib.sha256(text.encode()).hexdigest()[:24]
-
-
-def current_umask() -> int:
-  """The process umask (read without changing it for good)."""
-  mask = os.umask(0)
-  os.umask(mask)
-  return mask
-
-
-@contextlib.contextmanager
-def _atomic_file(path: str, suffix: str = "") -> Iterator[IO[bytes]]:
-  """A binary file that becomes ``path`` only when the ``with`` block completes.
-
-  Readers see either the old file, nothing, or the whole new one; concurrent writers each use
-  their own temporary name. The file gets the umask's permissions (mkstemp makes 0600, which a
-  group-shared cache cannot read).
-  """
-  directory = os.path.dirname(os.path.abspath(path))
-  os.makedirs(directory, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=suffix)
-  try:
-    with os.fdopen(fd, "wb") as f:
-      yield f
-    os.chmod(tmp, 0o666 & ~current_umask())
-    os.replace(tmp, path)
-  except BaseException:
-    if os.path.exists(tmp):
-      os.remove(tmp)
-    raise
-
-
-def save_npz_atomic(path: str, arrays: Mapping[str, np.ndarray], compress: bool = False) -> None:
-  """Writes ``arrays`` to ``path`` so that readers see either nothing or the whole file."""
-  with _atomic_file(path, ".npz") as f:
-    (np.savez_compressed if compress else np.savez)(f, **arrays)
-
-
-def write_bytes_atomic(path: str, payload: bytes) -> None:
-  """Writes ``payload`` to ``path`` atomically (see :func:`save_npz_atomic`)."""
-  with _atomic_file(path) as f:
-    f.write(payload)
-
-
-def write_json_atomic(path: str, obj: Any, **dump_kwargs) -> None:
-  """Writes ``json.dumps(obj, **dump_kwargs)`` to ``path`` atomically."""
-  write_bytes_atomic(path, json.dumps(obj, **dump_kwargs).encode())
 
 
 def load_npz(path: str) -> dict[str, np.ndarray]:
@@ -131,6 +85,6 @@ class StageCache:
       except Exception as e:  # pylint: disable=broad-except
         logging.warning("cache entry %s is unreadable (%s); recomputing", path, e)
     arrays = {k: np.asarray(v) for k, v in compute().items()}
-    save_npz_atomic(path, arrays)
+    files_lib.save_npz_atomic(path, arrays)
     self.misses[stage] = self.misses.get(stage, 0) + 1
     return key, arrays

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from lasca_jax.analysis import labels, stats
-from lasca_jax.data import coverage, datasets, types as data_lib
+from lasca_jax.data import coverage, datasets, files as files_lib, types as data_lib
 from lasca_jax.encoders import baseline as baseline_lib, text as text_lib
 from lasca_jax.method import controls, fusion as fusion_lib, lexicon
 from lasca_jax.method import pairs as pairs_lib, protocols, salience, templates
@@ -396,14 +396,14 @@ def results_arrays(inputs: RunInputs, out: train.TrainOutput, config) -> dict[st
 
 
 def write_results(workdir: str, arrays: dict[str, np.ndarray]) -> None:
-  cache_lib.save_npz_atomic(os.path.join(workdir, "results.npz"), arrays)
+  files_lib.save_npz_atomic(os.path.join(workdir, "results.npz"), arrays)
 
 
 def write_config(workdir: str, config, extra: dict | None = None) -> None:
   """``config.json``: the full config (loadable with configs/from_json.py) plus resolved fields."""
   payload = json.loads(config.to_json_best_effort())
   payload.update(extra or {})
-  cache_lib.write_json_atomic(os.path.join(workdir, "config.json"), payload, indent=2,
+  files_lib.write_json_atomic(os.path.join(workdir, "config.json"), payload, indent=2,
                               sort_keys=True)
 
 

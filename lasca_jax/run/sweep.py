@@ -23,7 +23,6 @@ import copy
 import json
 import logging
 import os
-import re
 import time
 from typing import Iterator
 
@@ -32,13 +31,10 @@ import ml_collections
 import numpy as np
 
 from lasca_jax.analysis import labels, stats
+from lasca_jax.data import files as files_lib
 from lasca_jax.method import fusion as fusion_lib
 from lasca_jax.model import bundle as bundle_lib, train
-from lasca_jax.run import cache as cache_lib, pipeline
-
-
-def _slug(text: str) -> str:
-  return re.sub(r"[^A-Za-z0-9.+-]+", "_", text).strip("_")
+from lasca_jax.run import cache as cache_lib, fields, pipeline
 
 
 def _baselines(sweep) -> list[tuple[str, str, str]]:
@@ -103,15 +99,6 @@ def _control_variants(sweep) -> Iterator[dict]:
              "model.hidden_from": "fused"}
 
 
-def set_field(config, dotted: str, value) -> None:
-  """Sets ``config.<dotted>`` (``"pairs.margin"``) to ``value``."""
-  node = config
-  *parents, leaf = dotted.split(".")
-  for p in parents:
-    node = node[p]
-  node[leaf] = value
-
-
 def expand(config: ml_collections.ConfigDict) -> list[tuple[str, ml_collections.ConfigDict]]:
   """``(relative run directory, config)`` for every cell of the grid, in a fixed order."""
   sweep = config.sweep
@@ -128,14 +115,14 @@ def expand(config: ml_collections.ConfigDict) -> list[tuple[str, ml_collections.
               run.pairs.margin = float(margin)
               run.pairs.target = target
               for key, value in overrides.items():
-                set_field(run, key, value)
+                fields.set_field(run, key, value)
               label = labels.model_label(run)
               run.model_label = label
               run.name = f"{config.name}/{modality}/{window:g}s/{margin:g}/{target}/{label}"
             tag = (f"{label}_{run.text.lexicon}" if run.model.fusion in fusion_lib.ENCODED
                    else label)
             runs.append((os.path.join(modality, f"w{window:g}s_m{margin:g}", target,
-                                      _slug(tag)), run))
+                                      files_lib.safe_name(tag)), run))
   names = [r for r, _ in runs]
   if len(set(names)) != len(names):
     raise ValueError("sweep produces two runs with the same directory; give baselines and "
@@ -262,7 +249,7 @@ def record_failure(run_dir: str, config, stage: str, error: BaseException,
   """Writes ``<run_dir>/failed.json`` (stage, error type, reason, config) atomically."""
   failure = {"stage": stage, "error": type(error).__name__, "reason": str(error),
              "config": _config_json(config)}
-  cache_lib.write_json_atomic(os.path.join(run_dir, FAILED_FILE), failure, indent=1)
+  files_lib.write_json_atomic(os.path.join(run_dir, FAILED_FILE), failure, indent=1)
   if runlog is not None:
     runlog("failed", stage=stage, error=type(error).__name__, reason=str(error))
   logging.getLogger("lasca_jax.run.sweep").error("%s: %s failed: %s: %s", run_dir, stage,
@@ -349,6 +336,6 @@ def run_sweep(config, workdir: str, progress: bool = True, retry_failed: bool = 
              "train_seconds": round(train_seconds, 2), "devices": devices.devices,
              "platform": devices.platform, "cache_hits": cache.hits,
              "cache_misses": cache.misses}
-  cache_lib.write_json_atomic(os.path.join(workdir, "sweep.json"),
+  files_lib.write_json_atomic(os.path.join(workdir, "sweep.json"),
                               {"summary": summary, "runs": [rel for rel, _ in runs]}, indent=2)
   return summary

@@ -24,6 +24,7 @@ from typing import Any, Callable, Sequence
 from lasca_jax.data import datasets
 from lasca_jax.encoders import text as text_lib
 from lasca_jax.method import controls, fusion as fusion_lib, templates
+from lasca_jax.run.fields import get_field
 
 
 class ConfigError(ValueError):
@@ -115,25 +116,12 @@ RULES: tuple[tuple[str, tuple[Callable[[Any], bool], str]], ...] = (
 )
 
 
-def get(config, dotted: str, default: Any = None) -> Any:
-  """``config.a.b`` or ``default`` when a part of the path is absent."""
-  node = config
-  for key in dotted.split("."):
-    try:
-      if key not in node:
-        return default
-      node = node[key]
-    except TypeError:
-      return default
-  return node
-
-
 def problem(field: str, value: Any, valid: str) -> str:
   return f"{field}={value!r} (need {valid})"
 
 
 def _lexicon_problems(config) -> list[str]:
-  kind = get(config, "text.lexicon", "llm")
+  kind = get_field(config, "text.lexicon", "llm")
   if kind in BUILTIN_LEXICONS:
     return []
   path = kind[len("shuffled:"):] if str(kind).startswith("shuffled:") else kind
@@ -145,12 +133,12 @@ def _lexicon_problems(config) -> list[str]:
 
 def _model_problems(config) -> list[str]:
   out = []
-  hidden = get(config, "model.max_hidden", (250, 125))
+  hidden = get_field(config, "model.max_hidden")
   if (not isinstance(hidden, (tuple, list)) or len(hidden) != 2 or
       not all(_is_int(h) and h >= 1 for h in hidden)):
     out.append(problem("model.max_hidden", hidden, "two integers >= 1"))
-  if get(config, "model.fusion") == "baseline":
-    directory = get(config, "model.baseline_dir", "")
+  if get_field(config, "model.fusion") == "baseline":
+    directory = get_field(config, "model.baseline_dir", "")
     if not directory or not os.path.isdir(os.path.expanduser(directory)):
       out.append(problem("model.baseline_dir", directory,
                          "an existing folder of <recording_id>.npz embeddings for fusion "
@@ -159,9 +147,9 @@ def _model_problems(config) -> list[str]:
 
 
 def _protocol_problems(config) -> list[str]:
-  if get(config, "protocol.name") == "kfold" and _is_int(get(config, "protocol.num_folds")):
-    if get(config, "protocol.num_folds") == 1:
-      return [problem("protocol.num_folds", get(config, "protocol.num_folds"),
+  if get_field(config, "protocol.name") == "kfold" and _is_int(get_field(config, "protocol.num_folds")):
+    if get_field(config, "protocol.num_folds") == 1:
+      return [problem("protocol.num_folds", get_field(config, "protocol.num_folds"),
                       "an integer >= 2 for kfold: one fold leaves no training subject")]
   return []
 
@@ -175,19 +163,19 @@ def _sweep_problems(config) -> list[str]:
            ("sweep.ablation_saliences", SALIENCES),
            ("sweep.controls", ("mask", "random_text", "capacity")))
   for field, choices in lists:
-    values = get(config, field, ())
+    values = get_field(config, field, ())
     bad = [v for v in values if v not in choices]
     if bad:
       out.append(problem(field, tuple(values), "entries from " + ", ".join(map(repr, choices))))
   for field, (ok, valid) in (("sweep.windows", number_in(0, math.inf, lo_open=True)),
                              ("sweep.margins", number_in(0, math.inf))):
-    values = get(config, field, ())
+    values = get_field(config, field, ())
     if not values or not all(ok(v) for v in values):
       out.append(problem(field, tuple(values), f"a non-empty list, each {valid}"))
-  size = get(config, "sweep.group_size", 0)
+  size = get_field(config, "sweep.group_size", 0)
   if not (_is_int(size) and size >= 0):
     out.append(problem("sweep.group_size", size, "an integer >= 0 (0 = automatic)"))
-  for entry in get(config, "sweep.baselines", ()):
+  for entry in get_field(config, "sweep.baselines", ()):
     parts = str(entry).split(":", 2)
     if len(parts) != 3 or parts[1] not in MODALITIES:
       out.append(problem("sweep.baselines", entry, "'Name:modality:dir' entries with modality "
@@ -196,7 +184,7 @@ def _sweep_problems(config) -> list[str]:
 
 
 def _data_problems(config) -> list[str]:
-  name = get(config, "data.name", "")
+  name = get_field(config, "data.name", "")
   try:
     module = datasets.get_module(name)
   except ValueError as e:
@@ -209,7 +197,7 @@ def problems(config, sweep: bool = False) -> list[str]:
   """Every problem of ``config`` as ``'field=value (need ...)'`` strings (empty when valid)."""
   out = []
   for field, (ok, valid) in RULES:
-    value = get(config, field, _MISSING)
+    value = get_field(config, field, _MISSING)
     if value is _MISSING:
       continue  # An older config.json without a newer field: its default applies.
     if not ok(value):
@@ -298,7 +286,7 @@ def field_problems(section, prefix: str, rules) -> list[str]:
   """Problems of ``section`` (e.g. ``config.data``) under ``rules`` ``[(field, (ok, valid))]``."""
   out = []
   for field, (ok, valid) in rules:
-    value = get(section, field, _MISSING)
+    value = get_field(section, field, _MISSING)
     if value is not _MISSING and not ok(value):
       out.append(problem(f"{prefix}.{field}", value, valid))
   return out
@@ -306,7 +294,7 @@ def field_problems(section, prefix: str, rules) -> list[str]:
 
 def root_problems(data_config, what: str) -> list[str]:
   """``data.root`` must name an existing folder."""
-  root = get(data_config, "root", "")
+  root = get_field(data_config, "root", "")
   if not root:
     return [problem("data.root", root, f"the {what} folder")]
   if not os.path.isdir(os.path.expanduser(str(root))):
@@ -329,9 +317,9 @@ def csv_dir_problems(data_config) -> list[str]:
   """Pre-extracted feature folders, when set, must exist."""
   out = []
   for modality in ("face", "audio"):
-    folder = get(data_config, f"{modality}_csv_dir", "")
+    folder = get_field(data_config, f"{modality}_csv_dir", "")
     if folder:
-      path = os.path.join(os.path.expanduser(str(get(data_config, "root", ""))),
+      path = os.path.join(os.path.expanduser(str(get_field(data_config, "root", ""))),
                           os.path.expanduser(folder))
       if not os.path.isdir(path):
         out.append(problem(f"data.{modality}_csv_dir", folder, "an existing folder of "

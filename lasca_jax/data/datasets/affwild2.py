@@ -37,7 +37,7 @@ from typing import Optional
 
 import numpy as np
 
-from lasca_jax.data import types as data
+from lasca_jax.data import files as files_lib, types as data
 from lasca_jax.data.extract import load, runner
 
 NAME = "affwild2"
@@ -58,14 +58,9 @@ def annotation_files(data_config) -> list[str]:
   if not os.path.isdir(root):
     raise FileNotFoundError(f"Aff-Wild2 annotation folder {root} does not exist "
                             "(set --config.data.root or --config.data.annotations_dir)")
-  skip = os.path.abspath(load.features_dir(data_config))
-  files = []
-  for dirpath, dirnames, filenames in os.walk(root):
-    dirnames[:] = sorted(d for d in dirnames if os.path.abspath(os.path.join(dirpath, d)) != skip)
-    for name in filenames:
-      path = os.path.join(dirpath, name)
-      if name.lower().endswith(".txt") and _first_line(path) == HEADER:
-        files.append(path)
+  files = [path for path in files_lib.walk_files(root, (".txt",),
+                                                 exclude=[load.features_dir(data_config)])
+           if _first_line(path) == HEADER]
   if not files:
     raise FileNotFoundError(f"no Aff-Wild2 annotation files (.txt starting with "
                             f"'{HEADER}') under {root}")

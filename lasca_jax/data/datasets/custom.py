@@ -41,7 +41,7 @@ from typing import Optional
 
 import numpy as np
 
-from lasca_jax.data import types as data
+from lasca_jax.data import files as files_lib, types as data
 from lasca_jax.data.extract import load
 
 NAME = "custom"
@@ -68,21 +68,11 @@ def table_files(data_config) -> list[str]:
     raise FileNotFoundError(f"custom data folder {root} does not exist (set --config.data.root)")
   skip = {os.path.abspath(_expand(p, root)) for p in (data_config.subject_map,
                                                        data_config.lexicon) if p}
-  files = []
-  for dirpath, dirnames, filenames in os.walk(root):
-    dirnames.sort()
-    for name in sorted(filenames):
-      path = os.path.join(dirpath, name)
-      if (name.lower().endswith(TABLE_EXTENSIONS) and not name.startswith(".") and
-          os.path.abspath(path) not in skip):
-        files.append(path)
+  files = [path for path in files_lib.walk_files(root, TABLE_EXTENSIONS)
+           if os.path.abspath(path) not in skip]
   if not files:
     raise FileNotFoundError(f"no .csv or .npz tables under {root}")
   return files
-
-
-def _sniff(line: str) -> str:
-  return max((";", "\t", ","), key=line.count)
 
 
 def read_csv(path: str) -> dict[str, np.ndarray]:
@@ -90,7 +80,7 @@ def read_csv(path: str) -> dict[str, np.ndarray]:
   with open(path, newline="", encoding="utf-8-sig") as f:
     first = f.readline()
     f.seek(0)
-    rows = list(csv.reader(f, delimiter=_sniff(first)))
+    rows = list(csv.reader(f, delimiter=files_lib.sniff_delimiter(first)))
   rows = [r for r in rows if any(c.strip() for c in r)]
   if len(rows) < 2:
     raise ValueError(f"{path}: expected a header row and at least one data row")

@@ -38,10 +38,11 @@ import logging
 import os
 import re
 import warnings
+from typing import NamedTuple
 
 import numpy as np
 
-from lasca_jax.data import types as data
+from lasca_jax.data import files as files_lib, types as data
 from lasca_jax.data.extract import load, runner
 
 NAME = "sewa"
@@ -105,20 +106,13 @@ def label_files(data_config) -> list[tuple[str, str, str, str]]:
   if data_config.label_format not in FORMATS:
     raise ValueError(f"unknown SEWA label_format {data_config.label_format!r}; "
                      f"expected one of {FORMATS}")
-  skip = {os.path.abspath(p) for p in (load.features_dir(data_config),
-                                       load.csv_dir(data_config, "face"),
-                                       load.csv_dir(data_config, "audio")) if p}
+  skip = (load.features_dir(data_config), load.csv_dir(data_config, "face"),
+          load.csv_dir(data_config, "audio"))
   found = []
-  for dirpath, dirnames, filenames in os.walk(root):
-    dirnames[:] = sorted(d for d in dirnames
-                         if os.path.abspath(os.path.join(dirpath, d)) not in skip)
-    for name in sorted(filenames):
-      if not name.lower().endswith((".csv", ".txt", ".arff")) or name.startswith("."):
-        continue
-      path = os.path.join(dirpath, name)
-      kind, rec, dim = classify(path)
-      if kind and data_config.label_format in ("auto", kind):
-        found.append((path, kind, rec, dim))
+  for path in files_lib.walk_files(root, (".csv", ".txt", ".arff"), exclude=skip):
+    kind, rec, dim = classify(path)
+    if kind and data_config.label_format in ("auto", kind):
+      found.append((path, kind, rec, dim))
   if not found:
     raise FileNotFoundError(f"no SEWA label files ({data_config.label_format}) under {root}; "
                             "see lasca_jax/data/datasets/sewa.py for the formats")
@@ -193,7 +187,15 @@ def read_raters(path: str, label_rate: float, time_column: str = "auto"
   return times, mean.astype(np.float32)
 
 
-def read_labels(data_config) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]]:
+class Labels(NamedTuple):
+  """One recording's continuous annotation and the files it was read from."""
+  times: np.ndarray      # float [T] seconds
+  valence: np.ndarray    # float32 [T]
+  arousal: np.ndarray    # float32 [T]
+  sources: list[str]
+
+
+def read_labels(data_config) -> dict[str, Labels]:
   """``{recording: (times, valence, arousal, source files)}`` from every label file."""
   out = {}
   raters = collections.defaultdict(dict)
@@ -205,8 +207,8 @@ def read_labels(data_config) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarr
       continue
     for name, (t, v, a) in read_avec(path).items():
       if name in out:
-        raise ValueError(f"{path}: recording {name} is also labelled in {out[name][3][0]}")
-      out[name] = (t, v, a, [path])
+        raise ValueError(f"{path}: recording {name} is also labelled in {out[name].sources[0]}")
+      out[name] = Labels(t, v, a, [path])
   for rec, files in sorted(raters.items()):
     if set(files) != {"valence", "arousal"}:
       only = next(iter(files.values()))
@@ -214,7 +216,7 @@ def read_labels(data_config) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarr
                        f"file for recording {rec}")
     if rec in out:
       raise ValueError(f"{files['valence']}: recording {rec} is also labelled in "
-                       f"{out[rec][3][0]}")
+                       f"{out[rec].sources[0]}")
     tv, v = read_raters(files["valence"], data_config.label_rate, data_config.raters_time_column)
     ta, a = read_raters(files["arousal"], data_config.label_rate, data_config.raters_time_column)
     n = min(tv.size, ta.size)
@@ -223,7 +225,7 @@ def read_labels(data_config) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarr
                       ta.size, n)
     if not np.allclose(tv[:n], ta[:n]):
       raise ValueError(f"{files['valence']} and {files['arousal']}: time columns differ")
-    out[rec] = (tv[:n], v[:n], a[:n], [files["valence"], files["arousal"]])
+    out[rec] = Labels(tv[:n], v[:n], a[:n], [files["valence"], files["arousal"]])
   return dict(sorted(out.items()))
 
 

@@ -32,6 +32,7 @@ import os
 
 import numpy as np
 
+from lasca_jax.data import files as files_lib
 from lasca_jax.data.types import BLENDSHAPE_NAMES, FACE_FEATURE_NAMES, MFCC_NAMES, Recording
 
 # (feature, valence loading, arousal loading) on the logit scale.
@@ -205,7 +206,6 @@ def write_simulated_encoders(data_config, out_dir: str, dim: int = 64) -> list[s
   Returns:
     ``sweep.baselines`` entries ``"Name:modality:dir"``.
   """
-  from lasca_jax.run import cache as cache_lib  # pylint: disable=import-outside-toplevel
   recordings = load_recordings(data_config)
   reference = make_subject(data_config, 10_000 + int(data_config.num_subjects))
   entries, seed = [], int(data_config.seed)
@@ -222,7 +222,7 @@ def write_simulated_encoders(data_config, out_dir: str, dim: int = 64) -> list[s
       keep = np.isfinite(x).all(1)
       h = np.tanh(np.tanh(x[keep] @ w1) @ w2)
       noise = np.random.default_rng([seed, e, r]).normal(0, 0.3, h.shape)
-      cache_lib.save_npz_atomic(os.path.join(folder, f"{rec.recording_id}.npz"), {
+      files_lib.save_npz_atomic(os.path.join(folder, f"{rec.recording_id}.npz"), {
           "embeddings": (h + noise).astype(np.float32), "times": rec.times[keep]})
     entries.append(f"{name}:{modality}:{folder}")
   return entries

@@ -17,7 +17,7 @@ from typing import Iterable, Optional
 
 import numpy as np
 
-from lasca_jax.data import types as data
+from lasca_jax.data import files as files_lib, types as data
 from lasca_jax.data.extract import align, store
 
 FEATURE_NAMES: tuple[str, ...] = data.FACE_FEATURE_NAMES + data.MFCC_NAMES
@@ -74,8 +74,7 @@ def read_subject_map(path: str) -> dict[str, str]:
   with open(path, newline="", encoding="utf-8-sig") as f:
     first = f.readline()
     f.seek(0)
-    delimiter = max((";", "\t", ","), key=first.count)
-    rows = [r for r in csv.reader(f, delimiter=delimiter) if any(c.strip() for c in r)]
+    rows = [r for r in csv.reader(f, delimiter=files_lib.sniff_delimiter(first)) if any(c.strip() for c in r)]
   if rows and len(rows[0]) > 1 and rows[0][1].strip().lower() == "subject":
     rows = rows[1:]
   out = {}
@@ -160,23 +159,15 @@ def index_files(folders: Iterable[str], extensions: Iterable[str],
   Folders are walked recursively in sorted order; ``exclude`` folders (e.g. the features folder)
   are skipped. When two files share a stem, the first in walk order wins and a warning is logged.
   """
-  extensions = tuple(e.lower() for e in extensions)
-  skip = {os.path.abspath(os.path.expanduser(e)) for e in exclude if e}
+  extensions, exclude = tuple(extensions), tuple(exclude)
   found: dict[str, str] = {}
   for folder in folders:
-    for dirpath, dirnames, filenames in os.walk(os.path.expanduser(folder)):
-      dirnames[:] = sorted(d for d in dirnames
-                           if os.path.abspath(os.path.join(dirpath, d)) not in skip)
-      for name in sorted(filenames):
-        stem, ext = os.path.splitext(name)
-        if ext.lower() not in extensions or name.startswith("."):
-          continue
-        path = os.path.join(dirpath, name)
-        if stem in found:
-          logging.warning("two media files named %s: using %s, ignoring %s", stem, found[stem],
-                          path)
-          continue
-        found[stem] = path
+    for path in files_lib.walk_files(folder, extensions, exclude):
+      stem = os.path.splitext(os.path.basename(path))[0]
+      if stem in found:
+        logging.warning("two media files named %s: using %s, ignoring %s", stem, found[stem], path)
+        continue
+      found[stem] = path
   return found
 
 

@@ -26,9 +26,8 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from lasca_jax.data import types as data
+from lasca_jax.data import files as files_lib, types as data
 from lasca_jax.data.extract import audio as audio_lib, store, video as video_lib
-from lasca_jax.run import cache as cache_lib
 
 
 @dataclasses.dataclass(frozen=True)
@@ -307,4 +306,4 @@ def summarise(results: Sequence[JobResult]) -> dict[str, Any]:
 def write_report(path: str, results: Sequence[JobResult]) -> None:
   """Writes :func:`summarise` plus every result as JSON (atomically)."""
   report = dict(summarise(results), results=[dataclasses.asdict(r) for r in results])
-  cache_lib.write_json_atomic(path, report, indent=1)
+  files_lib.write_json_atomic(path, report, indent=1)

@@ -22,12 +22,11 @@ from __future__ import annotations
 import glob
 import json
 import os
-import tempfile
 from typing import Any, Mapping, Optional
 
 import numpy as np
 
-from lasca_jax.data import types as data
+from lasca_jax.data import files as files_lib, types as data
 
 FORMAT_VERSION = 1
 ARRAYS = ("frame_index", "frame_times", "face", "face_valid", "audio_times", "mfcc")
@@ -43,29 +42,10 @@ def file_stamp(path: Optional[str]) -> Optional[dict]:
   return {"name": os.path.basename(path), "size": os.path.getsize(path)}
 
 
-def _umask() -> int:
-  mask = os.umask(0)
-  os.umask(mask)
-  return mask
-
-
 def save_features(path: str, arrays: Mapping[str, np.ndarray], meta: Mapping[str, Any]) -> None:
-  """Writes ``arrays`` and ``meta`` to ``path`` atomically (temporary file + ``os.replace``)."""
-  folder = os.path.dirname(os.path.abspath(path))
-  os.makedirs(folder, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(prefix=".tmp-" + os.path.basename(path), suffix=".npz", dir=folder)
-  try:
-    with os.fdopen(fd, "wb") as f:
-      np.savez_compressed(f, meta=np.asarray(json.dumps(dict(meta), sort_keys=True)),
-                          **{k: np.asarray(arrays[k]) for k in ARRAYS})
-      f.flush()
-      os.fsync(f.fileno())
-    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions.
-    os.replace(tmp, path)
-  except BaseException:
-    if os.path.exists(tmp):
-      os.remove(tmp)
-    raise
+  """Writes ``arrays`` and ``meta`` to ``path`` atomically (:mod:`lasca_jax.data.files`)."""
+  files_lib.save_npz_atomic(path, {"meta": np.asarray(json.dumps(dict(meta), sort_keys=True)),
+                                   **{k: np.asarray(arrays[k]) for k in ARRAYS}}, compress=True)
 
 
 def remove_stale_temporaries(path: str) -> list[str]:

@@ -1,0 +1,102 @@
+"""Files on disk, done one way everywhere: atomic writes, folder walks, table delimiters, names.
+
+* Atomic writes: a file becomes visible under its name only once it is complete (a temporary
+  file in the same folder, then ``os.replace``), concurrent writers each use their own temporary
+  name, and the file gets the umask's permissions (``mkstemp`` makes 0600, which a group-shared
+  cache could not read). Caches, run directories, bundles and feature files all use them.
+* :func:`walk_files`: every file below a folder, in sorted order, skipping hidden files and
+  excluded folders (a dataset root that also holds its features folder).
+* :func:`sniff_delimiter`: ``;``, tab or ``,`` for a delimited table, from its header line.
+* :func:`safe_name`: a file or folder name from a label (``"MPNet(F) topk"`` -> ``MPNet_F_topk``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import tempfile
+from typing import IO, Any, Iterable, Iterator, Mapping
+
+import numpy as np
+
+
+def current_umask() -> int:
+  """The process umask (read without changing it for good)."""
+  mask = os.umask(0)
+  os.umask(mask)
+  return mask
+
+
+@contextlib.contextmanager
+def atomic_file(path: str, suffix: str = "") -> Iterator[IO[bytes]]:
+  """A binary file that becomes ``path`` only when the ``with`` block completes.
+
+  Readers see either the old file, nothing, or the whole new one.
+  """
+  directory = os.path.dirname(os.path.abspath(path))
+  os.makedirs(directory, exist_ok=True)
+  fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=suffix)
+  try:
+    with os.fdopen(fd, "wb") as f:
+      yield f
+      f.flush()
+      os.fsync(f.fileno())
+    os.chmod(tmp, 0o666 & ~current_umask())
+    os.replace(tmp, path)
+  except BaseException:
+    if os.path.exists(tmp):
+      os.remove(tmp)
+    raise
+
+
+def save_npz_atomic(path: str | os.PathLike, arrays: Mapping[str, np.ndarray],
+                    compress: bool = False) -> None:
+  """Writes ``arrays`` to ``path`` so that readers see either nothing or the whole file."""
+  with atomic_file(os.fspath(path), ".npz") as f:
+    (np.savez_compressed if compress else np.savez)(f, **arrays)
+
+
+def write_bytes_atomic(path: str | os.PathLike, payload: bytes) -> None:
+  """Writes ``payload`` to ``path`` atomically."""
+  with atomic_file(os.fspath(path)) as f:
+    f.write(payload)
+
+
+def write_json_atomic(path: str | os.PathLike, obj: Any, **dump_kwargs) -> None:
+  """Writes ``json.dumps(obj, **dump_kwargs)`` to ``path`` atomically."""
+  write_bytes_atomic(path, json.dumps(obj, **dump_kwargs).encode())
+
+
+def walk_files(root: str | os.PathLike, suffixes: Iterable[str] = (),
+               exclude: Iterable[str | os.PathLike] = ()) -> Iterator[str]:
+  """Every file below ``root`` in sorted walk order.
+
+  Args:
+    root: the folder (``~`` expanded).
+    suffixes: keep only names ending in one of these (case-insensitive); empty keeps all.
+    exclude: folders not entered (compared as absolute paths; empty entries are ignored).
+
+  Hidden files (``.name``) are left out.
+  """
+  suffixes = tuple(s.lower() for s in suffixes)
+  skip = {os.path.abspath(os.path.expanduser(os.fspath(e))) for e in exclude if e}
+  for dirpath, dirnames, filenames in os.walk(os.path.expanduser(os.fspath(root))):
+    dirnames[:] = sorted(d for d in dirnames if os.path.abspath(os.path.join(dirpath, d))
+                         not in skip)
+    for name in sorted(filenames):
+      if name.startswith(".") or (suffixes and not name.lower().endswith(suffixes)):
+        continue
+      yield os.path.join(dirpath, name)
+
+
+def sniff_delimiter(header: str) -> str:
+  """The delimiter of a table whose first line is ``header``: the most frequent of ``;``, tab
+  and ``,`` (in that order of preference on a tie)."""
+  return max((";", "\t", ","), key=header.count)
+
+
+def safe_name(label: str) -> str:
+  """``label`` with every run of characters other than letters, digits, ``.+-`` as one ``_``."""
+  return re.sub(r"[^A-Za-z0-9.+-]+", "_", label).strip("_")
