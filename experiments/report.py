@@ -3,8 +3,8 @@ r"""Tables 3-7 (Markdown, LaTeX, CSV) and figures from a sweep of run directorie
   python experiments/report.py --sweep_dir=runs/sewa_sweep --output_dir=reports/sewa \
       --dataset=sewa [--curves]
 
-Reads every ``config.json`` + ``results.npz`` under ``--sweep_dir``; see ``lasca_jax/analysis/report.py``
-for what is written. A table re-renders from its CSV with ``lasca_jax.analysis.tables.read_csv``.
+Reads the run directories under ``--sweep_dir`` into one table (``lasca_jax.analysis.results.load``);
+see ``lasca_jax/analysis/report.py`` for what is written. A table re-renders from its CSV with ``lasca_jax.analysis.tables.read_csv``.
 """
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from conftest import PAPER_CAPS, make_tiny_config, train_settings
-from lasca_jax.analysis import labels, tables
+from lasca_jax.analysis import labels, results, tables
 from lasca_jax.encoders import text as text_lib
 from lasca_jax.method import controls, salience, windows
 from lasca_jax.model import train
@@ -121,7 +121,7 @@ def test_controls_table_marks_lasca_against_each_control(tmp_path):
   config = json.loads((cap / "config.json").read_text())
   config["model"]["hidden_from"] = "fused"
   (cap / "config.json").write_text(json.dumps(config))
-  records = tables.collect_sweep(tmp_path)
+  records = results.records(results.load(tmp_path))
   assert {r.control for r in records} == {"", "mask", "random_text", "capacity"}
   table = tables.controls_table(records)
   assert table.blocks == (("MiniLM-L6(F)", ("LaScA (ours)", "Salience mask", "Random text",

@@ -6,7 +6,7 @@ import pathlib
 import numpy as np
 import pytest
 
-from lasca_jax.analysis import labels, report, tables
+from lasca_jax.analysis import labels, report, results, tables
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
 from test_tables import BASE, NOISE, write_run  # noqa: E402  pylint: disable=g-import-not-at-top
@@ -56,7 +56,7 @@ def test_prompt_figure_uses_fold_and_usable_windows(tmp_path):
   np.savez(run / "results.npz", **arrays)
   assert report.run_prompts(run).tolist() == ["a", "a", "b", "a"]
   assert report.run_prompts(run, fold=1).tolist() == ["c"] * 4
-  paths = report.prompt_figures(tables.collect_sweep(tmp_path), tmp_path / "figs")
+  paths = report.prompt_figures(results.records(results.load(tmp_path)), tmp_path / "figs")
   assert [pathlib.Path(p).name for p in paths] == ["prompts_audio_5s.png"]
 
 

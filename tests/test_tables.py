@@ -6,7 +6,7 @@ import pathlib
 import numpy as np
 import pytest
 
-from lasca_jax.analysis import labels, tables
+from lasca_jax.analysis import labels, results, tables
 
 FOLDS = 15
 BASE = np.linspace(0.60, 0.67, FOLDS)
@@ -54,19 +54,19 @@ def sweep(tmp_path):
   return tmp_path
 
 
-def test_collect_sweep_reads_every_run_and_derives_labels(sweep):
-  records = tables.collect_sweep(sweep)
+def test_records_read_every_run_and_derive_labels(sweep):
+  records = results.records(results.load(sweep))
   assert len(records) == 5 * len(tables.COLUMNS)
   labels = {(r.modality, r.model_label) for r in records}
   assert labels == {("visual", "Features"), ("visual", "MPNet"), ("visual", "MPNet(F)"),
                     ("audio", "Features"), ("audio", "MPNet(F)")}
   r = records[0]
   assert r.accuracies.shape == (FOLDS,) and r.num_pairs["test"].tolist() == [30] * FOLDS
-  assert tables.collect_sweep(sweep, dataset="other") == []
+  assert results.records(results.load(sweep), dataset="other") == []
 
 
 def test_backbone_table_marks(sweep):
-  table = tables.backbone_table(tables.collect_sweep(sweep))
+  table = tables.backbone_table(results.records(results.load(sweep)))
   assert table.blocks == (("Visual", ("Features", "MPNet", "MPNet(F)")),
                           ("Audio", ("Features", "MPNet(F)")))
   for col in tables.COLUMNS:
@@ -93,7 +93,7 @@ def test_backbone_table_marks(sweep):
 
 
 def test_latex_marks_and_header(sweep):
-  tex = tables.to_latex(tables.backbone_table(tables.collect_sweep(sweep)))
+  tex = tables.to_latex(tables.backbone_table(results.records(results.load(sweep))))
   assert tex.count(r"\textbf{") == 16  # 8 columns x 2 blocks
   assert tex.count(r"\underline{") == 8
   assert r"\multicolumn{4}{c}{Arousal}" in tex and r"\multicolumn{2}{c}{5s}" in tex
@@ -101,7 +101,7 @@ def test_latex_marks_and_header(sweep):
 
 
 def test_csv_round_trip(sweep, tmp_path):
-  table = tables.backbone_table(tables.collect_sweep(sweep), title="Toy_table & 10%")
+  table = tables.backbone_table(results.records(results.load(sweep)), title="Toy_table & 10%")
   paths = tables.write_table(table, tmp_path / "out", "table3")
   back = tables.read_csv(paths["csv"])
   assert tables.to_markdown(back) == paths["md"].read_text()
@@ -116,7 +116,7 @@ def test_csv_round_trip(sweep, tmp_path):
 
 def test_missing_cells_render_as_dashes(tmp_path):
   write_run(tmp_path, "a", modality="visual", fusion="features", acc=BASE)
-  table = tables.backbone_table(tables.collect_sweep(tmp_path))
+  table = tables.backbone_table(results.records(results.load(tmp_path)))
   row = tables.to_markdown(table).splitlines()[-1]
   assert row.count(tables.MISSING) == 7 and row.count(f"**{np.mean(BASE):.2f}**") == 1
 
@@ -125,7 +125,7 @@ def test_conflicting_duplicate_runs_raise(tmp_path):
   write_run(tmp_path, "a", modality="visual", fusion="features", acc=BASE)
   write_run(tmp_path, "b", modality="visual", fusion="features", acc=BASE + 0.01)
   write_run(tmp_path, "c", modality="visual", fusion="features", acc=BASE, lexicon="feature_name")
-  records = tables.collect_sweep(tmp_path)
+  records = results.records(results.load(tmp_path))
   with pytest.raises(ValueError, match="two runs"):
     tables.backbone_table(records)
   # An identical repeat (features-only under another lexicon) is merged silently.
@@ -141,7 +141,7 @@ def test_comparison_table_rows(tmp_path):
   write_run(tmp_path, "lasca_a", modality="audio", fusion="fused", acc=BASE + 0.01)
   write_run(tmp_path, "minilm", modality="audio", fusion="fused",
             backbone="all-MiniLM-L12-v2", acc=BASE + 0.5)
-  records = tables.collect_sweep(tmp_path)
+  records = results.records(results.load(tmp_path))
   table = tables.comparison_table(records)
   assert table.blocks == (("Visual", ("VGGFace2", "SwinFace", tables.LASCA_ROW)),
                           ("Audio", ("Wav2Vec2", tables.LASCA_ROW)))
@@ -160,7 +160,7 @@ def test_lexicon_table_bolds_without_underline(tmp_path):
               acc=BASE + 0.02)
     write_run(tmp_path, f"{short}_feat", modality="multimodal", fusion="fused", backbone=bb,
               lexicon="feature_name", acc=BASE + 0.02 + NOISE)
-  table = tables.lexicon_table(tables.collect_sweep(tmp_path))
+  table = tables.lexicon_table(results.records(results.load(tmp_path)))
   assert table.blocks == (("MPNet(F)", ("Feature", "LLM (ours)")),
                           ("MiniLM(F)", ("Feature", "LLM (ours)")))
   md = tables.to_markdown(table)
@@ -182,11 +182,11 @@ def test_auto_columns_and_fold_mismatch(tmp_path):
             margin=0.1 + 1e-12, target="valence")
   write_run(tmp_path, "b", modality="audio", fusion="features", acc=BASE, window=4.0,
             margin=0.3, target="arousal")
-  records = tables.collect_sweep(tmp_path)
+  records = results.records(results.load(tmp_path))
   assert records[0].column == ("valence", 4.0, 0.1)
   table = tables.backbone_table(records, columns=None)
   assert table.columns == (("arousal", 4.0, 0.3), ("valence", 4.0, 0.1))
   write_run(tmp_path, "c", modality="audio", fusion="fused", acc=BASE[:3], window=4.0,
             margin=0.3, target="arousal")
   with pytest.raises(ValueError, match=r"Audio Arousal 4s 30%.*same folds.*MPNet\(F\): "):
-    tables.backbone_table(tables.collect_sweep(tmp_path), columns=None)
+    tables.backbone_table(results.records(results.load(tmp_path)), columns=None)

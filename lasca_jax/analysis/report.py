@@ -19,7 +19,8 @@
     (``cues=True``; runs written before model bundles are skipped),
   * ``report.md`` - all Markdown tables and links to the figures.
 
-Everything is derived from ``config.json`` + ``results.npz``; the accuracy figures use the fold
+Everything is derived from the sweep's table (:func:`lasca_jax.analysis.results.load`: one row per
+run x fold) and the records and learning curves built from it; the accuracy figures use the fold
 accuracies kept in each table cell, so they can also be redrawn from a table CSV alone.
 """
 
@@ -31,8 +32,9 @@ import pathlib
 from typing import Sequence
 
 import numpy as np
+import pandas as pd
 
-from lasca_jax.analysis import labels, plots, stats, tables
+from lasca_jax.analysis import labels, plots, results, stats, tables
 from lasca_jax.data import files as files_lib
 from lasca_jax.method import fusion as fusion_lib
 
@@ -83,11 +85,11 @@ def run_prompts(run_dir: str | os.PathLike, fold: int = 0) -> np.ndarray | None:
   Uses ``prompts [U]``, ``prompt_index [folds, W]`` and ``usable_windows [W]`` of
   ``results.npz`` (salience thresholds are fit per fold, so prompts differ per fold).
   """
-  with np.load(os.path.join(run_dir, "results.npz")) as res:
-    if "prompts" not in res or "prompt_index" not in res:
-      return None
-    prompts, index = res["prompts"], res["prompt_index"][fold]
-    usable = res["usable_windows"] if "usable_windows" in res else np.ones(index.shape, bool)
+  res = results.read_arrays(run_dir, ("prompts", "prompt_index", "usable_windows"))
+  if "prompts" not in res or "prompt_index" not in res:
+    return None
+  prompts, index = res["prompts"], res["prompt_index"][fold]
+  usable = res["usable_windows"] if "usable_windows" in res else np.ones(index.shape, bool)
   return prompts[index[usable]]
 
 
@@ -110,15 +112,24 @@ def prompt_figures(records: Sequence[tables.RunRecord], out_dir: str | os.PathLi
   return paths
 
 
-def learning_curve_figures(records: Sequence[tables.RunRecord], sweep_dir: str | os.PathLike,
-                           out_dir: str | os.PathLike) -> list[str]:
-  """One learning-curve figure per run, named after the run's path inside the sweep."""
+def learning_curve_figures(records: Sequence[tables.RunRecord], curves: pd.DataFrame,
+                           sweep_dir: str | os.PathLike, out_dir: str | os.PathLike) -> list[str]:
+  """One learning-curve figure per run, named after the run's path inside the sweep.
+
+  Args:
+    records: the runs (:func:`lasca_jax.analysis.results.records`).
+    curves: their learning curves (:func:`lasca_jax.analysis.results.curves`); runs without
+      curves get no figure.
+    sweep_dir: the sweep (figure names are run paths relative to it).
+    out_dir: where the PNGs go.
+  """
   paths = []
+  by_path = dict(tuple(curves.groupby("path", sort=False)))
   for r in records:
-    with np.load(os.path.join(r.path, "results.npz")) as res:
-      if "train_loss" not in res or "val_accuracy" not in res:
-        continue
-      loss, val = res["train_loss"], res["val_accuracy"]
+    if r.path not in by_path:
+      continue
+    loss, val = (by_path[r.path].pivot(index="fold", columns="epoch", values=v).to_numpy()
+                 for v in ("train_loss", "val_accuracy"))
     rel = os.path.relpath(r.path, sweep_dir)
     path = pathlib.Path(out_dir) / f"{files_lib.safe_name(rel.replace(os.sep, '__')) or 'run'}.png"
     plots.plot_learning_curves(loss, val, path, best_epoch=r.best_epoch,
@@ -145,8 +156,6 @@ def cue_run(records: Sequence[tables.RunRecord], target: str, lasca_label: str,
 def run_cues(run_dir: str, max_pairs: int = 200, seed: int = 0):
   """``(cues table, explain summary)`` of a run: ``<run>/explain`` when it is newer than the
   bundle, else computed (``experiments/explain.py``'s defaults) and written there."""
-  import json  # pylint: disable=import-outside-toplevel
-  import pandas as pd  # pylint: disable=import-outside-toplevel
   from lasca_jax.analysis import attribution  # pylint: disable=import-outside-toplevel
   from lasca_jax.model import bundle
   folder = os.path.join(run_dir, "explain")
@@ -214,21 +223,6 @@ def lexicon_label(lexicon: str) -> str:
   return f"Own ({os.path.basename(lexicon)})"
 
 
-def failed_runs(sweep_dir: str | os.PathLike) -> list[tuple[str, str]]:
-  """``(run path relative to sweep_dir, reason)`` of every ``failed.json`` under ``sweep_dir``."""
-  out = []
-  for path in sorted(pathlib.Path(sweep_dir).rglob("failed.json")):
-    if (path.parent / "results.npz").exists():
-      continue  # Retried since, successfully.
-    try:
-      failure = json.loads(path.read_text())
-      reason = f"{failure['stage']}: {failure['error']}: {failure['reason']}"
-    except (OSError, ValueError, KeyError) as e:
-      reason = f"unreadable failed.json ({e})"
-    out.append((os.path.relpath(path.parent, sweep_dir), reason))
-  return out
-
-
 def runs_markdown(records: Sequence[tables.RunRecord], sweep_dir: str | os.PathLike) -> str:
   """Every run as one line (so that no run is missing from the report, whatever its table)."""
   lines = ["| Run | Modality | Model | Lexicon | Column | Mean | Std | Folds |",
@@ -270,8 +264,9 @@ def make_report(sweep_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
   Raises:
     ValueError: when the sweep holds no run and no recorded failure.
   """
-  records = tables.collect_sweep(sweep_dir, dataset)
-  failures = failed_runs(sweep_dir)
+  frame = results.load(sweep_dir)
+  records = results.records(frame, dataset)
+  failures = results.failures(frame)
   if not records and not failures:
     raise ValueError(f"{sweep_dir}: no run directories (config.json + results.npz)"
                      + (f" for dataset {dataset!r}" if dataset else ""))
@@ -317,7 +312,8 @@ def make_report(sweep_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
     written["figures"] += pair_count_figures(records, out_dir / "figures")
     written["figures"] += prompt_figures(records, out_dir / "figures")
   if curves:
-    written["figures"] += learning_curve_figures(records, sweep_dir,
+    shown = frame[frame["path"].isin({r.path for r in records})]
+    written["figures"] += learning_curve_figures(records, results.curves(shown), sweep_dir,
                                                  out_dir / "figures" / "curves")
   few = sorted({c.n_folds for t in built.values() for c in t.cells.values()
                 if 0 < c.n_folds < stats.MIN_PAIRS_FOR_SIGNIFICANCE})

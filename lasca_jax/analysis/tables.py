@@ -1,10 +1,9 @@
 """Result tables in the layout of the paper's Tables 3-7, from a sweep of run directories.
 
-A run directory holds ``config.json`` (the full config, plus an optional top-level
-``model_label``) and ``results.npz`` (``test_accuracy [folds]`` and friends). A sweep is any
-directory tree of run directories. :func:`collect_sweep` reads every run into a
-:class:`RunRecord`; the table builders group records into *blocks* (a modality, or a backbone in
-Table 7) and *rows* (a model), with one column per ``(target, window, margin)``:
+Nothing here reads files: :func:`lasca_jax.analysis.results.load` reads a sweep into a table and
+:func:`lasca_jax.analysis.results.records` turns it into one :class:`RunRecord` per run
+(``records(load(sweep_dir))``). The table builders group records into *blocks* (a modality, or a
+backbone in Table 7) and *rows* (a model), with one column per ``(target, window, margin)``:
 
   =========  =====  ====================================  ====================================
   Modality   Model  Arousal 3s 10%, 20%; 5s 10%, 20%      Valence 3s 10%, 20%; 5s 10%, 20%
@@ -28,7 +27,6 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import json
 import math
 import os
 import pathlib
@@ -62,7 +60,8 @@ MISSING = "--"
 
 @dataclasses.dataclass(frozen=True)
 class RunRecord:
-  """What the tables and plots need from one run directory.
+  """What the tables and plots need from one run (built by
+  :func:`lasca_jax.analysis.results.records`).
 
   Attributes:
     path: the run directory.
@@ -148,7 +147,7 @@ class Table:
   mark_on_par: bool = True
 
 
-# ----------------------------------------------------------------------------- reading runs
+# ----------------------------------------------------------------------------- labels
 
 
 def control_kind(config: Mapping) -> str:
@@ -159,72 +158,6 @@ def control_kind(config: Mapping) -> str:
   if model.get("hidden_from", "") or int(model.get("hidden_from_dim", 0) or 0) > 0:
     return "capacity"
   return ""
-
-
-def find_runs(root: str | os.PathLike) -> list[pathlib.Path]:
-  """Every directory under ``root`` (itself included) holding config.json and results.npz."""
-  root = pathlib.Path(root)
-  found = [p.parent for p in root.rglob("config.json") if (p.parent / "results.npz").is_file()]
-  return sorted(found)
-
-
-def _get(config: Mapping, dotted: str, path: pathlib.Path, default=None):
-  node = config
-  for key in dotted.split("."):
-    if not isinstance(node, Mapping) or key not in node:
-      if default is not None:
-        return default
-      raise ValueError(f"{path / 'config.json'}: missing field {dotted}")
-    node = node[key]
-  return node
-
-
-def load_run(run_dir: str | os.PathLike) -> RunRecord:
-  """Reads one run directory into a :class:`RunRecord`.
-
-  Raises:
-    ValueError: naming the file when a required field or array is missing or malformed.
-  """
-  run_dir = pathlib.Path(run_dir)
-  with open(run_dir / "config.json") as f:
-    config = json.load(f)
-  npz_path = run_dir / "results.npz"
-  with np.load(npz_path) as res:
-    if "test_accuracy" not in res:
-      raise ValueError(f"{npz_path}: no test_accuracy array")
-    acc = np.asarray(res["test_accuracy"], dtype=np.float64)
-    if acc.ndim != 1:
-      raise ValueError(f"{npz_path}: test_accuracy has shape {acc.shape}, expected [folds]")
-    best_epoch = np.asarray(res["best_epoch"]) if "best_epoch" in res else None
-    num_pairs = {k: np.asarray(res[f"num_{k}_pairs"]) for k in ("train", "val", "test")
-                 if f"num_{k}_pairs" in res}
-  fusion = _get(config, "model.fusion", run_dir, "")
-  backbone = _get(config, "text.backbone", run_dir, "")
-  label = labels.model_label(config)
-  return RunRecord(
-      path=str(run_dir),
-      dataset=str(_get(config, "data.name", run_dir, "")),
-      modality=str(_get(config, "features.modality", run_dir)),
-      model_label=str(label),
-      fusion=str(fusion),
-      backbone=str(backbone),
-      lexicon=str(_get(config, "text.lexicon", run_dir, "")),
-      target=str(_get(config, "pairs.target", run_dir)),
-      window_seconds=float(_get(config, "features.window_seconds", run_dir)),
-      margin=float(_get(config, "pairs.margin", run_dir)),
-      accuracies=acc,
-      best_epoch=best_epoch,
-      num_pairs=num_pairs or None,
-      control=control_kind(config),
-  )
-
-
-def collect_sweep(root: str | os.PathLike, dataset: str | None = None) -> list[RunRecord]:
-  """All runs under ``root`` (optionally only ``config.data.name == dataset``)."""
-  records = [load_run(p) for p in find_runs(root)]
-  if dataset is not None:
-    records = [r for r in records if r.dataset == dataset]
-  return records
 
 
 # ----------------------------------------------------------------------------- building tables
