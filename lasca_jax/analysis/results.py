@@ -52,10 +52,9 @@ import pandas as pd
 
 from lasca_jax.analysis import labels, tables
 from lasca_jax.data import files as files_lib
+# The file names lasca_jax.run.rundir.RunDir writes (config, results, a failure record).
+from lasca_jax.run.rundir import CONFIG_FILE, FAILED_FILE, RESULTS_FILE
 
-CONFIG_FILE = "config.json"
-RESULTS_FILE = "results.npz"
-FAILED_FILE = "failed.json"  # written by lasca_jax.run.sweep.record_failure
 
 # ``[folds]`` arrays of results.npz, one value per row; integer ones are nullable ``Int64``.
 FOLD_METRICS = ("test_accuracy", "best_val_accuracy", "best_epoch", "epochs_run",
