@@ -49,6 +49,11 @@ def test_a_stage_key_tracks_every_compute_argument_and_only_them(tmp_path):
   # A Keyed input is identified by its key, not its value; the version is part of the key.
   assert toy.key(**{**base, "upstream": stages.Keyed("k1", "other")}) == first.key
   assert dataclasses.replace(toy, version=2).key(**base) != first.key
+  # An input compute does not take, or a missing one, is an error even where an entry exists.
+  with pytest.raises(TypeError):
+    toy(cache, **base, margin=0.1)
+  with pytest.raises(TypeError):
+    toy(cache, **{k: v for k, v in base.items() if k != "scale"})
 
 
 def test_a_stage_entry_of_another_layout_is_recomputed(tmp_path):

@@ -14,6 +14,7 @@ typed :class:`~lasca_jax.data.records.ArrayRecord`, stored as ``<cache_dir>/<sta
 from __future__ import annotations
 
 import dataclasses
+import inspect
 from typing import Any, Callable, NamedTuple, Sequence
 
 import numpy as np
@@ -59,8 +60,9 @@ class Stage:
 
   def __call__(self, cache: cache_lib.StageCache, **inputs: Any) -> Keyed:
     """``Keyed(key, result)``: the cached result of ``inputs``, computed and stored on a miss."""
-    key = self.key(**inputs)
     args = {k: v.value if isinstance(v, Keyed) else v for k, v in inputs.items()}
+    inspect.signature(self.compute).bind(**args)   # the inputs are exactly compute's arguments
+    key = self.key(**inputs)
 
     def compute() -> dict[str, np.ndarray]:
       out = self.compute(**args)
