@@ -153,10 +153,7 @@ def write_bundle(run_dir: str, config, inputs, params: Any) -> str:
       "margin": float(config.pairs.margin),
       "input_dim": d,
       "hidden": list(train.TrainSettings.from_config(config).hidden_sizes(d)),
-      "random_text": ({"seed": int(tcfg.get("random_seed", 0)),
-                       "norm": controls.random_norm(tcfg),
-                       "dim": text_lib.embedding_geometry(tcfg.backbone, tcfg.model_path)[0]}
-                      if config.model.fusion == "random_text" else None),
+      "random_text": inputs.random_text,
       "max_hidden": list(config.model.max_hidden),
       "num_folds": num_folds,
       "files": {PARAMS_FILE: _sha256(os.path.join(folder, PARAMS_FILE)),

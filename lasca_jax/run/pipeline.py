@@ -65,6 +65,7 @@ class RunInputs:
   prompt_index: np.ndarray | None   # [folds, W] index into prompts
   prompt_embeddings: np.ndarray | None  # float32 [U, D] (zeros for prompts of unusable windows)
   baseline: np.ndarray | None       # float32 [W, B] frozen-encoder embeddings (baseline fusion)
+  random_text: dict | None          # the random-text control's {"seed", "norm", "dim"}
   keys: StageKeys
   model_label: str
 
@@ -189,7 +190,8 @@ def prepare(config, cache: cache_lib.StageCache, log: RunLog | None = None,
       prompts=text.table.value.prompts if text else None,
       prompt_index=(np.broadcast_to(text.table.value.index, x.shape[:2]) if text else None),
       prompt_embeddings=text.embeddings if text else None,
-      baseline=base.value.embeddings if base else None, keys=keys,
+      baseline=base.value.embeddings if base else None,
+      random_text=text.random_text if text else None, keys=keys,
       model_label=labels.model_label(config))
 
 
@@ -319,6 +321,7 @@ class PromptText(NamedTuple):
   phrases: list
   table: stages.Keyed           # PromptTable
   embeddings: np.ndarray        # float32 [U, D] (zeros for prompts no usable window has)
+  random_text: dict | None      # the random-text control's {"seed", "norm", "dim"}
 
 
 def prompt_text(config, cache: cache_lib.StageCache, sal: stages.Keyed, values: stages.Keyed,
@@ -341,8 +344,10 @@ def prompt_text(config, cache: cache_lib.StageCache, sal: stages.Keyed, values: 
       salience_stats=tcfg.get("salience_stats", "fold"), phrase_order=order,
       uncovered_by_lexicon=[n for n, p in zip(names, phrases)
                             if p is None or p == lexicon.feature_name_phrase(n)])
+  random_text = None
   if config.model.fusion == "random_text":
     dim, _ = text_lib.embedding_geometry(tcfg.backbone, tcfg.model_path)
+    random_text = {"seed": int(tcfg.random_seed), "norm": random_norm, "dim": dim}
     emb = controls.random_prompt_embeddings(prompts[used].tolist(), dim,
                                             int(tcfg.random_seed), random_norm)
     log("embeddings", backbone=tcfg.backbone, random=True, dim=int(dim), norm=random_norm,
@@ -354,7 +359,7 @@ def prompt_text(config, cache: cache_lib.StageCache, sal: stages.Keyed, values: 
     emb = embed_prompts(config, cache.cache_dir, prompts[used].tolist(), log)
   table_emb = np.zeros((prompts.size, emb.shape[1]), np.float32)
   table_emb[used] = emb
-  return PromptText(phrases, table, table_emb)
+  return PromptText(phrases, table, table_emb, random_text)
 
 
 SALIENCE_STATS = ("fold", "recording", "dataset")
