@@ -108,10 +108,12 @@ class RunDir:
     return os.path.join(self.path, name)
 
   def write_bytes(self, name: str, payload: bytes) -> None:
+    """``payload`` as the file ``name`` (written to a temporary name, then renamed)."""
     if self.path:
       files_lib.write_bytes_atomic(self.file(name), payload)
 
   def write_json(self, name: str, obj: Any, **dump_kwargs) -> None:
+    """``json.dumps(obj, **dump_kwargs)`` as the file ``name``, atomically."""
     if self.path:
       files_lib.write_json_atomic(self.file(name), obj, **dump_kwargs)
 
