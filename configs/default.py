@@ -113,6 +113,9 @@ def get_config() -> ml_collections.ConfigDict:
                                             # sharded over; 0 -> all of them.
   config.train.lanes = 0                    # Units vmapped together per device; 0 -> 1 on CPU
                                             # (fastest there), all of a device's on GPU/TPU.
+  config.train.host_devices = 0             # CPU: XLA devices the cores become, so folds train
+                                            # in parallel; 0 -> one per core, 1 -> one device.
+                                            # Read by experiments/main.py and sweep.py at start.
 
   # Grid run by experiments/sweep.py (Tables 3-7); a single run ignores it.
   config.sweep = ml_collections.ConfigDict()

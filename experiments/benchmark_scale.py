@@ -306,6 +306,7 @@ def main(argv):
     validate.check(config)
   except validate.ConfigError as e:
     sys.exit(f"error: {e}")
+  train.use_host_devices(int(config.train.get("host_devices", 0)))   # before JAX starts
   if _CHILD.value:
     _child(config, _CHILD.value)
     return

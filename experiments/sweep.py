@@ -19,6 +19,7 @@ from ml_collections import config_flags
 
 from lasca_jax.analysis import labels, report
 from lasca_jax.data.datasets import synthetic
+from lasca_jax.model import train
 from lasca_jax.run import sweep, validate
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file.",
@@ -83,6 +84,7 @@ def main(argv):
   del argv
   config = _CONFIG.value
   try:
+    train.use_host_devices(int(config.train.get("host_devices", 0)))   # before JAX starts
     summary = run(config, _WORKDIR.value or os.path.join("runs", config.name.replace("/", "_")),
                   _REPORT.value, _RETRY_FAILED.value)
   except (ValueError, FileNotFoundError, RuntimeError) as e:

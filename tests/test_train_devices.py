@@ -178,3 +178,35 @@ def test_layout_fields_are_validated_and_read(tmp_path):
   config.train.devices = 1
   validate.check(config)
   assert train.Layout.from_config(config.train) == train.Layout(devices=1, lanes=2)
+
+
+def test_host_device_flags_keep_an_explicit_count():
+  assert train.host_device_flags("", 3) == f"{train.HOST_DEVICE_FLAG}=3"
+  assert train.host_device_flags("--xla_foo=1", 2) == f"--xla_foo=1 {train.HOST_DEVICE_FLAG}=2"
+  explicit = f"{train.HOST_DEVICE_FLAG}=4"
+  assert train.host_device_flags(explicit, 2) == explicit
+  with pytest.raises(ValueError, match="train.host_devices"):
+    train.use_host_devices(-1)
+
+
+_HOST_SCRIPT = r"""
+import sys, jax
+from lasca_jax.model import train
+asked = train.use_host_devices(int(sys.argv[1]))
+n = len(jax.local_devices())
+train.use_host_devices(5)            # JAX has started: changes nothing
+print(asked, n, len(jax.local_devices()), train.plan(2).devices, train.plan(15).devices)
+"""
+
+
+@pytest.mark.parametrize("count", [0, 3])
+def test_host_devices_split_the_cpu_before_jax_starts(count):
+  env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=ROOT)
+  env.pop("XLA_FLAGS", None)
+  proc = subprocess.run([sys.executable, "-c", _HOST_SCRIPT, str(count)], cwd=ROOT, env=env,
+                        capture_output=True, text=True, timeout=300, check=False)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  asked, seen, later, two_units, fifteen_units = map(int, proc.stdout.split())
+  expected = count or train.usable_cores()
+  assert asked == seen == later == expected
+  assert two_units == min(2, expected) and fifteen_units == min(15, expected)

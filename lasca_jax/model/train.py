@@ -294,6 +294,47 @@ class Layout(NamedTuple):
     return cls(devices=int(train_config.get("devices", 0)), lanes=int(train_config.get("lanes", 0)))
 
 
+HOST_DEVICE_FLAG = "--xla_force_host_platform_device_count"
+
+
+def host_device_flags(xla_flags: str, count: int) -> str:
+  """``XLA_FLAGS`` with ``count`` host (CPU) devices; a count already in ``xla_flags`` is kept."""
+  if HOST_DEVICE_FLAG in xla_flags:
+    return xla_flags
+  return f"{xla_flags} {HOST_DEVICE_FLAG}={count}".strip()
+
+
+def usable_cores() -> int:
+  """The CPU cores this process may run on."""
+  if hasattr(os, "sched_getaffinity"):
+    return len(os.sched_getaffinity(0))
+  return os.cpu_count() or 1
+
+
+def use_host_devices(count: int = 0) -> int:
+  """Splits the CPU into ``count`` XLA devices (``config.train.host_devices``; 0: one per core).
+
+  XLA runs one program on one core: the preference MLP's matmuls are too small for its
+  intra-op threads. As separate devices, the cores train different folds at the same time
+  (:func:`train_units` shards the units over them); results do not depend on it. JAX reads the
+  setting when it starts its backends, so the entry points call this first; once JAX has started,
+  or when ``XLA_FLAGS`` already sets a count, nothing changes. Accelerators are not affected.
+
+  Returns:
+    The number of host devices asked for (``XLA_FLAGS``'s own count wins when it has one).
+
+  Raises:
+    ValueError: naming the field for a negative count.
+  """
+  if count < 0:
+    raise ValueError(f"train.host_devices = {count}: use 0 (one per core) or a positive count")
+  count = count or usable_cores()
+  from jax._src import xla_bridge  # pylint: disable=import-outside-toplevel
+  if not xla_bridge.backends_are_initialized():
+    os.environ["XLA_FLAGS"] = host_device_flags(os.environ.get("XLA_FLAGS", ""), count)
+  return count
+
+
 def local_devices(count: int = 0) -> list:
   """The first ``count`` local devices (all when 0), with a clear error past what exists."""
   devices = jax.local_devices()
@@ -371,8 +412,11 @@ class UnitsPlan(NamedTuple):
 
 
 def plan(num_units: int, layout: Layout = Layout()) -> UnitsPlan:
-  """Resolves ``layout`` for ``num_units`` units on this process's local devices."""
+  """Resolves ``layout`` for ``num_units`` units on this process's local devices (all of them
+  by default, but never more than there are units)."""
   devices = local_devices(layout.devices)
+  if not layout.devices:
+    devices = devices[:max(1, num_units)]
   per_device = -(-num_units // len(devices))
   if layout.lanes < 0:
     raise ValueError(f"train.lanes = {layout.lanes}: use 0 (automatic) or a positive count")
@@ -401,7 +445,7 @@ def train_units(settings: TrainSettings, keys: jax.Array, z: np.ndarray, pairs: 
   num_units, _, d = np.shape(z)
   n_test = np.shape(fold.test_idx)[1]
   resolved = plan(num_units, layout)
-  devices = tuple(local_devices(layout.devices))
+  devices = tuple(local_devices(layout.devices)[:resolved.devices])
   z, pairs, fold = _to_shape_classes(z, pairs, fold, settings.batch_size)
   extra = resolved.padded_units - num_units
 

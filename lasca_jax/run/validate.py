@@ -111,6 +111,7 @@ RULES: tuple[tuple[str, tuple[Callable[[Any], bool], str]], ...] = (
     ("train.batch_size", int_at_least(1)),
     ("train.devices", int_at_least(0)),
     ("train.lanes", int_at_least(0)),
+    ("train.host_devices", int_at_least(0)),
     ("compilation_cache", ((lambda v: isinstance(v, str)),
                            "a directory, '' for the default or 'none'")),
 )
