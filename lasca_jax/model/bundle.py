@@ -46,7 +46,7 @@ from lasca_jax.method import salience, templates, windows as windows_lib
 from lasca_jax.model import train
 from lasca_jax.run import cache as cache_lib
 
-FORMAT = "lasca_jax.model.bundle/1"
+FORMAT = "lasca_jax.bundle/1"   # the format name bundles carry (kept when the module moved)
 DIRNAME = "bundle"
 JSON_FILE = "bundle.json"
 PARAMS_FILE = "params.msgpack"
