@@ -46,7 +46,7 @@ import numpy as np
 from lasca_jax.analysis import labels
 from lasca_jax.encoders import text as text_lib
 from lasca_jax.model import efficiency, train
-from lasca_jax.run import cache as cache_lib
+from lasca_jax.run import cache as cache_lib, pipeline
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file.",
                                           lock_config=True)
@@ -95,7 +95,7 @@ def measure(config, encoder, num_windows, warmup, fold, workdir=None):
   """Trains one configuration (written to ``workdir`` when given) and times its predictor;
   returns a row dict."""
   t0 = time.perf_counter()
-  tp = efficiency.trained_predictor(config, cache_lib.StageCache(config.cache_dir or None), fold,
+  tp = pipeline.trained_predictor(config, cache_lib.StageCache(config.cache_dir or None), fold,
                                     encoder, workdir)
   train_s = time.perf_counter() - t0
   p, raw, steps = tp.predictor, tp.raw, tp.steps

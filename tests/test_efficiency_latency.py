@@ -17,6 +17,7 @@ import pytest
 from lasca_jax.encoders import text as text_lib
 from lasca_jax.method import templates, windows
 from lasca_jax.model import efficiency, train
+from lasca_jax.run import pipeline
 from conftest import PAPER_CAPS, ROOT, make_tiny_config
 
 
@@ -42,7 +43,7 @@ def trained(request, tmp_path_factory):
   config = make_tiny_config(tmp_path_factory.mktemp("cache"), **{"model.fusion": request.param})
   with pytest.MonkeyPatch.context() as mp:   # the pipeline's EmbeddingStore loads the encoder
     mp.setattr(text_lib, "load_model", lambda *args, **kwargs: encoder)
-    tp = efficiency.trained_predictor(config, encoder=encoder)
+    tp = pipeline.trained_predictor(config, encoder=encoder)
   return tp, encoder
 
 

@@ -12,7 +12,7 @@ from lasca_jax.analysis import labels
 from lasca_jax.data import files as files_lib
 from lasca_jax.data.records import ArrayRecord
 from lasca_jax.method import lexicon, pairs as pairs_lib, windows as windows_lib
-from lasca_jax.model import bundle, efficiency
+from lasca_jax.model import bundle
 from lasca_jax.run import cache as cache_lib, pipeline, rundir, stages
 from conftest import make_tiny_config
 
@@ -65,7 +65,7 @@ def test_a_stage_entry_of_another_layout_is_recomputed(tmp_path):
   files_lib.save_npz_atomic(cache.path("toy", key), {"other": np.zeros(1)})
   out = toy(cache, **args)
   assert float(out.value.total) == 3.0 and cache.misses == {"toy": 1} and len(calls) == 1
-  assert set(cache_lib.load_npz(cache.path("toy", key))) == {"total"}
+  assert set(files_lib.load_npz(cache.path("toy", key))) == {"total"}
 
 
 def test_pipeline_stages_take_exactly_the_arguments_they_are_keyed_by():
@@ -98,7 +98,7 @@ def test_stage_results_round_trip_exactly_through_npz(prepared, tmp_path):
   for record in records:
     path = tmp_path / f"{type(record).__name__}.npz"
     np.savez(path, **record.to_npz())
-    back = type(record).from_npz(cache_lib.load_npz(str(path)))
+    back = type(record).from_npz(files_lib.load_npz(str(path)))
     for field in dataclasses.fields(record):
       a, b = getattr(record, field.name), getattr(back, field.name)
       assert np.asarray(a).dtype == b.dtype and np.asarray(a).shape == b.shape, field.name
@@ -229,7 +229,7 @@ def test_the_efficiency_run_is_a_main_run(tmp_path):
   """trained_predictor goes through the same lifecycle: same results, same bundle statistics."""
   config = make_tiny_config(tmp_path / "cache")
   results = pipeline.run(config, str(tmp_path / "main"))
-  tp = efficiency.trained_predictor(config, fold=1, workdir=str(tmp_path / "eff"))
+  tp = pipeline.trained_predictor(config, fold=1, workdir=str(tmp_path / "eff"))
   saved = np.load(tmp_path / "eff" / "results.npz")
   assert set(saved.files) == {k for k in results if not k.startswith("_")}
   for key in saved.files:

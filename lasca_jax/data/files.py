@@ -6,13 +6,15 @@
   cache could not read). Caches, run directories, bundles and feature files all use them.
 * :func:`walk_files`: every file below a folder, in sorted order, skipping hidden files and
   excluded folders (a dataset root that also holds its features folder).
-* :func:`sniff_delimiter`: ``;``, tab or ``,`` for a delimited table, from its header line.
+* :func:`read_csv` reads a delimited table by column; :func:`sniff_delimiter` tells ``;``, tab
+  or ``,`` from its header line.
 * :func:`safe_name`: a file or folder name from a label (``"MPNet(F) topk"`` -> ``MPNet_F_topk``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import csv
 import json
 import os
 import re
@@ -20,6 +22,18 @@ import tempfile
 from typing import IO, Any, Iterable, Iterator, Mapping
 
 import numpy as np
+
+
+def default_cache_dir() -> str:
+  """Where caches live unless a config says otherwise: ``$LASCA_JAX_CACHE`` or
+  ``~/.cache/lasca_jax``."""
+  return os.path.expanduser(os.environ.get("LASCA_JAX_CACHE", "~/.cache/lasca_jax"))
+
+
+def load_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
+  """Every array of an ``.npz`` file, read into memory (no pickles)."""
+  with np.load(path, allow_pickle=False) as data:
+    return {k: data[k] for k in data.files}
 
 
 def current_umask() -> int:
@@ -95,6 +109,32 @@ def sniff_delimiter(header: str) -> str:
   """The delimiter of a table whose first line is ``header``: the most frequent of ``;``, tab
   and ``,`` (in that order of preference on a tie)."""
   return max((";", "\t", ","), key=header.count)
+
+
+def read_csv(path: str | os.PathLike) -> dict[str, np.ndarray]:
+  """``{column: values}`` of a delimited table with a header row (delimiter sniffed): numeric
+  columns as ``float64 [T]`` (empty cells NaN), other columns as strings."""
+  with open(path, newline="", encoding="utf-8-sig") as f:
+    first = f.readline()
+    f.seek(0)
+    rows = list(csv.reader(f, delimiter=sniff_delimiter(first)))
+  rows = [r for r in rows if any(c.strip() for c in r)]
+  if len(rows) < 2:
+    raise ValueError(f"{path}: expected a header row and at least one data row")
+  header = [h.strip() for h in rows[0]]
+  if len(set(header)) != len(header):
+    raise ValueError(f"{path}: duplicate column names in the header")
+  for i, r in enumerate(rows[1:], start=2):
+    if len(r) != len(header):
+      raise ValueError(f"{path}: line {i}: {len(r)} cells, header has {len(header)}")
+  columns = {}
+  for j, name in enumerate(header):
+    cells = [r[j].strip() for r in rows[1:]]
+    try:
+      columns[name] = np.array([float(c) if c else np.nan for c in cells], np.float64)
+    except ValueError:
+      columns[name] = np.array(cells, dtype=str)
+  return columns
 
 
 def safe_name(label: str) -> str:

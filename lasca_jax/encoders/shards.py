@@ -17,6 +17,7 @@ import logging
 import os
 from typing import NamedTuple
 
+from lasca_jax.data import files as files_lib
 from lasca_jax.encoders import store as store_lib, text as text_lib
 from lasca_jax.method import fusion as fusion_lib
 from lasca_jax.run import cache as cache_lib, pipeline, sweep as sweep_lib
@@ -104,7 +105,7 @@ def encode_shard(config, shard_index: int, num_shards: int, sweep: bool = False,
       filesystem; merge afterwards) instead of the shared store.
   """
   check_shard(shard_index, num_shards)
-  cache_dir = config.cache_dir or cache_lib.default_cache_dir()
+  cache_dir = config.cache_dir or files_lib.default_cache_dir()
   summaries = []
   for settings, prompts in needed_prompts(config, sweep).items():
     mine = [p for p in prompts if shard_of(p, num_shards) == shard_index]
@@ -127,7 +128,7 @@ def merge(config, sources: list[str] | None = None, sweep: bool = False) -> dict
   Returns:
     ``{"merged": {path: new rows}, "missing": {backbone: prompts not in the store}}``.
   """
-  cache_dir = config.cache_dir or cache_lib.default_cache_dir()
+  cache_dir = config.cache_dir or files_lib.default_cache_dir()
   main = store_lib.PromptStore(os.path.join(cache_dir, "embeddings", store_lib.FILE_NAME))
   if sources is None:
     sources = sorted(glob.glob(os.path.join(cache_dir, "embeddings", SHARD_DIR, "*.sqlite")))

@@ -44,7 +44,6 @@ from lasca_jax.encoders import text as text_lib
 from lasca_jax.method import controls, fusion as fusion_lib
 from lasca_jax.method import salience, templates, windows as windows_lib
 from lasca_jax.model import train
-from lasca_jax.run import cache as cache_lib
 
 FORMAT = "lasca_jax.bundle/1"   # the format name bundles carry (kept when the module moved)
 DIRNAME = "bundle"
@@ -201,7 +200,7 @@ class BundlePredictor:
     self.modalities: list[str] = list(meta["modalities"])
     self.phrases: list[str | None] | None = meta["phrases"]
     self.fusion: str = meta["fusion"]
-    self.cache_dir = cache_dir or meta["config"].get("cache_dir") or cache_lib.default_cache_dir()
+    self.cache_dir = cache_dir or meta["config"].get("cache_dir") or files_lib.default_cache_dir()
     self.model_path = meta["model_path"] if model_path is None else model_path
     self._store = None
     model = train.PreferenceMLP(tuple(meta["hidden"]))
@@ -310,7 +309,7 @@ class BundlePredictor:
 
   def test_windows(self) -> dict[str, np.ndarray]:
     """The run's test decisions (``test_windows.npz``, module docstring)."""
-    return cache_lib.load_npz(os.path.join(self.path, TEST_FILE))
+    return files_lib.load_npz(os.path.join(self.path, TEST_FILE))
 
   def test_probabilities(self) -> np.ndarray:
     """``float32 [K, n]``: the run's test pairs re-decided from raw features, laid out and padded

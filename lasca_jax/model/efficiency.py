@@ -13,8 +13,8 @@ Reference sizes: 15 MFCCs -> 140; 58 face values -> 2,146; a 768-d text embeddin
 Latency: :class:`WindowPredictor` runs the deployed inference path for one window and its
 predecessor, from raw mean-pooled features to the decision P(increase), with the pipeline's own
 functions (``windows.minmax_normalise``, ``salience.salience_mask``, ``templates.prompt_for_mask``,
-the frozen encoder, ``train.PreferenceMLP``); :func:`trained_predictor` builds one from a config
-the way ``pipeline.run`` trains it, and :func:`latency_ms` times it per window.
+the frozen encoder, ``train.PreferenceMLP``); :func:`lasca_jax.run.pipeline.trained_predictor` builds one
+from a config the way ``pipeline.run`` trains it, and :func:`latency_ms` times it per window.
 """
 
 from __future__ import annotations
@@ -26,10 +26,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lasca_jax.encoders import text as text_lib
 from lasca_jax.method import salience, templates, windows as windows_lib
 from lasca_jax.model import train
-from lasca_jax.run import cache as cache_lib, pipeline
+
 
 def frozen_encoder_param_count(model: Any) -> int:
   """All parameters of a torch module (e.g. a ``SentenceTransformer``), trainable or not.
@@ -219,58 +218,6 @@ class WindowPredictor:
   def decide(self, raw_prev: np.ndarray, raw: np.ndarray, cache: str = "warm") -> float:
     """P(target increases from ``raw_prev``'s window to ``raw``'s), both from raw features."""
     return self.decide_next(self.represent(raw_prev, cache), raw, cache)[0]
-
-
-class TrainedPredictor(NamedTuple):
-  """A predictor trained like ``pipeline.run`` trains, with the data it was trained on."""
-  predictor: WindowPredictor
-  inputs: pipeline.RunInputs
-  output: train.TrainOutput    # all folds (leading fold axis)
-  fold: int
-  raw: np.ndarray              # float32 [W, F] raw mean-pooled features of the modality
-  steps: np.ndarray            # int [N, 2] (predecessor, window) of consecutive usable windows
-  encoder: Any                 # the loaded frozen encoder (None for features-only)
-
-
-def trained_predictor(config, cache: cache_lib.StageCache | None = None, fold: int = 0,
-                      encoder: Any = None, workdir: str | None = None) -> TrainedPredictor:
-  """Prepares and trains ``config`` exactly as ``pipeline.run`` (all folds, through
-  ``pipeline.train_run``) and wraps fold ``fold``.
-
-  Args:
-    config: an experiment config (``config.model.fusion`` etc. as for ``pipeline.run``).
-    cache: stage cache (default: ``config.cache_dir``).
-    fold: whose best parameters and training statistics to use.
-    encoder: the frozen text encoder; default ``text_lib.load_model`` of ``config.text``.
-    workdir: a run directory to write (config, log, results, bundle); None keeps no files.
-
-  Returns:
-    The predictor, whose warm cache is the backbone's ``EmbeddingStore`` table.
-  """
-  cache = cache or cache_lib.StageCache(config.cache_dir or None)
-  fcfg, tcfg = config.features, config.text
-  trained = pipeline.train_run(config, pipeline.start(workdir, config, cache), cache)
-  inputs, out = trained.inputs, trained.output
-  params = jax.tree.map(lambda a: a[fold], out.params)
-  stats = TrainingRange(inputs.lo[fold], inputs.span[fold])
-  phrases, prompt_cache = None, None
-  if config.model.fusion != "features":
-    phrases = inputs.phrases
-    store = text_lib.EmbeddingStore(cache.cache_dir, tcfg.backbone, tcfg.model_path, tcfg.device,
-                                  int(tcfg.batch_size), precision=tcfg.get("precision", "auto"))
-    prompt_cache = store.as_dict()
-    encoder = encoder if encoder is not None else text_lib.load_model(
-        tcfg.backbone, tcfg.model_path, store.device, store.precision)
-  else:
-    encoder = None
-  predictor = WindowPredictor(
-      params, fusion=config.model.fusion, modality=fcfg.modality, stats=stats,
-      modalities=inputs.modalities, phrases=phrases, clip=bool(fcfg.clip),
-      salience_rule=tcfg.salience, salience_k=int(tcfg.salience_k),
-      salience_threshold=float(tcfg.salience_threshold), encoder=encoder,
-      prompt_cache=prompt_cache)
-  return TrainedPredictor(predictor, inputs, out, fold, inputs.raw,
-                          windows_lib.consecutive_steps(inputs.windows, inputs.usable), encoder)
 
 
 def latency_ms(fn: Callable[[Any], Any], items: Sequence[Any], count: int, *, warmup: int = 5,

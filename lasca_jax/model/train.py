@@ -48,8 +48,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from lasca_jax.data import files as files_lib
 from lasca_jax.method import protocols
-from lasca_jax.run import cache as cache_lib
 
 
 @dataclasses.dataclass(frozen=True)
@@ -543,7 +543,7 @@ def enable_compilation_cache(path: str | None) -> str | None:
   if path is None or str(path).lower() == "none":
     return None
   if not path:
-    path = os.path.join(cache_lib.default_cache_dir(), "xla")
+    path = os.path.join(files_lib.default_cache_dir(), "xla")
   os.makedirs(path, exist_ok=True)
   jax.config.update("jax_compilation_cache_dir", path)
   jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)

@@ -20,10 +20,6 @@ import numpy as np
 from lasca_jax.data import files as files_lib
 
 
-def default_cache_dir() -> str:
-  return os.path.expanduser(os.environ.get("LASCA_JAX_CACHE", "~/.cache/lasca_jax"))
-
-
 def _jsonable(obj: Any) -> Any:
   if isinstance(obj, Mapping):
     return {str(k): _jsonable(v) for k, v in sorted(obj.items())}
@@ -47,16 +43,11 @@ def hash_key(stage: str, params: Mapping[str, Any], version: int = 0) -> str:
   return hashlib.sha256(text.encode()).hexdigest()[:24]
 
 
-def load_npz(path: str) -> dict[str, np.ndarray]:
-  with np.load(path, allow_pickle=False) as data:
-    return {k: data[k] for k in data.files}
-
-
 class StageCache:
   """Looks up and stores stage results; counts hits and misses per stage."""
 
   def __init__(self, cache_dir: str | None = None):
-    self.cache_dir = cache_dir or default_cache_dir()
+    self.cache_dir = cache_dir or files_lib.default_cache_dir()
     self.hits: dict[str, int] = {}
     self.misses: dict[str, int] = {}
 
@@ -83,7 +74,7 @@ class StageCache:
     path = self.path(stage, key)
     if os.path.exists(path):
       try:
-        arrays = load_npz(path)
+        arrays = files_lib.load_npz(path)
         if check is not None:
           check(arrays)
         self.hits[stage] = self.hits.get(stage, 0) + 1

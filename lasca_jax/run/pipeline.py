@@ -20,6 +20,7 @@ import os
 import time
 from typing import Any, NamedTuple
 
+import jax
 import numpy as np
 
 from lasca_jax.analysis import labels, stats
@@ -27,7 +28,7 @@ from lasca_jax.data import coverage, types as data_lib
 from lasca_jax.encoders import text as text_lib
 from lasca_jax.method import controls, fusion as fusion_lib, lexicon, protocols, templates
 from lasca_jax.method import windows as windows_lib
-from lasca_jax.model import train
+from lasca_jax.model import efficiency, train
 from lasca_jax.run import cache as cache_lib, stages, validate
 from lasca_jax.run.rundir import RunDir, RunLog
 
@@ -518,3 +519,55 @@ def run(config, workdir: str) -> dict[str, np.ndarray]:
   arrays["_cache_hits"] = cache.hits
   arrays["_cache_misses"] = cache.misses
   return arrays
+
+
+class TrainedPredictor(NamedTuple):
+  """A one-window predictor trained like :func:`run` trains, with the data it was trained on."""
+  predictor: efficiency.WindowPredictor
+  inputs: RunInputs
+  output: train.TrainOutput    # all folds (leading fold axis)
+  fold: int
+  raw: np.ndarray              # float32 [W, F] raw mean-pooled features of the modality
+  steps: np.ndarray            # int [N, 2] (predecessor, window) of consecutive usable windows
+  encoder: Any                 # the loaded frozen encoder (None for features-only)
+
+
+def trained_predictor(config, cache: cache_lib.StageCache | None = None, fold: int = 0,
+                      encoder: Any = None, workdir: str | None = None) -> TrainedPredictor:
+  """Prepares and trains ``config`` exactly as :func:`run` (all folds, through
+  :func:`train_run`) and wraps fold ``fold``.
+
+  Args:
+    config: an experiment config (``config.model.fusion`` etc. as for :func:`run`).
+    cache: stage cache (default: ``config.cache_dir``).
+    fold: whose best parameters and training statistics to use.
+    encoder: the frozen text encoder; default ``text_lib.load_model`` of ``config.text``.
+    workdir: a run directory to write (config, log, results, bundle); None keeps no files.
+
+  Returns:
+    The predictor, whose warm cache is the backbone's ``EmbeddingStore`` table.
+  """
+  cache = cache or cache_lib.StageCache(config.cache_dir or None)
+  fcfg, tcfg = config.features, config.text
+  trained = train_run(config, start(workdir, config, cache), cache)
+  inputs, out = trained.inputs, trained.output
+  params = jax.tree.map(lambda a: a[fold], out.params)
+  stats = efficiency.TrainingRange(inputs.lo[fold], inputs.span[fold])
+  phrases, prompt_cache = None, None
+  if config.model.fusion != "features":
+    phrases = inputs.phrases
+    store = text_lib.EmbeddingStore(cache.cache_dir, tcfg.backbone, tcfg.model_path, tcfg.device,
+                                  int(tcfg.batch_size), precision=tcfg.get("precision", "auto"))
+    prompt_cache = store.as_dict()
+    encoder = encoder if encoder is not None else text_lib.load_model(
+        tcfg.backbone, tcfg.model_path, store.device, store.precision)
+  else:
+    encoder = None
+  predictor = efficiency.WindowPredictor(
+      params, fusion=config.model.fusion, modality=fcfg.modality, stats=stats,
+      modalities=inputs.modalities, phrases=phrases, clip=bool(fcfg.clip),
+      salience_rule=tcfg.salience, salience_k=int(tcfg.salience_k),
+      salience_threshold=float(tcfg.salience_threshold), encoder=encoder,
+      prompt_cache=prompt_cache)
+  return TrainedPredictor(predictor, inputs, out, fold, inputs.raw,
+                          windows_lib.consecutive_steps(inputs.windows, inputs.usable), encoder)

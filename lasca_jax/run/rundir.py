@@ -2,7 +2,7 @@
 
 ``experiments/main.py`` (:func:`lasca_jax.run.pipeline.run`), every configuration of a sweep
 (:mod:`lasca_jax.run.sweep`), the efficiency experiment
-(:func:`lasca_jax.model.efficiency.trained_predictor`) and prediction on a new recording
+(:func:`lasca_jax.run.pipeline.trained_predictor`) and prediction on a new recording
 (:func:`lasca_jax.model.apply.run_predict`) all write through :class:`RunDir`:
 
 * :meth:`RunDir.start` clears the outputs an earlier run left (so a stale file never sits beside
@@ -27,7 +27,6 @@ import numpy as np
 
 from lasca_jax.data import files as files_lib
 from lasca_jax.model import bundle as bundle_lib
-from lasca_jax.run import cache as cache_lib
 
 CONFIG_FILE = "config.json"
 LOG_FILE = "log.jsonl"
@@ -146,7 +145,7 @@ class RunDir:
     try:
       with open(self.file(CONFIG_FILE)) as f:
         saved = json.load(f)
-      cache_lib.load_npz(self.file(RESULTS_FILE))
+      files_lib.load_npz(self.file(RESULTS_FILE))
     except Exception:  # pylint: disable=broad-except
       return False
     return saved == config_json(config)

@@ -33,7 +33,6 @@ recording (searched recursively); the recording id is the file stem.
 
 from __future__ import annotations
 
-import csv
 import logging
 import os
 import re
@@ -75,31 +74,6 @@ def table_files(data_config) -> list[str]:
   return files
 
 
-def read_csv(path: str) -> dict[str, np.ndarray]:
-  """``{column: values}``: numeric columns as ``float64 [T]``, other columns as strings."""
-  with open(path, newline="", encoding="utf-8-sig") as f:
-    first = f.readline()
-    f.seek(0)
-    rows = list(csv.reader(f, delimiter=files_lib.sniff_delimiter(first)))
-  rows = [r for r in rows if any(c.strip() for c in r)]
-  if len(rows) < 2:
-    raise ValueError(f"{path}: expected a header row and at least one data row")
-  header = [h.strip() for h in rows[0]]
-  if len(set(header)) != len(header):
-    raise ValueError(f"{path}: duplicate column names in the header")
-  for i, r in enumerate(rows[1:], start=2):
-    if len(r) != len(header):
-      raise ValueError(f"{path}: line {i}: {len(r)} cells, header has {len(header)}")
-  columns = {}
-  for j, name in enumerate(header):
-    cells = [r[j].strip() for r in rows[1:]]
-    try:
-      columns[name] = np.array([float(c) if c else np.nan for c in cells], np.float64)
-    except ValueError:
-      columns[name] = np.array(cells, dtype=str)
-  return columns
-
-
 def read_npz(path: str) -> dict[str, np.ndarray]:
   """``{column: values}`` of an ``.npz`` table (column arrays, or ``features`` + names)."""
   try:
@@ -122,7 +96,7 @@ def read_npz(path: str) -> dict[str, np.ndarray]:
 
 
 def read_table(path: str) -> dict[str, np.ndarray]:
-  columns = read_npz(path) if path.lower().endswith(".npz") else read_csv(path)
+  columns = read_npz(path) if path.lower().endswith(".npz") else files_lib.read_csv(path)
   lengths = {k: v.shape for k, v in columns.items()}
   if len({s for s in lengths.values()}) != 1 or any(len(s) != 1 for s in lengths.values()):
     raise ValueError(f"{path}: columns must be 1-D and of one length, got {lengths}")

@@ -210,8 +210,7 @@ def read_feature_csv(path: str, time_column: str = "auto", exclude: str = ""
   :data:`CSV_TIME_COLUMNS`, any case) in seconds; every other numeric column is a feature
   except those in the comma list ``exclude``; text columns (AVEC's ``name``) are ignored.
   """
-  from lasca_jax.data.datasets import custom  # pylint: disable=import-outside-toplevel
-  columns = custom.read_csv(path)
+  columns = files_lib.read_csv(path)
   if time_column == "auto":
     lower = {k.lower().strip("'\""): k for k in columns}
     found = next((lower[c] for c in CSV_TIME_COLUMNS if c in lower), None)
