@@ -21,8 +21,8 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from lasca_jax.encoders import shards, store
-from lasca_jax.run import validate
+from lasca_jax.encoders import store
+from lasca_jax.run import shards, validate
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file.",
                                           lock_config=True)

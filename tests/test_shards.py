@@ -7,8 +7,7 @@ import sys
 
 import pytest
 
-from lasca_jax.encoders import shards
-from lasca_jax.run import pipeline
+from lasca_jax.run import pipeline, shards
 from conftest import ROOT, make_tiny_config
 
 
