@@ -23,7 +23,7 @@ import copy
 import logging
 import os
 import time
-from typing import Iterator
+from typing import Any, Iterator, NamedTuple
 
 import jax
 import ml_collections
@@ -179,36 +179,43 @@ def _group_key(config, inputs: pipeline.RunInputs):
   return (inputs.z.shape, train.TrainSettings.from_config(config), int(config.seed))
 
 
-def _train_and_write(group, log: logging.Logger) -> float:
-  """Trains a group of ``(config, inputs, run directory)`` in one call and writes each run."""
-  config0, inputs0 = group[0][0], group[0][1]
+class Member(NamedTuple):
+  """A prepared configuration waiting in a group (equal :func:`_group_key`) to be trained."""
+  key: tuple
+  config: Any
+  inputs: pipeline.RunInputs
+  run: rundir.RunDir
+
+
+def _train_and_write(group: list[Member], log: logging.Logger) -> float:
+  """Trains a group of prepared configurations in one call and writes each run."""
+  config0, inputs0 = group[0].config, group[0].inputs
   settings = train.TrainSettings.from_config(config0)
-  z, pairs, folds = stack_inputs([inputs for _, inputs, _ in group])
+  z, pairs, folds = stack_inputs([m.inputs for m in group])
   layout = train.Layout.from_config(config0.train)
   plan = train.plan(len(group) * inputs0.num_folds, layout)
   t0 = time.time()
-  out = train.train_configs(settings, [int(config.seed) for config, _, _ in group], z, pairs,
-                            folds, layout)
+  out = train.train_configs(settings, [int(m.config.seed) for m in group], z, pairs, folds,
+                            layout)
   seconds = time.time() - t0
   log.info("trained %d configurations x %d folds (d=%d) in one call on %d %s device(s): %.1f s",
            len(group), inputs0.num_folds, inputs0.input_dim, plan.devices, plan.platform,
            seconds)
-  for c, (config, inputs, run) in enumerate(group):
+  for c, m in enumerate(group):
     one = jax.tree.map(lambda a: np.asarray(a)[c], out)
-    one = one._replace(test_prob=one.test_prob[:, :inputs.folds.test_idx.shape[1]])
-    pipeline.finish(run, config, inputs, one, seconds, group_size=len(group),
+    one = one._replace(test_prob=one.test_prob[:, :m.inputs.folds.test_idx.shape[1]])
+    pipeline.finish(m.run, m.config, m.inputs, one, seconds, group_size=len(group),
                     devices=plan.devices, platform=plan.platform, lanes=plan.lanes)
   return seconds
 
 
-def _train_group(group, log: logging.Logger, failures: dict) -> float:
+def _train_group(group: list[Member], log: logging.Logger, failures: dict) -> float:
   """Trains ``group``; when the call fails, each member alone, recording the ones that fail."""
   try:
     return _train_and_write(group, log)
   except Exception as e:  # pylint: disable=broad-except
     if len(group) == 1:
-      config, _, run = group[0]
-      failures[run.path] = run.fail(config, "train", e)
+      failures[group[0].run.path] = group[0].run.fail(group[0].config, "train", e)
       return 0.0
   return sum(_train_group([member], log, failures) for member in group)
 
@@ -242,8 +249,8 @@ def run_sweep(config, workdir: str, progress: bool = True, retry_failed: bool = 
   pending.sort(key=lambda p: (_shape_signature(p[1]), p[0]))
   size = group_size(config)
   compilation_cache = train.enable_compilation_cache(config.get("compilation_cache", ""))
-  devices = train.plan(1, train.Layout.from_config(config.train))
-  log.info("sweep: training on %d local %s device(s)", devices.devices, devices.platform)
+  local = train.local_devices(train.Layout.from_config(config.train).devices)
+  log.info("sweep: training on %d local %s device(s)", len(local), local[0].platform)
   group, groups, train_seconds = [], 0, 0.0
   for run_dir, cfg in tqdm(pending, desc="sweep", unit="run", disable=not progress):
     run = pipeline.start(run_dir, cfg, cache, sweep=workdir, compilation_cache=compilation_cache)
@@ -253,13 +260,13 @@ def run_sweep(config, workdir: str, progress: bool = True, retry_failed: bool = 
       failures[run_dir] = run.fail(cfg, "prepare", e)
       continue
     key = _group_key(cfg, inputs)
-    if group and (key != group[0][0] or len(group) == size):
-      train_seconds += _train_group([g[1:] for g in group], log, failures)
+    if group and (key != group[0].key or len(group) == size):
+      train_seconds += _train_group(group, log, failures)
       groups += 1
       group = []
-    group.append((key, cfg, inputs, run))
+    group.append(Member(key, cfg, inputs, run))
   if group:
-    train_seconds += _train_group([g[1:] for g in group], log, failures)
+    train_seconds += _train_group(group, log, failures)
     groups += 1
   failed = {os.path.relpath(d, workdir): f"{f['stage']}: {f['error']}: {f['reason']}"
             for d, f in sorted(failures.items())}
@@ -268,8 +275,8 @@ def run_sweep(config, workdir: str, progress: bool = True, retry_failed: bool = 
   summary = {"configurations": len(runs), "trained": len(pending) - newly_failed,
              "skipped": len(runs) - len(pending) - failed_before, "failed": len(failed),
              "failures": failed, "groups": groups,
-             "train_seconds": round(train_seconds, 2), "devices": devices.devices,
-             "platform": devices.platform, "cache_hits": cache.hits,
+             "train_seconds": round(train_seconds, 2), "devices": len(local),
+             "platform": local[0].platform, "cache_hits": cache.hits,
              "cache_misses": cache.misses}
   files_lib.write_json_atomic(os.path.join(workdir, "sweep.json"),
                               {"summary": summary, "runs": [rel for rel, _ in runs]}, indent=2)
