@@ -495,7 +495,8 @@ def test_cache_entries_follow_the_umask(tmp_path):
   old = os.umask(0o002)
   try:
     store = cache.StageCache(str(tmp_path))
-    key, _ = store.get_or_compute("windows", {"x": 1}, lambda: {"a": np.arange(3)})
+    key = cache.hash_key("windows", {"x": 1})
+    store.get_or_compute("windows", key, lambda: {"a": np.arange(3)})
     assert os.stat(store.path("windows", key)).st_mode & 0o777 == 0o664
   finally:
     os.umask(old)

@@ -54,19 +54,12 @@ class StageCache:
   def path(self, stage: str, key: str) -> str:
     return os.path.join(self.cache_dir, stage, f"{key}.npz")
 
-  def get_or_compute(self, stage: str, params: Mapping[str, Any],
-                     compute: Callable[[], Mapping[str, np.ndarray]], version: int = 0
-                     ) -> tuple[str, dict[str, np.ndarray]]:
-    """Returns ``(key, arrays)`` for ``hash_key(stage, params, version)``, computing and storing
-    them on a miss (:meth:`get_or_compute_key`)."""
-    key = hash_key(stage, params, version)
-    return key, self.get_or_compute_key(stage, key, compute)
-
-  def get_or_compute_key(self, stage: str, key: str,
-                         compute: Callable[[], Mapping[str, np.ndarray]],
-                         check: Callable[[dict[str, np.ndarray]], Any] | None = None
-                         ) -> dict[str, np.ndarray]:
-    """The arrays stored under ``key``, computing and storing them on a miss.
+  def get_or_compute(self, stage: str, key: str, compute: Callable[[], Mapping[str, np.ndarray]],
+                     check: Callable[[dict[str, np.ndarray]], Any] | None = None
+                     ) -> dict[str, np.ndarray]:
+    """The arrays stored under ``key`` (:func:`hash_key`; the stages of
+    :mod:`lasca_jax.run.stages` compute it from their inputs), computing and storing them on a
+    miss.
 
     A corrupt entry (for example truncated by a full disk), or one ``check`` raises on (another
     layout), is recomputed, with a warning.

@@ -71,7 +71,7 @@ class Stage:
                         f"{self.result.__name__}")
       return out.to_npz()
 
-    arrays = cache.get_or_compute_key(self.name, key, compute, check=self.result.from_npz)
+    arrays = cache.get_or_compute(self.name, key, compute, check=self.result.from_npz)
     return Keyed(key, self.result.from_npz(arrays))
 
 
