@@ -39,14 +39,6 @@ def test_frozen_encoder_count_counts_tied_weights_once():
   assert efficiency.frozen_encoder_param_count(model) == 40 + 10 + 8
 
 
-def test_summary_rows():
-  rows = efficiency.efficiency_summary({"audio": 15}, (250, 125), {"enc": torch.nn.Linear(3, 2)})
-  assert rows == [
-      {"name": "audio", "kind": "trainable MLP", "input_dim": 15, "hidden": (7, 3),
-       "params": 140},
-      {"name": "enc", "kind": "frozen encoder", "input_dim": None, "hidden": None, "params": 8}]
-
-
 def test_seconds_per_sample_is_median_over_timed_calls():
   ticks = iter([0.0, 2.0, 10.0, 14.0, 20.0, 23.0])  # timed calls last 2, 4 and 3 s
   calls = []

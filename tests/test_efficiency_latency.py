@@ -137,12 +137,12 @@ def test_normalise_window_matches_the_pipeline_bit_for_bit(clip):
   feats[5, 0] = np.nan               # a NaN value maps to 0
   train_mask = np.arange(40) < 30
   expected = windows.minmax_normalise(feats, train_mask, clip)
-  stats = efficiency.training_range(feats, train_mask)
+  stats = efficiency.TrainingRange(*windows.minmax_stats(feats, train_mask))
   got = np.stack([efficiency.normalise_window(row, stats, clip) for row in feats])
   np.testing.assert_array_equal(got, expected)
   np.testing.assert_array_equal(stats.span[2:4], [1.0, 1.0])
   with pytest.raises(ValueError, match="no training windows"):
-    efficiency.training_range(feats, np.zeros(40, bool))
+    windows.minmax_stats(feats, np.zeros(40, bool))
 
 
 def test_latency_ms_excludes_warmup_and_cycles_items():

@@ -13,14 +13,15 @@ Reference sizes: 15 MFCCs -> 140; 58 face values -> 2,146; a 768-d text embeddin
 Latency: :class:`WindowPredictor` runs the deployed inference path for one window and its
 predecessor, from raw mean-pooled features to the decision P(increase), with the pipeline's own
 functions (``windows.minmax_normalise``, ``salience.salience_mask``, ``templates.prompt_for_mask``,
-the frozen encoder, ``train.PreferenceMLP``); :func:`lasca_jax.run.pipeline.trained_predictor` builds one
-from a config the way ``pipeline.run`` trains it, and :func:`latency_ms` times it per window.
+the frozen encoder, ``train.PreferenceMLP``); :func:`lasca_jax.run.pipeline.trained_predictor`
+builds one from a config the way ``pipeline.run`` trains it, and :func:`latency_ms` times it per
+window. The trainable sizes are ``train.TrainSettings.hidden_sizes`` / ``num_params``.
 """
 
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, Mapping, NamedTuple, Sequence
+from typing import Any, Callable, NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -60,31 +61,6 @@ def seconds_per_sample(fn: Callable[[Sequence[Any]], Any], samples: Sequence[Any
   return float(sorted(times)[len(times) // 2]) / len(samples)
 
 
-def efficiency_summary(input_dims: Mapping[str, int], max_hidden: Sequence[int],
-                       encoders: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
-  """Rows for a Sec. 5.5 table: trainable MLP size per representation, frozen encoder sizes.
-
-  Args:
-    input_dims: representation label (e.g. ``"audio features"``, ``"MPNet(F) multimodal"``) ->
-      input dimension ``d``.
-    max_hidden: hidden-size caps (``config.model.max_hidden``).
-    encoders: encoder label -> loaded torch model (optional).
-
-  Returns:
-    One dict per entry: ``{"name", "kind": "trainable MLP"|"frozen encoder", "input_dim",
-    "hidden", "params"}`` (``input_dim``/``hidden`` None for encoders).
-  """
-  caps = tuple(int(h) for h in max_hidden)
-  rows = [{"name": k, "kind": "trainable MLP", "input_dim": int(d),
-           "hidden": train.hidden_sizes(int(d), caps),
-           "params": train.num_params(int(d), train.hidden_sizes(int(d), caps))}
-          for k, d in input_dims.items()]
-  for k, m in (encoders or {}).items():
-    rows.append({"name": k, "kind": "frozen encoder", "input_dim": None, "hidden": None,
-                 "params": frozen_encoder_param_count(m)})
-  return rows
-
-
 PAPER_LATENCY_MS = (80.0, 140.0)   # Sec. 5.5: end-to-end per sample, i5-11th gen + RTX 3060 laptop.
 
 
@@ -93,11 +69,6 @@ class TrainingRange(NamedTuple):
   ``windows.minmax_stats`` computes them."""
   lo: np.ndarray
   span: np.ndarray
-
-
-def training_range(features: np.ndarray, train_mask: np.ndarray) -> TrainingRange:
-  """The statistics ``windows.minmax_normalise(features, train_mask)`` normalises with."""
-  return TrainingRange(*windows_lib.minmax_stats(features, train_mask))
 
 
 def normalise_window(raw: np.ndarray, stats: TrainingRange, clip: bool = True) -> np.ndarray:
