@@ -303,7 +303,8 @@ def comparison_table(records: Iterable[RunRecord], *, lasca_label: str = "MPNet(
   return build_table(
       records, block_of=_modality_block, row_of=row_of,
       title=title or "Comparison with baseline encoders.",
-      block_order=list(labels.MODALITY_NAMES.values()), row_order=all_baselines + others + [LASCA_ROW],
+      block_order=list(labels.MODALITY_NAMES.values()),
+      row_order=all_baselines + others + [LASCA_ROW],
       **kwargs)
 
 
@@ -334,7 +335,8 @@ CONTROL_ROWS = {"": "LaScA (ours)", "mask": "Salience mask", "random_text": "Ran
 def controls_table(records: Iterable[RunRecord], *, modality: str = "multimodal",
                    lexicon: str = "llm", backbones: Sequence[str] | None = None,
                    title: str = "", **kwargs) -> Table:
-  """The controls (:mod:`lasca_jax.method.controls`) against LaScA (F), one block per fused backbone.
+  """The controls (:mod:`lasca_jax.method.controls`) against LaScA (F), one block per fused
+  backbone.
 
   Rows: LaScA (ours) (the backbone fused, ``lexicon``), the salience-mask control (shared by all
   blocks), the random-text and capacity-matched controls of that backbone, and the features
@@ -375,7 +377,8 @@ def controls_table(records: Iterable[RunRecord], *, modality: str = "multimodal"
       records, block_of=block_of, row_of=row_of,
       title=title or "LaScA (F) against controls: salience mask, random text, matched capacity.",
       block_header=labels.MODALITY_NAMES.get(modality, modality), row_header="Representation",
-      block_order=[b + labels.FUSED_SUFFIX for b in backbones], row_order=list(CONTROL_ROWS.values()),
+      block_order=[b + labels.FUSED_SUFFIX for b in backbones],
+      row_order=list(CONTROL_ROWS.values()),
       **kwargs)
 
 

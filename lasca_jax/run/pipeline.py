@@ -172,11 +172,12 @@ def prepare(config, cache: cache_lib.StageCache, log: RunLog | None = None,
   if fusion == "mask":
     parts.append(np.broadcast_to(sal.value.mask, x.shape).astype(np.float32))  # [folds, W, F]
     log("mask", key=sal.key, salient_per_window=float(sal.value.mask[:, usable].sum(-1).mean()))
-  text = None
+  text = prompt_index = None
   if fusion in fusion_lib.WITH_PROMPTS:
     text = prompt_text(config, cache, sal, values, names, mods, usable, random_norm, log,
                        prompt_sink)
-    parts.append(text.embeddings[np.broadcast_to(text.table.value.index, x.shape[:2])])
+    prompt_index = np.broadcast_to(text.table.value.index, x.shape[:2])       # [folds, W]
+    parts.append(text.embeddings[prompt_index])
     phrases = text.phrases
   else:
     phrases = optional_phrases(config, names, mods)
@@ -189,7 +190,7 @@ def prepare(config, cache: cache_lib.StageCache, log: RunLog | None = None,
       windows=win.value, columns=cols, window_subject=window_subject, lo=norm.value.lo,
       span=norm.value.span, phrases=phrases,
       prompts=text.table.value.prompts if text else None,
-      prompt_index=(np.broadcast_to(text.table.value.index, x.shape[:2]) if text else None),
+      prompt_index=prompt_index,
       prompt_embeddings=text.embeddings if text else None,
       baseline=base.value.embeddings if base else None,
       random_text=text.random_text if text else None, keys=keys,

@@ -10,7 +10,8 @@
   plus resolved fields such as ``model_label``) and logs ``start`` to ``log.jsonl``;
 * :meth:`RunDir.write_results` (``results.npz``), :meth:`RunDir.write_bundle` (``bundle/``,
   :mod:`lasca_jax.model.bundle`), :meth:`RunDir.fail` (``failed.json``, read by a resumed sweep),
-  :meth:`RunDir.write_json` / :meth:`RunDir.write_bytes` (other outputs) write to a temporary name and rename, so a killed run never leaves a half-written file.
+  :meth:`RunDir.write_json` / :meth:`RunDir.write_bytes` (other outputs) write to a temporary
+  name and rename, so a killed run never leaves a half-written file.
 
 ``RunDir(None)`` writes nothing and only logs (a notebook, or a benchmark that keeps no files).
 """

@@ -74,7 +74,8 @@ def read_subject_map(path: str) -> dict[str, str]:
   with open(path, newline="", encoding="utf-8-sig") as f:
     first = f.readline()
     f.seek(0)
-    rows = [r for r in csv.reader(f, delimiter=files_lib.sniff_delimiter(first)) if any(c.strip() for c in r)]
+    rows = [r for r in csv.reader(f, delimiter=files_lib.sniff_delimiter(first))
+            if any(c.strip() for c in r)]
   if rows and len(rows[0]) > 1 and rows[0][1].strip().lower() == "subject":
     rows = rows[1:]
   out = {}
