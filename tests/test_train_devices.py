@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 
+import jax
 import numpy as np
 import pytest
 
@@ -210,3 +211,64 @@ def test_host_devices_split_the_cpu_before_jax_starts(count):
   expected = count or train.usable_cores()
   assert asked == seen == later == expected
   assert two_units == min(2, expected) and fifteen_units == min(15, expected)
+
+
+def _small_problem(seed: int = 3, units: int = 3, w: int = 40, d: int = 5, p: int = 120):
+  rng = np.random.default_rng(seed)
+  z = rng.normal(size=(units, w, d)).astype(np.float32)
+  first, second = rng.integers(0, w, p), rng.integers(0, w, p)
+  label = (z[0, second] - z[0, first]) @ rng.normal(size=d) > 0
+  pairs = train.PairData(first.astype(np.int32), second.astype(np.int32), label.astype(np.int32))
+  idx = np.arange(p, dtype=np.int32)
+  fold = train.FoldData(np.tile(idx[:80], (units, 1)), np.array([80, 64, 48][:units], np.int32),
+                        np.tile(idx[80:100], (units, 1)), np.ones((units, 20), bool),
+                        np.tile(idx[100:], (units, 1)), np.ones((units, 20), bool))
+  return z, pairs, fold
+
+
+def test_padding_unit_runs_no_epoch():
+  settings = train_settings(max_epochs=6, batch_size=16)
+  z, pairs, fold = _small_problem(units=1)
+  one = jax.tree.map(lambda a: a[0], fold)
+  fn = jax.jit(train.make_train(settings, z.shape[-1]))
+  key = train.fold_keys(0, 1)[0]
+  idle = fn(key, z[0], pairs, one, False)
+  assert int(idle.epochs_run) == 0 and np.all(np.isnan(idle.train_loss))
+  busy = fn(key, z[0], pairs, one, True)
+  assert int(busy.epochs_run) > 0 and np.isfinite(busy.train_loss[0])
+
+
+def test_cpu_compiler_options_leave_results_bit_identical(monkeypatch):
+  settings = train_settings(max_epochs=8, batch_size=16)
+  z, pairs, fold = _small_problem()
+  with_options = train.train_folds(settings, 1, z, pairs, fold, layout=train.Layout(1, 1))
+  assert train.CPU_COMPILER_OPTIONS
+  monkeypatch.setattr(train, "CPU_COMPILER_OPTIONS", None)
+  train.clear_compiled()
+  plain = train.train_folds(settings, 1, z, pairs, fold, layout=train.Layout(1, 1))
+  train.clear_compiled()
+  for a, b in zip(jax.tree.leaves(with_options), jax.tree.leaves(plain)):
+    np.testing.assert_array_equal(a, b)
+
+
+def test_units_keys_follow_seed_and_fold_number():
+  """A unit's result depends on its (seed, fold number) only, not on its place in the call."""
+  settings = train_settings(max_epochs=4, batch_size=16)
+  z, pairs, fold = _small_problem()
+  per_unit = train.PairData(*[np.broadcast_to(a, (3,) + a.shape) for a in pairs])
+  out = train.train_units(settings, [4, 9, 4], [2, 0, 1], z, per_unit, fold, train.Layout(1, 1))
+  swapped = train.train_units(settings, [4, 4, 9], [1, 2, 0], z[[2, 0, 1]],
+                              jax.tree.map(lambda a: a[[2, 0, 1]], per_unit),
+                              jax.tree.map(lambda a: a[[2, 0, 1]], fold), train.Layout(1, 1))
+  for a, b in zip(jax.tree.leaves(out), jax.tree.leaves(swapped)):
+    np.testing.assert_array_equal(np.asarray(a)[[2, 0, 1]], b)
+  with pytest.raises(ValueError, match="seed 2147483648 is outside"):
+    train.train_units(settings, [2**31, 0, 0], [0, 1, 2], z, per_unit, fold)
+
+
+def test_seed_must_fit_32_bits(tmp_path):
+  from conftest import make_tiny_config  # pylint: disable=import-outside-toplevel
+  from lasca_jax.run import validate  # pylint: disable=import-outside-toplevel
+  config = make_tiny_config(tmp_path / "cache", seed=2**31)
+  with pytest.raises(validate.ConfigError, match=r"seed=2147483648"):
+    validate.check(config)

@@ -21,7 +21,8 @@ loop to ``ceil(train_count / batch_size)``), so padding costs no training comput
 
 Execution (:func:`train_units`): the (configuration, fold) units are laid out on a
 ``Mesh`` of the local devices and split over them with ``shard_map`` (padded to a multiple of the
-device count by repeating a unit whose results are dropped). On each device the units run
+device count by repeating a unit that is marked inactive: it runs no epoch and its results are
+dropped). On each device the units run
 ``lanes`` at a time: each group of ``lanes`` units is ``vmap``-ed, and the groups follow one
 another in a ``lax.map``. Under ``vmap`` the epoch loop runs until the slowest unit of the group
 stops (finished units keep their state through the ``stopped`` masks), so on a CPU, where the
@@ -201,7 +202,8 @@ def make_train(settings: TrainSettings, d: int):
     data = jnp.sum(jnp.where(mask, bce, 0.0)) / count
     return data + 0.5 * settings.alpha * _l2(params) / count
 
-  def train(key, z, pairs: PairData, fold: FoldData) -> TrainOutput:
+  def train(key, z, pairs: PairData, fold: FoldData, active=True) -> TrainOutput:
+    """``active=False`` (a padding unit) runs no epoch; its outputs are meaningless."""
     key_init, key_shuffle = jax.random.split(key)
     params = model.init(key_init, jnp.zeros((1, d), z.dtype))["params"]
     opt_state = tx.init(params)
@@ -255,7 +257,7 @@ def make_train(settings: TrainSettings, d: int):
 
     es = EarlyStopping(best_score=jnp.array(-jnp.inf), best_params=params,
                        best_epoch=jnp.array(0), bad_epochs=jnp.array(0),
-                       stopped=jnp.array(False))
+                       stopped=~jnp.asarray(active))
     nan_curve = jnp.full((settings.max_epochs,), jnp.nan)
     # A while loop: under vmap it runs until the last fold stops, and finished folds keep
     # their state through the `stopped` masks above.
@@ -378,28 +380,45 @@ def _to_shape_classes(z, pairs: PairData, fold: FoldData, batch_size: int):
   return z, pairs, fold
 
 
+# XLA:CPU options of the training program. LLVM's most expensive passes buy this program no
+# speed, and skipping them shortens its compilation by about a tenth; the results stay bit for bit
+# the same (tests/test_train_devices.py). Lower optimisation levels compile faster still but change
+# the last bits of the results, so they are not used.
+CPU_COMPILER_OPTIONS = {"xla_llvm_disable_expensive_passes": True}
+
+
+def _unit_key(seed, fold_number):
+  return jax.random.fold_in(jax.random.key(seed), fold_number)
+
+
 @functools.lru_cache(maxsize=None)
 def _program(settings: TrainSettings, d: int, lanes: int, devices: tuple):
-  """``jit`` of all units: ``shard_map`` over ``devices``, then groups of ``lanes`` per device."""
+  """``jit`` of all units: ``shard_map`` over ``devices``, then groups of ``lanes`` per device.
+
+  The units' keys are derived inside the program from their seeds and fold numbers, so a call
+  runs no other (eagerly compiled) JAX operation.
+  """
   train = make_train(settings, d)
   lane_group = jax.vmap(train)
 
-  def local(keys, z, pairs, fold):   # this device's units: [n, ...], n a multiple of lanes
+  def local(seeds, fold_numbers, active, z, pairs, fold):   # [n, ...], n a multiple of lanes
+    keys = jax.vmap(_unit_key)(seeds, fold_numbers)
     if lanes == 1:
-      return jax.lax.map(lambda a: train(*a), (keys, z, pairs, fold))
+      return jax.lax.map(lambda a: train(*a), (keys, z, pairs, fold, active))
     n = keys.shape[0]
     grouped = jax.tree.map(lambda a: a.reshape((n // lanes, lanes) + a.shape[1:]),
-                           (keys, z, pairs, fold))
+                           (keys, z, pairs, fold, active))
     out = jax.lax.map(lambda a: lane_group(*a), grouped)
     return jax.tree.map(lambda a: a.reshape((n,) + a.shape[2:]), out)
 
+  options = CPU_COMPILER_OPTIONS if devices[0].platform == "cpu" else None
   if len(devices) == 1:
-    return jax.jit(local)
+    return jax.jit(local, compiler_options=options)
   mesh = jax.sharding.Mesh(np.array(devices), ("units",))
   spec = jax.sharding.PartitionSpec("units")
   # Units never communicate, so the replication checks of shard_map are not needed.
   return jax.jit(jax.shard_map(local, mesh=mesh, in_specs=spec, out_specs=spec,
-                               check_vma=False))
+                               check_vma=False), compiler_options=options)
 
 
 class UnitsPlan(NamedTuple):
@@ -427,12 +446,23 @@ def plan(num_units: int, layout: Layout = Layout()) -> UnitsPlan:
                    lanes=lanes, padded_units=per_device * len(devices))
 
 
-def train_units(settings: TrainSettings, keys: jax.Array, z: np.ndarray, pairs: PairData,
+def _seed_array(seeds) -> np.ndarray:
+  seeds = np.asarray(seeds)
+  info = np.iinfo(np.int32)
+  if seeds.size and (seeds.min() < info.min or seeds.max() > info.max):
+    raise ValueError(f"seed {int(seeds.max() if seeds.max() > info.max else seeds.min())} is "
+                     f"outside [{info.min}, {info.max}]: use a 32-bit seed")
+  return seeds.astype(np.int32)
+
+
+def train_units(settings: TrainSettings, seeds, fold_numbers, z: np.ndarray, pairs: PairData,
                 fold: FoldData, layout: Layout = Layout()) -> TrainOutput:
   """Trains ``N`` independent (configuration, fold) units in one compiled call.
 
   Args:
-    keys: ``[N]`` PRNG keys, one per unit.
+    seeds: ``[N]`` run seeds (32-bit integers).
+    fold_numbers: ``[N]``; unit ``n`` trains with the key ``fold_in(key(seeds[n]),
+      fold_numbers[n])``, as fold ``fold_numbers[n]`` of a run with that seed (:func:`fold_keys`).
     z: ``float32 [N, W, d]`` window representations.
     pairs: fields ``[N, P]``.
     fold: fields ``[N, ...]``.
@@ -449,15 +479,13 @@ def train_units(settings: TrainSettings, keys: jax.Array, z: np.ndarray, pairs: 
   z, pairs, fold = _to_shape_classes(z, pairs, fold, settings.batch_size)
   extra = resolved.padded_units - num_units
 
-  def pad_units(a):   # repeat unit 0; its extra results are dropped
-    if not extra:
-      return a
-    if isinstance(a, jax.Array):
-      return jnp.concatenate([a, jnp.repeat(a[:1], extra, axis=0)])
+  def pad_units(a):   # repeat unit 0, marked inactive: it runs no epoch, its results are dropped
     a = np.asarray(a)
-    return np.concatenate([a, np.repeat(a[:1], extra, axis=0)])
+    return np.concatenate([a, np.repeat(a[:1], extra, axis=0)]) if extra else a
 
-  args = jax.tree.map(pad_units, (keys, np.asarray(z, np.float32), pairs, fold))
+  active = np.arange(resolved.padded_units) < num_units
+  args = jax.tree.map(pad_units, (_seed_array(seeds), np.asarray(fold_numbers, np.int32)))
+  args += (active,) + jax.tree.map(pad_units, (np.asarray(z, np.float32), pairs, fold))
   fn = _program(settings, d, resolved.lanes, devices)
   out = jax.device_get(fn(*args))
   out = jax.tree.map(lambda a: np.asarray(a)[:num_units], out)
@@ -465,9 +493,8 @@ def train_units(settings: TrainSettings, keys: jax.Array, z: np.ndarray, pairs: 
 
 
 def fold_keys(seed: int, num_folds: int) -> jax.Array:
-  """One root key per run; fold ``k`` trains with ``fold_in(root, k)``."""
-  root = jax.random.key(seed)
-  return jax.vmap(lambda k: jax.random.fold_in(root, k))(jnp.arange(num_folds))
+  """The units' keys of one run: fold ``k`` trains with ``fold_in(key(seed), k)``."""
+  return jax.vmap(_unit_key, in_axes=(None, 0))(seed, jnp.arange(num_folds))
 
 
 def train_folds(settings: TrainSettings, seed: int, z: np.ndarray, pairs: PairData,
@@ -481,7 +508,8 @@ def train_folds(settings: TrainSettings, seed: int, z: np.ndarray, pairs: PairDa
   """
   num_folds = np.shape(z)[0]
   per_fold = PairData(*[np.broadcast_to(np.asarray(a), (num_folds,) + np.shape(a)) for a in pairs])
-  return train_units(settings, fold_keys(seed, num_folds), z, per_fold, fold, layout)
+  return train_units(settings, np.full(num_folds, seed), np.arange(num_folds), z, per_fold, fold,
+                     layout)
 
 
 def train_configs(settings: TrainSettings, seeds, z: np.ndarray, pairs: PairData,
@@ -493,10 +521,12 @@ def train_configs(settings: TrainSettings, seeds, z: np.ndarray, pairs: PairData
     z: ``float32 [C, folds, W, d]``; ``pairs`` fields ``[C, P]``; ``fold`` fields ``[C, folds, ...]``.
   """
   num_configs, num_folds = np.shape(z)[:2]
-  keys = jnp.concatenate([fold_keys(int(s), num_folds) for s in seeds])
+  unit_seeds = np.repeat(np.asarray([int(s) for s in seeds]), num_folds)
+  fold_numbers = np.tile(np.arange(num_folds), num_configs)
   flat = lambda a: np.asarray(a).reshape((num_configs * num_folds,) + np.shape(a)[2:])
   per_unit = PairData(*[np.repeat(np.asarray(a), num_folds, axis=0) for a in pairs])
-  out = train_units(settings, keys, flat(z), per_unit, jax.tree.map(flat, fold), layout)
+  out = train_units(settings, unit_seeds, fold_numbers, flat(z), per_unit,
+                    jax.tree.map(flat, fold), layout)
   return jax.tree.map(lambda a: a.reshape((num_configs, num_folds) + a.shape[1:]), out)
 
 

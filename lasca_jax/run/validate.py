@@ -50,6 +50,10 @@ def int_at_least(lo: int) -> tuple[Callable[[Any], bool], str]:
   return (lambda v: _is_int(v) and v >= lo), f"an integer >= {lo}"
 
 
+def int_in(lo: int, hi: int) -> tuple[Callable[[Any], bool], str]:
+  return (lambda v: _is_int(v) and lo <= v <= hi), f"an integer in [{lo}, {hi}]"
+
+
 def number_in(lo: float, hi: float, lo_open: bool = False, hi_open: bool = False
               ) -> tuple[Callable[[Any], bool], str]:
   """A finite number in the interval; open ends are excluded."""
@@ -70,7 +74,7 @@ BOOL = ((lambda v: isinstance(v, bool)), "True or False")
 
 # (dotted field, (check, valid range)) for the sections every run uses.
 RULES: tuple[tuple[str, tuple[Callable[[Any], bool], str]], ...] = (
-    ("seed", int_at_least(0)),
+    ("seed", int_in(0, 2**31 - 1)),          # a 32-bit seed: the trainer derives keys in XLA
     ("protocol.split_seed", int_at_least(-1)),
     ("features.modality", one_of(MODALITIES)),
     ("features.window_seconds", number_in(0, math.inf, lo_open=True)),
