@@ -27,13 +27,18 @@ Sections (``--sections``, in order):
     cached data stages not included);
   - *repeated run*: another fresh process with the cache the first one filled (JAX's persistent
     compilation cache, as a second ``main.py`` run of the same shapes finds it);
-  - *compiled*: the best of two further calls in this process;
+  - *compiled*: further calls in this process;
+  - the same three with ``config.train.fast_compile`` (a CPU option: XLA -O1, which changes the
+    last bits of the results) unless the config already sets it or ``--fast_compile_rows=false``;
   - the matmul FLOPs of the epochs that really ran (``lasca_jax.model.train.run_flops``) over the
     compiled time, as a share of the f32 matmul peak measured in this process just before
     (``lasca_jax.encoders.peak``: best of XLA and numpy's BLAS).
-  The load average is printed with the figures: timings on a shared machine vary with it.
+  Every row (scikit-learn's too) is the best of ``--repeats`` timings, each first and repeated
+  run in fresh processes with a new empty cache. The load average is printed with the figures:
+  timings on a shared machine vary with it.
 """
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -64,6 +69,10 @@ _BUDGETS = flags.DEFINE_list("token_budgets", [], "Encoder section: token budget
 _PROFILE = flags.DEFINE_string("profile", "", "Encoder section: write torch.profiler's table of "
                                "one batch here.")
 _SKLEARN = flags.DEFINE_bool("sklearn", True, "Time scikit-learn on the same folds.")
+_REPEATS = flags.DEFINE_integer("repeats", 2, "Training section: every row is the best of this "
+                                "many timings (fresh processes for the first and repeated runs).")
+_FAST_ROWS = flags.DEFINE_bool("fast_compile_rows", True, "Training section on a CPU: also time "
+                               "config.train.fast_compile=True.")
 _OUTPUT = flags.DEFINE_string("output", None, "Also write the figures as JSON here.")
 _CHILD = flags.DEFINE_string("child_compilation_cache", None,
                              "Internal: time one training call with this persistent cache.")
@@ -78,9 +87,12 @@ def _prepared(config):
   return inputs, inputs.folds
 
 
-def _train(config, inputs, fold) -> train.TrainOutput:
-  return train.train_folds(train.TrainSettings.from_config(config), int(config.seed),
-                           inputs.z, inputs.pairs, fold, train.Layout.from_config(config.train))
+def _train(config, inputs, fold, fast_compile: bool | None = None) -> train.TrainOutput:
+  settings = train.TrainSettings.from_config(config)
+  if fast_compile is not None:
+    settings = dataclasses.replace(settings, fast_compile=fast_compile)
+  return train.train_folds(settings, int(config.seed), inputs.z, inputs.pairs, fold,
+                           train.Layout.from_config(config.train))
 
 
 def _child(config, compilation_cache: str) -> None:
@@ -95,8 +107,8 @@ def _child(config, compilation_cache: str) -> None:
                     "mean_test_accuracy": float(np.mean(out.test_accuracy))}))
 
 
-def _fresh_process_call(compilation_cache: str) -> dict:
-  config_args = [a for a in sys.argv[1:] if a.startswith("--config")]
+def _fresh_process_call(compilation_cache: str, extra_args=()) -> dict:
+  config_args = [a for a in sys.argv[1:] if a.startswith("--config")] + list(extra_args)
   env = dict(os.environ)
   env.pop("JAX_COMPILATION_CACHE_DIR", None)
   proc = subprocess.run(
@@ -123,29 +135,53 @@ def devices_section(config) -> dict:
           "process_count": jax.process_count(), "plan": plan._asdict()}
 
 
-def training_section(config, sklearn: bool = True) -> dict:
-  """Times the trainer (first run, repeated run, compiled) against scikit-learn; share of peak."""
+def _fresh_runs(repeats: int, extra_args=()) -> tuple[float, float, int]:
+  """Best first-run and repeated-run seconds over ``repeats`` empty persistent caches."""
+  first, repeated = [], []
+  for _ in range(repeats):
+    with tempfile.TemporaryDirectory(prefix="lasca_jax_xla_") as compilation_cache:
+      run = _fresh_process_call(compilation_cache, extra_args)
+      first.append(run["seconds"])
+      repeated.append(_fresh_process_call(compilation_cache, extra_args)["seconds"])
+  return min(first), min(repeated), run["cache_files"]
+
+
+def _best_call(repeats: int, call) -> tuple[float, object]:
+  times = []
+  for _ in range(repeats):
+    start = time.perf_counter()
+    out = call()
+    times.append(time.perf_counter() - start)
+  return min(times), out
+
+
+def training_section(config, sklearn: bool = True, repeats: int = 2) -> dict:
+  """Times the trainer (first run, repeated run, compiled) against scikit-learn; share of peak.
+
+  Every row is the best of ``repeats`` timings.
+  """
   inputs, fold = _prepared(config)
   num_folds, _, d = inputs.z.shape
   settings = train.TrainSettings.from_config(config)
-  result = {"config": config.name, "d": int(d), "folds": int(num_folds), "load_before": _load()}
-  with tempfile.TemporaryDirectory(prefix="lasca_jax_xla_") as compilation_cache:
-    first = _fresh_process_call(compilation_cache)
-    repeated = _fresh_process_call(compilation_cache)
-  result["first_run_s"] = first["seconds"]
-  result["repeated_run_s"] = repeated["seconds"]
-  result["cache_files"] = first["cache_files"]
+  result = {"config": config.name, "d": int(d), "folds": int(num_folds), "repeats": repeats,
+            "load_before": _load()}
+  result["first_run_s"], result["repeated_run_s"], result["cache_files"] = _fresh_runs(repeats)
+  fast_rows = (_FAST_ROWS.value and jax.local_devices()[0].platform == "cpu"
+               and not settings.fast_compile)
+  if fast_rows:
+    result["fast_first_run_s"], result["fast_repeated_run_s"], _ = _fresh_runs(
+        repeats, ["--config.train.fast_compile=True"])
 
-  out = _train(config, inputs, fold)   # compiles in this process
+  _train(config, inputs, fold)   # compiles in this process
   measured = peak.measure_peak()
-  times = []
-  for _ in range(2):
-    start = time.perf_counter()
-    out = _train(config, inputs, fold)
-    times.append(time.perf_counter() - start)
-  compiled = min(times)
-  flops = train.run_flops(out, fold, d,
-                          train.TrainSettings.from_config(config).hidden_sizes(d))
+  compiled, out = _best_call(repeats, lambda: _train(config, inputs, fold))
+  if fast_rows:
+    _train(config, inputs, fold, fast_compile=True)
+    result["fast_compiled_s"], fast_out = _best_call(
+        repeats, lambda: _train(config, inputs, fold, fast_compile=True))
+    result["fast_mean_test_accuracy"] = float(np.mean(fast_out.test_accuracy))
+    result["fast_changed_folds"] = int(np.sum(fast_out.test_accuracy != out.test_accuracy))
+  flops = train.run_flops(out, fold, d, settings.hidden_sizes(d))
   epochs = int(np.sum(out.epochs_run))
   result.update(
       compiled_s=compiled, peak=measured.as_dict(), flops=flops, fold_epochs=epochs,
@@ -154,10 +190,9 @@ def training_section(config, sklearn: bool = True) -> dict:
                                                                       measured.gflops),
       mean_test_accuracy=float(np.mean(out.test_accuracy)))
   if sklearn:
-    start = time.perf_counter()
-    theirs = [reference.sklearn_fold(inputs.z[k], inputs.pairs, inputs.folds, k,
-                                     int(config.seed), settings) for k in range(num_folds)]
-    result["sklearn_s"] = time.perf_counter() - start
+    result["sklearn_s"], theirs = _best_call(repeats, lambda: [
+        reference.sklearn_fold(inputs.z[k], inputs.pairs, inputs.folds, k, int(config.seed),
+                               settings) for k in range(num_folds)])
     result["sklearn_mean_test_accuracy"] = float(np.mean(theirs))
   result["load_after"] = _load()
   _print_training(result)
@@ -166,12 +201,18 @@ def training_section(config, sklearn: bool = True) -> dict:
 
 def _print_training(r: dict) -> None:
   sk = r.get("sklearn_s")
-  print(f"training: {r['config']}, d = {r['d']}, {r['folds']} folds ({r['load_before']})")
+  print(f"training: {r['config']}, d = {r['d']}, {r['folds']} folds, best of {r['repeats']} "
+        f"timings per row ({r['load_before']})")
   print(f"| {'lasca_jax call':<48} | {'seconds':>7} | {'sklearn / lasca_jax':>19} |")
   print(f"| {'-' * 48} | {'-' * 7}:| {'-' * 19}:|")
   for label, key in (("first run (compilation, empty persistent cache)", "first_run_s"),
                      ("repeated run (persistent compilation cache)", "repeated_run_s"),
-                     ("compiled (best of 2)", "compiled_s")):
+                     ("compiled", "compiled_s"),
+                     ("train.fast_compile: first run", "fast_first_run_s"),
+                     ("train.fast_compile: repeated run", "fast_repeated_run_s"),
+                     ("train.fast_compile: compiled", "fast_compiled_s")):
+    if key not in r:
+      continue
     ratio = f"{sk / r[key]:.2f}x" if sk else "-"
     print(f"| {label:<48} | {r[key]:>7.2f} | {ratio:>19} |")
   if sk:
@@ -180,6 +221,9 @@ def _print_training(r: dict) -> None:
           f"{r['sklearn_mean_test_accuracy']:.4f}")
   else:
     print(f"mean test accuracy: lasca_jax {r['mean_test_accuracy']:.4f}")
+  if "fast_mean_test_accuracy" in r:
+    print(f"train.fast_compile: mean test accuracy {r['fast_mean_test_accuracy']:.4f}, "
+          f"{r['fast_changed_folds']} of {r['folds']} fold accuracies differ")
   p = r["peak"]
   print(f"work: {r['flops'] / 1e12:.3f} TFLOP (matmuls) in {r['fold_epochs']} fold-epochs "
         f"(a fold-synchronous loop would run {r['fold_epochs_synchronous']}); "
@@ -296,7 +340,8 @@ def encoder_section(config, num_prompts: int = 2000, token_budgets=(), profile_p
 SECTIONS = {"encoder": lambda config: encoder_section(config, _PROMPTS.value, _BUDGETS.value,
                                                      _PROFILE.value),
             "devices": devices_section,
-            "training": lambda config: training_section(config, _SKLEARN.value)}
+            "training": lambda config: training_section(config, _SKLEARN.value,
+                                                         _REPEATS.value)}
 
 
 def main(argv):

@@ -1,5 +1,6 @@
 """Training sharded over several (simulated) devices gives exactly the one-device results."""
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -272,3 +273,23 @@ def test_seed_must_fit_32_bits(tmp_path):
   config = make_tiny_config(tmp_path / "cache", seed=2**31)
   with pytest.raises(validate.ConfigError, match=r"seed=2147483648"):
     validate.check(config)
+
+
+def test_fast_compile_changes_rounding_only(tmp_path):
+  """``train.fast_compile`` (XLA -O1 on a CPU) is read from the config; its results agree with the default program's to rounding, with the same decisions."""
+  from conftest import make_tiny_config  # pylint: disable=import-outside-toplevel
+  from lasca_jax.run import validate  # pylint: disable=import-outside-toplevel
+  config = make_tiny_config(tmp_path / "cache", **{"train.fast_compile": True})
+  validate.check(config)
+  assert train.TrainSettings.from_config(config).fast_compile
+  settings = train_settings(max_epochs=8, batch_size=16)
+  z, pairs, fold = _small_problem(d=32)
+  exact = train.train_folds(settings, 1, z, pairs, fold, layout=train.Layout(1, 1))
+  fast = train.train_folds(dataclasses.replace(settings, fast_compile=True), 1, z, pairs, fold,
+                           layout=train.Layout(1, 1))
+  for key in ("test_accuracy", "val_accuracy", "best_epoch", "epochs_run"):
+    np.testing.assert_array_equal(getattr(fast, key), getattr(exact, key), err_msg=key)
+  np.testing.assert_allclose(fast.test_prob, exact.test_prob, atol=1e-4)
+  # The options reach XLA: the -O1 program rounds some values differently (jaxlib 0.10).
+  assert not all(np.array_equal(a, b, equal_nan=True) for a, b in zip(jax.tree.leaves(fast),
+                                                       jax.tree.leaves(exact)))

@@ -68,6 +68,7 @@ class TrainSettings:
   batch_size: int
   max_hidden: tuple[int, int]   # config.model.max_hidden: caps of the two hidden sizes
   hidden_dim: int               # config.model.hidden_from_dim (0: sizes from the input size)
+  fast_compile: bool = False    # config.train.fast_compile: CPU_FAST_COMPILER_OPTIONS
 
   @classmethod
   def from_config(cls, config) -> "TrainSettings":
@@ -79,7 +80,8 @@ class TrainSettings:
     return cls(max_epochs=int(t.max_epochs), learning_rate=float(t.learning_rate),
                alpha=float(t.alpha), tol=float(t.tol), patience=int(t.patience),
                batch_size=int(t.batch_size),
-               max_hidden=tuple(int(h) for h in m.max_hidden), hidden_dim=hidden_dim)
+               max_hidden=tuple(int(h) for h in m.max_hidden), hidden_dim=hidden_dim,
+               fast_compile=bool(t.get("fast_compile", False)))
 
   def hidden_sizes(self, d: int) -> tuple[int, int]:
     """The MLP's hidden sizes for input size ``d`` (:func:`hidden_sizes`)."""
@@ -382,9 +384,13 @@ def _to_shape_classes(z, pairs: PairData, fold: FoldData, batch_size: int):
 
 # XLA:CPU options of the training program. LLVM's most expensive passes buy this program no
 # speed, and skipping them shortens its compilation by about a tenth; the results stay bit for bit
-# the same (tests/test_train_devices.py). Lower optimisation levels compile faster still but change
-# the last bits of the results, so they are not used.
+# the same (tests/test_train_devices.py).
 CPU_COMPILER_OPTIONS = {"xla_llvm_disable_expensive_passes": True}
+# ``config.train.fast_compile``: LLVM at -O1 and XLA's classic elemental emitters roughly halve
+# the compilation and leave the speed of the compiled loop as it is, but round some operations
+# differently, so the last bits of the results (and, rarely, an early-stopping decision) change.
+CPU_FAST_COMPILER_OPTIONS = {**CPU_COMPILER_OPTIONS, "xla_backend_optimization_level": 1,
+                             "xla_cpu_use_fusion_emitters": False}
 
 
 def _unit_key(seed, fold_number):
@@ -411,7 +417,9 @@ def _program(settings: TrainSettings, d: int, lanes: int, devices: tuple):
     out = jax.lax.map(lambda a: lane_group(*a), grouped)
     return jax.tree.map(lambda a: a.reshape((n,) + a.shape[2:]), out)
 
-  options = CPU_COMPILER_OPTIONS if devices[0].platform == "cpu" else None
+  options = None
+  if devices[0].platform == "cpu":
+    options = CPU_FAST_COMPILER_OPTIONS if settings.fast_compile else CPU_COMPILER_OPTIONS
   if len(devices) == 1:
     return jax.jit(local, compiler_options=options)
   mesh = jax.sharding.Mesh(np.array(devices), ("units",))

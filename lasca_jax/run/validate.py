@@ -116,6 +116,7 @@ RULES: tuple[tuple[str, tuple[Callable[[Any], bool], str]], ...] = (
     ("train.devices", int_at_least(0)),
     ("train.lanes", int_at_least(0)),
     ("train.host_devices", int_at_least(0)),
+    ("train.fast_compile", BOOL),
     ("compilation_cache", ((lambda v: isinstance(v, str)),
                            "a directory, '' for the default or 'none'")),
 )
