@@ -22,13 +22,14 @@ loop to ``ceil(train_count / batch_size)``), so padding costs no training comput
 Execution (:func:`train_units`): the (configuration, fold) units are laid out on a
 ``Mesh`` of the local devices and split over them with ``shard_map`` (padded to a multiple of the
 device count by repeating a unit that is marked inactive: it runs no epoch and its results are
-dropped). On each device the units run
-``lanes`` at a time: each group of ``lanes`` units is ``vmap``-ed, and the groups follow one
-another in a ``lax.map``. Under ``vmap`` the epoch loop runs until the slowest unit of the group
-stops (finished units keep their state through the ``stopped`` masks), so on a CPU, where the
-MLP is compute bound, ``lanes = 1`` (each fold runs exactly its own epochs, with unbatched
-matmuls) is the default; on an accelerator every unit of a device shares one ``vmap``. Every unit
-is computed by the same program whatever the device count, so results do not depend on it.
+dropped). On each device the units run ``lanes`` at a time: each group of ``lanes`` units is
+``vmap``-ed, and the groups follow one another in a ``lax.map``. Under ``vmap`` the epoch loop
+runs until the slowest unit of the group stops (finished units keep their state through the
+``stopped`` masks), so on a CPU, where the MLP is compute bound, ``lanes = 1`` (each fold runs
+exactly its own epochs, with unbatched matmuls) is the default; on an accelerator every unit of
+a device shares one ``vmap``. Every unit is computed by the same program whatever the device
+count, so results do not depend on it. Each unit's key, ``fold_in(key(seed), fold)``, is derived
+inside the program, so a call runs no other JAX operation.
 Inputs are padded up to a shape class (:func:`shape_class`) so that runs of slightly different
 sizes reuse one compiled program; training is invariant to that padding. The compiled program has
 no host callbacks, so JAX's persistent compilation cache (:func:`enable_compilation_cache`) can
