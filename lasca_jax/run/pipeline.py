@@ -495,6 +495,7 @@ def train_run(config, out: RunDir, cache: cache_lib.StageCache) -> TrainedRun:
   out.log("train", folds=inputs.num_folds, input_dim=inputs.input_dim,
           hidden=list(settings.hidden_sizes(inputs.input_dim)), hidden_from_dim=settings.hidden_dim,
           devices=plan.devices, platform=plan.platform, lanes=plan.lanes,
+          fast_compile=settings.fast_compile,
           compilation_cache=train.enable_compilation_cache(config.get("compilation_cache", "")))
   t0 = time.time()
   output = train.train_folds(settings, int(config.seed), inputs.z, inputs.pairs, inputs.folds,
