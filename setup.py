@@ -11,7 +11,7 @@ setup(
     packages=find_packages(include=["lasca_jax", "lasca_jax.*", "configs"]),
     python_requires=">=3.10",
     install_requires=[
-        "jax>=0.4.30",
+        "jax>=0.10",                     # jax.shard_map(check_vma=...), jit(compiler_options=...)
         "flax>=0.8",
         "optax>=0.2",
         "numpy>=1.24",

@@ -70,7 +70,8 @@ _PROFILE = flags.DEFINE_string("profile", "", "Encoder section: write torch.prof
                                "one batch here.")
 _SKLEARN = flags.DEFINE_bool("sklearn", True, "Time scikit-learn on the same folds.")
 _REPEATS = flags.DEFINE_integer("repeats", 2, "Training section: every row is the best of this "
-                                "many timings (fresh processes for the first and repeated runs).")
+                                "many timings (fresh processes for the first and repeated runs).",
+                                lower_bound=1)
 _FAST_ROWS = flags.DEFINE_bool("fast_compile_rows", True, "Training section on a CPU: also time "
                                "config.train.fast_compile=True.")
 _OUTPUT = flags.DEFINE_string("output", None, "Also write the figures as JSON here.")
@@ -155,7 +156,8 @@ def _best_call(repeats: int, call) -> tuple[float, object]:
   return min(times), out
 
 
-def training_section(config, sklearn: bool = True, repeats: int = 2) -> dict:
+def training_section(config, sklearn: bool = True, repeats: int = 2,
+                     fast_compile_rows: bool = True) -> dict:
   """Times the trainer (first run, repeated run, compiled) against scikit-learn; share of peak.
 
   Every row is the best of ``repeats`` timings.
@@ -166,7 +168,7 @@ def training_section(config, sklearn: bool = True, repeats: int = 2) -> dict:
   result = {"config": config.name, "d": int(d), "folds": int(num_folds), "repeats": repeats,
             "load_before": _load()}
   result["first_run_s"], result["repeated_run_s"], result["cache_files"] = _fresh_runs(repeats)
-  fast_rows = (_FAST_ROWS.value and jax.local_devices()[0].platform == "cpu"
+  fast_rows = (fast_compile_rows and jax.local_devices()[0].platform == "cpu"
                and not settings.fast_compile)
   if fast_rows:
     result["fast_first_run_s"], result["fast_repeated_run_s"], _ = _fresh_runs(
@@ -341,7 +343,7 @@ SECTIONS = {"encoder": lambda config: encoder_section(config, _PROMPTS.value, _B
                                                      _PROFILE.value),
             "devices": devices_section,
             "training": lambda config: training_section(config, _SKLEARN.value,
-                                                         _REPEATS.value)}
+                                                         _REPEATS.value, _FAST_ROWS.value)}
 
 
 def main(argv):

@@ -33,7 +33,8 @@ def test_every_config_problem_is_reported_at_once_with_its_valid_range(tmp_path)
   for part in ("train.max_epochs=0 (need an integer >= 1)",
                "train.batch_size=0 (need an integer >= 1)",
                "protocol.num_folds=0 (need an integer >= 1)",
-               "seed=-1 (need an integer in [0, 2147483647])", "text.salience_k=-1 (need an integer >= 1)",
+               "seed=-1 (need an integer in [0, 4294967295])",
+               "text.salience_k=-1 (need an integer >= 1)",
                "features.min_valid_fraction=1.5 (need a number in (0, 1])",
                "pairs.target='joy' (need one of 'arousal', 'valence')"):
     assert part in message
@@ -84,7 +85,7 @@ def test_a_mistyped_override_is_one_line_naming_the_closest_field(tmp_path):
                      env={"LASCA_JAX_CACHE": str(tmp_path / "cache")})
   assert done.returncode == 1 and "Traceback" not in done.stderr
   assert done.stderr.strip().splitlines()[-1] == (
-      "error: invalid configuration, 2 problems: seed=-1 (need an integer in [0, 2147483647]); "
+      "error: invalid configuration, 2 problems: seed=-1 (need an integer in [0, 4294967295]); "
       "train.batch_size=0 (need an integer >= 1)")
 
 

@@ -250,3 +250,28 @@ def test_a_prediction_folder_is_started_afresh(tmp_path):
   assert sorted(os.listdir(folder)) == ["input.csv"]          # no config.json, no log.jsonl
   out.write_json("summary.json", {"decided": 3}, indent=1)
   assert json.load(open(folder / "summary.json")) == {"decided": 3}
+
+
+def test_a_run_written_before_a_new_default_field_is_still_recognised(tmp_path):
+  """A sweep resumed after an upgrade keeps its finished runs: a field missing from an older
+  config.json counts as its default; a changed or non-default value does not match."""
+  from conftest import make_tiny_config  # pylint: disable=import-outside-toplevel
+  config = make_tiny_config(tmp_path / "cache")
+  out = rundir.RunDir.start(str(tmp_path / "run"), config)
+  out.write_results({"a": np.arange(3)})
+  os.makedirs(os.path.dirname(out.file(rundir.BUNDLE_FILE)), exist_ok=True)
+  open(out.file(rundir.BUNDLE_FILE), "w").write("{}")
+  assert out.holds(config)
+  saved = json.load(open(out.file("config.json")))
+  del saved["train"]["fast_compile"]                   # as written before the field existed
+  json.dump(saved, open(out.file("config.json"), "w"))
+  assert out.holds(config)
+  config.train.fast_compile = True                     # not the default: a different run
+  assert not out.holds(config)
+  config.train.fast_compile = False
+  config.train.max_epochs += 1                          # any changed field: a different run
+  assert not out.holds(config)
+  config.train.max_epochs -= 1
+  saved["train"]["removed_field"] = 1                   # a field this release no longer has
+  json.dump(saved, open(out.file("config.json"), "w"))
+  assert not out.holds(config)

@@ -239,44 +239,81 @@ def test_padding_unit_runs_no_epoch():
   assert int(busy.epochs_run) > 0 and np.isfinite(busy.train_loss[0])
 
 
+def test_train_units_marks_only_the_padding_inactive(monkeypatch):
+  """3 units in lanes of 2 are padded to 4; the program is told that only the 4th is a pad."""
+  settings = train_settings(max_epochs=3, batch_size=16)
+  z, pairs, fold = _small_problem()
+  seen = {}
+  program = train._program  # pylint: disable=protected-access
+
+  def spy(*key):
+    fn = program(*key)
+
+    def call(seeds, fold_numbers, active, *rest):
+      seen.update(seeds=np.asarray(seeds), folds=np.asarray(fold_numbers),
+                  active=np.asarray(active))
+      return fn(seeds, fold_numbers, active, *rest)
+    return call
+  monkeypatch.setattr(train, "_program", spy)
+  out = train.train_folds(settings, 6, z, pairs, fold, layout=train.Layout(1, 2))
+  assert seen["active"].tolist() == [True, True, True, False]
+  assert seen["seeds"].tolist() == [6] * 4 and seen["folds"].tolist() == [0, 1, 2, 0]
+  assert out.test_accuracy.shape == (3,)
+
+
 def test_cpu_compiler_options_leave_results_bit_identical(monkeypatch):
+  """Also for vmapped lanes (a different program), with a padding unit among them."""
   settings = train_settings(max_epochs=8, batch_size=16)
   z, pairs, fold = _small_problem()
-  with_options = train.train_folds(settings, 1, z, pairs, fold, layout=train.Layout(1, 1))
+  layouts = (train.Layout(1, 1), train.Layout(1, 2))
+  with_options = [train.train_folds(settings, 1, z, pairs, fold, layout=l) for l in layouts]
   assert train.CPU_COMPILER_OPTIONS
   monkeypatch.setattr(train, "CPU_COMPILER_OPTIONS", None)
   train.clear_compiled()
-  plain = train.train_folds(settings, 1, z, pairs, fold, layout=train.Layout(1, 1))
+  plain = [train.train_folds(settings, 1, z, pairs, fold, layout=l) for l in layouts]
   train.clear_compiled()
-  for a, b in zip(jax.tree.leaves(with_options), jax.tree.leaves(plain)):
-    np.testing.assert_array_equal(a, b)
+  for ours, theirs in zip(with_options, plain):
+    for a, b in zip(jax.tree.leaves(ours), jax.tree.leaves(theirs)):
+      np.testing.assert_array_equal(a, b)
 
 
 def test_units_keys_follow_seed_and_fold_number():
-  """A unit's result depends on its (seed, fold number) only, not on its place in the call."""
+  """A unit trains as fold ``f`` of a run with seed ``s``, wherever it sits in the call."""
   settings = train_settings(max_epochs=4, batch_size=16)
   z, pairs, fold = _small_problem()
+  same = lambda a: np.stack([np.asarray(a)[0]] * 3)       # three units with identical data
+  z, fold = same(z), jax.tree.map(same, fold)
   per_unit = train.PairData(*[np.broadcast_to(a, (3,) + a.shape) for a in pairs])
-  out = train.train_units(settings, [4, 9, 4], [2, 0, 1], z, per_unit, fold, train.Layout(1, 1))
-  swapped = train.train_units(settings, [4, 4, 9], [1, 2, 0], z[[2, 0, 1]],
-                              jax.tree.map(lambda a: a[[2, 0, 1]], per_unit),
-                              jax.tree.map(lambda a: a[[2, 0, 1]], fold), train.Layout(1, 1))
-  for a, b in zip(jax.tree.leaves(out), jax.tree.leaves(swapped)):
-    np.testing.assert_array_equal(np.asarray(a)[[2, 0, 1]], b)
-  with pytest.raises(ValueError, match="seed 2147483648 is outside"):
-    train.train_units(settings, [2**31, 0, 0], [0, 1, 2], z, per_unit, fold)
+  out = train.train_units(settings, [4, 4, 9], [2, 0, 2], z, per_unit, fold, train.Layout(1, 1))
+  # Fold 2 of a 3-fold run with seed 4 (train_folds), on the same data: unit 0 bit for bit.
+  run = train.train_folds(settings, 4, z, pairs, fold, layout=train.Layout(1, 1))
+  for a, b in zip(jax.tree.leaves(out), jax.tree.leaves(run)):
+    np.testing.assert_array_equal(np.asarray(a)[0], np.asarray(b)[2])
+  # The fold number and the seed each change the key, hence the initial weights.
+  w = np.asarray(out.params["SklearnDense_0"]["kernel"])
+  assert not np.array_equal(w[0], w[1]) and not np.array_equal(w[0], w[2])
+  # Seeds of 32 bits, as Python ints give them eagerly; beyond, a clear error.
+  high = train.train_units(settings, [2**32 - 1], [1], z[:1], jax.tree.map(lambda a: a[:1],
+                           per_unit), jax.tree.map(lambda a: a[:1], fold), train.Layout(1, 1))
+  eager = jax.jit(train.make_train(settings, z.shape[-1]))(
+      jax.random.fold_in(jax.random.key(2**32 - 1), 1), z[1], pairs,
+      jax.tree.map(lambda a: a[1], fold))
+  np.testing.assert_array_equal(high.test_prob[0], np.asarray(eager.test_prob)[:20])
+  with pytest.raises(ValueError, match="seed 4294967296 is outside"):
+    train.train_units(settings, [2**32, 0, 0], [0, 1, 2], z, per_unit, fold)
 
 
 def test_seed_must_fit_32_bits(tmp_path):
   from conftest import make_tiny_config  # pylint: disable=import-outside-toplevel
   from lasca_jax.run import validate  # pylint: disable=import-outside-toplevel
-  config = make_tiny_config(tmp_path / "cache", seed=2**31)
-  with pytest.raises(validate.ConfigError, match=r"seed=2147483648"):
-    validate.check(config)
+  validate.check(make_tiny_config(tmp_path / "cache", seed=2**32 - 1))
+  with pytest.raises(validate.ConfigError, match=r"seed=4294967296"):
+    validate.check(make_tiny_config(tmp_path / "cache", seed=2**32))
 
 
-def test_fast_compile_changes_rounding_only(tmp_path):
-  """``train.fast_compile`` (XLA -O1 on a CPU) is read from the config; its results agree with the default program's to rounding, with the same decisions."""
+def test_fast_compile_is_read_passed_to_xla_and_changes_rounding_only(tmp_path, monkeypatch):
+  """``train.fast_compile`` (XLA -O1 on a CPU) is read from the config and handed to ``jit``; its
+  results agree with the default program's to rounding, with the same decisions."""
   from conftest import make_tiny_config  # pylint: disable=import-outside-toplevel
   from lasca_jax.run import validate  # pylint: disable=import-outside-toplevel
   config = make_tiny_config(tmp_path / "cache", **{"train.fast_compile": True})
@@ -284,12 +321,19 @@ def test_fast_compile_changes_rounding_only(tmp_path):
   assert train.TrainSettings.from_config(config).fast_compile
   settings = train_settings(max_epochs=8, batch_size=16)
   z, pairs, fold = _small_problem(d=32)
+  train.clear_compiled()                  # so that both programs are built here
+  jit, options = jax.jit, []
+
+  def recording_jit(fn, **kwargs):
+    options.append(kwargs.get("compiler_options"))
+    return jit(fn, **kwargs)
+  monkeypatch.setattr(jax, "jit", recording_jit)
   exact = train.train_folds(settings, 1, z, pairs, fold, layout=train.Layout(1, 1))
   fast = train.train_folds(dataclasses.replace(settings, fast_compile=True), 1, z, pairs, fold,
                            layout=train.Layout(1, 1))
+  monkeypatch.undo()
+  assert options == [train.CPU_COMPILER_OPTIONS, train.CPU_FAST_COMPILER_OPTIONS]
+  assert train.CPU_FAST_COMPILER_OPTIONS["xla_backend_optimization_level"] == 1
   for key in ("test_accuracy", "val_accuracy", "best_epoch", "epochs_run"):
     np.testing.assert_array_equal(getattr(fast, key), getattr(exact, key), err_msg=key)
   np.testing.assert_allclose(fast.test_prob, exact.test_prob, atol=1e-4)
-  # The options reach XLA: the -O1 program rounds some values differently (jaxlib 0.10).
-  assert not all(np.array_equal(a, b, equal_nan=True) for a, b in zip(jax.tree.leaves(fast),
-                                                       jax.tree.leaves(exact)))

@@ -456,12 +456,13 @@ def plan(num_units: int, layout: Layout = Layout()) -> UnitsPlan:
 
 
 def _seed_array(seeds) -> np.ndarray:
-  seeds = np.asarray(seeds)
-  info = np.iinfo(np.int32)
-  if seeds.size and (seeds.min() < info.min or seeds.max() > info.max):
-    raise ValueError(f"seed {int(seeds.max() if seeds.max() > info.max else seeds.min())} is "
-                     f"outside [{info.min}, {info.max}]: use a 32-bit seed")
-  return seeds.astype(np.int32)
+  """Seeds as ``uint32``: ``key(s)`` inside the program equals the eager ``key(s)`` of a Python
+  int for every ``s`` in ``[0, 2**32)`` (larger ints would wrap around)."""
+  seeds = [int(s) for s in np.ravel(seeds)]
+  for s in seeds:
+    if not 0 <= s < 2**32:
+      raise ValueError(f"seed {s} is outside [0, {2**32 - 1}]: use a 32-bit seed")
+  return np.asarray(seeds, np.uint32)
 
 
 def train_units(settings: TrainSettings, seeds, fold_numbers, z: np.ndarray, pairs: PairData,
@@ -469,7 +470,7 @@ def train_units(settings: TrainSettings, seeds, fold_numbers, z: np.ndarray, pai
   """Trains ``N`` independent (configuration, fold) units in one compiled call.
 
   Args:
-    seeds: ``[N]`` run seeds (32-bit integers).
+    seeds: ``[N]`` run seeds in ``[0, 2**32)``.
     fold_numbers: ``[N]``; unit ``n`` trains with the key ``fold_in(key(seeds[n]),
       fold_numbers[n])``, as fold ``fold_numbers[n]`` of a run with that seed (:func:`fold_keys`).
     z: ``float32 [N, W, d]`` window representations.

@@ -18,6 +18,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -68,6 +69,33 @@ def config_json(config, resolved: Mapping[str, Any] | None = None) -> dict:
   payload = json.loads(config.to_json_best_effort())
   payload.update(resolved or {})
   return payload
+
+
+def _same_config(saved: Any, current: Any, default: Any) -> bool:
+  """``saved`` (a ``config.json``) describes ``current``: equal, except that a field missing
+  from ``saved`` (written before the field existed) counts as its default."""
+  if not (isinstance(saved, dict) and isinstance(current, dict)):
+    return saved == current
+  default = default if isinstance(default, dict) else {}
+  for key in current.keys() | saved.keys():
+    if key not in saved:
+      if key not in default or current[key] != default[key]:
+        return False
+    elif key not in current or not _same_config(saved[key], current[key], default.get(key)):
+      return False
+  return True
+
+
+@functools.lru_cache(maxsize=1)
+def _default_json() -> dict:
+  from configs import default as default_config  # pylint: disable=import-outside-toplevel
+  return config_json(default_config.get_config())
+
+
+def describes(saved: Mapping[str, Any], config) -> bool:
+  """Whether a stored ``config.json`` is ``config``'s, also when it predates newer default
+  fields (a sweep resumed after an upgrade keeps its finished runs)."""
+  return _same_config(dict(saved), config_json(config), _default_json())
 
 
 class RunDir:
@@ -149,7 +177,7 @@ class RunDir:
       files_lib.load_npz(self.file(RESULTS_FILE))
     except Exception:  # pylint: disable=broad-except
       return False
-    return saved == config_json(config)
+    return describes(saved, config)
 
   def recorded_failure(self, config) -> dict | None:
     """The failure :meth:`fail` recorded for exactly ``config``, else None."""
@@ -158,4 +186,5 @@ class RunDir:
         failure = json.load(f)
     except (OSError, ValueError):
       return None
-    return failure if failure.get("config") == config_json(config) else None
+    saved = failure.get("config") if isinstance(failure, dict) else None
+    return failure if isinstance(saved, dict) and describes(saved, config) else None

@@ -74,7 +74,7 @@ BOOL = ((lambda v: isinstance(v, bool)), "True or False")
 
 # (dotted field, (check, valid range)) for the sections every run uses.
 RULES: tuple[tuple[str, tuple[Callable[[Any], bool], str]], ...] = (
-    ("seed", int_in(0, 2**31 - 1)),          # a 32-bit seed: the trainer derives keys in XLA
+    ("seed", int_in(0, 2**32 - 1)),          # 32 bits: larger seeds would wrap around
     ("protocol.split_seed", int_at_least(-1)),
     ("features.modality", one_of(MODALITIES)),
     ("features.window_seconds", number_in(0, math.inf, lo_open=True)),
