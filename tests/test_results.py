@@ -146,6 +146,21 @@ def test_failed_and_unfinished_runs_are_rows_with_their_reason(sweep):
   assert set(frame.status) <= set(results.STATUSES)
 
 
+def test_failures_of_one_dataset(tmp_path):
+  """A report for one dataset lists that dataset's failures, and those of unknown dataset."""
+  reason = {"stage": "prepare", "error": "ValueError", "reason": "no pairs"}
+  write(tmp_path, "sewa/ok", config_of(data={"name": "sewa"}), folds=2)
+  write(tmp_path, "sewa/bad", failed=dict(reason, config=config_of(data={"name": "sewa"})))
+  write(tmp_path, "affwild2/bad", failed=dict(reason, config=config_of(data={"name": "affwild2"})))
+  write(tmp_path, "unknown/bad", failed="{not json")
+  frame = results.load(tmp_path)
+  runs = lambda found: sorted(run for run, _ in found)
+  assert runs(results.failures(frame)) == ["affwild2/bad", "sewa/bad", "unknown/bad"]
+  assert runs(results.failures(frame, "sewa")) == ["sewa/bad", "unknown/bad"]
+  assert runs(results.failures(frame, "affwild2")) == ["affwild2/bad", "unknown/bad"]
+  assert runs(results.failures(frame[frame.status == "ok"], "sewa")) == []
+
+
 def test_records_match_the_table(sweep):
   frame = results.load(sweep)
   recs = {pathlib.Path(r.path).relative_to(sweep).as_posix(): r for r in results.records(frame)}

@@ -266,7 +266,7 @@ def make_report(sweep_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
   """
   frame = results.load(sweep_dir)
   records = results.records(frame, dataset)
-  failures = results.failures(frame)
+  failures = results.failures(frame, dataset)
   if not records and not failures:
     raise ValueError(f"{sweep_dir}: no run directories (config.json + results.npz)"
                      + (f" for dataset {dataset!r}" if dataset else ""))

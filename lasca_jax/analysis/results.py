@@ -358,7 +358,12 @@ def curves(frame: pd.DataFrame) -> pd.DataFrame:
   return pd.concat(parts, ignore_index=True)
 
 
-def failures(frame: pd.DataFrame) -> list[tuple[str, str]]:
-  """``(run, reason)`` of every run recorded as failed (``failed.json``, no results)."""
-  failed = frame.loc[frame["status"] == "failed", ["run", "reason"]]
-  return list(failed.itertuples(index=False, name=None))
+def failures(frame: pd.DataFrame, dataset: str | None = None) -> list[tuple[str, str]]:
+  """``(run, reason)`` of every run recorded as failed (``failed.json``, no results); with
+  ``dataset``, only those whose recorded ``data.name`` is that dataset or unknown (a failure
+  with no readable config is kept: nothing says it belongs elsewhere)."""
+  failed = frame[frame["status"] == "failed"]
+  if dataset is not None and len(failed):
+    names = field(failed, "data.name", "").astype(object)
+    failed = failed[names.isna() | names.isin(["", dataset])]
+  return list(failed[["run", "reason"]].itertuples(index=False, name=None))
