@@ -20,6 +20,10 @@ Sections (``--sections``, in order):
 
 * ``devices``: the local JAX devices and how a run's (configuration, fold) units are laid out on
   them (``config.train.devices``, ``config.train.lanes``; see ``lasca_jax.model.train.plan``).
+* ``step``: the trainer's minibatch step (``lasca_jax.model.train.make_learner``: pair gather,
+  loss, gradient, Adam) and its matmuls alone, timed over ``--steps`` steps on fold 0's pairs in
+  a fresh one-device process, then in two such processes at once: whether the cores add up for
+  matmuls of this size.
 * ``training``: lasca_jax's trainer on the configuration's folds, against scikit-learn's
   ``MLPClassifier`` fitting the same folds one after another (``lasca_jax.model.reference``):
   - *first run*: a fresh Python process with an empty persistent compilation cache times its
@@ -53,6 +57,7 @@ import numpy as np
 
 
 import jax
+import jax.numpy as jnp
 
 from lasca_jax.encoders import peak, text as text_lib
 from lasca_jax.method import fusion as fusion_lib
@@ -60,7 +65,7 @@ from lasca_jax.model import reference, train
 from lasca_jax.run import cache, pipeline, validate
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file.")
-_SECTIONS = flags.DEFINE_list("sections", ["encoder", "devices", "training"],
+_SECTIONS = flags.DEFINE_list("sections", ["encoder", "devices", "step", "training"],
                               "Sections to run, in order.")
 _PROMPTS = flags.DEFINE_integer("encoder_prompts", 2000, "Encoder section: distinct prompts to "
                                 "encode (a fixed sample by prompt hash); 0 -> all of the config's.")
@@ -75,6 +80,10 @@ _REPEATS = flags.DEFINE_integer("repeats", 2, "Training section: every row is th
 _FAST_ROWS = flags.DEFINE_bool("fast_compile_rows", True, "Training section on a CPU: also time "
                                "config.train.fast_compile=True.")
 _OUTPUT = flags.DEFINE_string("output", None, "Also write the figures as JSON here.")
+_STEPS = flags.DEFINE_integer("steps", 400, "Step section: minibatch steps per timing.",
+                              lower_bound=1)
+_CHILD_STEP = flags.DEFINE_bool("child_step", False, "Internal: time the minibatch step in this "
+                                "process (one device); print one JSON line.")
 _CHILD = flags.DEFINE_string("child_compilation_cache", None,
                              "Internal: time one training call with this persistent cache.")
 
@@ -235,6 +244,81 @@ def _print_training(r: dict) -> None:
   print(f"({r['load_after']} at the end)")
 
 
+def _best_seconds(fn, *args, repeats: int = 3) -> float:
+  jax.block_until_ready(fn(*args))   # compiles
+  return min(_best_call(1, lambda: jax.block_until_ready(fn(*args)))[0] for _ in range(repeats))
+
+
+def _step_timing(config, steps: int) -> dict:
+  """Milliseconds per minibatch step of the trainer (``train.make_learner``: pair gather, loss,
+  gradient, Adam) and of the step's matmuls alone, on fold 0's real pairs, in this process."""
+  inputs, fold = _prepared(config)
+  settings = train.TrainSettings.from_config(config)
+  d = int(inputs.z.shape[-1])
+  bs = settings.batch_size
+  model, tx, step = train.make_learner(settings, d)
+  z = jnp.asarray(inputs.z[0])
+  pairs = train.PairData(*[jnp.asarray(a) for a in inputs.pairs])
+  batches = max(1, int(fold.train_count[0]) // bs)
+  rows = jnp.asarray(np.asarray(fold.train_idx[0])[:batches * bs].reshape(batches, bs))
+  params = model.init(jax.random.key(0), jnp.zeros((1, d)))["params"]
+  mask = jnp.ones(bs, bool)
+
+  def full(i, carry):
+    x, y = train.pair_inputs(z, pairs, rows[i % batches])
+    _, params, opt = step(*carry, x, y, mask)
+    return params, opt
+
+  x0, _ = train.pair_inputs(z, pairs, rows[0])
+  kernels = tuple(params[f"SklearnDense_{i}"]["kernel"] for i in range(3))
+
+  def matmuls(_, w):   # the step's forward and backward matmuls, nothing else
+    w1, w2, w3 = w
+    h1 = jnp.maximum(x0 @ w1, 0.0)
+    h2 = jnp.maximum(h1 @ w2, 0.0)
+    g = h2 @ w3
+    d2 = (g @ w3.T) * (h2 > 0)
+    d1 = (d2 @ w2.T) * (h1 > 0)
+    return w1 - 1e-9 * (x0.T @ d1), w2 - 1e-9 * (h1.T @ d2), w3 - 1e-9 * (h2.T @ g)
+
+  loop = lambda body: jax.jit(lambda c: jax.lax.fori_loop(0, steps, body, c))
+  step_s = _best_seconds(loop(full), (params, tx.init(params)))
+  matmul_s = _best_seconds(loop(matmuls), kernels)
+  forward, train_step = train.flops_per_pair(d, settings.hidden_sizes(d))
+  return {"d": d, "batch": bs, "steps": steps, "step_ms": 1e3 * step_s / steps,
+          "matmul_ms": 1e3 * matmul_s / steps,
+          "matmul_gflops": bs * train_step * steps / matmul_s / 1e9}
+
+
+def step_section(config) -> dict:
+  """The trainer's minibatch step on one core alone, and two copies at once (one per core)."""
+  def children(n):
+    args = [sys.executable, os.path.abspath(__file__),
+            *[a for a in sys.argv[1:] if a.startswith("--config")], "--child_step",
+            f"--steps={_STEPS.value}"]
+    procs = [subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(n)]
+    outs = [p.communicate() for p in procs]
+    for p, (_, err) in zip(procs, outs):
+      if p.returncode:
+        raise RuntimeError(f"step timing process failed:\n{err[-3000:]}")
+    return [json.loads(out.strip().splitlines()[-1]) for out, _ in outs]
+
+  result = {"load_before": _load(), "alone": children(1)[0], "together": children(2)}
+  a, t = result["alone"], result["together"]
+  print(f"minibatch step: d = {a['d']}, batch {a['batch']}, {a['steps']} steps per timing "
+        f"({result['load_before']})")
+  print(f"| {'process':<32} | {'step ms':>7} | {'matmuls ms':>10} | {'matmul GFLOP/s':>14} |")
+  print(f"| {'-' * 32} | {'-' * 7}:| {'-' * 10}:| {'-' * 14}:|")
+  for label, r in [("one, alone", a)] + [(f"two at once: #{i + 1}", r) for i, r in enumerate(t)]:
+    print(f"| {label:<32} | {r['step_ms']:>7.3f} | {r['matmul_ms']:>10.3f} | "
+          f"{r['matmul_gflops']:>14.1f} |")
+  both = sum(r["matmul_gflops"] for r in t)
+  print(f"two cores together: {both:.1f} matmul GFLOP/s = {both / a['matmul_gflops']:.2f}x one "
+        f"core alone ({_load()} at the end)")
+  return result
+
+
 def config_prompts(config) -> list[str]:
   """The distinct prompts (usable windows) of ``config``; a features-only config as text."""
   config = config.copy_and_resolve_references()
@@ -342,6 +426,7 @@ def encoder_section(config, num_prompts: int = 2000, token_budgets=(), profile_p
 SECTIONS = {"encoder": lambda config: encoder_section(config, _PROMPTS.value, _BUDGETS.value,
                                                      _PROFILE.value),
             "devices": devices_section,
+            "step": step_section,
             "training": lambda config: training_section(config, _SKLEARN.value,
                                                          _REPEATS.value, _FAST_ROWS.value)}
 
@@ -353,6 +438,10 @@ def main(argv):
     validate.check(config)
   except validate.ConfigError as e:
     sys.exit(f"error: {e}")
+  if _CHILD_STEP.value:
+    train.use_host_devices(1)                                        # one device, one core
+    print(json.dumps(_step_timing(config, _STEPS.value)))
+    return
   train.use_host_devices(int(config.train.get("host_devices", 0)))   # before JAX starts
   if _CHILD.value:
     _child(config, _CHILD.value)

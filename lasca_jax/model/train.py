@@ -181,29 +181,53 @@ def _l2(params) -> jax.Array:
       params, is_leaf=lambda n: isinstance(n, dict) and "kernel" in n))
 
 
-def make_train(settings: TrainSettings, d: int):
-  """Returns the pure ``train(key, z, pairs, fold) -> TrainOutput`` for input size ``d``.
+class Learner(NamedTuple):
+  """The model, its optimiser and one minibatch update (:func:`make_learner`)."""
+  model: PreferenceMLP
+  tx: optax.GradientTransformation
+  step: Any   # (params, opt_state, x, y, mask) -> (loss, params, opt_state)
 
-  ``z`` is ``float32 [W, d]``: one fold's window representations; pairs index into it.
-  """
+
+def make_learner(settings: TrainSettings, d: int) -> Learner:
+  """The MLP for input size ``d``, Adam, and the minibatch update :func:`make_train` runs:
+  the masked mean cross-entropy plus the L2 term, its gradient, one Adam step. Benchmarks time
+  ``step`` on its own (``experiments/benchmark_scale.py --sections=step``)."""
   model = PreferenceMLP(settings.hidden_sizes(d))
   tx = optax.adam(settings.learning_rate, b1=0.9, b2=0.999, eps=1e-8)
-  bs = settings.batch_size
-
-  def inputs(z, pairs: PairData, idx):
-    return z[pairs.second[idx]] - z[pairs.first[idx]], pairs.label[idx].astype(jnp.float32)
-
-  def accuracy(params, z, pairs, idx, mask):
-    x, y = inputs(z, pairs, idx)
-    pred = (model.apply({"params": params}, x) > 0).astype(jnp.float32)
-    correct = jnp.sum(jnp.where(mask, pred == y, False))
-    return correct / jnp.maximum(jnp.sum(mask), 1)
 
   def batch_loss(params, x, y, mask):
     count = jnp.maximum(jnp.sum(mask), 1)
     bce = optax.sigmoid_binary_cross_entropy(model.apply({"params": params}, x), y)
     data = jnp.sum(jnp.where(mask, bce, 0.0)) / count
     return data + 0.5 * settings.alpha * _l2(params) / count
+
+  def step(params, opt_state, x, y, mask):
+    loss, grads = jax.value_and_grad(batch_loss)(params, x, y, mask)
+    updates, new_opt = tx.update(grads, opt_state, params)
+    return loss, optax.apply_updates(params, updates), new_opt
+
+  return Learner(model, tx, step)
+
+
+def pair_inputs(z, pairs: PairData, idx):
+  """``(z[second] - z[first], label)`` of the pairs at ``idx``."""
+  return z[pairs.second[idx]] - z[pairs.first[idx]], pairs.label[idx].astype(jnp.float32)
+
+
+def make_train(settings: TrainSettings, d: int):
+  """Returns the pure ``train(key, z, pairs, fold) -> TrainOutput`` for input size ``d``.
+
+  ``z`` is ``float32 [W, d]``: one fold's window representations; pairs index into it.
+  """
+  model, tx, step = make_learner(settings, d)
+  bs = settings.batch_size
+  inputs = pair_inputs
+
+  def accuracy(params, z, pairs, idx, mask):
+    x, y = inputs(z, pairs, idx)
+    pred = (model.apply({"params": params}, x) > 0).astype(jnp.float32)
+    correct = jnp.sum(jnp.where(mask, pred == y, False))
+    return correct / jnp.maximum(jnp.sum(mask), 1)
 
   def train(key, z, pairs: PairData, fold: FoldData, active=True) -> TrainOutput:
     """``active=False`` (a padding unit) runs no epoch; its outputs are meaningless."""
@@ -218,9 +242,7 @@ def make_train(settings: TrainSettings, d: int):
       slot = b * bs + jnp.arange(bs)
       mask = slot < fold.train_count
       x, y = inputs(z, pairs, fold.train_idx[order[slot]])
-      loss, grads = jax.value_and_grad(batch_loss)(params, x, y, mask)
-      updates, new_opt = tx.update(grads, opt_state, params)
-      new_params = optax.apply_updates(params, updates)
+      loss, new_params, new_opt = step(params, opt_state, x, y, mask)
       skip = stopped | (jnp.sum(mask) == 0)
       params = _tree_where(skip, params, new_params)
       opt_state = _tree_where(skip, opt_state, new_opt)
