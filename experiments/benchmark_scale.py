@@ -291,7 +291,15 @@ def _step_timing(config, steps: int) -> dict:
 
 
 def step_section(config) -> dict:
-  """The trainer's minibatch step on one core alone, and two copies at once (one per core)."""
+  """The trainer's minibatch step on one core alone, and two copies at once (one per core).
+
+  A CPU question: on an accelerator the section is skipped (several processes would share, and
+  preallocate, one device's memory).
+  """
+  platform = jax.local_devices()[0].platform
+  if platform != "cpu":
+    print(f"minibatch step: skipped on {platform} (the section compares CPU cores)")
+    return {"skipped": platform}
   def children(n):
     args = [sys.executable, os.path.abspath(__file__),
             *[a for a in sys.argv[1:] if a.startswith("--config")], "--child_step",

@@ -159,6 +159,11 @@ def test_failures_of_one_dataset(tmp_path):
   assert runs(results.failures(frame, "sewa")) == ["sewa/bad", "unknown/bad"]
   assert runs(results.failures(frame, "affwild2")) == ["affwild2/bad", "unknown/bad"]
   assert runs(results.failures(frame[frame.status == "ok"], "sewa")) == []
+  # All readable configs of one dataset: its name is a constant, not given to the unknown run.
+  (tmp_path / "affwild2" / "bad" / "failed.json").unlink()
+  frame = results.load(tmp_path)
+  assert "data.name" not in frame.columns and frame.attrs["no_config"] == ["unknown/bad"]
+  assert runs(results.failures(frame, "affwild2")) == ["unknown/bad"]
 
 
 def test_records_match_the_table(sweep):

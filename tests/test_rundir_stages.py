@@ -275,3 +275,5 @@ def test_a_run_written_before_a_new_default_field_is_still_recognised(tmp_path):
   saved["train"]["removed_field"] = 1                   # a field this release no longer has
   json.dump(saved, open(out.file("config.json"), "w"))
   assert not out.holds(config)
+  json.dump([1, 2], open(out.file("config.json"), "w"))  # not a config at all
+  assert not out.holds(config)

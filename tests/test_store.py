@@ -251,7 +251,7 @@ def test_auto_device_without_gpu_driver_does_not_import_torch(monkeypatch):
   out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
   assert out.stdout.split() == ["cpu", "False"]
   torch = pytest.importorskip("torch")
-  monkeypatch.setattr(text_lib, "GPU_DEVICE_FILES", (__file__,))   # "a driver file exists"
+  monkeypatch.setattr(text_lib, "GPU_DRIVER_FILES", (__file__,))   # "a driver file exists"
   assert not text_lib.no_gpu_possible()
   monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
   assert text_lib.resolve_device("auto") == "cuda"

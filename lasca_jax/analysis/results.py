@@ -205,7 +205,8 @@ def load(path: str | os.PathLike, keep: Sequence[str] = ()) -> pd.DataFrame:
 
   Returns:
     The table, runs in path order, folds in order; ``attrs["constant"]`` holds the config fields
-    equal in every run (not columns unless in ``keep``) and ``attrs["root"]`` the loaded path.
+    equal in every run (not columns unless in ``keep``), ``attrs["root"]`` the loaded path and
+    ``attrs["no_config"]`` the runs without a readable config (the constants do not apply to them).
 
   Raises:
     ValueError: when ``path`` is not a directory, or naming the file when a finished run's
@@ -233,8 +234,8 @@ def load(path: str | os.PathLike, keep: Sequence[str] = ()) -> pd.DataFrame:
     else:
       constant[name] = values.pop()
   varying += sorted(set(keep) - set(varying))
-  for row in rows:
-    config = configs[row.pop("_config")]
+  row_configs = [configs[row.pop("_config")] for row in rows]
+  for row, config in zip(rows, row_configs):
     row.update({name: config.get(name, np.nan) for name in varying})
   frame = pd.DataFrame(rows, columns=list(_LEADING) + varying + list(_TRAILING))
   frame["fold"] = frame["fold"].astype("Int64")
@@ -242,6 +243,8 @@ def load(path: str | os.PathLike, keep: Sequence[str] = ()) -> pd.DataFrame:
     frame[name] = frame[name].astype("Int64" if name in _INTEGER else np.float64)
   frame.attrs["constant"] = constant
   frame.attrs["root"] = str(root)
+  frame.attrs["no_config"] = sorted({row["run"] for row, config in zip(rows, row_configs)
+                                     if not config})
   return frame
 
 
@@ -365,5 +368,6 @@ def failures(frame: pd.DataFrame, dataset: str | None = None) -> list[tuple[str,
   failed = frame[frame["status"] == "failed"]
   if dataset is not None and len(failed):
     names = field(failed, "data.name", "").astype(object)
-    failed = failed[names.isna() | names.isin(["", dataset])]
+    unknown = failed["run"].isin(frame.attrs.get("no_config", []))
+    failed = failed[unknown | names.isna() | names.isin(["", dataset])]
   return list(failed[["run", "reason"]].itertuples(index=False, name=None))

@@ -148,16 +148,21 @@ PRECISIONS = ("auto", "float32", "float16", "bfloat16")
 LONG_PROMPTS = ("truncate", "chunk")
 
 
-# Device files of the GPU drivers torch's CUDA backend runs on (NVIDIA; AMD ROCm; WSL2).
-GPU_DEVICE_FILES = ("/dev/nvidiactl", "/dev/nvidia0", "/dev/kfd", "/dev/dxg")
+# Signs of a GPU driver torch's CUDA backend could use: NVIDIA's device files, its loaded kernel
+# module (device files may appear only at the first CUDA call when no persistence daemon runs),
+# NVIDIA Jetson/Tegra, AMD ROCm, WSL2's GPU paravirtualisation.
+GPU_DRIVER_FILES = ("/dev/nvidiactl", "/dev/nvidia0", "/proc/driver/nvidia", "/sys/module/nvidia",
+                    "/dev/nvhost-ctrl", "/dev/nvmap", "/etc/nv_tegra_release", "/dev/kfd",
+                    "/dev/dxg")
 
 
 def no_gpu_possible() -> bool:
-  """True when torch cannot see a CUDA GPU here whatever it is built with: a Linux machine without
-  GPU driver device files, or macOS. Answered without importing torch (about 1 s)."""
+  """True when torch cannot see a CUDA GPU here whatever it is built with: macOS, or a Linux
+  machine with no sign of a GPU driver (:data:`GPU_DRIVER_FILES`). Answered without importing
+  torch (about 1 s); anywhere else torch is asked."""
   if sys.platform == "darwin":
     return True
-  return sys.platform.startswith("linux") and not any(os.path.exists(p) for p in GPU_DEVICE_FILES)
+  return sys.platform.startswith("linux") and not any(os.path.exists(p) for p in GPU_DRIVER_FILES)
 
 
 def resolve_device(device: str) -> str:

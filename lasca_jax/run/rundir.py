@@ -92,10 +92,15 @@ def _default_json() -> dict:
   return config_json(default_config.get_config())
 
 
-def describes(saved: Mapping[str, Any], config) -> bool:
+def describes(saved: Any, config) -> bool:
   """Whether a stored ``config.json`` is ``config``'s, also when it predates newer default
-  fields (a sweep resumed after an upgrade keeps its finished runs)."""
-  return _same_config(dict(saved), config_json(config), _default_json())
+  fields (a sweep resumed after an upgrade keeps its finished runs).
+
+  This relies on a rule for new fields: a field's value in ``configs/default.py`` keeps the
+  earlier behaviour. A new field without a default there (e.g. a dataset's own ``data.*``
+  field) makes older runs count as different, which is safe: they are trained again.
+  """
+  return isinstance(saved, dict) and _same_config(saved, config_json(config), _default_json())
 
 
 class RunDir:
@@ -187,4 +192,4 @@ class RunDir:
     except (OSError, ValueError):
       return None
     saved = failure.get("config") if isinstance(failure, dict) else None
-    return failure if isinstance(saved, dict) and describes(saved, config) else None
+    return failure if describes(saved, config) else None
