@@ -337,3 +337,31 @@ def test_fast_compile_is_read_passed_to_xla_and_changes_rounding_only(tmp_path, 
   for key in ("test_accuracy", "val_accuracy", "best_epoch", "epochs_run"):
     np.testing.assert_array_equal(getattr(fast, key), getattr(exact, key), err_msg=key)
   np.testing.assert_allclose(fast.test_prob, exact.test_prob, atol=1e-4)
+
+
+def test_benchmark_scale_runs_and_times_the_pipelines_trainer(tmp_path):
+  """experiments/benchmark_scale.py end to end on the tiny config (devices, step, training): it
+  trains the configuration's real folds, so its accuracy is the pipeline's."""
+  from conftest import make_tiny_config  # pylint: disable=import-outside-toplevel
+  from lasca_jax.run import cache, pipeline  # pylint: disable=import-outside-toplevel
+  out = tmp_path / "scale.json"
+  cmd = [sys.executable, os.path.join(ROOT, "experiments", "benchmark_scale.py"),
+         "--config=" + os.path.join(ROOT, "configs", "synthetic.py") + ":runlocal",
+         f"--config.cache_dir={tmp_path / 'cache'}", "--config.model.fusion=features",
+         "--sections=devices,step,training", "--steps=2", "--repeats=1", "--sklearn=false",
+         "--fast_compile_rows=false", f"--output={out}"]
+  env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=ROOT)
+  done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+  assert done.returncode == 0, done.stderr[-3000:]
+  assert "two cores together:" in done.stdout and "first run (compilation" in done.stdout
+  result = json.loads(out.read_text())
+  step = result["step"]
+  assert len(step["together"]) == 2 and step["alone"]["steps"] == 2
+  assert step["alone"]["d"] == result["training"]["d"]
+  config = make_tiny_config(tmp_path / "cache")
+  inputs = pipeline.prepare(config, cache.StageCache(config.cache_dir))
+  ours = train.train_folds(train.TrainSettings.from_config(config), int(config.seed), inputs.z,
+                           inputs.pairs, inputs.folds)
+  assert result["training"]["mean_test_accuracy"] == float(np.mean(ours.test_accuracy))
+  assert result["training"]["folds"] == inputs.z.shape[0]
+  assert "fast_first_run_s" not in result["training"]
