@@ -32,6 +32,8 @@ Sections (``--sections``, in order):
   - *repeated run*: another fresh process with the cache the first one filled (JAX's persistent
     compilation cache, as a second ``main.py`` run of the same shapes finds it);
   - *compiled*: further calls in this process;
+  - the phases of a first and of a repeated run (two more fresh processes): tracing, lowering,
+    compiling (or loading from the persistent cache) and executing, timed one by one;
   - the same three with ``config.train.fast_compile`` (a CPU option: XLA -O1, which changes the
     last bits of the results) unless the config already sets it or ``--fast_compile_rows=false``;
   - the matmul FLOPs of the epochs that really ran (``lasca_jax.model.train.run_flops``) over the
@@ -84,6 +86,9 @@ _STEPS = flags.DEFINE_integer("steps", 400, "Step section: minibatch steps per t
                               lower_bound=1)
 _CHILD_STEP = flags.DEFINE_bool("child_step", False, "Internal: time the minibatch step in this "
                                 "process (one device); print one JSON line.")
+_CHILD_PHASES = flags.DEFINE_bool("child_phases", False, "Internal: with "
+                                  "--child_compilation_cache, time trace, lower, compile and run "
+                                  "of the training call separately.")
 _CHILD = flags.DEFINE_string("child_compilation_cache", None,
                              "Internal: time one training call with this persistent cache.")
 
@@ -115,6 +120,27 @@ def _child(config, compilation_cache: str) -> None:
   files = sum(len(f) for _, _, f in os.walk(compilation_cache))
   print(json.dumps({"seconds": seconds, "compilation_cache": used, "cache_files": files,
                     "mean_test_accuracy": float(np.mean(out.test_accuracy))}))
+
+
+def _child_phases(config, compilation_cache: str) -> None:
+  """Times the phases of one training call in this (fresh) process; prints one JSON line."""
+  train.enable_compilation_cache(compilation_cache)
+  inputs, fold = _prepared(config)
+  n = inputs.z.shape[0]
+  per_fold = train.PairData(*[np.broadcast_to(np.asarray(a), (n,) + np.shape(a))
+                              for a in inputs.pairs])
+  fn, args = train.program_call(train.TrainSettings.from_config(config), np.full(n, config.seed),
+                                np.arange(n), inputs.z, per_fold, fold,
+                                train.Layout.from_config(config.train))
+  phases = (("trace", lambda _: fn.trace(*args)), ("lower", lambda traced: traced.lower()),
+            ("compile", lambda lowered: lowered.compile()),
+            ("execute", lambda compiled: jax.block_until_ready(compiled(*args))))
+  times, value = {}, None
+  for name, phase in phases:
+    start = time.perf_counter()
+    value = phase(value)
+    times[name] = time.perf_counter() - start
+  print(json.dumps(times))
 
 
 def _fresh_process_call(compilation_cache: str, extra_args=()) -> dict:
@@ -177,6 +203,9 @@ def training_section(config, sklearn: bool = True, repeats: int = 2,
   result = {"config": config.name, "d": int(d), "folds": int(num_folds), "repeats": repeats,
             "load_before": _load()}
   result["first_run_s"], result["repeated_run_s"], result["cache_files"] = _fresh_runs(repeats)
+  with tempfile.TemporaryDirectory(prefix="lasca_jax_xla_") as compilation_cache:
+    result["phases_first"] = _fresh_process_call(compilation_cache, ["--child_phases"])
+    result["phases_repeated"] = _fresh_process_call(compilation_cache, ["--child_phases"])
   fast_rows = (fast_compile_rows and jax.local_devices()[0].platform == "cpu"
                and not settings.fast_compile)
   if fast_rows:
@@ -235,6 +264,11 @@ def _print_training(r: dict) -> None:
   if "fast_mean_test_accuracy" in r:
     print(f"train.fast_compile: mean test accuracy {r['fast_mean_test_accuracy']:.4f}, "
           f"{r['fast_changed_folds']} of {r['folds']} fold accuracies differ")
+  for label, key in (("first run", "phases_first"), ("repeated run", "phases_repeated")):
+    ph = r[key]
+    print(f"phases of a {label}: trace {ph['trace']:.2f} s, lower {ph['lower']:.2f} s, "
+          f"{'compile' if key == 'phases_first' else 'load from the cache'} "
+          f"{ph['compile']:.2f} s, execute {ph['execute']:.2f} s")
   p = r["peak"]
   print(f"work: {r['flops'] / 1e12:.3f} TFLOP (matmuls) in {r['fold_epochs']} fold-epochs "
         f"(a fold-synchronous loop would run {r['fold_epochs_synchronous']}); "
@@ -452,7 +486,7 @@ def main(argv):
     return
   train.use_host_devices(int(config.train.get("host_devices", 0)))   # before JAX starts
   if _CHILD.value:
-    _child(config, _CHILD.value)
+    (_child_phases if _CHILD_PHASES.value else _child)(config, _CHILD.value)
     return
   unknown = [s for s in _SECTIONS.value if s not in SECTIONS]
   if unknown:

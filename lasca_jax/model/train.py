@@ -504,8 +504,19 @@ def train_units(settings: TrainSettings, seeds, fold_numbers, z: np.ndarray, pai
     The units' :class:`TrainOutput` as host (numpy) arrays with leading axis ``N``; ``test_prob``
     keeps the caller's ``n_test`` columns.
   """
-  num_units, _, d = np.shape(z)
+  num_units = np.shape(z)[0]
   n_test = np.shape(fold.test_idx)[1]
+  fn, args = program_call(settings, seeds, fold_numbers, z, pairs, fold, layout)
+  out = jax.device_get(fn(*args))
+  out = jax.tree.map(lambda a: np.asarray(a)[:num_units], out)
+  return out._replace(test_prob=out.test_prob[:, :n_test])
+
+
+def program_call(settings: TrainSettings, seeds, fold_numbers, z: np.ndarray, pairs: PairData,
+                 fold: FoldData, layout: Layout = Layout()) -> tuple[Any, tuple]:
+  """The jitted program and padded arguments :func:`train_units` calls (same arguments): a
+  benchmark can ``fn.trace(*args).lower().compile()`` to time each phase."""
+  num_units, _, d = np.shape(z)
   resolved = plan(num_units, layout)
   devices = tuple(local_devices(layout.devices)[:resolved.devices])
   z, pairs, fold = _to_shape_classes(z, pairs, fold, settings.batch_size)
@@ -518,10 +529,7 @@ def train_units(settings: TrainSettings, seeds, fold_numbers, z: np.ndarray, pai
   active = np.arange(resolved.padded_units) < num_units
   args = jax.tree.map(pad_units, (_seed_array(seeds), np.asarray(fold_numbers, np.int32)))
   args += (active,) + jax.tree.map(pad_units, (np.asarray(z, np.float32), pairs, fold))
-  fn = _program(settings, d, resolved.lanes, devices)
-  out = jax.device_get(fn(*args))
-  out = jax.tree.map(lambda a: np.asarray(a)[:num_units], out)
-  return out._replace(test_prob=out.test_prob[:, :n_test])
+  return _program(settings, d, resolved.lanes, devices), args
 
 
 def fold_keys(seed: int, num_folds: int) -> jax.Array:
