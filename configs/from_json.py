@@ -26,10 +26,15 @@ def _merge(config: ml_collections.ConfigDict, values: dict) -> None:
       config[key] = value
 
 
-def get_config(path: str) -> ml_collections.ConfigDict:
-  with open(path) as f:
-    values = json.load(f)
+def from_values(values: dict) -> ml_collections.ConfigDict:
+  """The defaults with ``values`` (a loaded ``config.json``) merged on top: a field the file
+  predates keeps its default."""
   config = default.get_config()
   with config.ignore_type():
     _merge(config, values)
   return config
+
+
+def get_config(path: str) -> ml_collections.ConfigDict:
+  with open(path) as f:
+    return from_values(json.load(f))

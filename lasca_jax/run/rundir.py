@@ -18,7 +18,6 @@
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import os
@@ -71,36 +70,19 @@ def config_json(config, resolved: Mapping[str, Any] | None = None) -> dict:
   return payload
 
 
-def _same_config(saved: Any, current: Any, default: Any) -> bool:
-  """``saved`` (a ``config.json``) describes ``current``: equal, except that a field missing
-  from ``saved`` (written before the field existed) counts as its default."""
-  if not (isinstance(saved, dict) and isinstance(current, dict)):
-    return saved == current
-  default = default if isinstance(default, dict) else {}
-  for key in current.keys() | saved.keys():
-    if key not in saved:
-      if key not in default or current[key] != default[key]:
-        return False
-    elif key not in current or not _same_config(saved[key], current[key], default.get(key)):
-      return False
-  return True
-
-
-@functools.lru_cache(maxsize=1)
-def _default_json() -> dict:
-  from configs import default as default_config  # pylint: disable=import-outside-toplevel
-  return config_json(default_config.get_config())
-
-
 def describes(saved: Any, config) -> bool:
   """Whether a stored ``config.json`` is ``config``'s, also when it predates newer default
-  fields (a sweep resumed after an upgrade keeps its finished runs).
+  fields (a sweep resumed after an upgrade keeps its finished runs): the file is read as
+  ``configs/from_json.py`` reads it, onto the defaults, and compared with ``config``.
 
   This relies on a rule for new fields: a field's value in ``configs/default.py`` keeps the
   earlier behaviour. A new field without a default there (e.g. a dataset's own ``data.*``
   field) makes older runs count as different, which is safe: they are trained again.
   """
-  return isinstance(saved, dict) and _same_config(saved, config_json(config), _default_json())
+  from configs import from_json  # pylint: disable=import-outside-toplevel
+  if not isinstance(saved, dict):
+    return False
+  return config_json(from_json.from_values(saved)) == config_json(config)
 
 
 class RunDir:
