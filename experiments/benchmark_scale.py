@@ -126,12 +126,10 @@ def _child_phases(config, compilation_cache: str) -> None:
   """Times the phases of one training call in this (fresh) process; prints one JSON line."""
   train.enable_compilation_cache(compilation_cache)
   inputs, fold = _prepared(config)
-  n = inputs.z.shape[0]
-  per_fold = train.PairData(*[np.broadcast_to(np.asarray(a), (n,) + np.shape(a))
-                              for a in inputs.pairs])
-  fn, args = train.program_call(train.TrainSettings.from_config(config), np.full(n, config.seed),
-                                np.arange(n), inputs.z, per_fold, fold,
-                                train.Layout.from_config(config.train))
+  seeds, fold_numbers, per_fold = train.fold_units(int(config.seed), inputs.z.shape[0],
+                                                   inputs.pairs)
+  fn, args = train.program_call(train.TrainSettings.from_config(config), seeds, fold_numbers,
+                                inputs.z, per_fold, fold, train.Layout.from_config(config.train))
   phases = (("trace", lambda _: fn.trace(*args)), ("lower", lambda traced: traced.lower()),
             ("compile", lambda lowered: lowered.compile()),
             ("execute", lambda compiled: jax.block_until_ready(compiled(*args))))
@@ -143,13 +141,17 @@ def _child_phases(config, compilation_cache: str) -> None:
   print(json.dumps(times))
 
 
+def _child_command(*args: str) -> list[str]:
+  """This script in a fresh process, with this run's ``--config`` flags and ``args``."""
+  return [sys.executable, os.path.abspath(__file__),
+          *[a for a in sys.argv[1:] if a.startswith("--config")], *args]
+
+
 def _fresh_process_call(compilation_cache: str, extra_args=()) -> dict:
-  config_args = [a for a in sys.argv[1:] if a.startswith("--config")] + list(extra_args)
   env = dict(os.environ)
   env.pop("JAX_COMPILATION_CACHE_DIR", None)
   proc = subprocess.run(
-      [sys.executable, os.path.abspath(__file__), *config_args,
-       f"--child_compilation_cache={compilation_cache}"],
+      _child_command(*extra_args, f"--child_compilation_cache={compilation_cache}"),
       capture_output=True, text=True, env=env, check=False)
   if proc.returncode:
     raise RuntimeError(f"timing process failed:\n{proc.stderr[-3000:]}")
@@ -280,7 +282,7 @@ def _print_training(r: dict) -> None:
 
 def _best_seconds(fn, *args, repeats: int = 3) -> float:
   jax.block_until_ready(fn(*args))   # compiles
-  return min(_best_call(1, lambda: jax.block_until_ready(fn(*args)))[0] for _ in range(repeats))
+  return _best_call(repeats, lambda: jax.block_until_ready(fn(*args)))[0]
 
 
 def _step_timing(config, steps: int) -> dict:
@@ -318,7 +320,7 @@ def _step_timing(config, steps: int) -> dict:
   loop = lambda body: jax.jit(lambda c: jax.lax.fori_loop(0, steps, body, c))
   step_s = _best_seconds(loop(full), (params, tx.init(params)))
   matmul_s = _best_seconds(loop(matmuls), kernels)
-  forward, train_step = train.flops_per_pair(d, settings.hidden_sizes(d))
+  _, train_step = train.flops_per_pair(d, settings.hidden_sizes(d))
   return {"d": d, "batch": bs, "steps": steps, "step_ms": 1e3 * step_s / steps,
           "matmul_ms": 1e3 * matmul_s / steps,
           "matmul_gflops": bs * train_step * steps / matmul_s / 1e9}
@@ -334,10 +336,9 @@ def step_section(config) -> dict:
   if platform != "cpu":
     print(f"minibatch step: skipped on {platform} (the section compares CPU cores)")
     return {"skipped": platform}
+
   def children(n):
-    args = [sys.executable, os.path.abspath(__file__),
-            *[a for a in sys.argv[1:] if a.startswith("--config")], "--child_step",
-            f"--steps={_STEPS.value}"]
+    args = _child_command("--child_step", f"--steps={_STEPS.value}")
     procs = [subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for _ in range(n)]
     outs = [p.communicate() for p in procs]

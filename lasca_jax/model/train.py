@@ -221,10 +221,9 @@ def make_train(settings: TrainSettings, d: int):
   """
   model, tx, step = make_learner(settings, d)
   bs = settings.batch_size
-  inputs = pair_inputs
 
   def accuracy(params, z, pairs, idx, mask):
-    x, y = inputs(z, pairs, idx)
+    x, y = pair_inputs(z, pairs, idx)
     pred = (model.apply({"params": params}, x) > 0).astype(jnp.float32)
     correct = jnp.sum(jnp.where(mask, pred == y, False))
     return correct / jnp.maximum(jnp.sum(mask), 1)
@@ -241,7 +240,7 @@ def make_train(settings: TrainSettings, d: int):
       params, opt_state, stopped, order, loss_sum = carry
       slot = b * bs + jnp.arange(bs)
       mask = slot < fold.train_count
-      x, y = inputs(z, pairs, fold.train_idx[order[slot]])
+      x, y = pair_inputs(z, pairs, fold.train_idx[order[slot]])
       loss, new_params, new_opt = step(params, opt_state, x, y, mask)
       skip = stopped | (jnp.sum(mask) == 0)
       params = _tree_where(skip, params, new_params)
@@ -289,7 +288,7 @@ def make_train(settings: TrainSettings, d: int):
     epochs_run, _, _, es, train_loss, val_curve = jax.lax.while_loop(
         keep_going, run_epoch, (jnp.array(0), params, opt_state, es, nan_curve, nan_curve))
     best = es.best_params
-    x_test, _ = inputs(z, pairs, fold.test_idx)
+    x_test, _ = pair_inputs(z, pairs, fold.test_idx)
     prob = jnp.where(fold.test_mask, jax.nn.sigmoid(model.apply({"params": best}, x_test)), 0.0)
     return TrainOutput(
         params=best,
@@ -546,10 +545,16 @@ def train_folds(settings: TrainSettings, seed: int, z: np.ndarray, pairs: PairDa
     pairs: shared pairs ``[P]``.
     fold: per-fold indices, each with a leading ``folds`` axis.
   """
-  num_folds = np.shape(z)[0]
+  seeds, fold_numbers, per_fold = fold_units(seed, np.shape(z)[0], pairs)
+  return train_units(settings, seeds, fold_numbers, z, per_fold, fold, layout)
+
+
+def fold_units(seed: int, num_folds: int,
+               pairs: PairData) -> tuple[np.ndarray, np.ndarray, PairData]:
+  """The folds of one run as :func:`train_units`'s units: ``(seeds, fold_numbers, pairs)``,
+  the shared pairs broadcast to every fold."""
   per_fold = PairData(*[np.broadcast_to(np.asarray(a), (num_folds,) + np.shape(a)) for a in pairs])
-  return train_units(settings, np.full(num_folds, seed), np.arange(num_folds), z, per_fold, fold,
-                     layout)
+  return np.full(num_folds, seed), np.arange(num_folds), per_fold
 
 
 def train_configs(settings: TrainSettings, seeds, z: np.ndarray, pairs: PairData,
