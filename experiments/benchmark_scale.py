@@ -31,17 +31,20 @@ Sections (``--sections``, in order):
     cached data stages not included);
   - *repeated run*: another fresh process with the cache the first one filled (JAX's persistent
     compilation cache, as a second ``main.py`` run of the same shapes finds it);
-  - *compiled*: further calls in this process;
+  - *compiled*: the second call in each of these processes (the better of the two);
+  - *scikit-learn*: one more fresh process fits the folds one after another;
   - the phases of a first and of a repeated run (two more fresh processes): tracing, lowering,
     compiling (or loading from the persistent cache) and executing, timed one by one;
   - the same three with ``config.train.fast_compile`` (a CPU option: XLA -O1, which changes the
     last bits of the results) unless the config already sets it or ``--fast_compile_rows=false``;
   - the matmul FLOPs of the epochs that really ran (``lasca_jax.model.train.run_flops``) over the
-    compiled time, as a share of the f32 matmul peak measured in this process just before
-    (``lasca_jax.encoders.peak``: best of XLA and numpy's BLAS).
-  Every row (scikit-learn's too) is the best of ``--repeats`` timings, each first and repeated
-  run in fresh processes with a new empty cache. The load average is printed with the figures:
-  timings on a shared machine vary with it.
+    compiled time, as a share of the f32 matmul peak measured right after it in the first run's
+    process (``lasca_jax.encoders.peak``: best of XLA and numpy's BLAS).
+  These processes run in ``--repeats`` rounds, one after another (first run, repeated run, the
+  fast_compile pair, scikit-learn), each round with a new empty cache. A row reports its best
+  time, and its ratio to scikit-learn as the median (and range) of the rounds' ratios: both sides
+  of a ratio were timed within the same minute, so a shared machine's changing load (printed
+  with the figures) moves them together instead of deciding the ratio.
 """
 
 import dataclasses
@@ -63,7 +66,7 @@ import jax.numpy as jnp
 
 from lasca_jax.encoders import peak, text as text_lib
 from lasca_jax.method import fusion as fusion_lib
-from lasca_jax.model import reference, train
+from lasca_jax.model import programs, reference, train
 from lasca_jax.run import cache, pipeline, validate
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file.")
@@ -76,8 +79,9 @@ _BUDGETS = flags.DEFINE_list("token_budgets", [], "Encoder section: token budget
 _PROFILE = flags.DEFINE_string("profile", "", "Encoder section: write torch.profiler's table of "
                                "one batch here.")
 _SKLEARN = flags.DEFINE_bool("sklearn", True, "Time scikit-learn on the same folds.")
-_REPEATS = flags.DEFINE_integer("repeats", 2, "Training section: every row is the best of this "
-                                "many timings (fresh processes for the first and repeated runs).",
+_REPEATS = flags.DEFINE_integer("repeats", 3, "Training section: rounds of fresh processes "
+                                "(first run, repeated run, scikit-learn); a row is the best of "
+                                "its rounds, a ratio the median of the rounds' ratios.",
                                 lower_bound=1)
 _FAST_ROWS = flags.DEFINE_bool("fast_compile_rows", True, "Training section on a CPU: also time "
                                "config.train.fast_compile=True.")
@@ -89,6 +93,10 @@ _CHILD_STEP = flags.DEFINE_bool("child_step", False, "Internal: time the minibat
 _CHILD_PHASES = flags.DEFINE_bool("child_phases", False, "Internal: with "
                                   "--child_compilation_cache, time trace, lower, compile and run "
                                   "of the training call separately.")
+_CHILD_PEAK = flags.DEFINE_bool("child_peak", False, "Internal: with --child_compilation_cache, "
+                                "also measure the f32 matmul peak after the timed calls.")
+_CHILD_SKLEARN = flags.DEFINE_bool("child_sklearn", False, "Internal: time scikit-learn on the "
+                                   "configuration's folds in this process; print one JSON line.")
 _CHILD = flags.DEFINE_string("child_compilation_cache", None,
                              "Internal: time one training call with this persistent cache.")
 
@@ -111,15 +119,23 @@ def _train(config, inputs, fold, fast_compile: bool | None = None) -> train.Trai
 
 
 def _child(config, compilation_cache: str) -> None:
-  """Times one training call in this (fresh) process; prints one JSON line."""
+  """Times one training call in this (fresh) process, then a second (compiled) one, and with
+  ``--child_peak`` the f32 matmul peak right after; prints one JSON line."""
   used = train.enable_compilation_cache(compilation_cache)
   inputs, fold = _prepared(config)
   start = time.perf_counter()
   out = _train(config, inputs, fold)
   seconds = time.perf_counter() - start
+  start = time.perf_counter()
+  _train(config, inputs, fold)
+  compiled = time.perf_counter() - start
   files = sum(len(f) for _, _, f in os.walk(compilation_cache))
-  print(json.dumps({"seconds": seconds, "compilation_cache": used, "cache_files": files,
-                    "mean_test_accuracy": float(np.mean(out.test_accuracy))}))
+  result = {"seconds": seconds, "compiled_seconds": compiled, "compilation_cache": used,
+            "cache_files": files, "stored_programs": dict(programs.counts),
+            "mean_test_accuracy": float(np.mean(out.test_accuracy))}
+  if _CHILD_PEAK.value:
+    result["peak"] = peak.measure_peak().as_dict()
+  print(json.dumps(result))
 
 
 def _child_phases(config, compilation_cache: str) -> None:
@@ -147,12 +163,12 @@ def _child_command(*args: str) -> list[str]:
           *[a for a in sys.argv[1:] if a.startswith("--config")], *args]
 
 
-def _fresh_process_call(compilation_cache: str, extra_args=()) -> dict:
+def _fresh_process_call(compilation_cache: str | None, extra_args=()) -> dict:
   env = dict(os.environ)
   env.pop("JAX_COMPILATION_CACHE_DIR", None)
-  proc = subprocess.run(
-      _child_command(*extra_args, f"--child_compilation_cache={compilation_cache}"),
-      capture_output=True, text=True, env=env, check=False)
+  cache_args = [f"--child_compilation_cache={compilation_cache}"] if compilation_cache else []
+  proc = subprocess.run(_child_command(*extra_args, *cache_args),
+                        capture_output=True, text=True, env=env, check=False)
   if proc.returncode:
     raise RuntimeError(f"timing process failed:\n{proc.stderr[-3000:]}")
   return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -173,17 +189,6 @@ def devices_section(config) -> dict:
           "process_count": jax.process_count(), "plan": plan._asdict()}
 
 
-def _fresh_runs(repeats: int, extra_args=()) -> tuple[float, float, int]:
-  """Best first-run and repeated-run seconds over ``repeats`` empty persistent caches."""
-  first, repeated = [], []
-  for _ in range(repeats):
-    with tempfile.TemporaryDirectory(prefix="lasca_jax_xla_") as compilation_cache:
-      run = _fresh_process_call(compilation_cache, extra_args)
-      first.append(run["seconds"])
-      repeated.append(_fresh_process_call(compilation_cache, extra_args)["seconds"])
-  return min(first), min(repeated), run["cache_files"]
-
-
 def _best_call(repeats: int, call) -> tuple[float, object]:
   times = []
   for _ in range(repeats):
@@ -193,49 +198,97 @@ def _best_call(repeats: int, call) -> tuple[float, object]:
   return min(times), out
 
 
-def training_section(config, sklearn: bool = True, repeats: int = 2,
+def _child_sklearn(config) -> None:
+  """Times scikit-learn fitting the configuration's folds one after another in this (fresh)
+  process; prints one JSON line."""
+  inputs, fold = _prepared(config)
+  settings = train.TrainSettings.from_config(config)
+  start = time.perf_counter()
+  accuracies = [reference.sklearn_fold(inputs.z[k], inputs.pairs, fold, k, int(config.seed),
+                                       settings) for k in range(inputs.z.shape[0])]
+  print(json.dumps({"seconds": time.perf_counter() - start,
+                    "mean_test_accuracy": float(np.mean(accuracies))}))
+
+
+def _fresh_pair(extra_args=(), with_peak: bool = False) -> dict:
+  """A first run and a repeated run (fresh processes, one new persistent cache); each also times
+  a second, compiled call."""
+  with tempfile.TemporaryDirectory(prefix="lasca_jax_xla_") as compilation_cache:
+    first = _fresh_process_call(compilation_cache,
+                                [*extra_args, *(["--child_peak"] if with_peak else [])])
+    repeated = _fresh_process_call(compilation_cache, extra_args)
+  pair = {"first_run_s": first["seconds"], "repeated_run_s": repeated["seconds"],
+          "compiled_s": min(first["compiled_seconds"], repeated["compiled_seconds"]),
+          "cache_files": first["cache_files"],
+          "stored_programs": [first["stored_programs"], repeated["stored_programs"]]}
+  if with_peak:
+    pair["peak"] = first["peak"]
+  return pair
+
+
+# The rows of the training table: (label, key), lasca_jax's own and the fast_compile ones.
+_TRAINING_ROWS = (("first run (compilation, empty persistent cache)", "first_run_s"),
+                  ("repeated run (persistent compilation cache)", "repeated_run_s"),
+                  ("compiled", "compiled_s"),
+                  ("train.fast_compile: first run", "fast_first_run_s"),
+                  ("train.fast_compile: repeated run", "fast_repeated_run_s"),
+                  ("train.fast_compile: compiled", "fast_compiled_s"))
+
+
+def training_section(config, sklearn: bool = True, repeats: int = 3,
                      fast_compile_rows: bool = True) -> dict:
   """Times the trainer (first run, repeated run, compiled) against scikit-learn; share of peak.
 
-  Every row is the best of ``repeats`` timings.
+  The timings come in ``repeats`` rounds of fresh processes, one row after another, so that each
+  round's ratios to scikit-learn compare timings taken under the same load; a row reports its
+  best time and the median (and range) of its rounds' ratios.
   """
   inputs, fold = _prepared(config)
   num_folds, _, d = inputs.z.shape
   settings = train.TrainSettings.from_config(config)
   result = {"config": config.name, "d": int(d), "folds": int(num_folds), "repeats": repeats,
             "load_before": _load()}
-  result["first_run_s"], result["repeated_run_s"], result["cache_files"] = _fresh_runs(repeats)
+  fast_rows = (fast_compile_rows and jax.local_devices()[0].platform == "cpu"
+               and not settings.fast_compile)
+  rounds = []
+  for r in range(repeats):
+    logging.warning("training: round %d of %d (%s)", r + 1, repeats, _load())
+    row = _fresh_pair(with_peak=True)
+    if fast_rows:
+      fast = _fresh_pair(["--config.train.fast_compile=True"])
+      row.update({f"fast_{k}": v for k, v in fast.items() if k.endswith("_s")})
+    if sklearn:
+      theirs = _fresh_process_call(None, ["--child_sklearn"])
+      row["sklearn_s"] = theirs["seconds"]
+      result["sklearn_mean_test_accuracy"] = theirs["mean_test_accuracy"]
+    rounds.append(row)
+  result["rounds"] = rounds
+  result["cache_files"] = rounds[-1]["cache_files"]
+  for _, key in _TRAINING_ROWS + (("", "sklearn_s"),):
+    if key in rounds[0]:
+      result[key] = min(row[key] for row in rounds)
+      if sklearn and key != "sklearn_s":
+        ratios = [row["sklearn_s"] / row[key] for row in rounds]
+        result[f"ratio_{key}"] = {"median": float(np.median(ratios)), "min": min(ratios),
+                                  "max": max(ratios)}
   with tempfile.TemporaryDirectory(prefix="lasca_jax_xla_") as compilation_cache:
     result["phases_first"] = _fresh_process_call(compilation_cache, ["--child_phases"])
     result["phases_repeated"] = _fresh_process_call(compilation_cache, ["--child_phases"])
-  fast_rows = (fast_compile_rows and jax.local_devices()[0].platform == "cpu"
-               and not settings.fast_compile)
-  if fast_rows:
-    result["fast_first_run_s"], result["fast_repeated_run_s"], _ = _fresh_runs(
-        repeats, ["--config.train.fast_compile=True"])
 
-  _train(config, inputs, fold)   # compiles in this process
-  measured = peak.measure_peak()
-  compiled, out = _best_call(repeats, lambda: _train(config, inputs, fold))
+  out = _train(config, inputs, fold)   # what the timed calls computed: accuracy and work
   if fast_rows:
-    _train(config, inputs, fold, fast_compile=True)
-    result["fast_compiled_s"], fast_out = _best_call(
-        repeats, lambda: _train(config, inputs, fold, fast_compile=True))
+    fast_out = _train(config, inputs, fold, fast_compile=True)
     result["fast_mean_test_accuracy"] = float(np.mean(fast_out.test_accuracy))
     result["fast_changed_folds"] = int(np.sum(fast_out.test_accuracy != out.test_accuracy))
   flops = train.run_flops(out, fold, d, settings.hidden_sizes(d))
-  epochs = int(np.sum(out.epochs_run))
+  shares = [peak.share_of_peak(flops, row["compiled_s"], row["peak"]["gflops"]) for row in rounds]
+  best = int(np.argmin([row["compiled_s"] for row in rounds]))
   result.update(
-      compiled_s=compiled, peak=measured.as_dict(), flops=flops, fold_epochs=epochs,
+      peak=rounds[best]["peak"], flops=flops, fold_epochs=int(np.sum(out.epochs_run)),
       fold_epochs_synchronous=int(num_folds * np.max(out.epochs_run)),
-      gflops=flops / compiled / 1e9, share_of_peak=peak.share_of_peak(flops, compiled,
-                                                                      measured.gflops),
+      gflops=flops / result["compiled_s"] / 1e9, share_of_peak=shares[best],
+      share_of_peak_median=float(np.median(shares)),
       mean_test_accuracy=float(np.mean(out.test_accuracy)))
-  if sklearn:
-    result["sklearn_s"], theirs = _best_call(repeats, lambda: [
-        reference.sklearn_fold(inputs.z[k], inputs.pairs, inputs.folds, k, int(config.seed),
-                               settings) for k in range(num_folds)])
-    result["sklearn_mean_test_accuracy"] = float(np.mean(theirs))
   result["load_after"] = _load()
   _print_training(result)
   return result
@@ -243,22 +296,20 @@ def training_section(config, sklearn: bool = True, repeats: int = 2,
 
 def _print_training(r: dict) -> None:
   sk = r.get("sklearn_s")
-  print(f"training: {r['config']}, d = {r['d']}, {r['folds']} folds, best of {r['repeats']} "
-        f"timings per row ({r['load_before']})")
-  print(f"| {'lasca_jax call':<48} | {'seconds':>7} | {'sklearn / lasca_jax':>19} |")
-  print(f"| {'-' * 48} | {'-' * 7}:| {'-' * 19}:|")
-  for label, key in (("first run (compilation, empty persistent cache)", "first_run_s"),
-                     ("repeated run (persistent compilation cache)", "repeated_run_s"),
-                     ("compiled", "compiled_s"),
-                     ("train.fast_compile: first run", "fast_first_run_s"),
-                     ("train.fast_compile: repeated run", "fast_repeated_run_s"),
-                     ("train.fast_compile: compiled", "fast_compiled_s")):
+  print(f"training: {r['config']}, d = {r['d']}, {r['folds']} folds, {r['repeats']} rounds of "
+        f"fresh processes ({r['load_before']})")
+  print(f"| {'lasca_jax call':<48} | {'best (s)':>8} | {'sklearn / lasca_jax, median (range)':>35} |")
+  print(f"| {'-' * 48} | {'-' * 7}:| {'-' * 34}:|")
+  for label, key in _TRAINING_ROWS:
     if key not in r:
       continue
-    ratio = f"{sk / r[key]:.2f}x" if sk else "-"
-    print(f"| {label:<48} | {r[key]:>7.2f} | {ratio:>19} |")
+    ratio = "-"
+    if sk:
+      q = r[f"ratio_{key}"]
+      ratio = f"{q['median']:.2f}x ({q['min']:.2f}-{q['max']:.2f}x)"
+    print(f"| {label:<48} | {r[key]:>8.2f} | {ratio:>35} |")
   if sk:
-    print(f"| {'scikit-learn MLPClassifier, folds in turn':<48} | {sk:>7.2f} | {'1.00x':>19} |")
+    print(f"| {'scikit-learn MLPClassifier, folds in turn':<48} | {sk:>8.2f} | {'1.00x':>35} |")
     print(f"mean test accuracy: lasca_jax {r['mean_test_accuracy']:.4f}, scikit-learn "
           f"{r['sklearn_mean_test_accuracy']:.4f}")
   else:
@@ -273,10 +324,11 @@ def _print_training(r: dict) -> None:
           f"{ph['compile']:.2f} s, execute {ph['execute']:.2f} s")
   p = r["peak"]
   print(f"work: {r['flops'] / 1e12:.3f} TFLOP (matmuls) in {r['fold_epochs']} fold-epochs "
-        f"(a fold-synchronous loop would run {r['fold_epochs_synchronous']}); "
-        f"{r['gflops']:.1f} GFLOP/s compiled = {100 * r['share_of_peak']:.0f} % of the f32 matmul "
-        f"peak {p['gflops']:.1f} GFLOP/s ({p['source']}; XLA {p['xla_gflops']:.1f}, numpy "
-        f"{p['numpy_gflops']:.1f})")
+        f"(a fold-synchronous loop would run {r['fold_epochs_synchronous']}); best compiled "
+        f"{r['gflops']:.1f} GFLOP/s = {100 * r['share_of_peak']:.0f} % of the f32 matmul peak "
+        f"{p['gflops']:.1f} GFLOP/s measured in the same process ({p['source']}; XLA "
+        f"{p['xla_gflops']:.1f}, numpy {p['numpy_gflops']:.1f}); median over the rounds "
+        f"{100 * r['share_of_peak_median']:.0f} %")
   print(f"({r['load_after']} at the end)")
 
 
@@ -486,6 +538,9 @@ def main(argv):
     print(json.dumps(_step_timing(config, _STEPS.value)))
     return
   train.use_host_devices(int(config.train.get("host_devices", 0)))   # before JAX starts
+  if _CHILD_SKLEARN.value:
+    _child_sklearn(config)
+    return
   if _CHILD.value:
     (_child_phases if _CHILD_PHASES.value else _child)(config, _CHILD.value)
     return

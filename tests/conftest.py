@@ -101,3 +101,11 @@ def swept(tmp_path_factory, tiny_backbone):
   assert not config.sweep.baselines                 # the caller's config is left as it was
   config = sweep_cmd.with_simulated_baselines(config, str(root / "out"))   # the grid it ran
   return root, config, summary
+
+
+@pytest.fixture
+def no_program_store(monkeypatch):
+  """Training calls its jitted program directly, as in a process without JAX's persistent
+  compilation cache (lasca_jax/model/programs.py): for tests that inspect that program."""
+  from lasca_jax.model import programs  # pylint: disable=import-outside-toplevel
+  monkeypatch.setattr(programs, "directory", lambda: None)

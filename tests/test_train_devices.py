@@ -151,7 +151,7 @@ def test_compilation_cache_is_set_once_and_stores_the_trainer(tmp_path):
   assert int(files) > 0 and other_exists == "False"
 
 
-def test_runs_of_one_shape_class_share_one_compiled_program():
+def test_runs_of_one_shape_class_share_one_compiled_program(no_program_store):
   settings = train_settings(max_epochs=2, batch_size=16)
   rng = np.random.default_rng(2)
   outs = []
@@ -239,7 +239,7 @@ def test_padding_unit_runs_no_epoch():
   assert int(busy.epochs_run) > 0 and np.isfinite(busy.train_loss[0])
 
 
-def test_train_units_marks_only_the_padding_inactive(monkeypatch):
+def test_train_units_marks_only_the_padding_inactive(monkeypatch, no_program_store):
   """3 units in lanes of 2 are padded to 4; the program is told that only the 4th is a pad."""
   settings = train_settings(max_epochs=3, batch_size=16)
   z, pairs, fold = _small_problem()
@@ -311,7 +311,8 @@ def test_seed_must_fit_32_bits(tmp_path):
     validate.check(make_tiny_config(tmp_path / "cache", seed=2**32))
 
 
-def test_fast_compile_is_read_passed_to_xla_and_changes_rounding_only(tmp_path, monkeypatch):
+def test_fast_compile_is_read_passed_to_xla_and_changes_rounding_only(tmp_path, monkeypatch,
+                                                                    no_program_store):
   """``train.fast_compile`` (XLA -O1 on a CPU) is read from the config and handed to ``jit``; its
   results agree with the default program's to rounding, with the same decisions."""
   from conftest import make_tiny_config  # pylint: disable=import-outside-toplevel

@@ -33,7 +33,9 @@ inside the program, so a call runs no other JAX operation.
 Inputs are padded up to a shape class (:func:`shape_class`) so that runs of slightly different
 sizes reuse one compiled program; training is invariant to that padding. The compiled program has
 no host callbacks, so JAX's persistent compilation cache (:func:`enable_compilation_cache`) can
-store it and a repeated run skips compilation.
+store it and a repeated run skips compilation; with that cache on, the program is also kept as a
+``jax.export`` artefact (:mod:`lasca_jax.model.programs`), so a repeated run skips tracing and
+lowering as well.
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ import optax
 
 from lasca_jax.data import files as files_lib
 from lasca_jax.method import protocols
+from lasca_jax.model import programs
 
 
 @dataclasses.dataclass(frozen=True)
@@ -170,6 +173,9 @@ class TrainOutput(NamedTuple):
   epochs_run: jax.Array       # []
   train_loss: jax.Array       # [max_epochs], NaN after stopping
   val_curve: jax.Array        # [max_epochs], NaN after stopping
+
+
+programs.register_types(PairData, FoldData, TrainOutput)
 
 
 def _tree_where(cond, a, b):
@@ -419,6 +425,12 @@ def _unit_key(seed, fold_number):
   return jax.random.fold_in(jax.random.key(seed), fold_number)
 
 
+def _compiler_options(settings: TrainSettings, devices: tuple) -> dict | None:
+  if devices[0].platform != "cpu":
+    return None
+  return CPU_FAST_COMPILER_OPTIONS if settings.fast_compile else CPU_COMPILER_OPTIONS
+
+
 @functools.lru_cache(maxsize=None)
 def _program(settings: TrainSettings, d: int, lanes: int, devices: tuple):
   """``jit`` of all units: ``shard_map`` over ``devices``, then groups of ``lanes`` per device.
@@ -439,9 +451,7 @@ def _program(settings: TrainSettings, d: int, lanes: int, devices: tuple):
     out = jax.lax.map(lambda a: lane_group(*a), grouped)
     return jax.tree.map(lambda a: a.reshape((n,) + a.shape[2:]), out)
 
-  options = None
-  if devices[0].platform == "cpu":
-    options = CPU_FAST_COMPILER_OPTIONS if settings.fast_compile else CPU_COMPILER_OPTIONS
+  options = _compiler_options(settings, devices)
   if len(devices) == 1:
     return jax.jit(local, compiler_options=options)
   mesh = jax.sharding.Mesh(np.array(devices), ("units",))
@@ -476,6 +486,12 @@ def plan(num_units: int, layout: Layout = Layout()) -> UnitsPlan:
                    lanes=lanes, padded_units=per_device * len(devices))
 
 
+def _placement(num_units: int, layout: Layout) -> tuple[UnitsPlan, tuple]:
+  """The plan of ``num_units`` units and the devices it runs on."""
+  resolved = plan(num_units, layout)
+  return resolved, tuple(local_devices(layout.devices)[:resolved.devices])
+
+
 def _seed_array(seeds) -> np.ndarray:
   """Seeds as ``uint32``: ``key(s)`` inside the program equals the eager ``key(s)`` of a Python
   int for every ``s`` in ``[0, 2**32)`` (larger ints would wrap around)."""
@@ -503,21 +519,23 @@ def train_units(settings: TrainSettings, seeds, fold_numbers, z: np.ndarray, pai
     The units' :class:`TrainOutput` as host (numpy) arrays with leading axis ``N``; ``test_prob``
     keeps the caller's ``n_test`` columns.
   """
-  num_units = np.shape(z)[0]
+  num_units, _, d = np.shape(z)
   n_test = np.shape(fold.test_idx)[1]
   fn, args = program_call(settings, seeds, fold_numbers, z, pairs, fold, layout)
-  out = jax.device_get(fn(*args))
+  resolved, devices = _placement(num_units, layout)
+  out = jax.device_get(programs.call(fn, args, repr((settings, d, resolved.lanes)), devices,
+                                     _compiler_options(settings, devices)))
   out = jax.tree.map(lambda a: np.asarray(a)[:num_units], out)
   return out._replace(test_prob=out.test_prob[:, :n_test])
 
 
 def program_call(settings: TrainSettings, seeds, fold_numbers, z: np.ndarray, pairs: PairData,
                  fold: FoldData, layout: Layout = Layout()) -> tuple[Any, tuple]:
-  """The jitted program and padded arguments :func:`train_units` calls (same arguments): a
-  benchmark can ``fn.trace(*args).lower().compile()`` to time each phase."""
+  """The jitted program and padded arguments :func:`train_units` calls (same arguments; it calls
+  them through :func:`lasca_jax.model.programs.call`): a benchmark can
+  ``fn.trace(*args).lower().compile()`` to time each phase."""
   num_units, _, d = np.shape(z)
-  resolved = plan(num_units, layout)
-  devices = tuple(local_devices(layout.devices)[:resolved.devices])
+  resolved, devices = _placement(num_units, layout)
   z, pairs, fold = _to_shape_classes(z, pairs, fold, settings.batch_size)
   extra = resolved.padded_units - num_units
 
@@ -578,6 +596,7 @@ def train_configs(settings: TrainSettings, seeds, z: np.ndarray, pairs: PairData
 def clear_compiled() -> None:
   """Forgets the compiled programs of this process (a benchmark's cold start)."""
   _program.cache_clear()
+  programs.clear()
 
 
 def flops_per_pair(d: int, hidden: tuple[int, int]) -> tuple[int, int]:
