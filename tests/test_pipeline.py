@@ -27,6 +27,8 @@ def test_second_run_recomputes_nothing_and_returns_identical_arrays(tmp_path):
     np.testing.assert_array_equal(first[key], second[key])
   log = [json.loads(l) for l in open(tmp_path / "run2" / "log.jsonl")]
   assert [e["newly_encoded"] for e in log if e["event"] == "embeddings"] == [0]
+  # main's runs switch the persistent cache on; the second finds the first's wrapped program.
+  assert [e["stored_program"] for e in log if e["event"] == "trained"] == ["in memory"]
 
 
 def test_a_changed_margin_recomputes_only_the_pairs(tmp_path):

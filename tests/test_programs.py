@@ -138,3 +138,16 @@ def test_in_process_calls_agree_with_the_jitted_program(tmp_path, monkeypatch, u
   digest = lambda out: hashlib.sha256(b"".join(np.asarray(a).tobytes()
                                                for a in jax.tree.leaves(out))).hexdigest()
   assert digest(stored) == digest(plain)
+
+
+def test_since_names_what_the_calls_did(monkeypatch):
+  monkeypatch.setattr(programs, "counts", {"loaded": 2, "exported": 1, "reexported": 0})
+  monkeypatch.setattr(programs, "directory", lambda: "/store")
+  before = dict(programs.counts)
+  assert programs.since(before) == "in memory"
+  programs.counts["loaded"] += 1
+  assert programs.since(before) == "loaded"
+  programs.counts["exported"] += 1
+  assert programs.since(before) == "exported"
+  monkeypatch.setattr(programs, "directory", lambda: None)
+  assert programs.since(dict(programs.counts)) == "off"

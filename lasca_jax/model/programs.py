@@ -170,6 +170,17 @@ def call(program, args: tuple, identity: str, devices, compiler_options=None) ->
   return fn(*args)
 
 
+def since(before: dict) -> str:
+  """What this process's calls did since ``before`` (a copy of :data:`counts`), for the log:
+  ``"loaded"`` (a stored program), ``"exported"`` (stored one), ``"in memory"`` (one already
+  wrapped by this process) or ``"off"`` (no persistent cache)."""
+  if counts["exported"] > before["exported"]:
+    return "exported"
+  if counts["loaded"] > before["loaded"]:
+    return "loaded"
+  return "off" if directory() is None else "in memory"
+
+
 def clear() -> None:
   """Forgets the wrapped programs of this process (not the stored files)."""
   _LOADED.clear()

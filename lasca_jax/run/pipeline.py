@@ -28,7 +28,7 @@ from lasca_jax.data import coverage, types as data_lib
 from lasca_jax.encoders import text as text_lib
 from lasca_jax.method import controls, fusion as fusion_lib, lexicon, protocols, templates
 from lasca_jax.method import windows as windows_lib
-from lasca_jax.model import efficiency, train
+from lasca_jax.model import efficiency, programs, train
 from lasca_jax.run import cache as cache_lib, stages, validate
 from lasca_jax.run.rundir import RunDir, RunLog
 
@@ -497,11 +497,12 @@ def train_run(config, out: RunDir, cache: cache_lib.StageCache) -> TrainedRun:
           devices=plan.devices, platform=plan.platform, lanes=plan.lanes,
           fast_compile=settings.fast_compile,
           compilation_cache=train.enable_compilation_cache(config.get("compilation_cache", "")))
-  t0 = time.time()
+  t0, before = time.time(), dict(programs.counts)
   output = train.train_folds(settings, int(config.seed), inputs.z, inputs.pairs, inputs.folds,
                              layout)
   arrays = finish(out, config, inputs, output, time.time() - t0,
-                  done={"cache_hits": cache.hits, "cache_misses": cache.misses})
+                  done={"cache_hits": cache.hits, "cache_misses": cache.misses},
+                  stored_program=programs.since(before))
   return TrainedRun(inputs, output, arrays)
 
 

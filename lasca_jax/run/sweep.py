@@ -32,7 +32,7 @@ import numpy as np
 from lasca_jax.analysis import labels
 from lasca_jax.data import files as files_lib
 from lasca_jax.method import fusion as fusion_lib
-from lasca_jax.model import train
+from lasca_jax.model import programs, train
 from lasca_jax.run import cache as cache_lib, fields, pipeline, rundir
 
 
@@ -194,10 +194,11 @@ def _train_and_write(group: list[Member], log: logging.Logger) -> float:
   z, pairs, folds = stack_inputs([m.inputs for m in group])
   layout = train.Layout.from_config(config0.train)
   plan = train.plan(len(group) * inputs0.num_folds, layout)
-  t0 = time.time()
+  t0, before = time.time(), dict(programs.counts)
   out = train.train_configs(settings, [int(m.config.seed) for m in group], z, pairs, folds,
                             layout)
   seconds = time.time() - t0
+  stored = programs.since(before)
   log.info("trained %d configurations x %d folds (d=%d) in one call on %d %s device(s): %.1f s",
            len(group), inputs0.num_folds, inputs0.input_dim, plan.devices, plan.platform,
            seconds)
@@ -205,7 +206,8 @@ def _train_and_write(group: list[Member], log: logging.Logger) -> float:
     one = jax.tree.map(lambda a: np.asarray(a)[c], out)
     one = one._replace(test_prob=one.test_prob[:, :m.inputs.folds.test_idx.shape[1]])
     pipeline.finish(m.run, m.config, m.inputs, one, seconds, group_size=len(group),
-                    devices=plan.devices, platform=plan.platform, lanes=plan.lanes)
+                    devices=plan.devices, platform=plan.platform, lanes=plan.lanes,
+                    stored_program=stored)
   return seconds
 
 
