@@ -151,3 +151,24 @@ def test_since_names_what_the_calls_did(monkeypatch):
   assert programs.since(before) == "exported"
   monkeypatch.setattr(programs, "directory", lambda: None)
   assert programs.since(dict(programs.counts)) == "off"
+
+
+def test_a_program_that_cannot_be_exported_or_stored_still_runs(tmp_path, monkeypatch, capsys):
+  monkeypatch.setattr(programs, "directory", lambda: str(tmp_path / "store"))
+  monkeypatch.setattr(programs, "_LOADED", {})
+  program = jax.jit(lambda a: a * 2.0)
+  args = (np.arange(4, dtype=np.float32),)
+  devices = tuple(jax.local_devices()[:1])
+
+  def no_disk(*_):
+    raise OSError("No space left on device")
+  monkeypatch.setattr(programs.files_lib, "write_bytes_atomic", no_disk)
+  np.testing.assert_array_equal(programs.call(program, args, "double", devices), [0, 2, 4, 6])
+  assert "cannot store the training program" in capsys.readouterr().err
+  assert not (tmp_path / "store").exists()
+
+  def refuse(*_, **__):
+    raise ValueError("not exportable")
+  monkeypatch.setattr(programs.export, "export", refuse)
+  np.testing.assert_array_equal(programs.call(program, args, "triple", devices), [0, 2, 4, 6])
+  assert "cannot be exported (ValueError: not exportable)" in capsys.readouterr().err

@@ -21,8 +21,10 @@ repeated runs compute the same thing bit for bit (``tests/test_programs.py``).
 The store is on exactly when JAX's persistent compilation cache is (``train.enable_compilation_
 cache``): its folder is ``<that cache>/lasca_jax_programs``. Files are written atomically (a
 temporary file, then a rename), so concurrent runs can share the folder; an unreadable file is
-reported on the console and exported again. A change to jax, flax or optax that keeps their
-version numbers (an edited installation) is not seen by the key: delete the folder after one.
+reported on the console and exported again; a program that cannot be exported or stored runs
+as it is, with a warning. Files are small (about 50 kB for the synthetic main run's program) and
+can be deleted at any time. A change to jax, flax or optax that keeps their version numbers (an
+edited installation) is not seen by the key: delete the folder after one.
 """
 
 from __future__ import annotations
@@ -133,12 +135,20 @@ def _read(path: str, devices) -> export.Exported | None:
       raise ValueError(f"it was exported for {exported.nr_devices} device(s), not {len(devices)}")
     return exported
   except Exception as e:  # pylint: disable=broad-except
-    logging.warning("stored training program %s is unreadable (%s: %s); exporting it again",
-                    path, type(e).__name__, str(e).splitlines()[0] if str(e) else "")
-    print(f"warning: stored training program {path} is unreadable; exporting it again",
-          file=sys.stderr)
+    _warn(f"stored training program {path} is unreadable ({type(e).__name__}: "
+          f"{_first_line(e)}); exporting it again")
     counts["reexported"] += 1
     return None
+
+
+def _first_line(e: Exception) -> str:
+  return str(e).splitlines()[0] if str(e) else ""
+
+
+def _warn(message: str) -> None:
+  """On the console (stderr) and in absl's log: the store never makes a run fail."""
+  logging.warning("%s", message)
+  print(f"warning: {message}", file=sys.stderr)
 
 
 def call(program, args: tuple, identity: str, devices, compiler_options=None) -> Any:
@@ -161,8 +171,18 @@ def call(program, args: tuple, identity: str, devices, compiler_options=None) ->
     path = os.path.join(folder, k + SUFFIX)
     exported = _read(path, devices)
     if exported is None:
-      exported = export.export(program)(*args)
-      files_lib.write_bytes_atomic(path, exported.serialize())
+      try:
+        exported = export.export(program)(*args)
+      except Exception as e:  # pylint: disable=broad-except
+        _warn(f"the training program cannot be exported ({type(e).__name__}: "
+              f"{_first_line(e)}); it runs without the store")
+        fn = _LOADED[k] = program
+        return fn(*args)
+      try:
+        files_lib.write_bytes_atomic(path, exported.serialize())
+      except OSError as e:
+        _warn(f"cannot store the training program in {path} ({_first_line(e)}); the run "
+              "goes on, and the next one traces it again")
       counts["exported"] += 1
     else:
       counts["loaded"] += 1
