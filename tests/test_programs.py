@@ -41,18 +41,19 @@ fold = train.FoldData(tile(idx[:96]), np.array([96, 90, 80, 70, 60], np.int32), 
                       np.ones((units, 24), bool), tile(idx[120:]), np.ones((units, 30), bool))
 settings = train.TrainSettings(max_epochs=6, learning_rate=1e-3, alpha=1.0, tol=1e-3, patience=2,
                                batch_size=16, max_hidden=(250, 125), hidden_dim=0)
-out = train.train_units(settings, [3] * units, np.arange(units), z, pairs, fold)
+out = train.train_units(settings, [3] * units, np.arange(units), z, pairs, fold,
+                        train.Layout(0, int(sys.argv[2])))
 digest = hashlib.sha256(b"".join(np.asarray(a).tobytes() for a in jax.tree.leaves(out)))
 print(programs.counts["loaded"], programs.counts["exported"], programs.counts["reexported"],
       digest.hexdigest())
 """
 
 
-def _run(cache: str) -> tuple[list[int], str, str]:
+def _run(cache: str, lanes: int = 1) -> tuple[list[int], str, str]:
   env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=ROOT)
   env.pop("JAX_COMPILATION_CACHE_DIR", None)
   env.pop("XLA_FLAGS", None)
-  proc = subprocess.run([sys.executable, "-c", _SCRIPT, cache], cwd=ROOT, env=env,
+  proc = subprocess.run([sys.executable, "-c", _SCRIPT, cache, str(lanes)], cwd=ROOT, env=env,
                         capture_output=True, text=True, timeout=600, check=False)
   assert proc.returncode == 0, proc.stderr[-3000:]
   *counts, digest = proc.stdout.split()
@@ -80,6 +81,15 @@ def test_a_repeated_run_loads_the_stored_program_and_computes_the_same_bits(tmp_
   assert f"stored training program {path} is unreadable" in stderr
   counts, after, _ = _run(cache)
   assert counts == [1, 0, 0] and after == plain
+
+
+def test_vmapped_lanes_are_stored_and_loaded_too(tmp_path):
+  """Lanes of 2 units per device (an accelerator's layout): another program, the same rule."""
+  cache = str(tmp_path / "xla")
+  counts, plain, _ = _run("none", lanes=2)
+  assert counts == [0, 0, 0]
+  assert _run(cache, lanes=2)[:2] == ([0, 1, 0], plain)
+  assert _run(cache, lanes=2)[:2] == ([1, 0, 0], plain)
 
 
 def _args(units=2, w=30, d=4):
