@@ -349,7 +349,7 @@ def test_benchmark_scale_runs_and_times_the_pipelines_trainer(tmp_path):
   cmd = [sys.executable, os.path.join(ROOT, "experiments", "benchmark_scale.py"),
          "--config=" + os.path.join(ROOT, "configs", "synthetic.py") + ":runlocal",
          f"--config.cache_dir={tmp_path / 'cache'}", "--config.model.fusion=features",
-         "--sections=devices,step,training", "--steps=2", "--repeats=1", "--sklearn=false",
+         "--sections=devices,step,training", "--steps=2", "--repeats=1",
          "--fast_compile_rows=false", f"--output={out}"]
   env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=ROOT)
   done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
@@ -364,5 +364,16 @@ def test_benchmark_scale_runs_and_times_the_pipelines_trainer(tmp_path):
   ours = train.train_folds(train.TrainSettings.from_config(config), int(config.seed), inputs.z,
                            inputs.pairs, inputs.folds)
   assert result["training"]["mean_test_accuracy"] == float(np.mean(ours.test_accuracy))
-  assert result["training"]["folds"] == inputs.z.shape[0]
-  assert "fast_first_run_s" not in result["training"]
+  training = result["training"]
+  assert training["folds"] == inputs.z.shape[0]
+  assert "fast_first_run_s" not in training
+  # scikit-learn timed in its own process; each ratio is the round's sklearn time over the row's.
+  (round_,) = training["rounds"]
+  for key in ("first_run_s", "repeated_run_s", "compiled_s"):
+    assert training[f"ratio_{key}"]["median"] == pytest.approx(round_["sklearn_s"] / round_[key])
+  assert round_["stored_programs"][1]["loaded"] == 1     # the repeated run loaded the program
+  from lasca_jax.model import reference  # pylint: disable=import-outside-toplevel
+  settings = train.TrainSettings.from_config(config)
+  theirs = [reference.sklearn_fold(inputs.z[k], inputs.pairs, inputs.folds, k, int(config.seed),
+                                   settings) for k in range(inputs.z.shape[0])]
+  assert training["sklearn_mean_test_accuracy"] == float(np.mean(theirs))

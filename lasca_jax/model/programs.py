@@ -6,29 +6,37 @@ a repeated CPU run whose training takes 2-3 s. This module keeps, next to that c
 training program as a ``jax.export`` artefact (portable, versioned StableHLO, not machine code)
 keyed by what produced it:
 
-* the code: SHA-256 of every ``.py`` file of the ``lasca_jax`` package, and the versions of
-  Python, jax, jaxlib, flax, optax and numpy;
+* the code: SHA-256 of every ``.py`` file of the ``lasca_jax`` package as this process imported
+  it, and the versions of Python, jax, jaxlib, flax, optax and numpy;
 * the program's identity (static settings, input size, lanes), the devices (platform, kinds,
   ids), the shapes, dtypes and structure of the arguments, the compiler options and JAX's
   configuration values.
 
 A later process with the same key deserialises the artefact (milliseconds) and calls it through
-a thin ``jit``; compiling that call is a hit in JAX's persistent cache, which keys it by its HLO,
-compiler options and backend version as usual, so a program compiled for another machine is
-never reused. The first run exports, stores and calls the same wrapped program, so first and
-repeated runs compute the same thing bit for bit (``tests/test_programs.py``).
+a thin ``jit``; compiling that call goes to JAX's persistent cache, which keys it by its HLO,
+compiler options and backend as for any program, so the store adds no new way for a compiled
+program to be reused. The first run exports, calls and then stores the same wrapped program, so
+first and repeated runs compute the same thing bit for bit (``tests/test_programs.py``).
 
 The store is on exactly when JAX's persistent compilation cache is (``train.enable_compilation_
 cache``): its folder is ``<that cache>/lasca_jax_programs``. Files are written atomically (a
-temporary file, then a rename), so concurrent runs can share the folder; an unreadable file is
-reported on the console and exported again; a program that cannot be exported or stored runs
-as it is, with a warning. Files are small (about 50 kB for the synthetic main run's program) and
-can be deleted at any time. A change to jax, flax or optax that keeps their version numbers (an
-edited installation) is not seen by the key: delete the folder after one.
+temporary file, then a rename), so concurrent runs can share the folder. Nothing about the store
+fails a run; each of these is reported on the console and the program runs without it:
+* a file whose checksum (SHA-256 of the payload, stored in front of it) does not match, or that
+  cannot be read, deserialised or run, is exported again (a file that fails to run is deleted);
+* a program that cannot be exported, or a file that cannot be written;
+* sources edited after the process imported them (a long run, a reloaded module in a notebook):
+  the store is skipped for the rest of the process, so no program is stored under a key that
+  names code it was not traced from.
+Files are small (about 50 kB for the synthetic main run's program); JAX's cache size limit does
+not cover the folder, which can be deleted at any time. A change to jax, flax or optax that keeps
+their version numbers (an edited installation) is not seen by the key: delete the folder after
+one. Without the package's ``.py`` files (a byte-compiled install) the store stays off.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.metadata
 import os
@@ -45,10 +53,11 @@ from lasca_jax.data import files as files_lib
 FOLDER = "lasca_jax_programs"
 SUFFIX = ".jaxexport"
 _PACKAGES = ("jax", "jaxlib", "flax", "optax", "numpy")
+_DIGEST = 32   # a stored file is the SHA-256 of its payload, then the serialised export
 
 # Wrapped programs of this process, by key; what the calls of this process did, by outcome.
 _LOADED: dict[str, Callable] = {}
-counts = {"loaded": 0, "exported": 0, "reexported": 0}
+counts = {"loaded": 0, "exported": 0, "reexported": 0, "unstored": 0}
 
 
 def register_types(*types: type) -> None:
@@ -72,27 +81,40 @@ def _package_root() -> str:
   return os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-_CODE: list[str] = []
+def _sources_digest() -> str | None:
+  """SHA-256 of the package's ``.py`` files as they are on disk now (None without any)."""
+  root = _package_root()
+  sources = sorted(os.path.relpath(p, root) for p in files_lib.walk_files(root, (".py",)))
+  if not sources:
+    return None
+  h = hashlib.sha256()
+  for rel in sources:
+    with open(os.path.join(root, rel), "rb") as f:
+      h.update(b"\0" + rel.encode() + b"\0" + f.read())
+  return h.hexdigest()
 
 
-def code_fingerprint() -> str:
-  """SHA-256 of the package's Python sources and of the versions that shape a traced program
-  (computed once per process)."""
-  if not _CODE:
-    h = hashlib.sha256(sys.version.encode())
-    for name in _PACKAGES:
-      try:
-        version = importlib.metadata.version(name)
-      except importlib.metadata.PackageNotFoundError:
-        version = "absent"
-      h.update(f"\0{name}={version}".encode())
-    root = _package_root()
-    sources = sorted(os.path.relpath(p, root) for p in files_lib.walk_files(root, (".py",)))
-    for rel in sources:
-      with open(os.path.join(root, rel), "rb") as f:
-        h.update(b"\0" + rel.encode() + b"\0" + f.read())
-    _CODE.append(h.hexdigest())
-  return _CODE[0]
+def _versions() -> str:
+  parts = [sys.version]
+  for name in _PACKAGES:
+    try:
+      parts.append(f"{name}={importlib.metadata.version(name)}")
+    except importlib.metadata.PackageNotFoundError:
+      parts.append(f"{name}=absent")
+  return "\0".join(parts)
+
+
+# The sources when this module was imported: lasca_jax.model.train imports it, so the code that
+# builds the training programs was read from disk by then (about 4 ms).
+_IMPORTED_SOURCES = _sources_digest()
+
+
+def code_fingerprint() -> str | None:
+  """SHA-256 of the package's sources as this process imported them and of the versions that
+  shape a traced program; None when the sources are not at hand (no store)."""
+  if _IMPORTED_SOURCES is None:
+    return None
+  return hashlib.sha256((_IMPORTED_SOURCES + "\0" + _versions()).encode()).hexdigest()
 
 
 def _signature(args) -> str:
@@ -105,7 +127,7 @@ def key(identity: str, devices, args, compiler_options) -> str:
   config = repr(sorted((k, repr(v)) for k, v in jax.config.values.items()))
   device_id = repr([(d.platform, d.device_kind, d.id) for d in devices])
   h = hashlib.sha256()
-  for part in (code_fingerprint(), identity, device_id, _signature(args),
+  for part in (str(code_fingerprint()), identity, device_id, _signature(args),
                repr(sorted((compiler_options or {}).items())), config):
     h.update(part.encode() + b"\0")
   return h.hexdigest()
@@ -129,8 +151,16 @@ def _read(path: str, devices) -> export.Exported | None:
       blob = f.read()
   except FileNotFoundError:
     return None
+  except OSError as e:
+    _warn(f"stored training program {path} cannot be read ({_first_line(e)}); exporting it "
+          "again")
+    counts["reexported"] += 1
+    return None
   try:
-    exported = export.deserialize(bytearray(blob))
+    digest, payload = blob[:_DIGEST], blob[_DIGEST:]
+    if len(blob) <= _DIGEST or hashlib.sha256(payload).digest() != digest:
+      raise ValueError("its checksum does not match: the file is damaged")
+    exported = export.deserialize(bytearray(payload))
     if exported.nr_devices != len(devices):
       raise ValueError(f"it was exported for {exported.nr_devices} device(s), not {len(devices)}")
     return exported
@@ -151,8 +181,23 @@ def _warn(message: str) -> None:
   print(f"warning: {message}", file=sys.stderr)
 
 
+def _store(path: str, exported: export.Exported) -> bool:
+  try:
+    payload = exported.serialize()
+    files_lib.write_bytes_atomic(path, hashlib.sha256(payload).digest() + payload)
+    return True
+  except Exception as e:  # pylint: disable=broad-except
+    _warn(f"cannot store the training program in {path} ({type(e).__name__}: "
+          f"{_first_line(e)}); the run goes on, and the next one traces it again")
+    return False
+
+
 def call(program, args: tuple, identity: str, devices, compiler_options=None) -> Any:
   """``program(*args)``, through the store when it is on.
+
+  A program is stored only after its wrapped export has run once; whatever goes wrong with the
+  store (a program that cannot be exported, a file that cannot be read, written or run) is
+  reported, and ``program`` itself runs.
 
   Args:
     program: the ``jax.jit``-ed program (its ``in_shardings`` along the units axis when there are
@@ -163,41 +208,61 @@ def call(program, args: tuple, identity: str, devices, compiler_options=None) ->
     compiler_options: the XLA options ``program`` was jitted with.
   """
   folder = directory()
-  if folder is None:
+  if folder is None or code_fingerprint() is None:
+    return program(*args)
+  if _sources_digest() != _IMPORTED_SOURCES:
+    _warn("lasca_jax's sources changed after this process imported them: its training programs "
+          "run without the store (a new process uses it again)")
     return program(*args)
   k = key(identity, devices, args, compiler_options)
   fn = _LOADED.get(k)
-  if fn is None:
-    path = os.path.join(folder, k + SUFFIX)
-    exported = _read(path, devices)
-    if exported is None:
-      try:
-        exported = export.export(program)(*args)
-      except Exception as e:  # pylint: disable=broad-except
-        _warn(f"the training program cannot be exported ({type(e).__name__}: "
-              f"{_first_line(e)}); it runs without the store")
-        fn = _LOADED[k] = program
-        return fn(*args)
-      try:
-        files_lib.write_bytes_atomic(path, exported.serialize())
-      except OSError as e:
-        _warn(f"cannot store the training program in {path} ({_first_line(e)}); the run "
-              "goes on, and the next one traces it again")
-      counts["exported"] += 1
-    else:
-      counts["loaded"] += 1
-    fn = _LOADED[k] = _wrap(exported, devices, compiler_options)
-  return fn(*args)
+  if fn is not None:
+    return fn(*args)
+  path = os.path.join(folder, k + SUFFIX)
+  exported = _read(path, devices)
+  loaded = exported is not None
+  if not loaded:
+    try:
+      exported = export.export(program)(*args)
+    except Exception as e:  # pylint: disable=broad-except
+      _warn(f"the training program cannot be exported ({type(e).__name__}: {_first_line(e)}); "
+            "it runs without the store")
+      counts["unstored"] += 1
+      _LOADED[k] = program
+      return program(*args)
+  fn = _wrap(exported, devices, compiler_options)
+  try:
+    out = fn(*args)
+  except Exception as e:  # pylint: disable=broad-except
+    _warn(f"the {'stored' if loaded else 'exported'} training program {path} failed to run "
+          f"({type(e).__name__}: {_first_line(e)}); it runs without the store")
+    if loaded:
+      with contextlib.suppress(OSError):
+        os.remove(path)
+    counts["unstored"] += 1
+    _LOADED[k] = program
+    return program(*args)
+  if loaded:
+    counts["loaded"] += 1
+  elif _store(path, exported):
+    counts["exported"] += 1
+  else:
+    counts["unstored"] += 1
+  _LOADED[k] = fn
+  return out
 
 
 def since(before: dict) -> str:
   """What this process's calls did since ``before`` (a copy of :data:`counts`), for the log:
-  ``"loaded"`` (a stored program), ``"exported"`` (stored one), ``"in memory"`` (one already
-  wrapped by this process) or ``"off"`` (no persistent cache)."""
+  ``"exported"`` (and stored), ``"loaded"`` (a stored program), ``"not stored"`` (the store is
+  on, but the program ran without it: see the warning), ``"in memory"`` (a program this process
+  already had) or ``"off"`` (no persistent cache)."""
   if counts["exported"] > before["exported"]:
     return "exported"
   if counts["loaded"] > before["loaded"]:
     return "loaded"
+  if counts["unstored"] > before["unstored"]:
+    return "not stored"
   return "off" if directory() is None else "in memory"
 
 
