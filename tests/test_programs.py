@@ -137,7 +137,7 @@ def test_the_sources_digest_follows_every_source_file(tmp_path, monkeypatch):
   assert programs._sources_digest() is None   # pylint: disable=protected-access
 
 
-def test_sources_edited_after_import_turn_the_store_off(tmp_path, monkeypatch, capsys):
+def test_sources_edited_after_import_turn_the_store_off(tmp_path, monkeypatch, caplog):
   """A program traced from the code as imported is never stored under the edited code's key."""
   monkeypatch.setattr(programs, "directory", lambda: str(tmp_path / "store"))
   monkeypatch.setattr(programs, "_LOADED", {})
@@ -145,7 +145,7 @@ def test_sources_edited_after_import_turn_the_store_off(tmp_path, monkeypatch, c
   out = programs.call(jax.jit(lambda a: a + 1.0), (np.zeros(3, np.float32),), "edited",
                       tuple(jax.local_devices()[:1]))
   np.testing.assert_array_equal(out, [1.0, 1.0, 1.0])
-  assert "sources changed after this process imported them" in capsys.readouterr().err
+  assert "sources changed after this process imported them" in caplog.text
   assert not (tmp_path / "store").exists()
 
 
@@ -191,7 +191,7 @@ def test_since_names_what_the_calls_did(monkeypatch):
 
 
 def test_a_program_that_cannot_be_exported_stored_or_run_still_runs(tmp_path, monkeypatch,
-                                                                   capsys):
+                                                                   caplog):
   monkeypatch.setattr(programs, "directory", lambda: str(tmp_path / "store"))
   monkeypatch.setattr(programs, "_LOADED", {})
   monkeypatch.setattr(programs, "counts", dict.fromkeys(programs.counts, 0))
@@ -211,19 +211,19 @@ def test_a_program_that_cannot_be_exported_stored_or_run_still_runs(tmp_path, mo
   with monkeypatch.context() as m:
     m.setattr(programs, "_wrap", broken)
     np.testing.assert_array_equal(programs.call(program, args, "double", devices), [0, 2, 4, 6])
-  assert f"the stored training program {path} failed to run (RuntimeError" in capsys.readouterr().err
+  assert f"the stored training program {path} failed to run (RuntimeError" in caplog.text
   assert not path.exists()
 
   def no_disk(*_):
     raise OSError("No space left on device")
   monkeypatch.setattr(programs.files_lib, "write_bytes_atomic", no_disk)
   np.testing.assert_array_equal(programs.call(program, args, "twice", devices), [0, 2, 4, 6])
-  assert "cannot store the training program" in capsys.readouterr().err
+  assert "cannot store the training program" in caplog.text
   assert not list((tmp_path / "store").iterdir())
 
   def refuse(*_, **__):
     raise ValueError("not exportable")
   monkeypatch.setattr(programs.export, "export", refuse)
   np.testing.assert_array_equal(programs.call(program, args, "triple", devices), [0, 2, 4, 6])
-  assert "cannot be exported (ValueError: not exportable)" in capsys.readouterr().err
+  assert "cannot be exported (ValueError: not exportable)" in caplog.text
   assert programs.counts == {"loaded": 0, "exported": 1, "reexported": 0, "unstored": 3}

@@ -176,9 +176,8 @@ def _first_line(e: Exception) -> str:
 
 
 def _warn(message: str) -> None:
-  """On the console (stderr) and in absl's log: the store never makes a run fail."""
+  """A warning in absl's log (the console): the store never makes a run fail."""
   logging.warning("%s", message)
-  print(f"warning: {message}", file=sys.stderr)
 
 
 def _store(path: str, exported: export.Exported) -> bool:
