@@ -133,13 +133,22 @@ def key(identity: str, devices, args, compiler_options) -> str:
   return h.hexdigest()
 
 
+UNITS_AXIS = "units"
+UNITS = jax.sharding.PartitionSpec(UNITS_AXIS)   # every argument and result: its leading axis
+
+
+def units_mesh(devices) -> jax.sharding.Mesh:
+  """The mesh that splits the training units (leading axes) over ``devices``: the training
+  program's ``shard_map`` and the stored programs' wrapper both use it."""
+  return jax.sharding.Mesh(np.array(devices), (UNITS_AXIS,))
+
+
 def _wrap(exported: export.Exported, devices, compiler_options) -> Callable:
   """A ``jit`` of the exported program on ``devices``, every argument and result split along its
   leading (units) axis when there are several."""
   if len(devices) == 1:
     return jax.jit(exported.call, compiler_options=compiler_options)
-  mesh = jax.sharding.Mesh(np.array(devices), ("units",))
-  sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("units"))
+  sharding = jax.sharding.NamedSharding(units_mesh(devices), UNITS)
   return jax.jit(exported.call, in_shardings=sharding, out_shardings=sharding,
                  compiler_options=compiler_options)
 
@@ -149,14 +158,6 @@ def _read(path: str, devices) -> export.Exported | None:
   try:
     with open(path, "rb") as f:
       blob = f.read()
-  except FileNotFoundError:
-    return None
-  except OSError as e:
-    _warn(f"stored training program {path} cannot be read ({_first_line(e)}); exporting it "
-          "again")
-    counts["reexported"] += 1
-    return None
-  try:
     digest, payload = blob[:_DIGEST], blob[_DIGEST:]
     if len(blob) <= _DIGEST or hashlib.sha256(payload).digest() != digest:
       raise ValueError("its checksum does not match: the file is damaged")
@@ -164,6 +165,8 @@ def _read(path: str, devices) -> export.Exported | None:
     if exported.nr_devices != len(devices):
       raise ValueError(f"it was exported for {exported.nr_devices} device(s), not {len(devices)}")
     return exported
+  except FileNotFoundError:
+    return None
   except Exception as e:  # pylint: disable=broad-except
     _warn(f"stored training program {path} is unreadable ({type(e).__name__}: "
           f"{_first_line(e)}); exporting it again")

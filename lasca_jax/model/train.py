@@ -454,11 +454,10 @@ def _program(settings: TrainSettings, d: int, lanes: int, devices: tuple):
   options = _compiler_options(settings, devices)
   if len(devices) == 1:
     return jax.jit(local, compiler_options=options)
-  mesh = jax.sharding.Mesh(np.array(devices), ("units",))
-  spec = jax.sharding.PartitionSpec("units")
   # Units never communicate, so the replication checks of shard_map are not needed.
-  return jax.jit(jax.shard_map(local, mesh=mesh, in_specs=spec, out_specs=spec,
-                               check_vma=False), compiler_options=options)
+  return jax.jit(jax.shard_map(local, mesh=programs.units_mesh(devices), in_specs=programs.UNITS,
+                               out_specs=programs.UNITS, check_vma=False),
+                 compiler_options=options)
 
 
 class UnitsPlan(NamedTuple):
@@ -484,12 +483,6 @@ def plan(num_units: int, layout: Layout = Layout()) -> UnitsPlan:
   per_device = -(-per_device // lanes) * lanes
   return UnitsPlan(units=num_units, devices=len(devices), platform=devices[0].platform,
                    lanes=lanes, padded_units=per_device * len(devices))
-
-
-def _placement(num_units: int, layout: Layout) -> tuple[UnitsPlan, tuple]:
-  """The plan of ``num_units`` units and the devices it runs on."""
-  resolved = plan(num_units, layout)
-  return resolved, tuple(local_devices(layout.devices)[:resolved.devices])
 
 
 def _seed_array(seeds) -> np.ndarray:
@@ -521,8 +514,8 @@ def train_units(settings: TrainSettings, seeds, fold_numbers, z: np.ndarray, pai
   """
   num_units, _, d = np.shape(z)
   n_test = np.shape(fold.test_idx)[1]
-  fn, args = program_call(settings, seeds, fold_numbers, z, pairs, fold, layout)
-  resolved, devices = _placement(num_units, layout)
+  fn, args, resolved, devices = _padded_call(settings, seeds, fold_numbers, z, pairs, fold,
+                                             layout)
   out = jax.device_get(programs.call(fn, args, repr((settings, d, resolved.lanes)), devices,
                                      _compiler_options(settings, devices)))
   out = jax.tree.map(lambda a: np.asarray(a)[:num_units], out)
@@ -534,8 +527,14 @@ def program_call(settings: TrainSettings, seeds, fold_numbers, z: np.ndarray, pa
   """The jitted program and padded arguments :func:`train_units` calls (same arguments; it calls
   them through :func:`lasca_jax.model.programs.call`): a benchmark can
   ``fn.trace(*args).lower().compile()`` to time each phase."""
+  return _padded_call(settings, seeds, fold_numbers, z, pairs, fold, layout)[:2]
+
+
+def _padded_call(settings, seeds, fold_numbers, z, pairs, fold, layout):
+  """:func:`program_call`'s program and arguments, with the plan and devices they were made for."""
   num_units, _, d = np.shape(z)
-  resolved, devices = _placement(num_units, layout)
+  resolved = plan(num_units, layout)
+  devices = tuple(local_devices(layout.devices)[:resolved.devices])
   z, pairs, fold = _to_shape_classes(z, pairs, fold, settings.batch_size)
   extra = resolved.padded_units - num_units
 
@@ -546,7 +545,7 @@ def program_call(settings: TrainSettings, seeds, fold_numbers, z: np.ndarray, pa
   active = np.arange(resolved.padded_units) < num_units
   args = jax.tree.map(pad_units, (_seed_array(seeds), np.asarray(fold_numbers, np.int32)))
   args += (active,) + jax.tree.map(pad_units, (np.asarray(z, np.float32), pairs, fold))
-  return _program(settings, d, resolved.lanes, devices), args
+  return _program(settings, d, resolved.lanes, devices), args, resolved, devices
 
 
 def fold_keys(seed: int, num_folds: int) -> jax.Array:
