@@ -24,7 +24,7 @@ from absl import app, flags
 import numpy as np
 
 from lasca_jax.analysis import attribution
-from lasca_jax.encoders import text as text_lib
+from lasca_jax.encoders import embedder as embedder_lib, text as text_lib
 from lasca_jax.model import apply, bundle, efficiency
 
 _RUN = flags.DEFINE_string("run", None, "Trained run directory.")
@@ -93,7 +93,8 @@ def main(argv):
         fresh = text_lib.EmbeddingStore(tmp, predictor.meta["backbone"], predictor.model_path)
         fresh._model = model                                      # pylint: disable=protected-access
         fresh.embed(rep.prompts.tolist(), progress=False)
-        shared, predictor._store = predictor._store, fresh        # pylint: disable=protected-access
+        shared = predictor._embedder                              # pylint: disable=protected-access
+        predictor._embedder = embedder_lib.Embedder(fresh)        # pylint: disable=protected-access
         t0 = time.perf_counter()
         expl = attribution.explain(predictor, rep, first, second)
         explain["cold_s"] = round(time.perf_counter() - t0, 3)
@@ -101,7 +102,7 @@ def main(argv):
         t0 = time.perf_counter()
         attribution.explain(predictor, rep, first, second)
         explain["warm_s"] = round(time.perf_counter() - t0, 3)
-        predictor._store = shared                                  # pylint: disable=protected-access
+        predictor._embedder = shared                               # pylint: disable=protected-access
     else:
       attribution.explain(predictor, rep, first, second)          # compile
       t0 = time.perf_counter()

@@ -64,7 +64,7 @@ import jax
 import jax.numpy as jnp
 
 from lasca_jax.encoders import peak, text as text_lib
-from lasca_jax.method import fusion as fusion_lib
+from lasca_jax.method import representation
 from lasca_jax.model import programs, reference, train
 from lasca_jax.run import cache, pipeline, validate
 
@@ -422,7 +422,7 @@ def step_section(config) -> dict:
 def config_prompts(config) -> list[str]:
   """The distinct prompts (usable windows) of ``config``; a features-only config as text."""
   config = config.copy_and_resolve_references()
-  if config.model.fusion not in fusion_lib.ENCODED:
+  if not representation.get(config.model.fusion).encoded:
     with config.unlocked():
       config.model.fusion = "text"
   sink: list[str] = []

@@ -45,6 +45,7 @@ import numpy as np
 # pylint: disable=wrong-import-position
 from lasca_jax.analysis import labels
 from lasca_jax.encoders import text as text_lib
+from lasca_jax.method import representation
 from lasca_jax.model import efficiency, train
 from lasca_jax.run import cache as cache_lib, pipeline
 
@@ -111,7 +112,7 @@ def measure(config, encoder, num_windows, warmup, fold, workdir=None):
   def pair(mode):
     return lambda s: p.decide(raw[s[0]], raw[s[1]], mode)
 
-  if config.model.fusion == "features":
+  if not representation.get(config.model.fusion).needs_prompts:
     row["no_encoder"] = summary(efficiency.latency_ms(pair("warm"), steps, num_windows,
                                                       warmup=warmup))
     row["load_average_1min"] = os.getloadavg()[0]
@@ -182,11 +183,12 @@ def main(argv):
   rows = []
   for modality in _MODALITIES.value:
     for fusion in _FUSIONS.value:
-      for name in (backbones if fusion != "features" else [base.text.backbone]):
+      text = representation.get(fusion, "--fusions").uses_backbone
+      for name in (backbones if text else [base.text.backbone]):
         config = base.copy_and_resolve_references()
         config.features.modality, config.model.fusion = modality, fusion
         workdir = (os.path.join(_WORKDIR.value, modality, fusion) if _WORKDIR.value else None)
-        if fusion == "features":
+        if not text:
           rows.append(measure(config, None, num_windows, warmup, fold, workdir))
           continue
         config.text.backbone = name

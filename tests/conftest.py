@@ -53,13 +53,24 @@ def tiny_backbone(tmp_path_factory):
   It uses the real all-MiniLM-L6-v2 tokenizer, so prompts tokenise as they do for the offline
   default backbone, but encodes thousands of prompts per second: for sweep tests only.
   """
+  return tiny_sentence_transformer(tmp_path_factory.mktemp("tiny_backbone"), 256)
+
+
+@pytest.fixture(scope="session")
+def short_backbone(tmp_path_factory):
+  """:func:`tiny_backbone` with a 24-token window: most multimodal prompts exceed it, so
+  ``text.long_prompts`` decides what their embeddings are."""
+  return tiny_sentence_transformer(tmp_path_factory.mktemp("short_backbone"), 24)
+
+
+def tiny_sentence_transformer(base, max_seq_length: int) -> str:
+  """The folder of a randomly initialised 1-layer, 32-d sentence transformer (seed 0)."""
   import torch  # pylint: disable=import-outside-toplevel
   from sentence_transformers import SentenceTransformer, models  # pylint: disable=import-outside-toplevel
   from transformers import AutoTokenizer, BertConfig, BertModel  # pylint: disable=import-outside-toplevel
 
   from lasca_jax.encoders import text as text_lib  # pylint: disable=import-outside-toplevel
   torch.manual_seed(0)
-  base = tmp_path_factory.mktemp("tiny_backbone")
   tokenizer = AutoTokenizer.from_pretrained(text_lib.resolve("all-MiniLM-L6-v2"))
   bert = BertModel(BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32,
                               num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,
@@ -67,7 +78,7 @@ def tiny_backbone(tmp_path_factory):
   hf_dir = base / "hf"
   bert.save_pretrained(hf_dir)
   tokenizer.save_pretrained(hf_dir)
-  word = models.Transformer(str(hf_dir), max_seq_length=256)
+  word = models.Transformer(str(hf_dir), max_seq_length=max_seq_length)
   model = SentenceTransformer(modules=[word, models.Pooling(32, pooling_mode="mean")])
   out = base / "sentence_transformer"
   model.save(str(out))

@@ -4,6 +4,7 @@ A deterministic stand-in encoder replaces the sentence transformer in the pipeli
 fast and counts its calls); one test runs the real offline MiniLM when it is installed.
 """
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -14,8 +15,8 @@ import jax
 import numpy as np
 import pytest
 
-from lasca_jax.encoders import text as text_lib
-from lasca_jax.method import templates, windows
+from lasca_jax.encoders import embedder as embedder_lib, text as text_lib
+from lasca_jax.method import representation, templates, windows
 from lasca_jax.model import efficiency, train
 from lasca_jax.run import pipeline
 from conftest import PAPER_CAPS, ROOT, make_tiny_config
@@ -78,8 +79,7 @@ def test_representation_and_prompt_match_the_pipeline(trained):
   for w in usable:
     np.testing.assert_allclose(p.represent(tp.raw[w]), inputs.z[tp.fold, w], atol=1e-6)
     if inputs.prompts is not None:
-      assert p.prompt_of(p.normalise(tp.raw[w])) == inputs.prompts[inputs.prompt_index[tp.fold,
-                                                                                        w]]
+      assert p.prompt(tp.raw[w]) == inputs.prompts[inputs.prompt_index[tp.fold, w]]
 
 
 def test_warm_and_cold_agree_and_only_cold_encodes(trained):
@@ -114,17 +114,17 @@ def test_warm_cache_miss_is_encoded_once():
   params = train.PreferenceMLP(train.hidden_sizes(9, PAPER_CAPS)).init(
       jax.random.PRNGKey(0), np.zeros((1, 9), np.float32))["params"]
   stats = efficiency.TrainingRange(np.zeros(5, np.float32), np.ones(5, np.float32))
-  p = efficiency.WindowPredictor(params, fusion="fused", modality="multimodal", stats=stats,
-                                 modalities=mods, phrases=["a", "b", "c", "d", "e"],
-                                 encoder=encoder)
+  recipe = representation.Recipe("fused", tuple(mods), tuple("abcde"), "multimodal",
+                                 part_dims=(("features", 5), ("text", 4)))
+  p = efficiency.WindowPredictor(params, recipe, stats, embedder_lib.Embedder(encoder=encoder))
   raw = np.array([0.9, 0.1, 0.8, 0.2, 0.7], np.float32)
   first = p.represent(raw)
   assert encoder.calls == 1 and p.cache_hits == 0
   np.testing.assert_array_equal(p.represent(raw), first)
   assert encoder.calls == 1 and p.cache_hits == 1
-  assert p.prompt_of(p.normalise(raw)) == templates.multimodal_prompt(["a", "c"], ["e"])
+  assert p.prompt(raw) == templates.multimodal_prompt(["a", "c"], ["e"])
   with pytest.raises(ValueError, match="fusion 'text' needs"):
-    efficiency.WindowPredictor(params, fusion="text", modality="audio", stats=stats)
+    efficiency.WindowPredictor(params, dataclasses.replace(recipe, fusion="text"), stats)
 
 
 @pytest.mark.filterwarnings("ignore:All-NaN slice")   # from windows.minmax_normalise
@@ -163,14 +163,13 @@ def test_real_encoder_warm_equals_cold(tmp_path):
   raws = np.array([[0.9, 0.1, 0.1], [0.1, 0.9, 0.8], [0.2, 0.2, 0.9]], np.float32)
   params = train.PreferenceMLP(train.hidden_sizes(387, PAPER_CAPS)).init(
       jax.random.PRNGKey(1), np.zeros((1, 387), np.float32))["params"]
-  probe = efficiency.WindowPredictor(params, fusion="fused", modality="visual", stats=stats,
-                                     modalities=mods, phrases=phrases)
-  prompts = [probe.prompt_of(probe.normalise(r)) for r in raws]
+  recipe = representation.Recipe("fused", tuple(mods), tuple(phrases), "visual")
+  probe = efficiency.WindowPredictor(params, recipe, stats, embedder_lib.Embedder())
+  prompts = [probe.prompt(r) for r in raws]
   assert len(set(prompts)) == 3
   table = store.embed(prompts, progress=False)          # batched, as the pipeline encodes
-  p = efficiency.WindowPredictor(params, fusion="fused", modality="visual", stats=stats,
-                                 modalities=mods, phrases=phrases, encoder=store.model,
-                                 prompt_cache=dict(zip(prompts, table)))
+  p = efficiency.WindowPredictor(params, recipe, stats, embedder_lib.Embedder(
+      encoder=store.model, table=dict(zip(prompts, table))))
   for a, b in [(0, 1), (1, 2), (2, 0)]:
     assert p.decide(raws[a], raws[b], "warm") == pytest.approx(
         p.decide(raws[a], raws[b], "cold"), abs=1e-5)

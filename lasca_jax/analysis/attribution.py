@@ -36,6 +36,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from lasca_jax.method import templates
+from lasca_jax.model import bundle as bundle_lib
 
 
 class Explanation(NamedTuple):
@@ -61,15 +62,15 @@ class Explanation(NamedTuple):
 
 
 @functools.lru_cache(maxsize=None)
-def _ig_fn(hidden: tuple[int, ...], num_features: int, steps: int):
+def _ig_fn(hidden: tuple[int, ...], start: int, stop: int, steps: int):
   from lasca_jax.model import train  # pylint: disable=import-outside-toplevel
   model = train.PreferenceMLP(hidden)
 
   def one(params, diff):                                   # diff [N, d]
-    dx, rest = diff[:, :num_features], diff[:, num_features:]
+    before, dx, after = diff[:, :start], diff[:, start:stop], diff[:, stop:]
 
     def f(dx_):
-      return model.apply({"params": params}, jnp.concatenate([dx_, rest], axis=-1))
+      return model.apply({"params": params}, jnp.concatenate([before, dx_, after], axis=-1))
 
     grad = jax.grad(lambda dx_: jnp.sum(f(dx_)))
 
@@ -87,8 +88,8 @@ def _ig_fn(hidden: tuple[int, ...], num_features: int, steps: int):
 def integrated_gradients(predictor, diff: np.ndarray, steps: int = 32,
                          chunk: int = 512) -> tuple[np.ndarray, np.ndarray]:
   """``(attributions [K, N, F], completeness gap [K, N])`` on the feature part of ``diff``."""
-  num_f = len(predictor.feature_names)
-  fn = _ig_fn(tuple(predictor.meta["hidden"]), num_f, int(steps))
+  part = predictor.slices()["features"]
+  fn = _ig_fn(tuple(predictor.meta["hidden"]), part.start, part.stop, int(steps))
   attrs, gaps = [], []
   for start in range(0, diff.shape[1], chunk):
     part = diff[:, start:start + chunk]
@@ -101,24 +102,30 @@ def integrated_gradients(predictor, diff: np.ndarray, steps: int = 32,
 
 
 class _Prompter:
-  """Renders salience masks into prompts, each distinct mask once."""
+  """Renders salience masks into prompts as training did (the run's recipe: template and phrase
+  order), each distinct mask (and, for ``phrase_order="salience"``, order) once."""
 
   def __init__(self, predictor):
-    self.p = predictor
+    self.recipe = predictor.recipe
     self.memo: dict[bytes, str] = {}
 
-  def __call__(self, mask: np.ndarray) -> str:
+  def __call__(self, mask: np.ndarray, values: np.ndarray) -> str:
     key = np.packbits(mask).tobytes()
+    if self.recipe.phrase_order == "salience":
+      key += templates.salience_ranks(mask[None], values[None]).tobytes()
     text = self.memo.get(key)
     if text is None:
-      text = self.memo[key] = templates.prompt_for_mask(mask, self.p.phrases, self.p.modalities,
-                                                        self.p.meta["template"])
+      prompts, index = self.recipe.prompts(mask[None], values[None])
+      text = self.memo[key] = str(prompts[index[0]])
     return text
 
 
-def _text_offset(predictor) -> int:
-  """Where the text embedding starts in a window representation."""
-  return len(predictor.feature_names) if predictor.uses_features else 0
+def _side_values(rep, first: np.ndarray, second: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+  """``[K, N, F]`` the values salience (and phrase order) used, of each decision's windows."""
+  values = rep.values if rep.values is not None else rep.x
+  values = np.broadcast_to(values, rep.x.shape)
+  k_idx = np.arange(rep.x.shape[0])[:, None]
+  return values[k_idx, first], values[k_idx, second]
 
 
 def _logits_by_fold(predictor, fold: np.ndarray, diff: np.ndarray) -> np.ndarray:
@@ -136,33 +143,34 @@ def _logits_by_fold(predictor, fold: np.ndarray, diff: np.ndarray) -> np.ndarray
 
 def _removal_logits(predictor, diff: np.ndarray,
                     items: list[tuple[int, int, np.ndarray, np.ndarray, np.ndarray | None]],
-                    ) -> np.ndarray:
-  """Logits after removing cues: items ``(fold, decision, first mask, second mask, zero dx)``."""
+                    values: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+  """Logits after removing cues: items ``(fold, decision, first mask, second mask, zero dx)``;
+  ``values`` (:func:`_side_values`) order the phrases as training did."""
   if not items:
     return np.zeros(0, np.float32)
   prompter = _Prompter(predictor)
   fold = np.array([it[0] for it in items])
   dec = np.array([it[1] for it in items])
   new = diff[fold, dec].copy()                                        # [M, d]
+  part = predictor.slices()
+  v1, v2 = values
   if predictor.uses_text:
-    texts_first = [prompter(it[2]) for it in items]
-    texts_second = [prompter(it[3]) for it in items]
+    texts_first = [prompter(it[2], v1[it[0], it[1]]) for it in items]
+    texts_second = [prompter(it[3], v2[it[0], it[1]]) for it in items]
     distinct = sorted(set(texts_first) | set(texts_second))
     table = predictor.embed(distinct)
     row = {t: i for i, t in enumerate(distinct)}
     s1 = table[[row[t] for t in texts_first]]
     s2 = table[[row[t] for t in texts_second]]
-    off = _text_offset(predictor)
-    new[:, off:off + s1.shape[1]] = s2 - s1
-  num_f = len(predictor.feature_names)
-  if predictor.fusion == "mask":                   # the salience-mask control: [x || m]
+    new[:, part["text"]] = s2 - s1
+  if "mask" in part:                               # the salience-mask control: [x || m]
     m1 = np.stack([it[2] for it in items]).astype(np.float32)
     m2 = np.stack([it[3] for it in items]).astype(np.float32)
-    new[:, num_f:2 * num_f] = m2 - m1
+    new[:, part["mask"]] = m2 - m1
   if predictor.uses_features:
     for m, it in enumerate(items):
       if it[4] is not None:
-        new[m, :num_f][it[4]] = 0.0
+        new[m, part["features"]][it[4]] = 0.0
   return _logits_by_fold(predictor, fold, new)
 
 
@@ -211,7 +219,7 @@ def explain(predictor, rep, first: np.ndarray, second: np.ndarray,
       mask[c] = False
       items.append((k, n, m1[k, n], mask, None))
       where.append((1, k, n, c))
-    removed = _removal_logits(predictor, diff, items)
+    removed = _removal_logits(predictor, diff, items, _side_values(rep, first, second))
     for (side, k, n, c), value in zip(where, removed):
       (text1 if side == 0 else text2)[k, n, c] = logit[k, n] - value
   return Explanation(logit, feature.astype(np.float32), text1, text2, m1, m2,
@@ -317,7 +325,7 @@ def deletion_curve(predictor, rep, first: np.ndarray, second: np.ndarray, expl: 
         items.append((k, n, expl.salient_first[k, n] & ~off, expl.salient_second[k, n] & ~off,
                       off))
         tags.append((j, kind, k, n))
-  logits = _removal_logits(predictor, diff, items)
+  logits = _removal_logits(predictor, diff, items, _side_values(rep, first, second))
   top_c, rand_c = np.zeros(len(ks)), np.zeros(len(ks))
   top_f, rand_f = np.zeros(len(ks)), np.zeros(len(ks))
   for (j, kind, k, n), value in zip(tags, logits):
@@ -364,7 +372,7 @@ def explain_run(predictor, max_pairs: int = 400, seed: int = 0, steps: int = 32,
     flat[keep] = True
     valid[valid] = flat
   start = time.perf_counter()
-  rep = predictor.represent(t["features"], t.get("baseline"))
+  rep = predictor.represent(t["features"], t.get("baseline"), ranges=bundle_lib.test_ranges(t))
   expl = explain(predictor, rep, t["first"], t["second"], valid, steps)
   seconds_explain = time.perf_counter() - start
   cues = cue_table(expl, predictor.feature_names, predictor.phrases, predictor.modalities,

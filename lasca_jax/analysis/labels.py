@@ -13,6 +13,7 @@ import os
 from typing import Any
 
 from lasca_jax.encoders import text as text_lib
+from lasca_jax.method import representation
 from lasca_jax.run.fields import get_field
 
 MODALITY_NAMES = {"visual": "Visual", "audio": "Audio", "multimodal": "Multimodal"}
@@ -54,23 +55,11 @@ def model_label(config: Any) -> str:
   explicit = get_field(config, "model_label", "")
   if explicit:
     return str(explicit)
-  fusion = get_field(config, "model.fusion", "")
-  backbone = get_field(config, "text.backbone", "")
-  if fusion == "features":
-    label = "Features"
-  elif fusion == "baseline":
-    label = (get_field(config, "model.baseline_name", "") or
-             os.path.basename(str(get_field(config, "model.baseline_dir", "")).rstrip("/")))
-  elif fusion == "mask":
-    label = "Features+Mask"
-  elif fusion == "text":
-    label = backbone_label(backbone)
-  elif fusion == "fused":
-    label = fused_label(backbone)
-  elif fusion == "random_text":
-    label = fused_label(backbone) + " random text"
-  else:
-    raise ValueError(f"unknown model.fusion {fusion!r}")
+  fusion = representation.get(get_field(config, "model.fusion", ""))
+  baseline = (get_field(config, "model.baseline_name", "") or
+              os.path.basename(str(get_field(config, "model.baseline_dir", "")).rstrip("/")))
+  label = fusion.label.format(backbone=backbone_label(get_field(config, "text.backbone", "")),
+                              baseline=baseline)
   return label + _capacity_suffix(config)
 
 

@@ -36,7 +36,7 @@ import pandas as pd
 
 from lasca_jax.analysis import labels, plots, results, stats, tables
 from lasca_jax.data import files as files_lib
-from lasca_jax.method import fusion as fusion_lib
+from lasca_jax.method import representation
 
 
 def column_slug(col: tables.Column) -> str:
@@ -145,7 +145,8 @@ def cue_run(records: Sequence[tables.RunRecord], target: str, lasca_label: str,
   the given lexicon, preferring the LaScA row, multimodal input, then the shortest window and
   smallest margin."""
   from lasca_jax.model import bundle  # pylint: disable=import-outside-toplevel
-  found = [r for r in records if r.target == target and r.fusion == "fused" and
+  found = [r for r in records
+           if r.target == target and representation.row(r.fusion) == "fused" and
            r.lexicon == lexicon and
            os.path.exists(os.path.join(bundle.bundle_dir(r.path), bundle.JSON_FILE))]
   found.sort(key=lambda r: (r.model_label != lasca_label, r.modality != "multimodal",
@@ -229,7 +230,8 @@ def runs_markdown(records: Sequence[tables.RunRecord], sweep_dir: str | os.PathL
            "| --- | --- | --- | --- | --- | ---: | ---: | ---: |"]
   for r in sorted(records, key=lambda r: r.path):
     mean, std, n = stats.fold_mean_std(r.accuracies)
-    lexicon = lexicon_label(r.lexicon) if r.fusion in fusion_lib.ENCODED else "-"
+    lexicon = lexicon_label(r.lexicon) if representation.FUSIONS.get(
+        r.fusion, representation.FUSIONS["features"]).encoded else "-"
     lines.append(f"| {os.path.relpath(r.path, sweep_dir)} | {r.modality} | {r.model_label} | "
                  f"{lexicon} | {tables.column_label(r.column)} | {mean:.4f} | {std:.4f} | {n} |")
   return "\n".join(lines) + "\n"
@@ -295,7 +297,8 @@ def make_report(sweep_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
         title=f"LaScA (F) against its controls, {modality}" + suffix)
   if not any(r.lexicon == "feature_name" for r in records):
     built.pop("lexicon")
-  if not any(r.model_label in tables.BASELINE_LABELS or r.fusion == "baseline"
+  if not any(r.model_label in tables.BASELINE_LABELS or
+             representation.row(r.fusion) == "baseline"
              for r in records):
     built.pop("comparison")
   built = {k: t for k, t in built.items() if t.blocks}

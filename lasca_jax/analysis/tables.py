@@ -35,6 +35,7 @@ from typing import Callable, Iterable, Mapping, Sequence
 import numpy as np
 
 from lasca_jax.analysis import labels, stats
+from lasca_jax.method import representation
 
 # (target, window_seconds, margin)
 Column = tuple[str, float, float]
@@ -153,7 +154,7 @@ class Table:
 def control_kind(config: Mapping) -> str:
   """``"mask"``, ``"random_text"``, ``"capacity"`` or ``""`` for a run's ``config.json``."""
   model = config.get("model", {})
-  if model.get("fusion") in ("mask", "random_text"):
+  if representation.is_control(model.get("fusion", "")):
     return model["fusion"]
   if model.get("hidden_from", "") or int(model.get("hidden_from_dim", 0) or 0) > 0:
     return "capacity"
@@ -266,9 +267,11 @@ def backbone_table(records: Iterable[RunRecord], *, title: str = "", lexicon: st
   text / fused runs of another lexicon. Extra keyword arguments go to :func:`build_table`.
   """
   kind_rank = {"features": 0, "text": 1, "fused": 2}
+  row = representation.row
   keep = [r for r in records if r.model_label not in BASELINE_LABELS and not r.control
-          and r.fusion in kind_rank and (r.fusion == "features" or r.lexicon == lexicon)]
-  ranked = sorted(keep, key=lambda r: (kind_rank[r.fusion], labels.backbone_rank(r.backbone),
+          and row(r.fusion) in kind_rank and (row(r.fusion) == "features" or
+                                              r.lexicon == lexicon)]
+  ranked = sorted(keep, key=lambda r: (kind_rank[row(r.fusion)], labels.backbone_rank(r.backbone),
                                        r.model_label))
   row_order = list(dict.fromkeys(r.model_label for r in ranked))
   return build_table(
@@ -289,14 +292,16 @@ def comparison_table(records: Iterable[RunRecord], *, lasca_label: str = "MPNet(
   all_baselines = [b for v in by_modality.values() for b in v]
   # Any run of a precomputed encoder (model.fusion == "baseline") is a baseline row too.
   others = sorted({r.model_label for r in records
-                   if r.fusion == "baseline" and r.model_label not in all_baselines})
+                   if representation.row(r.fusion) == "baseline"
+                   and r.model_label not in all_baselines})
 
   def row_of(r):
     if r.control:
       return None
-    if r.model_label == lasca_label and r.lexicon == lexicon and r.fusion != "baseline":
+    baseline = representation.row(r.fusion) == "baseline"
+    if r.model_label == lasca_label and r.lexicon == lexicon and not baseline:
       return LASCA_ROW
-    if r.model_label in by_modality.get(r.modality, ()) or r.fusion == "baseline":
+    if r.model_label in by_modality.get(r.modality, ()) or baseline:
       return r.model_label
     return None
 
@@ -359,17 +364,18 @@ def controls_table(records: Iterable[RunRecord], *, modality: str = "multimodal"
 
   def block_of(r):
     short = labels.backbone_label(r.backbone)
-    if r.control == "mask" or (r.fusion == "features" and not r.control):
+    if r.control == "mask" or (representation.row(r.fusion) == "features" and not r.control):
       return tuple(b + labels.FUSED_SUFFIX for b in backbones)
     if r.control in ("random_text", "capacity") and short in backbones:
       return short + labels.FUSED_SUFFIX
-    if (not r.control and r.fusion == "fused" and r.lexicon == lexicon and short in backbones
+    if (not r.control and representation.row(r.fusion) == "fused" and r.lexicon == lexicon
+        and short in backbones
         and r.model_label == short + labels.FUSED_SUFFIX):
       return short + labels.FUSED_SUFFIX
     return None
 
   def row_of(r):
-    if r.fusion == "features" and not r.control:
+    if representation.row(r.fusion) == "features" and not r.control:
       return CONTROL_ROWS["features"]
     return CONTROL_ROWS[r.control]
 

@@ -216,14 +216,19 @@ class PromptStore:
         out[by_hash[h]] = (np.frombuffer(vector, np.float32), int(tokens))
     return out
 
-  def all_rows(self, key: str) -> tuple[list[str], np.ndarray]:
-    """Every ``(prompts, float32 [n, D])`` stored under ``key``."""
-    texts, vectors = [], []
-    for prompt, vector in self.conn.execute(
-        "SELECT prompt, vector FROM embeddings WHERE backbone=?", (key,)):
+  def all_rows(self, key: str, with_tokens: bool = False) -> tuple:
+    """Every ``(prompts, float32 [n, D])`` stored under ``key`` (and ``int [n]`` token counts
+    with ``with_tokens``)."""
+    texts, vectors, tokens = [], [], []
+    for prompt, vector, count in self.conn.execute(
+        "SELECT prompt, vector, tokens FROM embeddings WHERE backbone=?", (key,)):
       texts.append(prompt)
       vectors.append(np.frombuffer(vector, np.float32))
-    return texts, (np.stack(vectors) if vectors else np.zeros((0, 0), np.float32))
+      tokens.append(int(count))
+    table = np.stack(vectors) if vectors else np.zeros((0, 0), np.float32)
+    if with_tokens:
+      return texts, table, np.array(tokens, np.int64)
+    return texts, table
 
   def count(self, key: str | None = None) -> int:
     if key is None:

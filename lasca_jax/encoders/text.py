@@ -424,9 +424,35 @@ class EmbeddingStore:
     return self._model
 
   def as_dict(self) -> dict[str, np.ndarray]:
-    """Every stored prompt of this backbone (truncated encodings) -> ``float32 [D]``."""
-    texts, table = self.store.all_rows(self.key)
-    return dict(zip(texts, table))
+    """Every stored prompt of this backbone -> ``float32 [D]``, as :meth:`embed` returns it
+    (under ``long_prompts="chunk"``, a prompt over the window maps to its pooled pieces)."""
+    texts, table, tokens = self.store.all_rows(self.key, with_tokens=True)
+    out = dict(zip(texts, table))
+    if self.long_prompts == "chunk":
+      known = self.store.backbone(self.key)
+      limit = known["max_tokens"] if known else 0
+      if limit:
+        for text, count in zip(texts, tokens):
+          if count > limit:
+            del out[text]
+      chunked, pooled = self.store.all_rows(self.chunk_key)
+      out.update(zip(chunked, pooled))
+    return out
+
+  def encode_uncached(self, prompts: Sequence[str]) -> np.ndarray:
+    """``float32 [n, D]``: each prompt encoded now, alone (nothing is looked up or stored), with
+    the store's precision and ``long_prompts`` rule: what a new prompt costs."""
+    model = self.model
+    limit = max_tokens(model)
+    out = []
+    for prompt in prompts:
+      texts = [prompt]
+      if self.long_prompts == "chunk" and limit and token_counts(model, [prompt])[0] > limit:
+        texts = Chunker(limit, lambda ts: token_counts(model, ts))(prompt)
+      emb = np.asarray(model.encode(texts, batch_size=len(texts), convert_to_numpy=True,
+                                    show_progress_bar=False), np.float32)
+      out.append(emb[0] if len(texts) == 1 else np.mean(list(emb), axis=0))
+    return np.stack(out) if out else np.zeros((0, 0), np.float32)
 
   @property
   def chunk_key(self) -> str:

@@ -89,18 +89,3 @@ def fused_dim(model_config, text_config, num_features: int) -> int:
     dim, _ = text_lib.embedding_geometry(text_config.backbone, text_config.model_path)
     return int(num_features) + int(dim)
   return 0
-
-
-def pad_to(z: np.ndarray, dim: int, field: str = "model.hidden_from") -> np.ndarray:
-  """``z [..., d]`` with ``dim - d`` zero columns appended (``dim == 0``: unchanged).
-
-  Raises:
-    ValueError: the representation is already wider than ``dim``.
-  """
-  if not dim or z.shape[-1] == dim:
-    return z
-  if z.shape[-1] > dim:
-    raise ValueError(f"{field}: the representation has {z.shape[-1]} columns, more than the "
-                     f"fused model's {dim}; capacity matching applies to narrower inputs")
-  width = [(0, 0)] * (z.ndim - 1) + [(0, dim - z.shape[-1])]
-  return np.pad(z, width)

@@ -213,7 +213,7 @@ def predict_recording(predictor, frames: FrameInput, explain: bool = True, top: 
   decided = np.flatnonzero(usable[pairs[:, 0]] & usable[pairs[:, 1]]) if pairs.size else (
       np.zeros(0, int))
   encoded_before = predictor.store.encoded_count if predictor.uses_text else 0
-  rep = predictor.represent(win.features)
+  rep = predictor.represent(win.features, recording=np.zeros(num_w, np.int32), usable=usable)
   k_idx = np.arange(predictor.num_folds)[:, None]
   first, second = pairs[decided, 0], pairs[decided, 1]
   prob = (predictor.probabilities(rep.z[k_idx, first], rep.z[k_idx, second])
@@ -273,6 +273,8 @@ def predict_recording(predictor, frames: FrameInput, explain: bool = True, top: 
       "seconds_decide": round(t_decide, 4), "seconds_explain": round(t_explain, 4),
       "warnings": list(frames.warnings),
   }
+  if predictor.meta.get("salience_on_new_data"):
+    summary["salience_statistics"] = predictor.meta["salience_on_new_data"]
   if expl is not None:
     summary["max_completeness_gap"] = float(np.abs(expl.completeness_gap).max())
   return Prediction(table, summary, win, expl, decided, prob)

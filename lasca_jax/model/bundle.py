@@ -28,7 +28,6 @@ once: its probabilities on the run's test pairs are bit-identical to ``results.n
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import os
@@ -40,20 +39,17 @@ import jax.numpy as jnp
 import numpy as np
 
 from lasca_jax.data import files as files_lib
-from lasca_jax.encoders import text as text_lib
-from lasca_jax.method import controls, fusion as fusion_lib
-from lasca_jax.method import salience, templates, windows as windows_lib
-from lasca_jax.model import train
+from lasca_jax.encoders import embedder as embedder_lib, text as text_lib
+from lasca_jax.method import representation
+from lasca_jax.method.representation import Represented  # pylint: disable=unused-import
+from lasca_jax.model import efficiency, train
 
-FORMAT = "lasca_jax.bundle/1"   # the format name bundles carry (kept when the module moved)
+FORMAT = "lasca_jax.bundle/2"   # /2: the representation recipe; /1 bundles are read too
+LEGACY_FORMATS = ("lasca_jax.bundle/1",)
 DIRNAME = "bundle"
 JSON_FILE = "bundle.json"
 PARAMS_FILE = "params.msgpack"
 TEST_FILE = "test_windows.npz"
-
-
-# Fusions whose representation holds features x / a prompt embedding (encoded or, for the
-# random-text control, a fixed random vector per prompt).
 
 
 class BundleError(ValueError):
@@ -101,6 +97,11 @@ def _test_windows(inputs) -> dict[str, np.ndarray]:
       "mask": f.test_mask,
       "label": np.asarray(inputs.pairs.label)[f.test_idx].astype(np.int32),
   }
+  recipe = inputs.recipe
+  if recipe.spec.needs_salience and recipe.salience_stats == "recording":
+    # Each test window's recording statistics (the bundle does not keep whole recordings).
+    lo, span, _ = representation.recording_ranges(raw, win.recording, inputs.usable)
+    out["salience_lo"], out["salience_span"] = lo[used], span[used]
   return out
 
 
@@ -127,8 +128,9 @@ def write_bundle(run_dir: str, config, inputs, params: Any) -> str:
   state = {"params": jax.tree.map(np.asarray, params), "lo": inputs.lo, "span": inputs.span}
   files_lib.write_bytes_atomic(os.path.join(folder, PARAMS_FILE), flax.serialization.msgpack_serialize(state))
   tests = _test_windows(inputs)
-  if config.model.fusion == "baseline":
-    tests["baseline"] = inputs.z[0][tests["window"]]
+  recipe = inputs.recipe
+  if recipe.spec.needs_baseline:
+    tests["baseline"] = inputs.z[0][tests["window"], recipe.slices()["baseline"]]
   files_lib.save_npz_atomic(os.path.join(folder, TEST_FILE), tests)
   d = int(inputs.z.shape[-1])
   meta = {
@@ -143,8 +145,10 @@ def write_bundle(run_dir: str, config, inputs, params: Any) -> str:
       "salience": {"rule": tcfg.salience, "k": int(tcfg.salience_k),
                    "threshold": float(tcfg.salience_threshold)},
       "clip": bool(fcfg.clip),
-      "backbone": tcfg.backbone if config.model.fusion in fusion_lib.WITH_PROMPTS else "",
-      "model_path": tcfg.model_path if config.model.fusion in fusion_lib.WITH_PROMPTS else "",
+      "backbone": tcfg.backbone if recipe.spec.uses_backbone else "",
+      "model_path": tcfg.model_path if recipe.spec.uses_backbone else "",
+      "representation": recipe.to_json(),
+      "salience_on_new_data": salience_on_new_data(recipe),
       "window_seconds": float(fcfg.window_seconds),
       "min_valid_fraction": float(fcfg.min_valid_fraction),
       "time_base_hz": time_base_hz(config),
@@ -163,21 +167,43 @@ def write_bundle(run_dir: str, config, inputs, params: Any) -> str:
   return folder
 
 
-@dataclasses.dataclass
-class Represented:
-  """Window representations under every fold model.
+def salience_on_new_data(recipe: representation.Recipe) -> str:
+  """What a bundle does with ``text.salience_stats`` on new recordings (one line, also in every
+  prediction's summary)."""
+  if not recipe.spec.needs_salience:
+    return ""
+  return {
+      "fold": "each fold model's training min-max statistics, as in training",
+      "recording": "the new recording's own min-max over its usable windows, as in training",
+      "dataset": "the training dataset's min-max statistics kept in the bundle (a new "
+                 "recording is not added to them, unlike the training population)",
+  }[recipe.salience_stats]
 
-  Attributes:
-    x: ``float32 [K, N, F]`` normalised features.
-    mask: ``bool [K, N, F]`` salient features.
-    prompts: distinct prompts (``None`` for models without text); ``index [K, N]`` into them.
-    z: ``float32 [K, N, d]`` the MLP's per-window input (before differencing).
-  """
-  x: np.ndarray
-  mask: np.ndarray
-  prompts: np.ndarray | None
-  index: np.ndarray | None
-  z: np.ndarray
+
+def legacy_recipe(meta: dict, json_path: str) -> representation.Recipe:
+  """The recipe of a ``lasca_jax.bundle/1`` bundle, from its fields and config."""
+  text = meta["config"].get("text", {})
+  stats, order = text.get("salience_stats", "fold"), text.get("phrase_order", "feature")
+  spec = representation.get(meta["fusion"])
+  if spec.needs_salience and stats == "dataset":
+    raise BundleError(f"{json_path}: this bundle predates saved salience statistics and its "
+                      "run used text.salience_stats='dataset'; rerun the run to rewrite it")
+  sal = meta["salience"]
+  return representation.Recipe(
+      fusion=meta["fusion"], modalities=tuple(meta["modalities"]),
+      phrases=tuple(meta["phrases"]) if meta["phrases"] is not None else None,
+      template=meta["template"], clip=bool(meta["clip"]),
+      salience=(sal["rule"], int(sal["k"]), float(sal["threshold"])),
+      salience_stats=stats if spec.needs_salience else "fold", phrase_order=order,
+      input_dim=int(meta["input_dim"]), random_text=meta.get("random_text"),
+      part_dims=_legacy_part_dims(spec, len(meta["modalities"]), int(meta["input_dim"])))
+
+
+def _legacy_part_dims(spec: representation.Fusion, num_features: int, input_dim: int) -> tuple:
+  """Part widths of a /1 bundle: the text or baseline part takes what the features leave."""
+  fixed = {"features": num_features, "mask": num_features}
+  rest = input_dim - sum(fixed.get(p, 0) for p in spec.parts)
+  return tuple((p, fixed.get(p, rest)) for p in spec.parts)
 
 
 class BundlePredictor:
@@ -191,7 +217,7 @@ class BundlePredictor:
   """
 
   def __init__(self, path: str, meta: dict, state: dict, cache_dir: str | None = None,
-               model_path: str | None = None):
+               model_path: str | None = None, recipe: representation.Recipe | None = None):
     self.path, self.meta = path, meta
     self.params = jax.tree.map(jnp.asarray, state["params"])
     self.lo, self.span = np.asarray(state["lo"]), np.asarray(state["span"])
@@ -199,10 +225,15 @@ class BundlePredictor:
     self.feature_names: list[str] = list(meta["feature_names"])
     self.modalities: list[str] = list(meta["modalities"])
     self.phrases: list[str | None] | None = meta["phrases"]
-    self.fusion: str = meta["fusion"]
+    self.recipe = recipe or representation.Recipe.from_json(meta["representation"])
+    self.spec = self.recipe.spec
+    self.fusion: str = self.spec.name
     self.cache_dir = cache_dir or meta["config"].get("cache_dir") or files_lib.default_cache_dir()
     self.model_path = meta["model_path"] if model_path is None else model_path
-    self._store = None
+    self.encoder_settings = embedder_lib.EncoderSettings.from_config(
+        dict(meta["config"].get("text", {}), backbone=meta["backbone"])
+    ).with_model_path(self.model_path)
+    self._embedder = None
     model = train.PreferenceMLP(tuple(meta["hidden"]))
     self.model = model
     self._logits = jax.jit(jax.vmap(lambda p, x: model.apply({"params": p}, x)))
@@ -210,73 +241,66 @@ class BundlePredictor:
 
   @property
   def uses_text(self) -> bool:
-    return self.fusion in fusion_lib.WITH_PROMPTS
+    return self.spec.needs_prompts
 
   @property
   def uses_features(self) -> bool:
-    return self.fusion in fusion_lib.WITH_FEATURES
+    return self.spec.has_features
+
+  @property
+  def embedder(self) -> embedder_lib.Embedder:
+    """The run's embedder: the shared store of its backbone (under ``cache_dir``), or the
+    random-text control's vectors."""
+    if self._embedder is None:
+      if self.spec.text == "random":
+        self._embedder = embedder_lib.Embedder(random_text=self.recipe.random_text)
+      else:
+        self._embedder = embedder_lib.Embedder(self.encoder_settings.store(self.cache_dir))
+    return self._embedder
 
   @property
   def store(self) -> text_lib.EmbeddingStore:
     """The shared embedding store of the bundle's backbone (under ``cache_dir``)."""
-    if self._store is None:
-      cfg = self.meta["config"]["text"]
-      self._store = text_lib.EmbeddingStore(
-          self.cache_dir, self.meta["backbone"], self.model_path, cfg.get("device", "auto"),
-          int(cfg.get("batch_size", 64)), int(cfg.get("token_budget", 0)),
-          cfg.get("precision", "auto"), cfg.get("long_prompts", "truncate"))
-    return self._store
+    if self.embedder.store is None:
+      raise BundleError(f"{self.path}: a {self.fusion!r} model encodes no prompts")
+    return self.embedder.store
 
   def embed(self, prompts: Sequence[str]) -> np.ndarray:
-    """``float32 [n, D]``: prompts through the shared embedding store (encoding only new ones);
-    for the random-text control, its fixed random vector per prompt."""
-    rnd = self.meta.get("random_text")
-    if rnd:
-      return controls.random_prompt_embeddings(list(prompts), rnd["dim"], rnd["seed"],
-                                               rnd["norm"])
-    return self.store.embed(list(prompts), progress=False)
+    """``float32 [n, D]``: prompts as training embedded them (:attr:`embedder`)."""
+    return self.embedder(list(prompts))
+
+  def slices(self) -> dict[str, slice]:
+    """Where each part of the representation lies in ``z``."""
+    return self.recipe.slices()
+
+  def representer(self) -> representation.Representer:
+    return representation.Representer(self.recipe, self.lo, self.span,
+                                      self.embed if self.uses_text else None)
 
   def normalise(self, raw: np.ndarray) -> np.ndarray:
     """``float32 [K, N, F]``: raw window features ``[N, F]`` under each fold's statistics."""
-    return np.stack([windows_lib.minmax_apply(raw, self.lo[k], self.span[k], self.meta["clip"])
-                     for k in range(self.num_folds)])
+    return self.representer().normalise(raw)
 
-  def salient(self, x: np.ndarray) -> np.ndarray:
-    sal = self.meta["salience"]
-    return salience.salience_mask(x, self.modalities, sal["rule"], sal["k"], sal["threshold"])
-
-  def prompts_for(self, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``(distinct prompts, index)`` of salience masks ``bool [..., F]``."""
-    return templates.build_prompts(mask, self.phrases, self.modalities, self.meta["template"])
-
-  def represent(self, raw: np.ndarray, baseline: np.ndarray | None = None) -> Represented:
-    """Every fold's representation of raw windows ``float [N, F]`` (NaN allowed)."""
+  def represent(self, raw: np.ndarray, baseline: np.ndarray | None = None,
+                recording: np.ndarray | None = None, usable: np.ndarray | None = None,
+                ranges: tuple | None = None) -> Represented:
+    """Every fold's representation of raw windows ``float [N, F]`` (NaN allowed), as training
+    built it (:class:`lasca_jax.method.representation.Representer`). ``recording``/``usable``
+    (or ``ranges``) serve ``text.salience_stats="recording"``: default one recording, every
+    window with finite features."""
     raw = np.asarray(raw)
     if raw.ndim != 2 or raw.shape[1] != len(self.feature_names):
       raise BundleError(f"{self.path}: expected raw window features [N, {len(self.feature_names)}]"
                         f", got shape {raw.shape}")
-    x = self.normalise(raw)
-    mask = self.salient(x)
-    prompts = index = None
-    parts = []
-    if self.uses_features:
-      parts.append(x)
-    if self.fusion == "baseline":
-      if baseline is None:
-        raise BundleError(f"{self.path}: this model was trained on a frozen encoder's "
-                          "embeddings (model.fusion='baseline'); new recordings need that "
-                          "encoder's embeddings, which predict.py cannot compute: use a "
-                          "features, text or fused run")
-      parts.append(np.broadcast_to(np.nan_to_num(baseline), (self.num_folds,) + baseline.shape))
-    if self.fusion == "mask":
-      parts.append(mask.astype(np.float32))
-    if self.uses_text:
-      prompts, index = self.prompts_for(mask)
-      parts.append(self.embed(prompts.tolist())[index])
-    # The capacity-matched control pads with zero columns up to the fused model's size.
-    z = controls.pad_to(np.concatenate(parts, axis=-1).astype(np.float32),
-                        int(self.meta["input_dim"]))
-    return Represented(x, mask, prompts, index, z)
+    if self.spec.needs_baseline and baseline is None:
+      raise BundleError(f"{self.path}: this model was trained on a frozen encoder's "
+                        "embeddings (model.fusion='baseline'); new recordings need that "
+                        "encoder's embeddings, which predict.py cannot compute: use a "
+                        "features, text or fused run")
+    if ranges is None and self.recipe.salience_stats == "recording":
+      recording = np.zeros(raw.shape[0], np.int32) if recording is None else recording
+      usable = np.isfinite(raw).all(axis=1) if usable is None else usable
+    return self.representer()(raw, baseline, recording, usable, ranges)
 
   def probabilities(self, z_first: np.ndarray, z_second: np.ndarray) -> np.ndarray:
     """``float32 [K, n]`` P(increase) of each fold model for pairs of representations."""
@@ -286,26 +310,30 @@ class BundlePredictor:
     """``float32 [K, n]`` logits of each fold model for difference vectors ``[K, n, d]``."""
     return np.asarray(self._logits(self.params, jnp.asarray(diff)))
 
-  def window_predictor(self, fold: int = 0, encoder: Any = None):
-    """Fold ``fold`` as the streaming :class:`lasca_jax.model.efficiency.WindowPredictor` (one window
-    at a time, Sec. 5.5 latency path); its warm cache is the shared embedding store."""
-    from lasca_jax.model import efficiency  # pylint: disable=import-outside-toplevel
-    if self.fusion not in fusion_lib.ENCODED + ("features",) or (
-        self.fusion == "features" and self.meta["input_dim"] != len(self.feature_names)):
-      raise BundleError(f"{self.path}: the streaming WindowPredictor covers the features, text "
-                        f"and fused models, not {self.fusion!r} or a capacity-padded control")
-    prompt_cache = encoder_ = None
+  def window_predictor(self, fold: int = 0, encoder: Any = None,
+                       recording_range: tuple | None = None) -> efficiency.WindowPredictor:
+    """Fold ``fold`` as the streaming :class:`lasca_jax.model.efficiency.WindowPredictor` (one
+    window at a time, Sec. 5.5 latency path), on the same recipe and embedder as the batch path.
+
+    Args:
+      fold: the fold model.
+      encoder: a loaded sentence transformer to use instead of loading the backbone again.
+      recording_range: ``(lo [F], span [F])``, for ``text.salience_stats="recording"``.
+
+    Raises:
+      BundleError: one line, when the model cannot decide one window at a time.
+    """
+    embedder = None
     if self.uses_text:
-      prompt_cache = self.store.as_dict()
-      encoder_ = encoder if encoder is not None else self.store.model
-    sal = self.meta["salience"]
-    return efficiency.WindowPredictor(
-        jax.tree.map(lambda a: a[fold], self.params), fusion=self.fusion,
-        modality=self.meta["modality"],
-        stats=efficiency.TrainingRange(self.lo[fold], self.span[fold]),
-        modalities=self.modalities, phrases=self.phrases, clip=self.meta["clip"],
-        salience_rule=sal["rule"], salience_k=sal["k"], salience_threshold=sal["threshold"],
-        encoder=encoder_, prompt_cache=prompt_cache)
+      embedder = self.embedder
+      if encoder is not None and embedder.store is not None:
+        embedder.store._model = encoder   # pylint: disable=protected-access
+    try:
+      return efficiency.WindowPredictor(
+          jax.tree.map(lambda a: a[fold], self.params), self.recipe,
+          efficiency.TrainingRange(self.lo[fold], self.span[fold]), embedder, recording_range)
+    except ValueError as e:
+      raise BundleError(f"{self.path}: {e}") from None
 
   def test_windows(self) -> dict[str, np.ndarray]:
     """The run's test decisions (``test_windows.npz``, module docstring)."""
@@ -315,14 +343,21 @@ class BundlePredictor:
     """``float32 [K, n]``: the run's test pairs re-decided from raw features, laid out and padded
     (0) as ``results.npz["test_prob"]``."""
     t = self.test_windows()
-    rep = self.represent(t["features"], t.get("baseline"))
+    rep = self.represent(t["features"], t.get("baseline"), ranges=test_ranges(t))
     k = np.arange(self.num_folds)[:, None]
     prob = self.probabilities(rep.z[k, t["first"]], rep.z[k, t["second"]])
     return np.where(t["mask"], prob, np.float32(0.0))
 
 
+def test_ranges(tests: dict) -> tuple | None:
+  """The test windows' recording statistics (``salience_stats="recording"``), or None."""
+  if "salience_lo" in tests:
+    return tests["salience_lo"], tests["salience_span"]
+  return None
+
+
 def _check_backbone(meta: dict, json_path: str, model_path: str | None) -> None:
-  if meta["fusion"] not in fusion_lib.ENCODED:
+  if not representation.get(meta["fusion"]).encoded:
     return
   try:
     text_lib.resolve(meta["backbone"], meta["model_path"] if model_path is None else model_path)
@@ -359,7 +394,7 @@ def load_bundle(run_dir: str, cache_dir: str | None = None,
       meta = json.load(f)
   except (OSError, json.JSONDecodeError) as e:
     raise BundleError(f"{json_path} is unreadable ({e}); rerun the run to rewrite it") from None
-  if meta.get("format") != FORMAT:
+  if meta.get("format") not in (FORMAT,) + LEGACY_FORMATS:
     raise BundleError(f"{json_path} has format {meta.get('format')!r}, this code reads {FORMAT!r}"
                       "; rerun the run with this version")
   for name, digest in meta["files"].items():
@@ -367,7 +402,14 @@ def load_bundle(run_dir: str, cache_dir: str | None = None,
     if not os.path.exists(path) or _sha256(path) != digest:
       raise BundleError(f"{path} is missing or does not match {json_path} (changed after the "
                         "run); rerun the run to rewrite the bundle")
-  _check_backbone(meta, json_path, model_path)
+  try:
+    _check_backbone(meta, json_path, model_path)
+    recipe = (legacy_recipe(meta, json_path) if meta["format"] in LEGACY_FORMATS else
+              representation.Recipe.from_json(meta["representation"]))
+  except BundleError:
+    raise
+  except ValueError as e:   # a fusion this code does not register, or a bad recipe
+    raise BundleError(f"{json_path}: {e}") from None
   with open(os.path.join(folder, PARAMS_FILE), "rb") as f:
     state = flax.serialization.msgpack_restore(f.read())
-  return BundlePredictor(folder, meta, state, cache_dir, model_path)
+  return BundlePredictor(folder, meta, state, cache_dir, model_path, recipe)

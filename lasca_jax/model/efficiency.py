@@ -27,7 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lasca_jax.method import salience, templates, windows as windows_lib
+from lasca_jax.method import representation, windows as windows_lib
 from lasca_jax.model import train
 
 
@@ -80,109 +80,106 @@ def normalise_window(raw: np.ndarray, stats: TrainingRange, clip: bool = True) -
 class WindowPredictor:
   """Inference for one window given its predecessor: raw features in, P(increase) out.
 
-  The path, per window: min-max normalisation with the fold's training statistics -> salience
-  (``salience.salience_mask``) -> prompt (``templates.prompt_for_mask`` with the lexicon's
-  phrases) -> text embedding -> fusion ``[x || s]`` (or ``x`` / ``s`` alone); then the
-  difference ``z[window] - z[predecessor]`` -> the trained ``PreferenceMLP`` (jitted) -> sigmoid.
-  The decision is the pipeline's pair prediction with ``first`` the predecessor and ``second``
-  the window.
+  The window goes through the run's :class:`lasca_jax.method.representation.Representer` with
+  one fold's statistics (normalisation, salience, prompt, embedding, the fusion's parts), exactly
+  as training built ``z``; then the difference ``z[window] - z[predecessor]`` -> the trained
+  ``PreferenceMLP`` (jitted) -> sigmoid. The decision is the pipeline's pair prediction with
+  ``first`` the predecessor and ``second`` the window.
 
-  The text embedding is taken either *cold* (the frozen encoder encodes the prompt, batch of 1)
-  or *warm* (looked up in ``prompt_cache``, a dict prompt -> embedding such as an
-  ``EmbeddingStore``'s table; a prompt missing from it is encoded once and added).
+  The text embedding is taken either *warm* (the run's embedding store in memory; a miss is
+  encoded once and kept) or *cold* (the encoder runs on the prompt, batch of one, with the
+  store's chunking and precision): :class:`lasca_jax.encoders.embedder.Embedder`.
+
+  A model whose salience uses each recording's own statistics (``text.salience_stats=
+  "recording"``) needs the whole recording; the one-window path takes them as
+  ``recording_range`` or refuses.
 
   Attributes:
     input_dim: ``d``, the MLP's input size.
     encoder_calls: prompts the encoder has encoded so far.
-    cache_hits: warm look-ups answered by ``prompt_cache``.
+    cache_hits: warm look-ups answered from memory.
   """
 
-  def __init__(self, params: Any, *, fusion: str, modality: str, stats: TrainingRange,
-               modalities: Sequence[str] | None = None,
-               phrases: Sequence[str | None] | None = None, clip: bool = True,
-               salience_rule: str = "otsu", salience_k: int = 5,
-               salience_threshold: float = 0.5, encoder: Any = None,
-               prompt_cache: dict[str, np.ndarray] | None = None):
+  def __init__(self, params: Any, recipe: representation.Recipe, stats: TrainingRange,
+               embedder: Any = None, recording_range: tuple | None = None):
     """Builds the predictor.
 
     Args:
       params: one fold's ``PreferenceMLP`` parameters (no fold axis).
-      fusion: ``"features"``, ``"text"`` or ``"fused"``.
-      modality: ``"visual"``, ``"audio"`` or ``"multimodal"`` (the prompt template).
+      recipe: the run's representation settings (``RunInputs.recipe``, a bundle's recipe).
       stats: the fold's training range of the raw features.
-      modalities: ``F`` entries ``"face"``/``"audio"`` (needed unless ``fusion="features"``).
-      phrases: ``F`` lexicon phrases (needed unless ``fusion="features"``).
-      clip: clip normalised values into ``[0, 1]`` (``config.features.clip``).
-      salience_rule: ``config.text.salience``; ``salience_k`` and ``salience_threshold`` its
-        parameters.
-      encoder: object with the ``SentenceTransformer.encode`` signature (needed for cold
-        embeddings and warm misses).
-      prompt_cache: prompt -> ``float32 [D]`` embedding, the warm cache.
+      embedder: an :class:`~lasca_jax.encoders.embedder.Embedder` (needed for a text part).
+      recording_range: ``(lo [F], span [F])`` of the recording, for ``salience_stats=
+        "recording"``.
 
-    The MLP's input and hidden sizes are read from the shapes of ``params``.
+    Raises:
+      ValueError: one line, when the recipe cannot be honoured one window at a time.
     """
-    if fusion not in ("features", "text", "fused"):
-      raise ValueError(f"unknown fusion {fusion!r}: use features, text, fused")
-    if fusion != "features" and (modalities is None or phrases is None):
-      raise ValueError(f"fusion {fusion!r} needs the feature modalities and lexicon phrases")
-    self.params = params
-    self.fusion, self.modality, self.stats, self.clip = fusion, modality, stats, clip
-    self.modalities = None if modalities is None else list(modalities)
-    self.phrases = None if phrases is None else list(phrases)
-    self.salience_rule, self.salience_k = salience_rule, int(salience_k)
-    self.salience_threshold = float(salience_threshold)
-    self.encoder = encoder
-    self.prompt_cache = {} if prompt_cache is None else prompt_cache
+    spec = recipe.spec
+    if spec.needs_prompts and embedder is None:
+      raise ValueError(f"fusion {spec.name!r} needs a text embedder")
+    if spec.needs_salience and recipe.salience_stats == "recording" and recording_range is None:
+      raise ValueError(
+          "text.salience_stats='recording': this model's salience uses each recording's own "
+          "min-max over the whole recording, which one window at a time cannot know; pass "
+          "recording_range=(lo, span) or predict whole recordings (experiments/predict.py)")
+    self.params, self.recipe, self.stats, self.embedder = params, recipe, stats, embedder
+    self.fusion = spec.name
+    self._ranges = None if recording_range is None else tuple(
+        np.asarray(v)[None] for v in recording_range)
+    self._modes = {mode: representation.Representer(
+        recipe, np.asarray(stats.lo)[None], np.asarray(stats.span)[None],
+        None if embedder is None else self._embed_fn(mode)) for mode in ("warm", "cold")}
     self.input_dim = int(params["SklearnDense_0"]["kernel"].shape[0])
     model = train.PreferenceMLP(train.layer_sizes(params)[1:-1])
     self._prob = jax.jit(lambda p, x: jax.nn.sigmoid(model.apply({"params": p}, x)))
-    self.encoder_calls = 0
-    self.cache_hits = 0
+
+  def _embed_fn(self, mode: str):
+    one = getattr(self.embedder, mode)
+    return lambda prompts: np.stack([one(p) for p in prompts])
+
+  @property
+  def encoder_calls(self) -> int:
+    return self.embedder.encoder_calls if self.embedder is not None else 0
+
+  @property
+  def cache_hits(self) -> int:
+    return self.embedder.cache_hits if self.embedder is not None else 0
 
   def normalise(self, raw: np.ndarray) -> np.ndarray:
     """``float32 [F]`` normalised features of one raw window."""
-    return normalise_window(raw, self.stats, self.clip)
+    return normalise_window(raw, self.stats, self.recipe.clip)
 
-  def prompt_of(self, x: np.ndarray) -> str:
-    """The prompt of one normalised window ``x [F]``."""
-    mask = salience.salience_mask(x[None], self.modalities, self.salience_rule,
-                                  self.salience_k, self.salience_threshold)[0]
-    return templates.prompt_for_mask(mask, self.phrases, self.modalities, self.modality)
+  def _represent(self, raw: np.ndarray, cache: str, baseline: np.ndarray | None):
+    if cache not in self._modes:
+      raise ValueError(f"unknown cache mode {cache!r}: use warm or cold")
+    return self._modes[cache](np.asarray(raw)[None],
+                              None if baseline is None else np.asarray(baseline)[None],
+                              ranges=self._ranges)
 
-  def encode_prompt(self, prompt: str) -> np.ndarray:
-    """Encodes one prompt with the frozen encoder (batch of 1): ``float32 [D]``."""
-    if self.encoder is None:
-      raise ValueError("this predictor has no text encoder (cold embedding or a cache miss)")
-    self.encoder_calls += 1
-    emb = self.encoder.encode([prompt], batch_size=1, convert_to_numpy=True,
-                              show_progress_bar=False)
-    return np.asarray(emb, np.float32)[0]
+  def prompt(self, raw: np.ndarray) -> str:
+    """The prompt of one raw window (as training wrote it)."""
+    recipe = self.recipe
+    x = self.normalise(raw)[None, None]
+    values = recipe.salience_values(x, np.asarray(raw)[None], ranges=self._ranges)
+    prompts, index = recipe.prompts(recipe.salience_mask(values), values)
+    return str(prompts[index[0, 0]])
 
   def embed(self, prompt: str, cache: str = "warm") -> np.ndarray:
     """The prompt's embedding, ``cache="warm"`` (look-up) or ``"cold"`` (encoded)."""
-    if cache == "cold":
-      return self.encode_prompt(prompt)
-    if cache != "warm":
+    if cache not in self._modes:
       raise ValueError(f"unknown cache mode {cache!r}: use warm or cold")
-    emb = self.prompt_cache.get(prompt)
-    if emb is None:
-      emb = self.prompt_cache[prompt] = self.encode_prompt(prompt)
-    else:
-      self.cache_hits += 1
-    return emb
+    return getattr(self.embedder, cache)(prompt)
 
-  def represent(self, raw: np.ndarray, cache: str = "warm") -> np.ndarray:
+  def represent(self, raw: np.ndarray, cache: str = "warm",
+                baseline: np.ndarray | None = None) -> np.ndarray:
     """``float32 [d]``: the window representation the MLP sees (before differencing)."""
-    x = self.normalise(raw)
-    if self.fusion == "features":
-      return x
-    s = self.embed(self.prompt_of(x), cache)
-    return s if self.fusion == "text" else np.concatenate([x, s]).astype(np.float32)
+    return self._represent(raw, cache, baseline).z[0, 0]
 
-  def decide_next(self, z_prev: np.ndarray, raw: np.ndarray, cache: str = "warm"
-                  ) -> tuple[float, np.ndarray]:
+  def decide_next(self, z_prev: np.ndarray, raw: np.ndarray, cache: str = "warm",
+                  baseline: np.ndarray | None = None) -> tuple[float, np.ndarray]:
     """Streaming step: ``(P(increase), z)`` for a window whose predecessor is already encoded."""
-    z = self.represent(raw, cache)
+    z = self.represent(raw, cache, baseline)
     prob = jax.block_until_ready(self._prob(self.params, jnp.asarray(z - z_prev)))
     return float(prob), z
 

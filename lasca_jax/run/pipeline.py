@@ -26,7 +26,8 @@ import numpy as np
 from lasca_jax.analysis import labels, stats
 from lasca_jax.data import coverage, types as data_lib
 from lasca_jax.encoders import text as text_lib
-from lasca_jax.method import controls, fusion as fusion_lib, lexicon, protocols, templates
+from lasca_jax.encoders import embedder as embedder_lib
+from lasca_jax.method import controls, lexicon, protocols, representation, templates
 from lasca_jax.method import windows as windows_lib
 from lasca_jax.model import efficiency, programs, train
 from lasca_jax.run import cache as cache_lib, stages, validate
@@ -69,6 +70,7 @@ class RunInputs:
   random_text: dict | None          # the random-text control's {"seed", "norm", "dim"}
   keys: StageKeys
   model_label: str
+  recipe: representation.Recipe     # every setting that shaped z (saved in the bundle)
 
   @property
   def input_dim(self) -> int:
@@ -147,8 +149,9 @@ def prepare(config, cache: cache_lib.StageCache, log: RunLog | None = None,
   cols = windows_lib.modality_columns(win.value.modalities, fcfg.modality)
   train.TrainSettings.from_config(config)   # a bad model or train field: fail before any work
   pad_dim = controls.fused_dim(config.model, config.text, int(cols.size))
+  fusion = representation.get(config.model.fusion)
   # Known (or an error) before any work: the random-text control's vector norm.
-  random_norm = controls.random_norm(config.text) if config.model.fusion == "random_text" else None
+  random_norm = controls.random_norm(config.text) if fusion.text == "random" else None
   usable, base = usable_windows(config, cache, win, cols, log)
   splits, window_subject = subject_folds(config, win, usable, cols, log)
   norm = stages.normalise(cache, windows=win, modality=fcfg.modality, clip=bool(fcfg.clip),
@@ -158,30 +161,32 @@ def prepare(config, cache: cache_lib.StageCache, log: RunLog | None = None,
   names = win.value.feature_names[cols].tolist()
   mods = win.value.modalities[cols].tolist()
 
-  fusion = config.model.fusion
-  parts = []
-  if fusion in fusion_lib.WITH_FEATURES:
-    parts.append(x)
-  if base is not None:
+  parts = {}
+  if fusion.has_features:
+    parts["features"] = x
+  if fusion.needs_baseline:
     emb = base.value.embeddings
-    parts.append(np.broadcast_to(np.nan_to_num(emb), (x.shape[0],) + emb.shape))
+    parts["baseline"] = np.broadcast_to(np.nan_to_num(emb), (x.shape[0],) + emb.shape)
   sal = values = None
-  if fusion in fusion_lib.WITH_SALIENCE:
+  if fusion.needs_salience:
     values = salience_values(config, win.value, cols, usable, norm)
     sal = salience_of(config, cache, values, mods)
-  if fusion == "mask":
-    parts.append(np.broadcast_to(sal.value.mask, x.shape).astype(np.float32))  # [folds, W, F]
+  if "mask" in fusion.parts:
+    parts["mask"] = np.broadcast_to(sal.value.mask, x.shape).astype(np.float32)  # [folds, W, F]
     log("mask", key=sal.key, salient_per_window=float(sal.value.mask[:, usable].sum(-1).mean()))
   text = prompt_index = None
-  if fusion in fusion_lib.WITH_PROMPTS:
+  if fusion.needs_prompts:
     text = prompt_text(config, cache, sal, values, names, mods, usable, random_norm, log,
                        prompt_sink)
     prompt_index = np.broadcast_to(text.table.value.index, x.shape[:2])       # [folds, W]
-    parts.append(text.embeddings[prompt_index])
+    parts["text"] = text.embeddings[prompt_index]
     phrases = text.phrases
   else:
     phrases = optional_phrases(config, names, mods)
-  z = controls.pad_to(np.concatenate(parts, axis=-1).astype(np.float32), pad_dim)
+  z = representation.assemble(fusion, parts, pad_dim)
+  recipe = make_recipe(config, win.value.features[:, cols], usable, mods, phrases,
+                       int(z.shape[-1]), text.random_text if text else None,
+                       tuple((p, int(v.shape[-1])) for p, v in parts.items()))
   keys = StageKeys(frames.key, win.key, norm.key, pairs.key,
                    salience=sal.key if sal else "", prompts=text.table.key if text else "",
                    baseline=base.key if base else "")
@@ -194,13 +199,32 @@ def prepare(config, cache: cache_lib.StageCache, log: RunLog | None = None,
       prompt_embeddings=text.embeddings if text else None,
       baseline=base.value.embeddings if base else None,
       random_text=text.random_text if text else None, keys=keys,
-      model_label=labels.model_label(config))
+      model_label=labels.model_label(config), recipe=recipe)
+
+
+def make_recipe(config, features: np.ndarray, usable: np.ndarray, mods: list[str],
+                phrases: list | None, input_dim: int, random_text: dict | None,
+                part_dims: tuple = ()) -> representation.Recipe:
+  """Every setting of ``config`` that shapes ``z`` (:class:`representation.Recipe`);
+  ``features [W, F]`` are the raw windows of the modality (the dataset statistics of
+  ``text.salience_stats="dataset"``)."""
+  fcfg, tcfg = config.features, config.text
+  stats_kind = tcfg.get("salience_stats", "fold")
+  lo = span = None
+  if stats_kind == "dataset":
+    lo, span = (tuple(v.tolist()) for v in windows_lib.minmax_stats(features, usable))
+  return representation.Recipe(
+      fusion=config.model.fusion, modalities=tuple(mods),
+      phrases=tuple(phrases) if phrases is not None else None, template=fcfg.modality,
+      clip=bool(fcfg.clip),
+      salience=(tcfg.salience, int(tcfg.salience_k), float(tcfg.salience_threshold)),
+      salience_stats=stats_kind, salience_lo=lo, salience_span=span,
+      phrase_order=tcfg.get("phrase_order", "feature"), input_dim=input_dim,
+      random_text=random_text, part_dims=part_dims)
 
 
 def _check_fusion(config, prompt_sink) -> None:
-  if config.model.fusion not in fusion_lib.ALL:
-    raise ValueError(f"unknown model.fusion {config.model.fusion!r}: use one of {fusion_lib.ALL}")
-  if config.model.fusion in fusion_lib.ENCODED and prompt_sink is None:
+  if representation.get(config.model.fusion).encoded and prompt_sink is None:
     tcfg = config.text
     text_lib.resolve_precision(tcfg.get("precision", "auto"),   # bad device/precision: fail first
                                text_lib.resolve_device(tcfg.get("device", "auto")))
@@ -228,7 +252,7 @@ def usable_windows(config, cache: cache_lib.StageCache, win: stages.Keyed, cols:
     raise ValueError(coverage.explain_unusable(win.value, fcfg.modality, target, min_valid,
                                                partial))
   base = None
-  if config.model.fusion == "baseline":
+  if representation.get(config.model.fusion).needs_baseline:
     base = stages.baseline(cache, windows=win,
                            directory=stages.baseline_input(config.model.baseline_dir),
                            window_seconds=float(fcfg.window_seconds))
@@ -347,7 +371,7 @@ def prompt_text(config, cache: cache_lib.StageCache, sal: stages.Keyed, values: 
       uncovered_by_lexicon=[n for n, p in zip(names, phrases)
                             if p is None or p == lexicon.feature_name_phrase(n)])
   random_text = None
-  if config.model.fusion == "random_text":
+  if representation.get(config.model.fusion).text == "random":
     dim, _ = text_lib.embedding_geometry(tcfg.backbone, tcfg.model_path)
     random_text = {"seed": int(tcfg.random_seed), "norm": random_norm, "dim": dim}
     emb = controls.random_prompt_embeddings(prompts[used].tolist(), dim,
@@ -364,7 +388,7 @@ def prompt_text(config, cache: cache_lib.StageCache, sal: stages.Keyed, values: 
   return PromptText(phrases, table, table_emb, random_text)
 
 
-SALIENCE_STATS = ("fold", "recording", "dataset")
+SALIENCE_STATS = representation.SALIENCE_STATS
 
 
 def salience_values(config, win: windows_lib.Windows, cols: np.ndarray, usable: np.ndarray,
@@ -388,12 +412,7 @@ def salience_values(config, win: windows_lib.Windows, cols: np.ndarray, usable: 
   if stats_kind == "dataset":
     values = windows_lib.minmax_normalise(feats, usable, clip)
   else:
-    values = np.zeros(feats.shape, np.float32)
-    for r in np.unique(win.recording):
-      rows = win.recording == r
-      if (rows & usable).any():
-        lo, span = windows_lib.minmax_stats(feats, rows & usable)
-        values[rows] = windows_lib.minmax_apply(feats[rows], lo, span, clip)
+    values = representation.recording_values(feats, win.recording, usable, clip)
   return stages.Keyed({"stats": stats_kind, "values": values}, values[None])
 
 
@@ -404,10 +423,7 @@ def embed_prompts(config, cache_dir: str, prompts: list[str], log: RunLog) -> np
   """``float32 [len(prompts), D]`` from the prompt store, encoding what it lacks; logs counts,
   throughput and the share of the device's matmul peak, and warns when many prompts are cut."""
   tcfg = config.text
-  store = text_lib.EmbeddingStore(
-      cache_dir, tcfg.backbone, tcfg.model_path, tcfg.get("device", "auto"),
-      int(tcfg.batch_size), int(tcfg.get("token_budget", 0)), tcfg.get("precision", "auto"),
-      tcfg.get("long_prompts", "truncate"))
+  store = embedder_lib.EncoderSettings.from_config(tcfg).store(cache_dir)
   emb = store.embed(prompts)
   cut = store.cut_prompts()
   fields = {}
@@ -551,26 +567,22 @@ def trained_predictor(config, cache: cache_lib.StageCache | None = None, fold: i
     The predictor, whose warm cache is the backbone's ``EmbeddingStore`` table.
   """
   cache = cache or cache_lib.StageCache(config.cache_dir or None)
-  fcfg, tcfg = config.features, config.text
   trained = train_run(config, start(workdir, config, cache), cache)
   inputs, out = trained.inputs, trained.output
   params = jax.tree.map(lambda a: a[fold], out.params)
   stats = efficiency.TrainingRange(inputs.lo[fold], inputs.span[fold])
-  phrases, prompt_cache = None, None
-  if config.model.fusion != "features":
-    phrases = inputs.phrases
-    store = text_lib.EmbeddingStore(cache.cache_dir, tcfg.backbone, tcfg.model_path, tcfg.device,
-                                  int(tcfg.batch_size), precision=tcfg.get("precision", "auto"))
-    prompt_cache = store.as_dict()
-    encoder = encoder if encoder is not None else text_lib.load_model(
-        tcfg.backbone, tcfg.model_path, store.device, store.precision)
+  spec = inputs.recipe.spec
+  embedder = None
+  if spec.text == "random":
+    embedder = embedder_lib.Embedder(random_text=inputs.random_text)
+  elif spec.encoded:
+    store = embedder_lib.EncoderSettings.from_config(config.text).store(cache.cache_dir)
+    if encoder is not None:
+      store._model = encoder   # pylint: disable=protected-access
+    embedder = embedder_lib.Embedder(store)
+    encoder = store.model
   else:
     encoder = None
-  predictor = efficiency.WindowPredictor(
-      params, fusion=config.model.fusion, modality=fcfg.modality, stats=stats,
-      modalities=inputs.modalities, phrases=phrases, clip=bool(fcfg.clip),
-      salience_rule=tcfg.salience, salience_k=int(tcfg.salience_k),
-      salience_threshold=float(tcfg.salience_threshold), encoder=encoder,
-      prompt_cache=prompt_cache)
+  predictor = efficiency.WindowPredictor(params, inputs.recipe, stats, embedder)
   return TrainedPredictor(predictor, inputs, out, fold, inputs.raw,
                           windows_lib.consecutive_steps(inputs.windows, inputs.usable), encoder)

@@ -19,7 +19,7 @@ from typing import NamedTuple
 
 from lasca_jax.data import files as files_lib
 from lasca_jax.encoders import store as store_lib, text as text_lib
-from lasca_jax.method import fusion as fusion_lib
+from lasca_jax.method import representation
 from lasca_jax.run import cache as cache_lib, pipeline, sweep as sweep_lib
 
 SHARD_DIR = "shards"
@@ -67,7 +67,7 @@ def text_configs(config, sweep: bool) -> list:
   configs = [c for _, c in sweep_lib.expand(config)] if sweep else [config]
   out, seen = [], set()
   for c in configs:
-    if c.model.fusion not in fusion_lib.ENCODED:
+    if not representation.get(c.model.fusion).encoded:
       continue
     ident = json.loads(c.to_json_best_effort())
     for field in ("name", "model_label", "pairs", "sweep"):

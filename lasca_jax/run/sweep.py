@@ -31,7 +31,7 @@ import numpy as np
 
 from lasca_jax.analysis import labels
 from lasca_jax.data import files as files_lib
-from lasca_jax.method import fusion as fusion_lib
+from lasca_jax.method import representation
 from lasca_jax.model import programs, train
 from lasca_jax.run import cache as cache_lib, fields, pipeline, rundir
 
@@ -118,7 +118,7 @@ def expand(config: ml_collections.ConfigDict) -> list[tuple[str, ml_collections.
               label = labels.model_label(run)
               run.model_label = label
               run.name = f"{config.name}/{modality}/{window:g}s/{margin:g}/{target}/{label}"
-            tag = (f"{label}_{run.text.lexicon}" if run.model.fusion in fusion_lib.ENCODED
+            tag = (f"{label}_{run.text.lexicon}" if representation.get(run.model.fusion).encoded
                    else label)
             runs.append((os.path.join(modality, f"w{window:g}s_m{margin:g}", target,
                                       files_lib.safe_name(tag)), run))
@@ -167,11 +167,11 @@ def stack_inputs(group: list[pipeline.RunInputs]) -> tuple[np.ndarray, train.Pai
 
 def _shape_signature(config) -> tuple:
   """Config fields that decide the input shape (text-only inputs ignore the modality)."""
-  fusion = config.model.fusion
-  return (float(config.features.window_seconds), fusion,
-          "" if fusion == "text" else config.features.modality,
-          config.text.backbone if fusion in fusion_lib.WITH_PROMPTS else "",
-          config.model.baseline_dir if fusion == "baseline" else "",
+  fusion = representation.get(config.model.fusion)
+  return (float(config.features.window_seconds), fusion.name,
+          "" if fusion.parts == ("text",) else config.features.modality,
+          config.text.backbone if fusion.uses_backbone else "",
+          config.model.baseline_dir if fusion.needs_baseline else "",
           config.model.get("hidden_from", ""), int(config.model.get("hidden_from_dim", 0)))
 
 

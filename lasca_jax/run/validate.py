@@ -23,7 +23,7 @@ from typing import Any, Callable, Sequence
 
 from lasca_jax.data import datasets
 from lasca_jax.encoders import text as text_lib
-from lasca_jax.method import controls, fusion as fusion_lib, templates
+from lasca_jax.method import controls, representation, templates
 from lasca_jax.run.fields import get_field
 
 
@@ -72,6 +72,17 @@ def one_of(choices: Sequence[str]) -> tuple[Callable[[Any], bool], str]:
 
 BOOL = ((lambda v: isinstance(v, bool)), "True or False")
 
+
+class _Registered:
+  """``"one of <the fusions registered now>"``: read when a problem is written, so a fusion
+  registered after import (a test, a user's module) is valid too."""
+
+  def __str__(self) -> str:
+    return "one of " + ", ".join(repr(c) for c in representation.names())
+
+
+FUSION = ((lambda v: v in representation.FUSIONS), _Registered())
+
 # (dotted field, (check, valid range)) for the sections every run uses.
 RULES: tuple[tuple[str, tuple[Callable[[Any], bool], str]], ...] = (
     ("seed", int_in(0, 2**32 - 1)),          # 32 bits: larger seeds would wrap around
@@ -93,8 +104,8 @@ RULES: tuple[tuple[str, tuple[Callable[[Any], bool], str]], ...] = (
     ("text.precision", one_of(text_lib.PRECISIONS)),
     ("text.long_prompts", one_of(text_lib.LONG_PROMPTS)),
     ("text.phrase_order", one_of(templates.PHRASE_ORDERS)),
-    ("text.salience_stats", one_of(("fold", "recording", "dataset"))),
-    ("model.fusion", one_of(fusion_lib.ALL)),
+    ("text.salience_stats", one_of(representation.SALIENCE_STATS)),
+    ("model.fusion", FUSION),
     ("model.hidden_from", one_of(controls.HIDDEN_FROM)),
     ("model.hidden_from_dim", int_at_least(0)),
     ("text.random_seed", int_at_least(0)),
@@ -143,7 +154,8 @@ def _model_problems(config) -> list[str]:
   if (not isinstance(hidden, (tuple, list)) or len(hidden) != 2 or
       not all(_is_int(h) and h >= 1 for h in hidden)):
     out.append(problem("model.max_hidden", hidden, "two integers >= 1"))
-  if get_field(config, "model.fusion") == "baseline":
+  fusion = representation.FUSIONS.get(get_field(config, "model.fusion"))
+  if fusion is not None and fusion.needs_baseline:
     directory = get_field(config, "model.baseline_dir", "")
     if not directory or not os.path.isdir(os.path.expanduser(directory)):
       out.append(problem("model.baseline_dir", directory,

@@ -1,0 +1,147 @@
+"""Prompts to embeddings the way a run's training got them: the one embedder every path uses.
+
+:class:`EncoderSettings` is the typed form of the encoder fields of ``config.text`` (backbone,
+folder, device, batch size, token budget, precision, long prompts), with their defaults in one
+place; it builds the run's :class:`lasca_jax.encoders.text.EmbeddingStore`. :class:`Embedder`
+answers ``prompts -> embeddings`` for training, a bundle's batch path, the one-window streaming
+predictor (warm: the store's table in memory; cold: the encoder run on the prompt, with the same
+chunking and precision) and attribution; for the random-text control it gives each prompt's fixed
+random vector.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from lasca_jax.encoders import text as text_lib
+
+_DEFAULTS = {"backbone": "all-MiniLM-L6-v2", "model_path": "", "device": "auto",
+             "batch_size": 64, "token_budget": 0, "precision": "auto",
+             "long_prompts": "truncate"}
+
+
+@dataclasses.dataclass(frozen=True)
+class EncoderSettings:
+  """The sentence encoder of a run (``config.text``'s encoder fields)."""
+  backbone: str = _DEFAULTS["backbone"]
+  model_path: str = ""
+  device: str = "auto"
+  batch_size: int = 64
+  token_budget: int = 0
+  precision: str = "auto"
+  long_prompts: str = "truncate"
+
+  @classmethod
+  def from_config(cls, text_config: Mapping[str, Any] | Any) -> "EncoderSettings":
+    """From ``config.text`` (a ConfigDict or the dict of a ``config.json``, whose fields an
+    earlier release may lack: those take their defaults)."""
+    get = text_config.get
+    return cls(**{k: type(v)(get(k, v) if get(k, v) is not None else v)
+                  for k, v in _DEFAULTS.items()})
+
+  def problems(self) -> list[str]:
+    """One line per bad field (``config.text.<field>``)."""
+    out = []
+    for field, value, choices in (("device", self.device, text_lib.DEVICES),
+                                  ("precision", self.precision, text_lib.PRECISIONS),
+                                  ("long_prompts", self.long_prompts, text_lib.LONG_PROMPTS)):
+      if value not in choices:
+        out.append(f"config.text.{field}={value!r}: use one of {choices}")
+    if self.batch_size < 1:
+      out.append(f"config.text.batch_size={self.batch_size}: use an integer >= 1")
+    if self.token_budget < 0:
+      out.append(f"config.text.token_budget={self.token_budget}: use 0 (none) or a positive "
+                 "number of tokens")
+    return out
+
+  def with_model_path(self, model_path: str | None) -> "EncoderSettings":
+    return self if model_path is None else dataclasses.replace(self, model_path=model_path)
+
+  def store(self, cache_dir: str) -> text_lib.EmbeddingStore:
+    """The shared prompt store of this backbone and precision under ``cache_dir``."""
+    return text_lib.EmbeddingStore(cache_dir, self.backbone, self.model_path, self.device,
+                                   self.batch_size, self.token_budget, self.precision,
+                                   self.long_prompts)
+
+
+class Embedder:
+  """``prompts -> float32 [n, D]`` as the run's training embedded them.
+
+  Exactly one source:
+
+  * ``store``: the run's :class:`~lasca_jax.encoders.text.EmbeddingStore` (encodes what it lacks,
+    honouring ``long_prompts`` and precision);
+  * ``random_text``: the random-text control's ``{"seed", "norm", "dim"}``;
+  * ``encoder`` (with an optional ``table`` prompt -> embedding): a plain object with the
+    ``SentenceTransformer.encode`` signature, for a caller that holds its own model and table.
+
+  :meth:`warm` looks a prompt up in memory (the store's table, loaded once), encoding a miss once;
+  :meth:`cold` runs the encoder on the prompt itself, as a new prompt would be.
+
+  Attributes:
+    encoder_calls: prompts encoded by :meth:`warm` misses and :meth:`cold`.
+    cache_hits: :meth:`warm` look-ups answered from memory.
+  """
+
+  def __init__(self, store: text_lib.EmbeddingStore | None = None, *, encoder: Any = None,
+               table: dict[str, np.ndarray] | None = None,
+               random_text: Mapping[str, Any] | None = None):
+    if sum(x is not None for x in (store, encoder, random_text)) > 1:
+      raise ValueError("an Embedder has one source: a store, an encoder or random_text")
+    self.store, self.encoder = store, encoder
+    self.random_text = dict(random_text) if random_text else None
+    self._table = table
+    self.encoder_calls = 0
+    self.cache_hits = 0
+
+  @property
+  def table(self) -> dict[str, np.ndarray]:
+    if self._table is None:
+      self._table = self.store.as_dict() if self.store is not None else {}
+    return self._table
+
+  def _random(self, prompts: Sequence[str]) -> np.ndarray:
+    from lasca_jax.method import controls  # pylint: disable=import-outside-toplevel  # cycle
+    r = self.random_text
+    return controls.random_prompt_embeddings(list(prompts), r["dim"], r["seed"], r["norm"])
+
+  def __call__(self, prompts: Sequence[str]) -> np.ndarray:
+    """``float32 [n, D]`` of ``prompts`` (the batch path)."""
+    if self.random_text:
+      return self._random(prompts)
+    if self.store is not None:
+      return self.store.embed(list(prompts), progress=False)
+    return np.stack([self.warm(p) for p in prompts])
+
+  def warm(self, prompt: str) -> np.ndarray:
+    """One prompt's embedding from memory (a miss is embedded once and kept)."""
+    if self.random_text:
+      return self._random([prompt])[0]
+    emb = self.table.get(prompt)
+    if emb is not None:
+      self.cache_hits += 1
+      return emb
+    if self.store is not None:
+      self.encoder_calls += 1
+      emb = self.store.embed([prompt], progress=False)[0]
+    else:
+      emb = self.cold(prompt)
+    self.table[prompt] = emb
+    return emb
+
+  def cold(self, prompt: str) -> np.ndarray:
+    """One prompt encoded now (batch of one), with the store's chunking and precision."""
+    if self.random_text:
+      return self._random([prompt])[0]
+    if self.store is not None:
+      self.encoder_calls += 1
+      return self.store.encode_uncached([prompt])[0]
+    if self.encoder is None:
+      raise ValueError("this predictor has no text encoder (cold embedding or a cache miss)")
+    self.encoder_calls += 1
+    emb = self.encoder.encode([prompt], batch_size=1, convert_to_numpy=True,
+                              show_progress_bar=False)
+    return np.asarray(emb, np.float32)[0]
