@@ -62,7 +62,7 @@ def get_config() -> ml_collections.ConfigDict:
                                             # "salience" (most salient first: a cut drops the weakest).
   config.text.salience_stats = "fold"       # Min-max before salience: "fold" (paper: each fold's
                                             # training windows), "recording" (each recording's own),
-                                            # "dataset" (all windows). See README "Scale".
+                                            # "dataset" (all windows). See docs/performance.md.
   config.text.random_seed = 0               # model.fusion="random_text": seed of the per-prompt vectors.
   config.text.random_norm = 0.0             # "random_text": their L2 norm; 0 -> the backbone's (1 for
                                             # the unit-norm backbones; others need a value).

@@ -19,7 +19,7 @@ def add(data: ml_collections.ConfigDict) -> None:
   data.mfcc_window_seconds = 0.025 # MFCC analysis window.
   # Pre-extracted per-frame features (AVEC style): one <recording>.csv per recording, a time
   # column (seconds) plus feature columns, ';' or ',' separated. A modality whose folder is set
-  # comes from these files instead of extraction (no media needed); see README "Your own features".
+  # comes from these files instead of extraction (no media needed); see docs/data.md.
   data.face_csv_dir = ""           # Folder (relative to root or absolute) of face feature CSVs.
   data.audio_csv_dir = ""          # Folder of audio feature CSVs (e.g. AVEC eGeMAPS LLDs).
   data.csv_time_column = "auto"    # "auto": frameTime, timestamp or time (any case).

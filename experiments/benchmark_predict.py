@@ -1,4 +1,4 @@
-"""Speed of applying a trained bundle to a new recording (README: "Trained models").
+"""Speed of applying a trained bundle to a new recording (docs/performance.md, "Prediction speed").
 
   python experiments/main.py --config=configs/synthetic.py:runlocal --workdir=runs/synthetic_runlocal
   python experiments/benchmark_predict.py --run=runs/synthetic_runlocal \

@@ -13,7 +13,8 @@
   python experiments/encode.py --config=... --sweep --merge
 
 After this, ``experiments/main.py`` / ``experiments/sweep.py`` with the same config (and
-``cache_dir``) find every prompt cached. See the README's "Scale" section for a SLURM recipe.
+``cache_dir``) find every prompt cached. See docs/performance.md ("Sharded encoding") for a
+SLURM recipe.
 """
 
 import sys

@@ -9,7 +9,7 @@ columns carry eGeMAPS-style names (descriptor x functional, all matching the cus
 audio pattern, none in the paper's lexicon, so each reads as its split name) and the values of the
 synthetic generator's 73 face and MFCC features (:mod:`lasca_jax.data.datasets.synthetic`), the
 columns after the 73rd repeating earlier ones with added noise (seeded). Labels, subjects and
-times are the generator's. Used for the long-prompt figures of the README ("Scale").
+times are the generator's. Used for the long-prompt figures of docs/performance.md ("Long prompts").
 """
 
 import os

@@ -92,7 +92,7 @@ def load_features(path: str) -> dict:
               if not isinstance(settings, dict) or k not in settings]
   if missing:
     raise ValueError(f"feature file {path}: its meta lacks {', '.join(missing)} (the .npz "
-                     "feature format is in the README, 'Your own features'); run "
+                     "feature format is in docs/data.md, 'The feature .npz format'); run "
                      "experiments/extract.py again or add them")
   n, m = out["frame_index"].shape[0], out["audio_times"].shape[0]
   shapes = {"frame_times": (n,), "face": (n, len(data.FACE_FEATURE_NAMES)),
