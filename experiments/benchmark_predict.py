@@ -23,9 +23,8 @@ import time
 from absl import app, flags
 import numpy as np
 
-from lasca_jax.analysis import attribution
 from lasca_jax.encoders import embedder as embedder_lib, text as text_lib
-from lasca_jax.model import apply, bundle, efficiency
+from lasca_jax.inference import apply, attribution, ensemble, stream
 
 _RUN = flags.DEFINE_string("run", None, "Trained run directory.")
 _INPUT = flags.DEFINE_string("input", None, "A video (or per-frame table).")
@@ -56,7 +55,7 @@ def main(argv):
                                                      if s["frames_decoded"] else None),
                     "decisions": s["decided"], "fold_models": s["fold_models"]}
 
-  predictor = bundle.load_bundle(_RUN.value)
+  predictor = ensemble.load_bundle(_RUN.value)
   frames = apply.read_input(_INPUT.value, predictor, _FACE_MODEL.value)
   win = apply.window_input(frames, predictor)
   raw = win.features
@@ -66,15 +65,15 @@ def main(argv):
   items = list(range(len(steps)))
   decision = {}
   for mode in ("warm", "cold"):
-    ms = efficiency.latency_ms(lambda i, m=mode: streaming.decide_next(z_prev[i], steps[i][1], m),
+    ms = stream.latency_ms(lambda i, m=mode: streaming.decide_next(z_prev[i], steps[i][1], m),
                                items, _REPEATS.value, warmup=3)
     decision[f"one_fold_{mode}_ms"] = round(float(sorted(ms)[len(ms) // 2]), 3)
 
-  def ensemble(i):
+  def all_folds(i):
     rep = predictor.represent(raw[i:i + 2])
     return predictor.probabilities(rep.z[:, :1], rep.z[:, 1:])
 
-  ms = efficiency.latency_ms(ensemble, items, _REPEATS.value, warmup=3)
+  ms = stream.latency_ms(all_folds, items, _REPEATS.value, warmup=3)
   decision["all_folds_warm_ms"] = round(float(sorted(ms)[len(ms) // 2]), 3)
   out["decision"] = decision
 

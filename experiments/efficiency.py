@@ -6,7 +6,7 @@ r"""Sec. 5.5 (computational efficiency): model sizes and per-window inference la
 
 For every modality (visual, audio, multimodal) x representation (features, text, fused) and
 backbone it trains the configuration as ``experiments/main.py`` does (all folds; fold
-``--fold``'s best weights are used), then times ``efficiency.WindowPredictor`` on this machine:
+``--fold``'s best weights are used), then times ``stream.WindowPredictor`` on this machine:
 one window and its predecessor, from raw mean-pooled features to the decision P(increase)
 (normalise -> salience -> prompt -> embedding -> fusion -> difference -> MLP). Latency columns:
 
@@ -45,6 +45,7 @@ import numpy as np
 # pylint: disable=wrong-import-position
 from lasca_jax.analysis import labels
 from lasca_jax.encoders import text as text_lib
+from lasca_jax.inference import stream
 from lasca_jax.method import representation
 from lasca_jax.model import efficiency, train
 from lasca_jax.run import cache as cache_lib, pipeline
@@ -96,7 +97,7 @@ def measure(config, encoder, num_windows, warmup, fold, workdir=None):
   """Trains one configuration (written to ``workdir`` when given) and times its predictor;
   returns a row dict."""
   t0 = time.perf_counter()
-  tp = pipeline.trained_predictor(config, cache_lib.StageCache(config.cache_dir or None), fold,
+  tp = stream.trained_predictor(config, cache_lib.StageCache(config.cache_dir or None), fold,
                                     encoder, workdir)
   train_s = time.perf_counter() - t0
   p, raw, steps = tp.predictor, tp.raw, tp.steps
@@ -113,17 +114,17 @@ def measure(config, encoder, num_windows, warmup, fold, workdir=None):
     return lambda s: p.decide(raw[s[0]], raw[s[1]], mode)
 
   if not representation.get(config.model.fusion).needs_prompts:
-    row["no_encoder"] = summary(efficiency.latency_ms(pair("warm"), steps, num_windows,
+    row["no_encoder"] = summary(stream.latency_ms(pair("warm"), steps, num_windows,
                                                       warmup=warmup))
     row["load_average_1min"] = os.getloadavg()[0]
     return row
   before = p.cache_hits, p.encoder_calls
-  row["warm"] = summary(efficiency.latency_ms(pair("warm"), steps, num_windows, warmup=warmup))
+  row["warm"] = summary(stream.latency_ms(pair("warm"), steps, num_windows, warmup=warmup))
   if p.encoder_calls != before[1]:
     raise AssertionError("warm path called the encoder: a prompt was missing from the store")
-  row["cold"] = summary(efficiency.latency_ms(pair("cold"), steps, num_windows, warmup=warmup))
+  row["cold"] = summary(stream.latency_ms(pair("cold"), steps, num_windows, warmup=warmup))
   z_prev = [p.represent(raw[a], "warm") for a, _ in steps]   # kept from the previous step
-  row["cold_stream"] = summary(efficiency.latency_ms(
+  row["cold_stream"] = summary(stream.latency_ms(
       lambda i: p.decide_next(z_prev[i], raw[steps[i][1]], "cold"), np.arange(len(steps)),
       num_windows, warmup=warmup))
   row["encoder_calls"] = p.encoder_calls - before[1]

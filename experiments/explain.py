@@ -13,7 +13,7 @@ import sys
 
 from absl import app, flags, logging
 
-from lasca_jax.analysis import attribution
+from lasca_jax.inference import attribution
 
 _RUN = flags.DEFINE_string("run", None, "Run directory (with bundle/).")
 _OUTPUT = flags.DEFINE_string("output", None, "Output folder (default <run>/explain).")

@@ -16,7 +16,7 @@ import sys
 
 from absl import app, flags, logging
 
-from lasca_jax.model import apply
+from lasca_jax.inference import apply
 
 _RUN = flags.DEFINE_string("run", None, "Run directory (with bundle/) of a trained model.")
 _INPUT = flags.DEFINE_string("input", None, "Video, extracted feature .npz, or per-frame table.")
@@ -33,7 +33,7 @@ _TOP = flags.DEFINE_integer("top_cues", 3, "Cues listed per decision.")
 _IG_STEPS = flags.DEFINE_integer("ig_steps", 32, "Integrated-gradient quadrature points.")
 
 
-# Library entry point (tests and benchmarks call it): lasca_jax.model.apply.run_predict.
+# Library entry point (tests and benchmarks call it): lasca_jax.inference.apply.run_predict.
 predict = apply.run_predict
 
 

@@ -16,8 +16,8 @@ import re
 import numpy as np
 import pytest
 
-from lasca_jax.analysis import attribution
 from lasca_jax.encoders import text as text_lib
+from lasca_jax.inference import attribution, ensemble
 from lasca_jax.method import templates
 from lasca_jax.model import bundle
 from lasca_jax.run import pipeline
@@ -74,7 +74,7 @@ def models(tmp_path_factory):
                            ("fused", "valence")):
       run_dir = str(root / f"{fusion}_{target}")
       pipeline.run(_config(root / "cache", fusion, target, backbone), run_dir)
-      predictor = bundle.load_bundle(run_dir)
+      predictor = ensemble.load_bundle(run_dir)
       if predictor.uses_text:
         predictor.store._model = encoder     # pylint: disable=protected-access
       result = attribution.explain_run(predictor, max_pairs=400 if fusion == "fused" else 0)

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from lasca_jax.inference import ensemble
 from lasca_jax.model import bundle
 from lasca_jax.run import pipeline
 from conftest import make_tiny_config
@@ -25,7 +26,7 @@ def run(request, tmp_path_factory, tiny_backbone):
 
 def test_bundle_reproduces_the_test_probabilities_bit_for_bit(run):
   run_dir, config, results = run
-  predictor = bundle.load_bundle(run_dir)
+  predictor = ensemble.load_bundle(run_dir)
   prob = predictor.test_probabilities()
   assert prob.dtype == results["test_prob"].dtype
   np.testing.assert_array_equal(prob, results["test_prob"])
@@ -56,10 +57,10 @@ def test_a_run_without_a_bundle_is_a_one_line_error(run, tmp_path):
   old = tmp_path / "old_run"
   shutil.copytree(run[0], old, ignore=shutil.ignore_patterns("bundle"))
   with pytest.raises(bundle.BundleError, match=r"bundle\.json does not exist.*rerun") as e:
-    bundle.load_bundle(str(old))
+    ensemble.load_bundle(str(old))
   assert "\n" not in str(e.value) and str(old) in str(e.value)
   with pytest.raises(bundle.BundleError, match="does not exist"):
-    bundle.load_bundle(str(tmp_path / "nowhere"))
+    ensemble.load_bundle(str(tmp_path / "nowhere"))
 
 
 def test_an_altered_or_unknown_backbone_bundle_is_a_one_line_error(run, tmp_path):
@@ -71,11 +72,11 @@ def test_an_altered_or_unknown_backbone_bundle_is_a_one_line_error(run, tmp_path
   meta_path.write_text(json.dumps(meta))
   with pytest.raises(bundle.BundleError, match=r"bundle\.json: text backbone 'no-such-encoder' "
                      r"is not available here.*--text_model_path"):
-    bundle.load_bundle(str(copy))
+    ensemble.load_bundle(str(copy))
   with open(copy / "bundle" / "params.msgpack", "ab") as f:
     f.write(b"x")
   with pytest.raises(bundle.BundleError, match=r"params\.msgpack is missing or does not match"):
-    bundle.load_bundle(str(copy))
+    ensemble.load_bundle(str(copy))
 
 
 def test_sweep_runs_write_bundles(swept):
@@ -83,7 +84,7 @@ def test_sweep_runs_write_bundles(swept):
   runs = sorted((root / "out" / "runs").glob("multimodal/w3s_m0.1/arousal/*/results.npz"))
   assert runs
   for res in runs:
-    predictor = bundle.load_bundle(str(res.parent))
+    predictor = ensemble.load_bundle(str(res.parent))
     if predictor.fusion == "baseline":
       continue
     np.testing.assert_array_equal(predictor.test_probabilities(), np.load(res)["test_prob"])
@@ -114,5 +115,5 @@ def test_the_notebook_shows_cue_attributions(swept, monkeypatch):
 def test_control_runs_reproduce_bit_for_bit(overrides, tmp_path, tiny_backbone):
   config = make_tiny_config(tmp_path / "cache", **{"text.backbone": tiny_backbone, **overrides})
   results = pipeline.run(config, str(tmp_path / "run"))
-  predictor = bundle.load_bundle(str(tmp_path / "run"))
+  predictor = ensemble.load_bundle(str(tmp_path / "run"))
   np.testing.assert_array_equal(predictor.test_probabilities(), results["test_prob"])

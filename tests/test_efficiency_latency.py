@@ -17,7 +17,8 @@ import pytest
 
 from lasca_jax.encoders import embedder as embedder_lib, text as text_lib
 from lasca_jax.method import representation, templates, windows
-from lasca_jax.model import efficiency, train
+from lasca_jax.inference import stream
+from lasca_jax.model import train
 from lasca_jax.run import pipeline
 from conftest import PAPER_CAPS, ROOT, make_tiny_config
 
@@ -44,7 +45,7 @@ def trained(request, tmp_path_factory):
   config = make_tiny_config(tmp_path_factory.mktemp("cache"), **{"model.fusion": request.param})
   with pytest.MonkeyPatch.context() as mp:   # the pipeline's EmbeddingStore loads the encoder
     mp.setattr(text_lib, "load_model", lambda *args, **kwargs: encoder)
-    tp = pipeline.trained_predictor(config, encoder=encoder)
+    tp = stream.trained_predictor(config, encoder=encoder)
   return tp, encoder
 
 
@@ -113,10 +114,10 @@ def test_warm_cache_miss_is_encoded_once():
   mods = ["face"] * 3 + ["audio"] * 2
   params = train.PreferenceMLP(train.hidden_sizes(9, PAPER_CAPS)).init(
       jax.random.PRNGKey(0), np.zeros((1, 9), np.float32))["params"]
-  stats = efficiency.TrainingRange(np.zeros(5, np.float32), np.ones(5, np.float32))
+  stats = stream.TrainingRange(np.zeros(5, np.float32), np.ones(5, np.float32))
   recipe = representation.Recipe("fused", tuple(mods), tuple("abcde"), "multimodal",
                                  part_dims=(("features", 5), ("text", 4)))
-  p = efficiency.WindowPredictor(params, recipe, stats, embedder_lib.Embedder(encoder=encoder))
+  p = stream.WindowPredictor(params, recipe, stats, embedder_lib.Embedder(encoder=encoder))
   raw = np.array([0.9, 0.1, 0.8, 0.2, 0.7], np.float32)
   first = p.represent(raw)
   assert encoder.calls == 1 and p.cache_hits == 0
@@ -124,7 +125,7 @@ def test_warm_cache_miss_is_encoded_once():
   assert encoder.calls == 1 and p.cache_hits == 1
   assert p.prompt(raw) == templates.multimodal_prompt(["a", "c"], ["e"])
   with pytest.raises(ValueError, match="fusion 'text' needs"):
-    efficiency.WindowPredictor(params, dataclasses.replace(recipe, fusion="text"), stats)
+    stream.WindowPredictor(params, dataclasses.replace(recipe, fusion="text"), stats)
 
 
 @pytest.mark.filterwarnings("ignore:All-NaN slice")   # from windows.minmax_normalise
@@ -137,8 +138,8 @@ def test_normalise_window_matches_the_pipeline_bit_for_bit(clip):
   feats[5, 0] = np.nan               # a NaN value maps to 0
   train_mask = np.arange(40) < 30
   expected = windows.minmax_normalise(feats, train_mask, clip)
-  stats = efficiency.TrainingRange(*windows.minmax_stats(feats, train_mask))
-  got = np.stack([efficiency.normalise_window(row, stats, clip) for row in feats])
+  stats = stream.TrainingRange(*windows.minmax_stats(feats, train_mask))
+  got = np.stack([stream.normalise_window(row, stats, clip) for row in feats])
   np.testing.assert_array_equal(got, expected)
   np.testing.assert_array_equal(stats.span[2:4], [1.0, 1.0])
   with pytest.raises(ValueError, match="no training windows"):
@@ -148,7 +149,7 @@ def test_normalise_window_matches_the_pipeline_bit_for_bit(clip):
 def test_latency_ms_excludes_warmup_and_cycles_items():
   ticks = iter(np.arange(100.0))
   seen = []
-  ms = efficiency.latency_ms(seen.append, ["a", "b", "c"], 4, warmup=2,
+  ms = stream.latency_ms(seen.append, ["a", "b", "c"], 4, warmup=2,
                              clock=lambda: next(ticks))
   assert seen == ["a", "b", "a", "b", "c", "a"]
   np.testing.assert_array_equal(ms, [1000.0] * 4)
@@ -159,16 +160,16 @@ def test_real_encoder_warm_equals_cold(tmp_path):
   store = text_lib.EmbeddingStore(str(tmp_path), "all-MiniLM-L6-v2")
   mods = ["face"] * 3
   phrases = ["jaw drop shock surprise", "left smile smirk positivity", "brow raise"]
-  stats = efficiency.TrainingRange(np.zeros(3, np.float32), np.ones(3, np.float32))
+  stats = stream.TrainingRange(np.zeros(3, np.float32), np.ones(3, np.float32))
   raws = np.array([[0.9, 0.1, 0.1], [0.1, 0.9, 0.8], [0.2, 0.2, 0.9]], np.float32)
   params = train.PreferenceMLP(train.hidden_sizes(387, PAPER_CAPS)).init(
       jax.random.PRNGKey(1), np.zeros((1, 387), np.float32))["params"]
   recipe = representation.Recipe("fused", tuple(mods), tuple(phrases), "visual")
-  probe = efficiency.WindowPredictor(params, recipe, stats, embedder_lib.Embedder())
+  probe = stream.WindowPredictor(params, recipe, stats, embedder_lib.Embedder())
   prompts = [probe.prompt(r) for r in raws]
   assert len(set(prompts)) == 3
   table = store.embed(prompts, progress=False)          # batched, as the pipeline encodes
-  p = efficiency.WindowPredictor(params, recipe, stats, embedder_lib.Embedder(
+  p = stream.WindowPredictor(params, recipe, stats, embedder_lib.Embedder(
       encoder=store.model, table=dict(zip(prompts, table))))
   for a, b in [(0, 1), (1, 2), (2, 0)]:
     assert p.decide(raws[a], raws[b], "warm") == pytest.approx(

@@ -7,8 +7,8 @@ import os
 import numpy as np
 import pytest
 
-from lasca_jax.encoders import text as text_lib
-from lasca_jax.method import templates
+from lasca_jax.encoders import embedder as embedder_lib, text as text_lib
+from lasca_jax.method import representation, templates
 from lasca_jax.run import cache as cache_lib, pipeline
 from conftest import make_tiny_config
 from test_store import StandIn
@@ -31,11 +31,10 @@ def test_salience_stats_recording_and_dataset_give_one_prompt_per_window(tmp_pat
   # "recording": every recording's usable windows span exactly [0, 1] per non-constant feature.
   win = inputs.windows
   cols = np.arange(win.features.shape[1])
-  values = pipeline.salience_values(
-      make_tiny_config(tmp_path, **{"text.salience_stats": "recording"}), win, cols,
-      inputs.usable, None).value
+  values = representation.recording_values(win.features[:, cols], win.recording, inputs.usable,
+                                           True)
   rows = (win.recording == 0) & inputs.usable
-  v = values[0][rows]
+  v = values[rows]
   varying = np.ptp(win.features[rows], axis=0) > 0
   np.testing.assert_allclose(v.min(0)[varying], 0.0, atol=1e-6)
   np.testing.assert_allclose(v.max(0)[varying], 1.0, atol=1e-6)
@@ -77,7 +76,7 @@ def test_embeddings_event_logs_throughput_and_warns_on_cut_prompts(tmp_path, cap
   model.encode = lambda texts, **kw: (encoded.extend(texts), original(texts, **kw))[1]
   monkeypatch.setattr(text_lib, "load_model", lambda *a, **k: model)
   monkeypatch.setattr(text_lib, "device_peak_gflops", lambda device, precision: (100.0, "test"))
-  monkeypatch.setattr(pipeline, "MIN_SECONDS_FOR_PEAK", 0.0)
+  monkeypatch.setattr(embedder_lib, "MIN_SECONDS_FOR_PEAK", 0.0)
   config = make_tiny_config(tmp_path / "cache", **{"model.fusion": "text"})
   workdir = tmp_path / "run"
   with caplog.at_level(logging.WARNING):

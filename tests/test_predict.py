@@ -11,7 +11,8 @@ import pandas as pd
 import pytest
 
 from lasca_jax.data.datasets import synthetic
-from lasca_jax.model import apply, bundle
+from lasca_jax.inference import apply, ensemble
+from lasca_jax.model import bundle
 from lasca_jax.run import pipeline
 from conftest import ROOT, make_tiny_config
 import media_fixtures
@@ -50,7 +51,7 @@ def test_predictions_on_a_test_subjects_table_equal_the_runs_test_probabilities(
   assert list(table.columns[:len(COLUMNS)]) == COLUMNS
   assert len(table) == pred.windows.start.size - 1
   # Fold 0's test pairs of this recording, decided again from the frame table.
-  predictor = bundle.load_bundle(run_dir)
+  predictor = ensemble.load_bundle(run_dir)
   t = predictor.test_windows()
   rec_index = list(t["recording_ids"]).index(rec.recording_id)
   row_of = {int(r): i for i, r in enumerate(pred.decided)}
@@ -126,7 +127,7 @@ def test_predict_runs_end_to_end_on_a_shared_clip(run, tmp_path):
   p = table["p_increase"].iloc[0]
   assert 0 < p < 1 and table["prompt"].iloc[0].startswith("facial: ")
   # The streaming WindowPredictor of each fold gives the same decision.
-  predictor = bundle.load_bundle(run_dir)
+  predictor = ensemble.load_bundle(run_dir)
   frames = apply.read_input(clip, predictor, face_model)
   win = apply.window_input(frames, predictor)
   probs = [predictor.window_predictor(k).decide(win.features[0], win.features[1])

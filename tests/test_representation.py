@@ -17,10 +17,12 @@ import jax
 import numpy as np
 import pytest
 
-from lasca_jax.analysis import attribution, labels
+from lasca_jax.analysis import labels
+from lasca_jax.inference import attribution
 from lasca_jax.encoders import embedder as embedder_lib
 from lasca_jax.method import representation
-from lasca_jax.model import bundle, efficiency, train
+from lasca_jax.inference import ensemble, stream
+from lasca_jax.model import bundle, train
 from lasca_jax.run import cache as cache_lib, pipeline, validate
 from conftest import PAPER_CAPS, make_tiny_config
 
@@ -98,10 +100,10 @@ def test_every_path_builds_the_z_training_saw(combo, tmp_path, short_backbone):
   lo, span = _recording_ranges(inputs)
   windows = usable[:: max(1, usable.size // 12)]
   for k in range(inputs.num_folds):
-    stats = efficiency.TrainingRange(inputs.lo[k], inputs.span[k])
+    stats = stream.TrainingRange(inputs.lo[k], inputs.span[k])
     for w in windows:
       needs_range = recipe.spec.needs_salience and recipe.salience_stats == "recording"
-      p = efficiency.WindowPredictor(params, recipe, stats, embed,
+      p = stream.WindowPredictor(params, recipe, stats, embed,
                                      (lo[w], span[w]) if needs_range else None)
       np.testing.assert_array_equal(p.represent(inputs.raw[w], "warm"), inputs.z[k, w])
       np.testing.assert_array_equal(p.represent(inputs.raw[w], "cold"), inputs.z[k, w])
@@ -116,8 +118,8 @@ def test_recording_statistics_refuse_one_window_at_a_time(tmp_path, tiny_backbon
   params = train.PreferenceMLP(train.hidden_sizes(d, PAPER_CAPS)).init(
       jax.random.PRNGKey(0), np.zeros((1, d), np.float32))["params"]
   with pytest.raises(ValueError, match=r"text\.salience_stats='recording'.*recording_range") as e:
-    efficiency.WindowPredictor(params, inputs.recipe,
-                               efficiency.TrainingRange(inputs.lo[0], inputs.span[0]))
+    stream.WindowPredictor(params, inputs.recipe,
+                               stream.TrainingRange(inputs.lo[0], inputs.span[0]))
   assert "\n" not in str(e.value)
 
 
@@ -135,7 +137,7 @@ RUNS = [("fused", "chunk", "recording", "salience", ""),
 def test_bundles_and_streaming_reproduce_the_run(combo, tmp_path, short_backbone):
   config = _config(tmp_path, short_backbone, *combo)
   results = pipeline.run(config, str(tmp_path / "run"))
-  predictor = bundle.load_bundle(str(tmp_path / "run"))
+  predictor = ensemble.load_bundle(str(tmp_path / "run"))
   prob = predictor.test_probabilities()
   np.testing.assert_array_equal(prob, results["test_prob"])
   meta = predictor.meta
@@ -172,7 +174,7 @@ def test_a_fusion_declared_here_trains_saves_predicts_explains_and_is_labelled(
     results = pipeline.run(config, str(tmp_path / "run"))
     with open(tmp_path / "run" / "config.json") as f:
       assert json.load(f)["model_label"] == "sentence_transformer(F)+Mask"
-    predictor = bundle.load_bundle(str(tmp_path / "run"))
+    predictor = ensemble.load_bundle(str(tmp_path / "run"))
     np.testing.assert_array_equal(predictor.test_probabilities(), results["test_prob"])
     num_f = len(predictor.feature_names)
     assert predictor.slices() == {"features": slice(0, num_f),
@@ -193,7 +195,7 @@ def test_a_fusion_declared_here_trains_saves_predicts_explains_and_is_labelled(
   finally:
     representation.unregister("mask_text")
   with pytest.raises(bundle.BundleError, match="unknown model.fusion 'mask_text'"):
-    bundle.load_bundle(str(tmp_path / "run"))
+    ensemble.load_bundle(str(tmp_path / "run"))
 
 
 def test_registry_declares_each_fusion_once():
@@ -226,7 +228,7 @@ def test_a_bundle_of_the_previous_format_still_loads_and_reproduces(tmp_path, ti
   for key in ("representation", "salience_on_new_data"):
     del meta[key]
   path.write_text(json.dumps(meta))
-  predictor = bundle.load_bundle(str(tmp_path / "run"))
+  predictor = ensemble.load_bundle(str(tmp_path / "run"))
   assert predictor.slices()["text"] == slice(73, 73 + 32)
   np.testing.assert_array_equal(predictor.test_probabilities(), results["test_prob"])
 

@@ -12,6 +12,7 @@ from lasca_jax.analysis import labels
 from lasca_jax.data import files as files_lib
 from lasca_jax.data.records import ArrayRecord
 from lasca_jax.method import lexicon, pairs as pairs_lib, windows as windows_lib
+from lasca_jax.inference import ensemble, stream
 from lasca_jax.model import bundle
 from lasca_jax.run import cache as cache_lib, pipeline, rundir, stages
 from conftest import make_tiny_config
@@ -229,12 +230,12 @@ def test_the_efficiency_run_is_a_main_run(tmp_path):
   """trained_predictor goes through the same lifecycle: same results, same bundle statistics."""
   config = make_tiny_config(tmp_path / "cache")
   results = pipeline.run(config, str(tmp_path / "main"))
-  tp = pipeline.trained_predictor(config, fold=1, workdir=str(tmp_path / "eff"))
+  tp = stream.trained_predictor(config, fold=1, workdir=str(tmp_path / "eff"))
   saved = np.load(tmp_path / "eff" / "results.npz")
   assert set(saved.files) == {k for k in results if not k.startswith("_")}
   for key in saved.files:
     np.testing.assert_array_equal(saved[key], results[key])
-  predictor = bundle.load_bundle(str(tmp_path / "eff"))
+  predictor = ensemble.load_bundle(str(tmp_path / "eff"))
   np.testing.assert_array_equal(predictor.lo[1], tp.predictor.stats.lo)
   np.testing.assert_array_equal(predictor.span[1], tp.predictor.stats.span)
   assert json.load(open(tmp_path / "eff" / "config.json")) == json.load(

@@ -15,7 +15,7 @@
     first run with prompts per modality and window),
   * ``figures/curves/<run path>.png`` - learning curves per run (``curves=True``),
   * ``tables/cues_<target>.csv`` and ``figures/cues_<target>.png`` - cue attributions
-    (:mod:`lasca_jax.analysis.attribution`) of one LaScA run per target, with its deletion curve
+    (:mod:`lasca_jax.inference.attribution`) of one LaScA run per target, with its deletion curve
     (``cues=True``; runs written before model bundles are skipped),
   * ``report.md`` - all Markdown tables and links to the figures.
 
@@ -36,7 +36,9 @@ import pandas as pd
 
 from lasca_jax.analysis import labels, plots, results, stats, tables
 from lasca_jax.data import files as files_lib
+from lasca_jax.inference import attribution, ensemble
 from lasca_jax.method import representation
+from lasca_jax.model import bundle
 
 
 def column_slug(col: tables.Column) -> str:
@@ -144,7 +146,6 @@ def cue_run(records: Sequence[tables.RunRecord], target: str, lasca_label: str,
   """The run whose cues the report shows for ``target``: a fused run with a model bundle and
   the given lexicon, preferring the LaScA row, multimodal input, then the shortest window and
   smallest margin."""
-  from lasca_jax.model import bundle  # pylint: disable=import-outside-toplevel
   found = [r for r in records
            if r.target == target and representation.row(r.fusion) == "fused" and
            r.lexicon == lexicon and
@@ -157,8 +158,6 @@ def cue_run(records: Sequence[tables.RunRecord], target: str, lasca_label: str,
 def run_cues(run_dir: str, max_pairs: int = 200, seed: int = 0):
   """``(cues table, explain summary)`` of a run: ``<run>/explain`` when it is newer than the
   bundle, else computed (``experiments/explain.py``'s defaults) and written there."""
-  from lasca_jax.analysis import attribution  # pylint: disable=import-outside-toplevel
-  from lasca_jax.model import bundle
   folder = os.path.join(run_dir, "explain")
   summary_path = os.path.join(folder, "explain.json")
   bundle_json = os.path.join(bundle.bundle_dir(run_dir), bundle.JSON_FILE)
@@ -166,7 +165,7 @@ def run_cues(run_dir: str, max_pairs: int = 200, seed: int = 0):
       os.path.getmtime(summary_path) >= os.path.getmtime(bundle_json)):
     with open(summary_path) as f:
       return pd.read_csv(os.path.join(folder, "cues.csv")), json.load(f)
-  result = attribution.explain_run(bundle.load_bundle(run_dir), max_pairs, seed)
+  result = attribution.explain_run(ensemble.load_bundle(run_dir), max_pairs, seed)
   attribution.write_run_explanation(result, folder)
   return result.cues, result.summary
 
@@ -175,7 +174,6 @@ def cue_section(records: Sequence[tables.RunRecord], sweep_dir, out_dir, lasca_l
                 lexicon: str = "llm", max_pairs: int = 200, top: int = 8
                 ) -> tuple[list[str], list[str], list[str]]:
   """Cue attributions per target: ``(markdown lines, table paths, figure paths)``."""
-  from lasca_jax.analysis import attribution  # pylint: disable=import-outside-toplevel
   md, table_paths, figure_paths = [], [], []
   for target in sorted({r.target for r in records}):
     r = cue_run(records, target, lasca_label, lexicon)

@@ -44,7 +44,6 @@ import logging
 import math
 import os
 import pathlib
-import zipfile
 from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
@@ -52,17 +51,15 @@ import pandas as pd
 
 from lasca_jax.analysis import labels, tables
 from lasca_jax.data import files as files_lib
+from lasca_jax.run import results_file
 # The file names lasca_jax.run.rundir.RunDir writes (config, results, a failure record).
 from lasca_jax.run.rundir import CONFIG_FILE, FAILED_FILE, RESULTS_FILE
 
-
-# ``[folds]`` arrays of results.npz, one value per row; integer ones are nullable ``Int64``.
-FOLD_METRICS = ("test_accuracy", "best_val_accuracy", "best_epoch", "epochs_run",
-                "num_train_pairs", "num_val_pairs", "num_test_pairs")
-# Scalars of results.npz, one per run (repeated on each of its folds).
-RUN_METRICS = ("num_params", "input_dim")
-_INTEGER = ("best_epoch", "epochs_run", "num_train_pairs", "num_val_pairs", "num_test_pairs",
-            "num_params", "input_dim")
+# ``[folds]`` arrays of results.npz, one value per row (integer ones are nullable ``Int64``),
+# then its scalars, one per run (repeated on each of its folds).
+FOLD_METRICS = results_file.FOLD_METRICS
+RUN_METRICS = results_file.RUN_METRICS
+_INTEGER = results_file.INTEGER
 STATUSES = ("ok", "failed", "incomplete")
 _LEADING = ("run", "fold", "model_label")
 _TRAILING = FOLD_METRICS + RUN_METRICS + ("status", "reason", "path")
@@ -80,21 +77,7 @@ def find_run_dirs(root: str | os.PathLike) -> list[pathlib.Path]:
                  if os.path.basename(p) in names})
 
 
-def read_arrays(run_dir: str | os.PathLike, names: Iterable[str]) -> dict[str, np.ndarray]:
-  """The arrays ``names`` of ``<run_dir>/results.npz`` that it holds (the others are left out).
-
-  Raises:
-    ValueError: naming the file when it cannot be read.
-  """
-  path = pathlib.Path(run_dir) / RESULTS_FILE
-  if not path.is_file():
-    raise ValueError(f"{path}: no such file")
-  try:
-    with np.load(path, allow_pickle=False) as res:
-      return {n: np.asarray(res[n]) for n in names if n in res}
-  except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
-    raise ValueError(f"{path}: unreadable ({e}); remove it and run the configuration again") \
-        from e
+read_arrays = results_file.read   # the arrays ``names`` of ``<run_dir>/results.npz``
 
 
 def _read_json(path: pathlib.Path) -> dict:

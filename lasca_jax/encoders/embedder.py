@@ -12,7 +12,8 @@ random vector.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Mapping, Sequence
+import logging
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -145,3 +146,38 @@ class Embedder:
     emb = self.encoder.encode([prompt], batch_size=1, convert_to_numpy=True,
                               show_progress_bar=False)
     return np.asarray(emb, np.float32)[0]
+
+
+MIN_SECONDS_FOR_PEAK = 5.0   # shorter encodings log throughput without measuring the peak
+
+
+def embed_and_log(settings: EncoderSettings, cache_dir: str, prompts: list[str],
+                  log: Callable[..., None]) -> np.ndarray:
+  """``float32 [len(prompts), D]`` from the prompt store, encoding what it lacks; logs (``log(
+  "embeddings", **fields)``) counts, throughput and the share of the device's matmul peak, and
+  warns when many prompts are cut."""
+  store = settings.store(cache_dir)
+  emb = store.embed(prompts)
+  cut = store.cut_prompts()
+  fields = {}
+  if store.encoded_count:
+    peak = how = None
+    if store.stats.seconds >= MIN_SECONDS_FOR_PEAK:
+      peak, how = text_lib.device_peak_gflops(store.device, store.precision)
+    fields = store.throughput(peak)
+    if how:
+      fields["peak"] = how
+  log("embeddings", backbone=settings.backbone, store=store.path, key=store.key,
+      dim=int(emb.shape[1]), newly_encoded=store.encoded_count,
+      newly_encoded_truncated=store.truncated_count, prompts=len(prompts),
+      over_window=cut, long_prompts=store.long_prompts, chunked=store.stats.chunked,
+      pieces=store.stats.pieces, **fields)
+  if cut > 0.01 * max(len(prompts), 1):
+    action = ("encoded in phrase-boundary pieces" if store.long_prompts == "chunk" else
+              "truncated, losing the phrases at their end; consider "
+              "--config.text.long_prompts=chunk or --config.text.phrase_order=salience")
+    logging.warning("%d of %d prompts (%.1f %%) are longer than %s's window of %d tokens and were "
+                    "%s", cut, len(prompts), 100.0 * cut / len(prompts), settings.backbone,
+                    store.limit(), action)
+  store.store.close()
+  return emb

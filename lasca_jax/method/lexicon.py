@@ -177,3 +177,36 @@ def build_lexicon(kind: str, feature_names: Sequence[str], modalities: Sequence[
       phrases[idx] = phrases[rng.permutation(idx)]
     phrases = list(phrases)
   return phrases
+
+
+def resolve_kind(kind: str, dataset_lexicon: str = "", data_root: str = "") -> str:
+  """The lexicon a run uses (``text.lexicon``): ``"dataset"`` means the dataset's own lexicon
+  file (``dataset_lexicon``, relative to ``data_root``; e.g. for your own features) or ``"llm"``
+  when it has none, and ``"shuffled"`` that same lexicon permuted (``"shuffled:<lexicon>"``)."""
+  if kind in ("dataset", "shuffled"):
+    path = dataset_lexicon
+    if path and not os.path.isabs(path) and data_root:
+      path = os.path.join(data_root, path)
+    own = path or "llm"
+    return own if kind == "dataset" else f"shuffled:{own}"
+  if kind.startswith("shuffled:"):
+    inner = kind.partition(":")[2]
+    return kind if inner in BUILTIN else f"shuffled:{os.path.expanduser(inner)}"
+  return kind
+
+
+def source_key(kind: str):
+  """The identity of a resolved lexicon for cache keys: a built-in's name, or a file's path and
+  content.
+
+  Raises:
+    FileNotFoundError: naming the file and ``config.text.lexicon``.
+  """
+  if kind.startswith("shuffled:"):
+    kind = kind.partition(":")[2]
+  if kind in BUILTIN:
+    return kind
+  if not os.path.exists(kind):
+    raise FileNotFoundError(f"lexicon file {kind} does not exist (config.text.lexicon)")
+  with open(kind, "rb") as f:
+    return {"path": kind, "content": f.read().decode(errors="replace")}

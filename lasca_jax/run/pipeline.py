@@ -16,21 +16,18 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 import time
 from typing import Any, NamedTuple
 
-import jax
 import numpy as np
 
 from lasca_jax.analysis import labels, stats
 from lasca_jax.data import coverage, types as data_lib
-from lasca_jax.encoders import text as text_lib
-from lasca_jax.encoders import embedder as embedder_lib
+from lasca_jax.encoders import embedder as embedder_lib, text as text_lib
 from lasca_jax.method import controls, lexicon, protocols, representation, templates
 from lasca_jax.method import windows as windows_lib
-from lasca_jax.model import efficiency, programs, train
-from lasca_jax.run import cache as cache_lib, stages, validate
+from lasca_jax.model import programs, train
+from lasca_jax.run import cache as cache_lib, results_file, stages, validate
 from lasca_jax.run.rundir import RunDir, RunLog
 
 
@@ -100,32 +97,10 @@ class RunInputs:
 
 
 def lexicon_kind(config) -> str:
-  """``config.text.lexicon``, with ``"dataset"`` meaning the dataset's own lexicon file
-  (``config.data.lexicon``, e.g. for your own features) or ``"llm"`` when it has none, and
-  ``"shuffled"`` meaning that same lexicon permuted (``"shuffled:<lexicon>"``)."""
-  kind = config.text.lexicon
-  if kind in ("dataset", "shuffled"):
-    path = config.data.get("lexicon", "")
-    if path and not os.path.isabs(path) and config.data.get("root", ""):
-      path = os.path.join(config.data.root, path)
-    own = path or "llm"
-    return own if kind == "dataset" else f"shuffled:{own}"
-  if kind.startswith("shuffled:"):
-    inner = kind.partition(":")[2]
-    return kind if inner in lexicon.BUILTIN else f"shuffled:{os.path.expanduser(inner)}"
-  return kind
-
-
-def lexicon_key(config) -> Any:
-  kind = lexicon_kind(config)
-  if kind.startswith("shuffled:"):
-    kind = kind.partition(":")[2]
-  if kind in lexicon.BUILTIN:
-    return kind
-  if not os.path.exists(kind):
-    raise FileNotFoundError(f"lexicon file {kind} does not exist (config.text.lexicon)")
-  with open(kind, "rb") as f:
-    return {"path": kind, "content": f.read().decode(errors="replace")}
+  """The lexicon ``config`` uses (:func:`lexicon.resolve_kind` of ``text.lexicon`` and the
+  dataset's own lexicon file)."""
+  return lexicon.resolve_kind(config.text.lexicon, config.data.get("lexicon", ""),
+                              config.data.get("root", ""))
 
 
 def split_seed(config) -> int:
@@ -169,7 +144,7 @@ def prepare(config, cache: cache_lib.StageCache, log: RunLog | None = None,
     parts["baseline"] = np.broadcast_to(np.nan_to_num(emb), (x.shape[0],) + emb.shape)
   sal = values = None
   if fusion.needs_salience:
-    values = salience_values(config, win.value, cols, usable, norm)
+    values = salience_values(config, cache, win, cols, usable, norm)
     sal = salience_of(config, cache, values, mods)
   if "mask" in fusion.parts:
     parts["mask"] = np.broadcast_to(sal.value.mask, x.shape).astype(np.float32)  # [folds, W, F]
@@ -361,7 +336,7 @@ def prompt_text(config, cache: cache_lib.StageCache, sal: stages.Keyed, values: 
   if order not in templates.PHRASE_ORDERS:
     raise ValueError(f"unknown config.text.phrase_order {order!r}: use one of "
                      f"{templates.PHRASE_ORDERS}")
-  lexicon_key(config)  # A missing lexicon file is an error naming it.
+  lexicon.source_key(lexicon_kind(config))  # A missing lexicon file is an error naming it.
   table = stages.prompts(cache, salience=sal, phrases=phrases, modalities=mods,
                          modality=fcfg.modality, values=values if order == "salience" else None)
   prompts, index = table.value.prompts, table.value.index
@@ -382,101 +357,29 @@ def prompt_text(config, cache: cache_lib.StageCache, sal: stages.Keyed, values: 
     prompt_sink.extend(prompts[used].tolist())
     emb = np.zeros((used.size, 1), np.float32)
   else:
-    emb = embed_prompts(config, cache.cache_dir, prompts[used].tolist(), log)
+    emb = embedder_lib.embed_and_log(embedder_lib.EncoderSettings.from_config(tcfg),
+                                     cache.cache_dir, prompts[used].tolist(), log)
   table_emb = np.zeros((prompts.size, emb.shape[1]), np.float32)
   table_emb[used] = emb
   return PromptText(phrases, table, table_emb, random_text)
 
 
-SALIENCE_STATS = representation.SALIENCE_STATS
-
-
-def salience_values(config, win: windows_lib.Windows, cols: np.ndarray, usable: np.ndarray,
-                    norm: stages.Keyed | None) -> stages.Keyed:
+def salience_values(config, cache: cache_lib.StageCache, win: stages.Keyed, cols: np.ndarray,
+                    usable: np.ndarray, norm: stages.Keyed) -> stages.Keyed:
   """The normalised values salience is computed from, with their cache identity.
 
   ``text.salience_stats``: ``"fold"`` (the paper's): each fold's training min-max, the
-  ``normalise`` stage itself, ``[folds, W, F]``. ``"recording"``: every recording's own min-max
-  over its usable windows, ``[1, W, F]`` (one prompt per window for all folds). ``"dataset"``:
-  min-max over all usable windows, ``[1, W, F]``. The feature part of the input keeps the fold's
-  statistics.
+  ``normalise`` stage itself, ``[folds, W, F]``. ``"recording"`` (every recording's own min-max
+  over its usable windows) and ``"dataset"`` (min-max over all usable windows): the
+  ``salience_values`` stage, ``[1, W, F]`` (one prompt per window for all folds). The feature
+  part of the input keeps the fold's statistics.
   """
   stats_kind = config.text.get("salience_stats", "fold")
   if stats_kind == "fold":
     return stages.Keyed(norm.key, norm.value.values)
-  if stats_kind not in SALIENCE_STATS:
-    raise ValueError(f"unknown config.text.salience_stats {stats_kind!r}: use one of "
-                     f"{SALIENCE_STATS}")
-  feats = win.features[:, cols]
-  clip = bool(config.features.clip)
-  if stats_kind == "dataset":
-    values = windows_lib.minmax_normalise(feats, usable, clip)
-  else:
-    values = representation.recording_values(feats, win.recording, usable, clip)
-  return stages.Keyed({"stats": stats_kind, "values": values}, values[None])
-
-
-MIN_SECONDS_FOR_PEAK = 5.0   # shorter encodings log throughput without measuring the peak
-
-
-def embed_prompts(config, cache_dir: str, prompts: list[str], log: RunLog) -> np.ndarray:
-  """``float32 [len(prompts), D]`` from the prompt store, encoding what it lacks; logs counts,
-  throughput and the share of the device's matmul peak, and warns when many prompts are cut."""
-  tcfg = config.text
-  store = embedder_lib.EncoderSettings.from_config(tcfg).store(cache_dir)
-  emb = store.embed(prompts)
-  cut = store.cut_prompts()
-  fields = {}
-  if store.encoded_count:
-    peak = how = None
-    if store.stats.seconds >= MIN_SECONDS_FOR_PEAK:
-      peak, how = text_lib.device_peak_gflops(store.device, store.precision)
-    fields = store.throughput(peak)
-    if how:
-      fields["peak"] = how
-  log("embeddings", backbone=tcfg.backbone, store=store.path, key=store.key,
-      dim=int(emb.shape[1]), newly_encoded=store.encoded_count,
-      newly_encoded_truncated=store.truncated_count, prompts=len(prompts),
-      over_window=cut, long_prompts=store.long_prompts, chunked=store.stats.chunked,
-      pieces=store.stats.pieces, **fields)
-  if cut > 0.01 * max(len(prompts), 1):
-    action = ("encoded in phrase-boundary pieces" if store.long_prompts == "chunk" else
-              "truncated, losing the phrases at their end; consider "
-              "--config.text.long_prompts=chunk or --config.text.phrase_order=salience")
-    logging.warning("%d of %d prompts (%.1f %%) are longer than %s's window of %d tokens and were "
-                    "%s", cut, len(prompts), 100.0 * cut / len(prompts), tcfg.backbone,
-                    store.limit(), action)
-  store.store.close()
-  return emb
-
-
-def results_arrays(inputs: RunInputs, out: train.TrainOutput, config) -> dict[str, np.ndarray]:
-  """The ``results.npz`` arrays (leading fold axis; documented in the README)."""
-  f = inputs.folds
-  res = {
-      "test_accuracy": np.asarray(out.test_accuracy, np.float64),
-      "best_val_accuracy": np.asarray(out.val_accuracy, np.float64),
-      "best_epoch": np.asarray(out.best_epoch, np.int32),
-      "epochs_run": np.asarray(out.epochs_run, np.int32),
-      "train_loss": np.asarray(out.train_loss, np.float64),
-      "val_accuracy": np.asarray(out.val_curve, np.float64),
-      "num_train_pairs": f.train_count.astype(np.int32),
-      "num_val_pairs": f.val_mask.sum(1).astype(np.int32),
-      "num_test_pairs": f.test_mask.sum(1).astype(np.int32),
-      "test_prob": np.asarray(out.test_prob, np.float32),
-      "test_label": np.asarray(inputs.pairs.label)[f.test_idx].astype(np.int32),
-      "test_mask": f.test_mask,
-      "subjects": inputs.splits.subjects,
-      "test_subjects": inputs.splits.test,
-      "num_params": np.int64(train.TrainSettings.from_config(config).num_params(
-          inputs.input_dim)),
-      "input_dim": np.int64(inputs.input_dim),
-  }
-  if inputs.prompts is not None:
-    res["prompts"] = inputs.prompts
-    res["prompt_index"] = inputs.prompt_index
-    res["usable_windows"] = inputs.usable
-  return res
+  values = stages.salience_values(cache, windows=win, columns=cols, usable=usable,
+                                  stats=stats_kind, clip=bool(config.features.clip))
+  return stages.Keyed(values.key, values.value.values)
 
 
 class TrainedRun(NamedTuple):
@@ -490,7 +393,8 @@ def finish(out: RunDir, config, inputs: RunInputs, output: train.TrainOutput, se
            done: dict | None = None, **fields: Any) -> dict[str, np.ndarray]:
   """Writes a trained run (``results.npz``, ``bundle/``) and logs ``trained`` (with ``fields``)
   and ``done`` (with ``done``); returns the results arrays. ``main`` and the sweep both end here."""
-  arrays = results_arrays(inputs, output, config)
+  arrays = results_file.arrays(
+      inputs, output, train.TrainSettings.from_config(config).num_params(inputs.input_dim))
   out.log("trained", seconds=round(seconds, 3), **fields,
           test_accuracy=arrays["test_accuracy"].round(4).tolist(),
           best_epoch=arrays["best_epoch"].tolist())
@@ -538,51 +442,3 @@ def run(config, workdir: str) -> dict[str, np.ndarray]:
   arrays["_cache_hits"] = cache.hits
   arrays["_cache_misses"] = cache.misses
   return arrays
-
-
-class TrainedPredictor(NamedTuple):
-  """A one-window predictor trained like :func:`run` trains, with the data it was trained on."""
-  predictor: efficiency.WindowPredictor
-  inputs: RunInputs
-  output: train.TrainOutput    # all folds (leading fold axis)
-  fold: int
-  raw: np.ndarray              # float32 [W, F] raw mean-pooled features of the modality
-  steps: np.ndarray            # int [N, 2] (predecessor, window) of consecutive usable windows
-  encoder: Any                 # the loaded frozen encoder (None for features-only)
-
-
-def trained_predictor(config, cache: cache_lib.StageCache | None = None, fold: int = 0,
-                      encoder: Any = None, workdir: str | None = None) -> TrainedPredictor:
-  """Prepares and trains ``config`` exactly as :func:`run` (all folds, through
-  :func:`train_run`) and wraps fold ``fold``.
-
-  Args:
-    config: an experiment config (``config.model.fusion`` etc. as for :func:`run`).
-    cache: stage cache (default: ``config.cache_dir``).
-    fold: whose best parameters and training statistics to use.
-    encoder: the frozen text encoder; default ``text_lib.load_model`` of ``config.text``.
-    workdir: a run directory to write (config, log, results, bundle); None keeps no files.
-
-  Returns:
-    The predictor, whose warm cache is the backbone's ``EmbeddingStore`` table.
-  """
-  cache = cache or cache_lib.StageCache(config.cache_dir or None)
-  trained = train_run(config, start(workdir, config, cache), cache)
-  inputs, out = trained.inputs, trained.output
-  params = jax.tree.map(lambda a: a[fold], out.params)
-  stats = efficiency.TrainingRange(inputs.lo[fold], inputs.span[fold])
-  spec = inputs.recipe.spec
-  embedder = None
-  if spec.text == "random":
-    embedder = embedder_lib.Embedder(random_text=inputs.random_text)
-  elif spec.encoded:
-    store = embedder_lib.EncoderSettings.from_config(config.text).store(cache.cache_dir)
-    if encoder is not None:
-      store._model = encoder   # pylint: disable=protected-access
-    embedder = embedder_lib.Embedder(store)
-    encoder = store.model
-  else:
-    encoder = None
-  predictor = efficiency.WindowPredictor(params, inputs.recipe, stats, embedder)
-  return TrainedPredictor(predictor, inputs, out, fold, inputs.raw,
-                          windows_lib.consecutive_steps(inputs.windows, inputs.usable), encoder)

@@ -2,8 +2,8 @@
 
 ``experiments/main.py`` (:func:`lasca_jax.run.pipeline.run`), every configuration of a sweep
 (:mod:`lasca_jax.run.sweep`), the efficiency experiment
-(:func:`lasca_jax.run.pipeline.trained_predictor`) and prediction on a new recording
-(:func:`lasca_jax.model.apply.run_predict`) all write through :class:`RunDir`:
+(:func:`lasca_jax.inference.stream.trained_predictor`) and prediction on a new recording
+(:func:`lasca_jax.inference.apply.run_predict`) all write through :class:`RunDir`:
 
 * :meth:`RunDir.start` clears the outputs an earlier run left (so a stale file never sits beside
   a new config), writes ``config.json`` (the full config, loadable with ``configs/from_json.py``,

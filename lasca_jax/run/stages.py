@@ -8,6 +8,7 @@ typed :class:`~lasca_jax.data.records.ArrayRecord`, stored as ``<cache_dir>/<sta
 (:mod:`lasca_jax.run.cache`) and returned as ``Keyed(key, record)`` for the stages downstream.
 
   frames -> windows -> normalise (per fold) -> salience -> prompts
+                    |           \\-> salience_values (per recording or dataset) -/
                     \\-> pairs        \\-> baseline (precomputed encoder embeddings)
 """
 
@@ -22,7 +23,8 @@ import numpy as np
 from lasca_jax.data import datasets, types as data_lib
 from lasca_jax.data.records import ArrayRecord
 from lasca_jax.encoders import baseline as baseline_lib
-from lasca_jax.method import pairs as pairs_lib, protocols, salience as salience_lib, templates
+from lasca_jax.method import pairs as pairs_lib, protocols, representation
+from lasca_jax.method import salience as salience_lib, templates
 from lasca_jax.method import windows as windows_lib
 from lasca_jax.run import cache as cache_lib
 
@@ -88,6 +90,13 @@ class Normalised(ArrayRecord):
   values: np.ndarray   # float32 [folds, W, F]
   lo: np.ndarray       # [folds, F] minimum over the fold's usable training windows
   span: np.ndarray     # [folds, F] range there (1 where constant)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class SalienceValues(ArrayRecord):
+  """The values salience is computed from when they are not the fold's (``text.salience_stats``
+  ``"recording"`` or ``"dataset"``)."""
+  values: np.ndarray   # float32 [1, W, F]
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -157,6 +166,22 @@ def normalise(windows: windows_lib.Windows, modality: str, clip: bool, usable: n
 def pairs(windows: windows_lib.Windows, usable: np.ndarray, target: str, margin: float,  # pylint: disable=redefined-outer-name
           eps: float) -> pairs_lib.Pairs:
   return pairs_lib.make_pairs(windows, usable, target, margin, eps)
+
+
+@stage("salience_values", version=1, result=SalienceValues)
+def salience_values(windows: windows_lib.Windows, columns: np.ndarray, usable: np.ndarray,  # pylint: disable=redefined-outer-name
+                    stats: str, clip: bool) -> SalienceValues:
+  """The modality's window features min-max normalised with each recording's own statistics
+  (``stats="recording"``) or the whole dataset's (``"dataset"``), over the usable windows."""
+  feats = windows.features[:, columns]
+  if stats == "dataset":
+    values = windows_lib.minmax_normalise(feats, usable, clip)
+  elif stats == "recording":
+    values = representation.recording_values(feats, windows.recording, usable, clip)
+  else:
+    raise ValueError(f"unknown config.text.salience_stats {stats!r}: use one of "
+                     f"{representation.SALIENCE_STATS}")
+  return SalienceValues(values[None])
 
 
 @stage("salience", version=2, result=SalienceMask)

@@ -16,7 +16,7 @@
 :func:`predict_recording` windows the frames (``windows.make_windows``), marks windows without
 enough face or audio frames (``features.min_valid_fraction`` of the run, for the streams the
 model uses), decides every pair of consecutive windows with every fold model, and explains each
-decision (:mod:`lasca_jax.analysis.attribution`). A pair with an unusable window is kept in the output
+decision (:mod:`lasca_jax.inference.attribution`). A pair with an unusable window is kept in the output
 with an empty probability and the reason.
 """
 
@@ -30,8 +30,9 @@ from typing import IO, Any
 
 import numpy as np
 
-from lasca_jax.analysis import attribution
-from lasca_jax.data.extract import load as load_lib
+from lasca_jax.data.datasets import custom
+from lasca_jax.data.extract import load as load_lib, runner, store
+from lasca_jax.inference import attribution, ensemble
 from lasca_jax.method import windows as windows_lib
 from lasca_jax.model import bundle as bundle_lib
 from lasca_jax.run import rundir
@@ -107,8 +108,6 @@ def read_input(path: str, predictor, face_model: str = "", time_column: str = "t
   Raises:
     BundleError / FileNotFoundError / ValueError: one line naming ``path`` and what to do.
   """
-  from lasca_jax.data.datasets import custom  # pylint: disable=import-outside-toplevel
-  from lasca_jax.data.extract import runner, store  # pylint: disable=import-outside-toplevel
   if not os.path.isfile(path):
     raise FileNotFoundError(f"input {path} does not exist")
   ext = os.path.splitext(path)[1].lower()
@@ -325,7 +324,7 @@ def run_predict(run_dir: str, input_path: str, output: str, face_model: str = ""
   """``experiments/predict.py``: loads the bundle of ``run_dir``, decides and explains
   ``input_path`` and writes ``predictions.csv``, ``trajectory.png`` and ``summary.json`` to
   ``output``."""
-  predictor = bundle_lib.load_bundle(run_dir, cache_dir, text_model_path)
+  predictor = ensemble.load_bundle(run_dir, cache_dir, text_model_path)
   t0 = time.perf_counter()
   frames = read_input(input_path, predictor, face_model, time_column)
   seconds_input = time.perf_counter() - t0

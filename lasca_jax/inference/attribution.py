@@ -29,14 +29,18 @@ target rising".
 from __future__ import annotations
 
 import functools
+import json
+import os
+import time
 from typing import NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from lasca_jax.inference import ensemble
 from lasca_jax.method import templates
-from lasca_jax.model import bundle as bundle_lib
+from lasca_jax.model import bundle as bundle_lib, train
 
 
 class Explanation(NamedTuple):
@@ -63,7 +67,6 @@ class Explanation(NamedTuple):
 
 @functools.lru_cache(maxsize=None)
 def _ig_fn(hidden: tuple[int, ...], start: int, stop: int, steps: int):
-  from lasca_jax.model import train  # pylint: disable=import-outside-toplevel
   model = train.PreferenceMLP(hidden)
 
   def one(params, diff):                                   # diff [N, d]
@@ -185,7 +188,7 @@ def explain(predictor, rep, first: np.ndarray, second: np.ndarray,
   """Attributions of the decisions ``first -> second`` (window indices into ``rep``).
 
   Args:
-    predictor: a :class:`lasca_jax.model.bundle.BundlePredictor`.
+    predictor: a :class:`lasca_jax.inference.ensemble.BundlePredictor`.
     rep: its :class:`lasca_jax.model.bundle.Represented` windows.
     first, second: ``int [N]`` window indices of each decision (every fold model decides every
       decision, as for a new recording), or ``[K, N]`` per fold model (a run's test pairs).
@@ -355,13 +358,12 @@ def explain_run(predictor, max_pairs: int = 400, seed: int = 0, steps: int = 32,
   """Explains a run's test decisions (each by its own fold model) from its bundle.
 
   Args:
-    predictor: the run's :class:`lasca_jax.model.bundle.BundlePredictor`.
+    predictor: the run's :class:`lasca_jax.inference.ensemble.BundlePredictor`.
     max_pairs: at most this many (fold, test pair) decisions, drawn with ``seed`` (0 = all).
     seed: seed of that draw and of the deletion curve's random cues.
     steps: integrated-gradient quadrature points.
     draws: random cue sets per decision and ``k`` in the deletion curve.
   """
-  import time  # pylint: disable=import-outside-toplevel
   t = predictor.test_windows()
   valid = t["mask"].copy()
   total = int(valid.sum())
@@ -446,8 +448,6 @@ def deletion_figure(curve: DeletionCurve, path: str, title: str) -> None:
 def write_run_explanation(result: RunExplanation, output: str) -> dict[str, str]:
   """Writes ``cues.csv``, ``cues_<target>.png``, ``deletion.csv``, ``deletion.png`` and
   ``explain.json`` to ``output``; returns their paths."""
-  import json  # pylint: disable=import-outside-toplevel
-  import os  # pylint: disable=import-outside-toplevel
   import pandas as pd  # pylint: disable=import-outside-toplevel
   os.makedirs(output, exist_ok=True)
   s = result.summary
@@ -475,9 +475,7 @@ def explain_run_dir(run_dir: str, output: str | None = None, max_pairs: int = 40
                     ) -> RunExplanation:
   """``experiments/explain.py``: explains a run from its bundle and writes the outputs to
   ``output`` (default ``<run_dir>/explain``)."""
-  import os  # pylint: disable=import-outside-toplevel
-  from lasca_jax.model import bundle  # pylint: disable=import-outside-toplevel
-  predictor = bundle.load_bundle(run_dir, cache_dir, text_model_path)
+  predictor = ensemble.load_bundle(run_dir, cache_dir, text_model_path)
   result = explain_run(predictor, max_pairs, seed, steps, draws)
   write_run_explanation(result, output or os.path.join(run_dir, "explain"))
   return result
