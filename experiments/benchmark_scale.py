@@ -19,7 +19,7 @@ Sections (``--sections``, in order):
   encoder's feed-forward shape; ``--profile`` writes torch.profiler's operator table of one batch.
 
 * ``devices``: the local JAX devices and how a run's (configuration, fold) units are laid out on
-  them (``config.train.devices``, ``config.train.lanes``; see ``lasca_jax.model.train.plan``).
+  them (``config.train.devices``, ``config.train.lanes``; see ``lasca_jax.model.placement.plan``).
 * ``step``: the trainer's minibatch step (``lasca_jax.model.train.make_learner``: pair gather,
   loss, gradient, Adam) and its matmuls alone, timed over ``--steps`` steps on fold 0's pairs in
   a fresh one-device process, then in two such processes at once: whether the cores add up for
@@ -65,7 +65,7 @@ import jax.numpy as jnp
 
 from lasca_jax.encoders import peak, text as text_lib
 from lasca_jax.method import representation
-from lasca_jax.model import programs, reference, train
+from lasca_jax.model import mlp, placement, programs, reference, train
 from lasca_jax.run import cache, pipeline, validate
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file.")
@@ -111,13 +111,13 @@ def _prepared(config):
 
 def _train(config, inputs, fold) -> train.TrainOutput:
   return train.train_folds(train.TrainSettings.from_config(config), int(config.seed), inputs.z,
-                           inputs.pairs, fold, train.Layout.from_config(config.train))
+                           inputs.pairs, fold, placement.Layout.from_config(config.train))
 
 
 def _child(config, compilation_cache: str) -> None:
   """Times one training call in this (fresh) process, then a second (compiled) one, and with
   ``--child_peak`` the f32 matmul peak right after; prints one JSON line."""
-  used = train.enable_compilation_cache(compilation_cache)
+  used = placement.enable_compilation_cache(compilation_cache)
   inputs, fold = _prepared(config)
   start = time.perf_counter()
   out = _train(config, inputs, fold)
@@ -143,12 +143,12 @@ def _child(config, compilation_cache: str) -> None:
 
 def _child_phases(config, compilation_cache: str) -> None:
   """Times the phases of one training call in this (fresh) process; prints one JSON line."""
-  train.enable_compilation_cache(compilation_cache)
+  placement.enable_compilation_cache(compilation_cache)
   inputs, fold = _prepared(config)
   seeds, fold_numbers, per_fold = train.fold_units(int(config.seed), inputs.z.shape[0],
                                                    inputs.pairs)
   fn, args = train.program_call(train.TrainSettings.from_config(config), seeds, fold_numbers,
-                                inputs.z, per_fold, fold, train.Layout.from_config(config.train))
+                                inputs.z, per_fold, fold, placement.Layout.from_config(config.train))
   phases = (("trace", lambda _: fn.trace(*args)), ("lower", lambda traced: traced.lower()),
             ("compile", lambda lowered: lowered.compile()),
             ("execute", lambda compiled: jax.block_until_ready(compiled(*args))))
@@ -180,9 +180,9 @@ def _fresh_process_call(compilation_cache: str | None, extra_args=()) -> dict:
 def devices_section(config) -> dict:
   """Prints and returns the local devices and the training layout of this configuration."""
   devices = jax.local_devices()
-  layout = train.Layout.from_config(config.train)
+  layout = placement.Layout.from_config(config.train)
   folds = int(config.protocol.num_folds)
-  plan = train.plan(folds, layout)
+  plan = placement.plan(folds, layout)
   kinds = sorted({d.device_kind for d in devices})
   print(f"devices: {len(devices)} local {devices[0].platform} device(s) ({', '.join(kinds)}), "
         f"process {jax.process_index()} of {jax.process_count()}")
@@ -377,7 +377,7 @@ def _step_timing(config, steps: int) -> dict:
   loop = lambda body: jax.jit(lambda c: jax.lax.fori_loop(0, steps, body, c))
   step_s = _best_seconds(loop(full), (params, tx.init(params)))
   matmul_s = _best_seconds(loop(matmuls), kernels)
-  _, train_step = train.flops_per_pair(d, settings.hidden_sizes(d))
+  _, train_step = mlp.flops_per_pair(d, settings.hidden_sizes(d))
   return {"d": d, "batch": bs, "steps": steps, "step_ms": 1e3 * step_s / steps,
           "matmul_ms": 1e3 * matmul_s / steps,
           "matmul_gflops": bs * train_step * steps / matmul_s / 1e9}
@@ -539,10 +539,10 @@ def main(argv):
   except validate.ConfigError as e:
     sys.exit(f"error: {e}")
   if _CHILD_STEP.value:
-    train.use_host_devices(1)                                        # one device, one core
+    placement.use_host_devices(1)                                        # one device, one core
     print(json.dumps(_step_timing(config, _STEPS.value)))
     return
-  train.use_host_devices(int(config.train.get("host_devices", 0)))   # before JAX starts
+  placement.use_host_devices(int(config.train.get("host_devices", 0)))   # before JAX starts
   if _CHILD_SKLEARN.value:
     _child_sklearn(config)
     return

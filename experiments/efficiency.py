@@ -43,12 +43,11 @@ import numpy as np
 
 
 # pylint: disable=wrong-import-position
-from lasca_jax.analysis import labels
 from lasca_jax.encoders import text as text_lib
 from lasca_jax.inference import stream
 from lasca_jax.method import representation
 from lasca_jax.model import efficiency, train
-from lasca_jax.run import cache as cache_lib, pipeline
+from lasca_jax.run import cache as cache_lib, labels
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file.",
                                           lock_config=True)

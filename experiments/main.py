@@ -13,7 +13,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from lasca_jax.analysis import stats
-from lasca_jax.model import train
+from lasca_jax.model import placement
 from lasca_jax.run import pipeline, validate
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file.",
@@ -27,7 +27,7 @@ def main(argv):
   workdir = _WORKDIR.value or os.path.join("runs", config.name)
   try:
     validate.check(config)
-    train.use_host_devices(int(config.train.get("host_devices", 0)))   # before JAX starts
+    placement.use_host_devices(int(config.train.get("host_devices", 0)))   # before JAX starts
     results = pipeline.run(config, workdir)
   except (ValueError, FileNotFoundError, RuntimeError) as e:
     # Bad input or configuration: the message names the file and the problem.

@@ -17,10 +17,10 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from lasca_jax.analysis import labels, report
+from lasca_jax.analysis import report
 from lasca_jax.data.datasets import synthetic
-from lasca_jax.model import train
-from lasca_jax.run import sweep, validate
+from lasca_jax.model import placement
+from lasca_jax.run import labels, sweep, validate
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file.",
                                           lock_config=True)
@@ -84,7 +84,7 @@ def main(argv):
   del argv
   config = _CONFIG.value
   try:
-    train.use_host_devices(int(config.train.get("host_devices", 0)))   # before JAX starts
+    placement.use_host_devices(int(config.train.get("host_devices", 0)))   # before JAX starts
     summary = run(config, _WORKDIR.value or os.path.join("runs", config.name.replace("/", "_")),
                   _REPORT.value, _RETRY_FAILED.value)
   except (ValueError, FileNotFoundError, RuntimeError) as e:

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 
 from conftest import PAPER_CAPS, make_tiny_config, train_settings
-from lasca_jax.analysis import labels, results, tables
+from lasca_jax.analysis import results, tables
 from lasca_jax.encoders import text as text_lib
 from lasca_jax.method import controls, salience, windows
-from lasca_jax.model import train
-from lasca_jax.run import cache as cache_lib, pipeline, stages
+from lasca_jax.model import mlp, train
+from lasca_jax.run import cache as cache_lib, labels, pipeline, stages
 from test_tables import BASE, FOLDS, write_run
 
 
@@ -93,8 +93,8 @@ def test_capacity_matched_features_have_the_fused_architecture(tmp_path, tiny_ba
 
 def test_hidden_from_dim_sets_hidden_sizes_only():
   matched = train_settings(hidden_dim=457)
-  assert matched.hidden_sizes(73) == train.hidden_sizes(457, PAPER_CAPS) == (228, 114)
-  assert train.hidden_sizes(73, PAPER_CAPS) == (36, 18)
+  assert matched.hidden_sizes(73) == mlp.hidden_sizes(457, PAPER_CAPS) == (228, 114)
+  assert mlp.hidden_sizes(73, PAPER_CAPS) == (36, 18)
   assert matched.num_params(73) == 73 * 228 + 228 + 228 * 114 + 114 + 114 + 1
 
 

@@ -5,14 +5,14 @@ import jax.numpy as jnp
 import pytest
 import torch
 
-from lasca_jax.model import efficiency, train
+from lasca_jax.model import efficiency, mlp
 from conftest import train_settings
 
 
 @pytest.mark.parametrize("d", [4, 15, 58, 73, 768, 841])
 def test_param_count_matches_the_trained_model(d):
   settings = train_settings()
-  params = train.PreferenceMLP(settings.hidden_sizes(d)).init(jax.random.PRNGKey(0),
+  params = mlp.PreferenceMLP(settings.hidden_sizes(d)).init(jax.random.PRNGKey(0),
                                                               jnp.zeros((1, d)))
   flax_count = sum(x.size for x in jax.tree_util.tree_leaves(params))
   assert settings.num_params(d) == flax_count

@@ -18,8 +18,7 @@ import pytest
 from lasca_jax.encoders import embedder as embedder_lib, text as text_lib
 from lasca_jax.method import representation, templates, windows
 from lasca_jax.inference import stream
-from lasca_jax.model import train
-from lasca_jax.run import pipeline
+from lasca_jax.model import mlp
 from conftest import PAPER_CAPS, ROOT, make_tiny_config
 
 
@@ -66,7 +65,7 @@ def test_decision_equals_batch_prediction(trained):
   np.testing.assert_allclose(got, batch_prob, atol=1e-5, rtol=0)
   # The same probabilities from the trained parameters applied to the pipeline's z difference.
   params = jax.tree.map(lambda a: a[tp.fold], tp.output.params)
-  model = train.PreferenceMLP(train.hidden_sizes(p.input_dim, PAPER_CAPS))
+  model = mlp.PreferenceMLP(mlp.hidden_sizes(p.input_dim, PAPER_CAPS))
   z = tp.inputs.z[tp.fold]
   direct = jax.nn.sigmoid(model.apply({"params": params}, z[second] - z[first]))
   np.testing.assert_allclose(got, np.asarray(direct), atol=1e-5, rtol=0)
@@ -112,7 +111,7 @@ def test_warm_and_cold_agree_and_only_cold_encodes(trained):
 def test_warm_cache_miss_is_encoded_once():
   encoder = CountingEncoder(dim=4)
   mods = ["face"] * 3 + ["audio"] * 2
-  params = train.PreferenceMLP(train.hidden_sizes(9, PAPER_CAPS)).init(
+  params = mlp.PreferenceMLP(mlp.hidden_sizes(9, PAPER_CAPS)).init(
       jax.random.PRNGKey(0), np.zeros((1, 9), np.float32))["params"]
   stats = stream.TrainingRange(np.zeros(5, np.float32), np.ones(5, np.float32))
   recipe = representation.Recipe("fused", tuple(mods), tuple("abcde"), "multimodal",
@@ -162,7 +161,7 @@ def test_real_encoder_warm_equals_cold(tmp_path):
   phrases = ["jaw drop shock surprise", "left smile smirk positivity", "brow raise"]
   stats = stream.TrainingRange(np.zeros(3, np.float32), np.ones(3, np.float32))
   raws = np.array([[0.9, 0.1, 0.1], [0.1, 0.9, 0.8], [0.2, 0.2, 0.9]], np.float32)
-  params = train.PreferenceMLP(train.hidden_sizes(387, PAPER_CAPS)).init(
+  params = mlp.PreferenceMLP(mlp.hidden_sizes(387, PAPER_CAPS)).init(
       jax.random.PRNGKey(1), np.zeros((1, 387), np.float32))["params"]
   recipe = representation.Recipe("fused", tuple(mods), tuple(phrases), "visual")
   probe = stream.WindowPredictor(params, recipe, stats, embedder_lib.Embedder())

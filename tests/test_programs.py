@@ -12,7 +12,7 @@ import jax
 import numpy as np
 import pytest
 
-from lasca_jax.model import programs, train
+from lasca_jax.model import placement, programs, train
 from conftest import train_settings
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -22,11 +22,11 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # of every output.
 _SCRIPT = r"""
 import hashlib, sys
-from lasca_jax.model import programs, train
-train.use_host_devices(2)
+from lasca_jax.model import placement, programs, train
+placement.use_host_devices(2)
 import jax, numpy as np
 if sys.argv[1] != "none":
-  train.enable_compilation_cache(sys.argv[1])
+  placement.enable_compilation_cache(sys.argv[1])
   jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
 assert len(jax.local_devices()) == 2, jax.local_devices()
 rng = np.random.default_rng(0)
@@ -43,7 +43,7 @@ fold = train.FoldData(tile(idx[:96]), np.array([96, 90, 80, 70, 60], np.int32), 
 settings = train.TrainSettings(max_epochs=6, learning_rate=1e-3, alpha=1.0, tol=1e-3, patience=2,
                                batch_size=16, max_hidden=(250, 125), hidden_dim=0)
 out = train.train_units(settings, [3] * units, np.arange(units), z, pairs, fold,
-                        train.Layout(0, int(sys.argv[2])))
+                        placement.Layout(0, int(sys.argv[2])))
 digest = hashlib.sha256(b"".join(np.asarray(a).tobytes() for a in jax.tree.leaves(out)))
 print(*[programs.counts[k] for k in ("loaded", "exported", "reexported", "unstored")],
       digest.hexdigest())
@@ -164,7 +164,7 @@ def test_in_process_calls_agree_with_the_jitted_program(tmp_path, monkeypatch, u
   fold = train.FoldData(np.tile(idx[:64], (units, 1)), np.full(units, 64, np.int32),
                         np.tile(idx[64:80], (units, 1)), np.ones((units, 16), bool),
                         np.tile(idx[80:], (units, 1)), np.ones((units, 20), bool))
-  layout = train.Layout(1, 1)
+  layout = placement.Layout(1, 1)
   stored = train.train_units(settings, [1] * units, np.arange(units), z, pairs, fold, layout)
   assert os.listdir(tmp_path / "store")
   monkeypatch.setattr(programs, "directory", lambda: None)

@@ -6,7 +6,8 @@ import pathlib
 import numpy as np
 import pytest
 
-from lasca_jax.analysis import labels, report, results, tables
+from lasca_jax.analysis import report, results, tables
+from lasca_jax.run import labels
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
 from test_tables import BASE, NOISE, write_run  # noqa: E402  pylint: disable=g-import-not-at-top

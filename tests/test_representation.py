@@ -17,13 +17,11 @@ import jax
 import numpy as np
 import pytest
 
-from lasca_jax.analysis import labels
-from lasca_jax.inference import attribution
 from lasca_jax.encoders import embedder as embedder_lib
+from lasca_jax.inference import attribution, ensemble, stream
 from lasca_jax.method import representation
-from lasca_jax.inference import ensemble, stream
-from lasca_jax.model import bundle, train
-from lasca_jax.run import cache as cache_lib, pipeline, validate
+from lasca_jax.model import bundle, mlp
+from lasca_jax.run import cache as cache_lib, labels, pipeline, validate
 from conftest import PAPER_CAPS, make_tiny_config
 
 STATS = representation.SALIENCE_STATS
@@ -95,7 +93,7 @@ def test_every_path_builds_the_z_training_saw(combo, tmp_path, short_backbone):
                                   inputs.prompts[inputs.prompt_index[:, usable]])
   # The one-window streaming predictor, warm and cold.
   d = inputs.z.shape[-1]
-  params = train.PreferenceMLP(train.hidden_sizes(d, PAPER_CAPS)).init(
+  params = mlp.PreferenceMLP(mlp.hidden_sizes(d, PAPER_CAPS)).init(
       jax.random.PRNGKey(0), np.zeros((1, d), np.float32))["params"]
   lo, span = _recording_ranges(inputs)
   windows = usable[:: max(1, usable.size // 12)]
@@ -115,7 +113,7 @@ def test_recording_statistics_refuse_one_window_at_a_time(tmp_path, tiny_backbon
   config = _config(tmp_path, tiny_backbone, "mask", "truncate", "recording", "feature", "")
   inputs = pipeline.prepare(config, cache_lib.StageCache(config.cache_dir))
   d = inputs.z.shape[-1]
-  params = train.PreferenceMLP(train.hidden_sizes(d, PAPER_CAPS)).init(
+  params = mlp.PreferenceMLP(mlp.hidden_sizes(d, PAPER_CAPS)).init(
       jax.random.PRNGKey(0), np.zeros((1, d), np.float32))["params"]
   with pytest.raises(ValueError, match=r"text\.salience_stats='recording'.*recording_range") as e:
     stream.WindowPredictor(params, inputs.recipe,

@@ -8,13 +8,11 @@ import os
 import numpy as np
 import pytest
 
-from lasca_jax.analysis import labels
 from lasca_jax.data import files as files_lib
 from lasca_jax.data.records import ArrayRecord
-from lasca_jax.method import lexicon, pairs as pairs_lib, windows as windows_lib
 from lasca_jax.inference import ensemble, stream
-from lasca_jax.model import bundle
-from lasca_jax.run import cache as cache_lib, pipeline, rundir, stages
+from lasca_jax.method import lexicon, pairs as pairs_lib, windows as windows_lib
+from lasca_jax.run import cache as cache_lib, labels, pipeline, rundir, stages
 from conftest import make_tiny_config
 
 

@@ -6,7 +6,8 @@ import pathlib
 import numpy as np
 import pytest
 
-from lasca_jax.analysis import labels, results, tables
+from lasca_jax.analysis import results, tables
+from lasca_jax.run import labels
 
 FOLDS = 15
 BASE = np.linspace(0.60, 0.67, FOLDS)

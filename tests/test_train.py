@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from lasca_jax.model import reference, train
+from lasca_jax.model import mlp, reference, train
 from lasca_jax.run import cache, pipeline
 from conftest import PAPER_CAPS, make_tiny_config, train_settings
 
@@ -130,7 +130,7 @@ def test_hidden_sizes_and_param_count():
   assert settings.hidden_sizes(15) == (7, 3)
   d = 73
   h1, h2 = settings.hidden_sizes(d)
-  params = train.PreferenceMLP((h1, h2)).init(jax.random.key(0), jnp.zeros((1, d)))["params"]
+  params = mlp.PreferenceMLP((h1, h2)).init(jax.random.key(0), jnp.zeros((1, d)))["params"]
   assert sum(x.size for x in jax.tree.leaves(params)) == settings.num_params(d)
   assert settings.num_params(d) == d * h1 + h1 + h1 * h2 + h2 + h2 + 1
-  assert train.layer_sizes(params) == (d, h1, h2, 1)
+  assert mlp.layer_sizes(params) == (d, h1, h2, 1)

@@ -10,7 +10,7 @@ import jax
 import numpy as np
 import pytest
 
-from lasca_jax.model import train
+from lasca_jax.model import mlp, placement, train
 from conftest import PAPER_CAPS, train_settings
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -19,7 +19,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _SCRIPT = r"""
 import json, sys
 import jax, numpy as np
-from lasca_jax.model import train
+from lasca_jax.model import placement, train
 assert len(jax.local_devices()) == 4, jax.local_devices()
 rng = np.random.default_rng(0)
 num_folds, w, d, p = 7, 60, 6, 160
@@ -39,9 +39,9 @@ settings = train.TrainSettings(max_epochs=12, learning_rate=1e-2, alpha=1.0, tol
 results = {}
 for devices in (1, 4):
   for lanes in (1, 2):
-    layout = train.Layout(devices=devices, lanes=lanes)
+    layout = placement.Layout(devices=devices, lanes=lanes)
     out = train.train_folds(settings, 5, z, pairs, fold, layout=layout)
-    plan = train.plan(num_folds, layout)
+    plan = placement.plan(num_folds, layout)
     results[f"{devices}x{lanes}"] = {
         "plan": plan._asdict(),
         "arrays": {k: np.asarray(v).tolist() for k, v in out._asdict().items() if k != "params"},
@@ -82,13 +82,13 @@ def test_four_devices_equal_one_device_with_padded_units():
 
 
 def test_plan_and_devices_errors():
-  p = train.plan(15, train.Layout(devices=1, lanes=4))
+  p = placement.plan(15, placement.Layout(devices=1, lanes=4))
   assert (p.units, p.devices, p.lanes, p.padded_units) == (15, 1, 4, 16)
-  assert train.plan(3, train.Layout(devices=1, lanes=8)).lanes == 3
+  assert placement.plan(3, placement.Layout(devices=1, lanes=8)).lanes == 3
   with pytest.raises(ValueError, match="train.devices = 99"):
-    train.local_devices(99)
+    placement.local_devices(99)
   with pytest.raises(ValueError, match="train.lanes"):
-    train.plan(3, train.Layout(lanes=-1))
+    placement.plan(3, placement.Layout(lanes=-1))
 
 
 def test_shape_class_bounds_padding_and_is_idempotent():
@@ -101,8 +101,8 @@ def test_shape_class_bounds_padding_and_is_idempotent():
 
 
 def test_flops_per_pair_counts_the_matmuls():
-  d, (h1, h2) = 457, train.hidden_sizes(457, PAPER_CAPS)
-  forward, step = train.flops_per_pair(d, (h1, h2))
+  d, (h1, h2) = 457, mlp.hidden_sizes(457, PAPER_CAPS)
+  forward, step = mlp.flops_per_pair(d, (h1, h2))
   assert forward == 2 * (d * h1 + h1 * h2 + h2)
   # backward: weight gradients of all layers + input gradients of layers 2 and 3.
   assert step == forward + 2 * (d * h1 + h1 * h2 + h2) + 2 * (h1 * h2 + h2)
@@ -117,12 +117,12 @@ def test_flops_per_pair_counts_the_matmuls():
 _CACHE_SCRIPT = r"""
 import os, sys
 import jax, numpy as np
-from lasca_jax.model import train
+from lasca_jax.model import placement, train
 target, other = sys.argv[1], sys.argv[2]
-assert train.enable_compilation_cache("none") is None
+assert placement.enable_compilation_cache("none") is None
 assert not jax.config.jax_compilation_cache_dir
-assert train.enable_compilation_cache(target) == target
-assert train.enable_compilation_cache(other) == target      # set once per process: kept
+assert placement.enable_compilation_cache(target) == target
+assert placement.enable_compilation_cache(other) == target      # set once per process: kept
 rng = np.random.default_rng(0)
 z = rng.normal(size=(2, 40, 5)).astype(np.float32)
 pairs = train.PairData(rng.integers(0, 40, 90).astype(np.int32),
@@ -165,9 +165,9 @@ def test_runs_of_one_shape_class_share_one_compiled_program(no_program_store):
     fold = train.FoldData(np.tile(idx[:96], (2, 1)), np.array([96, 80], np.int32),
                           np.tile(val, (2, 1)), np.ones((2, n_val), bool),
                           np.tile(test, (2, 1)), np.ones((2, n_test), bool))
-    outs.append(train.train_folds(settings, 0, z, pairs, fold, layout=train.Layout(1, 1)))
+    outs.append(train.train_folds(settings, 0, z, pairs, fold, layout=placement.Layout(1, 1)))
   assert outs[1].test_prob.shape == (2, 29)    # the caller's own test columns come back
-  program = train._program(settings, 5, 1, tuple(train.local_devices(1)))  # pylint: disable=protected-access
+  program = train._program(settings, 5, 1, tuple(placement.local_devices(1)))  # pylint: disable=protected-access
   assert program._cache_size() == 1            # pylint: disable=protected-access
 
 
@@ -179,25 +179,25 @@ def test_layout_fields_are_validated_and_read(tmp_path):
     validate.check(config)
   config.train.devices = 1
   validate.check(config)
-  assert train.Layout.from_config(config.train) == train.Layout(devices=1, lanes=2)
+  assert placement.Layout.from_config(config.train) == placement.Layout(devices=1, lanes=2)
 
 
 def test_host_device_flags_keep_an_explicit_count():
-  assert train.host_device_flags("", 3) == f"{train.HOST_DEVICE_FLAG}=3"
-  assert train.host_device_flags("--xla_foo=1", 2) == f"--xla_foo=1 {train.HOST_DEVICE_FLAG}=2"
-  explicit = f"{train.HOST_DEVICE_FLAG}=4"
-  assert train.host_device_flags(explicit, 2) == explicit
+  assert placement.host_device_flags("", 3) == f"{placement.HOST_DEVICE_FLAG}=3"
+  assert placement.host_device_flags("--xla_foo=1", 2) == f"--xla_foo=1 {placement.HOST_DEVICE_FLAG}=2"
+  explicit = f"{placement.HOST_DEVICE_FLAG}=4"
+  assert placement.host_device_flags(explicit, 2) == explicit
   with pytest.raises(ValueError, match="train.host_devices"):
-    train.use_host_devices(-1)
+    placement.use_host_devices(-1)
 
 
 _HOST_SCRIPT = r"""
 import sys, jax
-from lasca_jax.model import train
-asked = train.use_host_devices(int(sys.argv[1]))
+from lasca_jax.model import placement, train
+asked = placement.use_host_devices(int(sys.argv[1]))
 n = len(jax.local_devices())
-train.use_host_devices(5)            # JAX has started: changes nothing
-print(asked, n, len(jax.local_devices()), train.plan(2).devices, train.plan(15).devices)
+placement.use_host_devices(5)            # JAX has started: changes nothing
+print(asked, n, len(jax.local_devices()), placement.plan(2).devices, placement.plan(15).devices)
 """
 
 
@@ -209,7 +209,7 @@ def test_host_devices_split_the_cpu_before_jax_starts(count):
                         capture_output=True, text=True, timeout=300, check=False)
   assert proc.returncode == 0, proc.stderr[-3000:]
   asked, seen, later, two_units, fifteen_units = map(int, proc.stdout.split())
-  expected = count or train.usable_cores()
+  expected = count or placement.usable_cores()
   assert asked == seen == later == expected
   assert two_units == min(2, expected) and fifteen_units == min(15, expected)
 
@@ -255,7 +255,7 @@ def test_train_units_marks_only_the_padding_inactive(monkeypatch, no_program_sto
       return fn(seeds, fold_numbers, active, *rest)
     return call
   monkeypatch.setattr(train, "_program", spy)
-  out = train.train_folds(settings, 6, z, pairs, fold, layout=train.Layout(1, 2))
+  out = train.train_folds(settings, 6, z, pairs, fold, layout=placement.Layout(1, 2))
   assert seen["active"].tolist() == [True, True, True, False]
   assert seen["seeds"].tolist() == [6] * 4 and seen["folds"].tolist() == [0, 1, 2, 0]
   assert out.test_accuracy.shape == (3,)
@@ -265,9 +265,9 @@ def test_cpu_compiler_options_leave_results_bit_identical(monkeypatch):
   """Also for vmapped lanes (a different program), with a padding unit among them."""
   settings = train_settings(max_epochs=8, batch_size=16)
   z, pairs, fold = _small_problem()
-  layouts = (train.Layout(1, 1), train.Layout(1, 2))
+  layouts = (placement.Layout(1, 1), placement.Layout(1, 2))
   with_options = [train.train_folds(settings, 1, z, pairs, fold, layout=l) for l in layouts]
-  assert train.CPU_COMPILER_OPTIONS
+  assert placement.CPU_COMPILER_OPTIONS
   monkeypatch.setattr(train, "CPU_COMPILER_OPTIONS", None)
   train.clear_compiled()
   plain = [train.train_folds(settings, 1, z, pairs, fold, layout=l) for l in layouts]
@@ -284,9 +284,9 @@ def test_units_keys_follow_seed_and_fold_number():
   same = lambda a: np.stack([np.asarray(a)[0]] * 3)       # three units with identical data
   z, fold = same(z), jax.tree.map(same, fold)
   per_unit = train.PairData(*[np.broadcast_to(a, (3,) + a.shape) for a in pairs])
-  out = train.train_units(settings, [4, 4, 9], [2, 0, 2], z, per_unit, fold, train.Layout(1, 1))
+  out = train.train_units(settings, [4, 4, 9], [2, 0, 2], z, per_unit, fold, placement.Layout(1, 1))
   # Fold 2 of a 3-fold run with seed 4 (train_folds), on the same data: unit 0 bit for bit.
-  run = train.train_folds(settings, 4, z, pairs, fold, layout=train.Layout(1, 1))
+  run = train.train_folds(settings, 4, z, pairs, fold, layout=placement.Layout(1, 1))
   for a, b in zip(jax.tree.leaves(out), jax.tree.leaves(run)):
     np.testing.assert_array_equal(np.asarray(a)[0], np.asarray(b)[2])
   # The fold number and the seed each change the key, hence the initial weights.
@@ -294,7 +294,7 @@ def test_units_keys_follow_seed_and_fold_number():
   assert not np.array_equal(w[0], w[1]) and not np.array_equal(w[0], w[2])
   # Seeds of 32 bits, as Python ints give them eagerly; beyond, a clear error.
   high = train.train_units(settings, [2**32 - 1], [1], z[:1], jax.tree.map(lambda a: a[:1],
-                           per_unit), jax.tree.map(lambda a: a[:1], fold), train.Layout(1, 1))
+                           per_unit), jax.tree.map(lambda a: a[:1], fold), placement.Layout(1, 1))
   eager = jax.jit(train.make_train(settings, z.shape[-1]))(
       jax.random.fold_in(jax.random.key(2**32 - 1), 1), z[1], pairs,
       jax.tree.map(lambda a: a[1], fold))
@@ -329,12 +329,12 @@ def test_fast_compile_is_read_passed_to_xla_and_changes_rounding_only(tmp_path, 
     options.append(kwargs.get("compiler_options"))
     return jit(fn, **kwargs)
   monkeypatch.setattr(jax, "jit", recording_jit)
-  exact = train.train_folds(settings, 1, z, pairs, fold, layout=train.Layout(1, 1))
+  exact = train.train_folds(settings, 1, z, pairs, fold, layout=placement.Layout(1, 1))
   fast = train.train_folds(dataclasses.replace(settings, fast_compile=True), 1, z, pairs, fold,
-                           layout=train.Layout(1, 1))
+                           layout=placement.Layout(1, 1))
   monkeypatch.undo()
-  assert options == [train.CPU_COMPILER_OPTIONS, train.CPU_FAST_COMPILER_OPTIONS]
-  assert train.CPU_FAST_COMPILER_OPTIONS["xla_backend_optimization_level"] == 1
+  assert options == [placement.CPU_COMPILER_OPTIONS, placement.CPU_FAST_COMPILER_OPTIONS]
+  assert placement.CPU_FAST_COMPILER_OPTIONS["xla_backend_optimization_level"] == 1
   for key in ("test_accuracy", "val_accuracy", "best_epoch", "epochs_run"):
     np.testing.assert_array_equal(getattr(fast, key), getattr(exact, key), err_msg=key)
   np.testing.assert_allclose(fast.test_prob, exact.test_prob, atol=1e-4)

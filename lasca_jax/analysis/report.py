@@ -34,11 +34,12 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from lasca_jax.analysis import labels, plots, results, stats, tables
+from lasca_jax.analysis import plots, results, stats, tables
 from lasca_jax.data import files as files_lib
 from lasca_jax.inference import attribution, ensemble
 from lasca_jax.method import representation
 from lasca_jax.model import bundle
+from lasca_jax.run import labels
 
 
 def column_slug(col: tables.Column) -> str:

@@ -9,7 +9,7 @@ with **one row per run x fold**:
   ``run``                       the run directory relative to the loaded one (``"."``: itself)
   ``fold``                      0-based fold (or seed) index (``Int64``)
   ``model_label``               ``config.json``'s ``model_label``, else derived from the
-                                config (:func:`lasca_jax.analysis.labels.model_label`)
+                                config (:func:`lasca_jax.run.labels.model_label`)
   ``<section.field>``           every config field that differs between the runs, by its dotted
                                 name, sorted (``pairs.margin``, ``text.backbone``); lists: tuples
   ``test_accuracy`` ...         the fold's metrics: :data:`FOLD_METRICS` (``[folds]`` arrays of
@@ -44,14 +44,14 @@ import logging
 import math
 import os
 import pathlib
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
-from lasca_jax.analysis import labels, tables
+from lasca_jax.analysis import tables
 from lasca_jax.data import files as files_lib
-from lasca_jax.run import results_file
+from lasca_jax.run import labels, results_file
 # The file names lasca_jax.run.rundir.RunDir writes (config, results, a failure record).
 from lasca_jax.run.rundir import CONFIG_FILE, FAILED_FILE, RESULTS_FILE
 

@@ -34,8 +34,9 @@ from typing import Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from lasca_jax.analysis import labels, stats
+from lasca_jax.analysis import stats
 from lasca_jax.method import representation
+from lasca_jax.run import labels
 
 # (target, window_seconds, margin)
 Column = tuple[str, float, float]

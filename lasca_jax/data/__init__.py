@@ -4,5 +4,4 @@
 * :mod:`~lasca_jax.data.records`: typed groups of arrays that round-trip through ``.npz``.
 * :mod:`~lasca_jax.data.datasets`: SEWA, Aff-Wild2, your own tables, the synthetic set.
 * :mod:`~lasca_jax.data.extract`: MediaPipe blendshapes and librosa MFCCs from video and audio.
-* :mod:`~lasca_jax.data.coverage`: which windows and subjects are usable, and why not.
 """

@@ -18,6 +18,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from lasca_jax.encoders import text as text_lib
+from lasca_jax.method import controls
 
 _DEFAULTS = {"backbone": "all-MiniLM-L6-v2", "model_path": "", "device": "auto",
              "batch_size": 64, "token_budget": 0, "precision": "auto",
@@ -58,6 +59,10 @@ class EncoderSettings:
                  "number of tokens")
     return out
 
+  def geometry(self) -> tuple[int, bool]:
+    """``(dimension, unit_norm)`` of this backbone's embeddings, without loading its weights."""
+    return text_lib.embedding_geometry(self.backbone, self.model_path)
+
   def with_model_path(self, model_path: str | None) -> "EncoderSettings":
     return self if model_path is None else dataclasses.replace(self, model_path=model_path)
 
@@ -66,6 +71,46 @@ class EncoderSettings:
     return text_lib.EmbeddingStore(cache_dir, self.backbone, self.model_path, self.device,
                                    self.batch_size, self.token_budget, self.precision,
                                    self.long_prompts)
+
+
+def random_norm(norm: float, encoder: EncoderSettings) -> float:
+  """The L2 norm of the random-text control's vectors: ``text.random_norm``, or the backbone's
+  (0 = auto).
+
+  Raises:
+    ValueError: auto was asked for a backbone whose embeddings are not unit-norm.
+  """
+  norm = float(norm)
+  if norm > 0:
+    return norm
+  if norm < 0:
+    raise ValueError(f"text.random_norm={norm}: use a positive norm, or 0 for the backbone's")
+  _, unit = encoder.geometry()
+  if not unit:
+    raise ValueError(
+        f"text.random_norm: backbone {encoder.backbone!r} does not normalise its embeddings, "
+        "so their scale is unknown without encoding; set --config.text.random_norm to their "
+        "typical L2 norm")
+  return 1.0
+
+
+def fused_dim(hidden_from: str, encoder: EncoderSettings, num_features: int) -> int:
+  """The input size the capacity-matched control zero-pads to (0: none).
+
+  ``model.hidden_from="fused"`` pads the representation with zero columns up to the input size
+  of the fused model of the same configuration, ``num_features`` + the dimension of the
+  backbone's embeddings (:mod:`lasca_jax.method.controls`).
+
+  Raises:
+    ValueError: naming the field for an unknown ``model.hidden_from``.
+  """
+  if hidden_from not in controls.HIDDEN_FROM:
+    raise ValueError(f"unknown model.hidden_from {hidden_from!r}: use one of "
+                     f"{controls.HIDDEN_FROM}")
+  if hidden_from == "fused":
+    dim, _ = encoder.geometry()
+    return int(num_features) + int(dim)
+  return 0
 
 
 class Embedder:
@@ -105,7 +150,6 @@ class Embedder:
     return self._table
 
   def _random(self, prompts: Sequence[str]) -> np.ndarray:
-    from lasca_jax.method import controls  # pylint: disable=import-outside-toplevel  # cycle
     r = self.random_text
     return controls.random_prompt_embeddings(list(prompts), r["dim"], r["seed"], r["norm"])
 

@@ -25,7 +25,7 @@ from typing import Any, NamedTuple, Sequence
 
 import numpy as np
 
-from lasca_jax.encoders import store as store_lib
+from lasca_jax.encoders import peak as peak_lib, store as store_lib
 from lasca_jax.method import templates
 
 
@@ -589,7 +589,6 @@ def device_peak_gflops(device: str, precision: str) -> tuple[float, str]:
   a torch matmul on that device in the encoder's precision.
   """
   if not device.startswith("cuda"):
-    from lasca_jax.encoders import peak as peak_lib  # pylint: disable=import-outside-toplevel
     p = peak_lib.measure_peak(sizes=(512, 1024), repeats=3)
     return p.gflops, f"f32 matmul, {p.source}"
   import torch  # pylint: disable=import-outside-toplevel

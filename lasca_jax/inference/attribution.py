@@ -40,7 +40,7 @@ import numpy as np
 
 from lasca_jax.inference import ensemble
 from lasca_jax.method import templates
-from lasca_jax.model import bundle as bundle_lib, train
+from lasca_jax.model import bundle as bundle_lib, mlp
 
 
 class Explanation(NamedTuple):
@@ -67,7 +67,7 @@ class Explanation(NamedTuple):
 
 @functools.lru_cache(maxsize=None)
 def _ig_fn(hidden: tuple[int, ...], start: int, stop: int, steps: int):
-  model = train.PreferenceMLP(hidden)
+  model = mlp.PreferenceMLP(hidden)
 
   def one(params, diff):                                   # diff [N, d]
     before, dx, after = diff[:, :start], diff[:, start:stop], diff[:, stop:]

@@ -22,7 +22,7 @@ from lasca_jax.encoders import embedder as embedder_lib, text as text_lib
 from lasca_jax.inference import stream
 from lasca_jax.method import representation
 from lasca_jax.method.representation import Represented
-from lasca_jax.model import bundle, train
+from lasca_jax.model import bundle, mlp
 from lasca_jax.model.bundle import BundleError
 
 
@@ -54,7 +54,7 @@ class BundlePredictor:
         dict(meta["config"].get("text", {}), backbone=meta["backbone"])
     ).with_model_path(self.model_path)
     self._embedder = None
-    model = train.PreferenceMLP(tuple(meta["hidden"]))
+    model = mlp.PreferenceMLP(tuple(meta["hidden"]))
     self.model = model
     self._logits = jax.jit(jax.vmap(lambda p, x: model.apply({"params": p}, x)))
     self._prob = jax.jit(jax.vmap(lambda p, x: jax.nn.sigmoid(model.apply({"params": p}, x))))

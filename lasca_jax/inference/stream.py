@@ -17,7 +17,7 @@ import numpy as np
 
 from lasca_jax.encoders import embedder as embedder_lib
 from lasca_jax.method import representation, windows as windows_lib
-from lasca_jax.model import train
+from lasca_jax.model import mlp, train
 from lasca_jax.run import cache as cache_lib, pipeline
 
 
@@ -88,7 +88,7 @@ class WindowPredictor:
         recipe, np.asarray(stats.lo)[None], np.asarray(stats.span)[None],
         None if embedder is None else self._embed_fn(mode)) for mode in ("warm", "cold")}
     self.input_dim = int(params["SklearnDense_0"]["kernel"].shape[0])
-    model = train.PreferenceMLP(train.layer_sizes(params)[1:-1])
+    model = mlp.PreferenceMLP(mlp.layer_sizes(params)[1:-1])
     self._prob = jax.jit(lambda p, x: jax.nn.sigmoid(model.apply({"params": p}, x)))
 
   def _embed_fn(self, mode: str):

@@ -23,9 +23,7 @@ from typing import Sequence
 
 import numpy as np
 
-from lasca_jax.encoders import text as text_lib
-
-HIDDEN_FROM = ("", "fused")
+HIDDEN_FROM = ("", "fused")   # model.hidden_from (the padding: lasca_jax.encoders.embedder)
 
 
 def prompt_seed(prompt: str, seed: int = 0) -> int:
@@ -48,44 +46,3 @@ def random_prompt_embeddings(prompts: Sequence[str], dim: int, seed: int = 0,
     v = np.random.default_rng(prompt_seed(prompt, seed)).standard_normal(int(dim))
     out[i] = v * (float(norm) / np.linalg.norm(v))
   return out
-
-
-def random_norm(text_config) -> float:
-  """The L2 norm of the random vectors: ``text.random_norm``, or the backbone's (0 = auto).
-
-  Raises:
-    ValueError: auto was asked for a backbone whose embeddings are not unit-norm.
-  """
-  norm = float(text_config.get("random_norm", 0.0))
-  if norm > 0:
-    return norm
-  if norm < 0:
-    raise ValueError(f"text.random_norm={norm}: use a positive norm, or 0 for the backbone's")
-  _, unit = text_lib.embedding_geometry(text_config.backbone, text_config.model_path)
-  if not unit:
-    raise ValueError(
-        f"text.random_norm: backbone {text_config.backbone!r} does not normalise its embeddings, "
-        "so their scale is unknown without encoding; set --config.text.random_norm to their "
-        "typical L2 norm")
-  return 1.0
-
-
-def fused_dim(model_config, text_config, num_features: int) -> int:
-  """The input size to zero-pad to (0: none).
-
-  ``model.hidden_from="fused"`` pads the representation with zero columns up to the input size
-  of the fused model of the same configuration, ``num_features`` + the dimension of
-  ``text.backbone``'s embeddings. The hidden sizes follow from that size, so the control has the
-  fused model's architecture, parameter count and (same seed) the same initial weights on its
-  features; the zero columns carry no information, and their weights never affect the output.
-
-  Raises:
-    ValueError: naming the field for an unknown ``model.hidden_from``.
-  """
-  source = str(model_config.get("hidden_from", ""))
-  if source not in HIDDEN_FROM:
-    raise ValueError(f"unknown model.hidden_from {source!r}: use one of {HIDDEN_FROM}")
-  if source == "fused":
-    dim, _ = text_lib.embedding_geometry(text_config.backbone, text_config.model_path)
-    return int(num_features) + int(dim)
-  return 0

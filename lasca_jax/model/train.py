@@ -42,19 +42,17 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import math
-import os
 from typing import Any, NamedTuple
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 
-from lasca_jax.data import files as files_lib
 from lasca_jax.method import protocols
-from lasca_jax.model import programs
+from lasca_jax.model import mlp, placement, programs
+from lasca_jax.model.mlp import PreferenceMLP
+from lasca_jax.model.placement import Layout
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,58 +86,12 @@ class TrainSettings:
                fast_compile=bool(t.get("fast_compile", False)))
 
   def hidden_sizes(self, d: int) -> tuple[int, int]:
-    """The MLP's hidden sizes for input size ``d`` (:func:`hidden_sizes`)."""
-    return hidden_sizes(d, self.max_hidden, self.hidden_dim)
+    """The MLP's hidden sizes for input size ``d`` (:func:`lasca_jax.model.mlp.hidden_sizes`)."""
+    return mlp.hidden_sizes(d, self.max_hidden, self.hidden_dim)
 
   def num_params(self, d: int) -> int:
     """Trainable parameters of the MLP for input size ``d``."""
-    return num_params(d, self.hidden_sizes(d))
-
-
-def hidden_sizes(d: int, max_hidden: tuple[int, int], hidden_dim: int = 0) -> tuple[int, int]:
-  """``(min(d/2, max_hidden[0]), min(d/4, max_hidden[1]))``, at least one unit each.
-
-  ``hidden_dim > 0`` derives the sizes from that dimension instead of the input size ``d``: a
-  capacity-matched control gets the hidden layers of a larger (fused) model.
-  """
-  ref = int(hidden_dim) if hidden_dim and hidden_dim > 0 else d
-  return (max(1, min(ref // 2, max_hidden[0])), max(1, min(ref // 4, max_hidden[1])))
-
-
-def _glorot_uniform(fan_in: int, fan_out: int):
-  bound = math.sqrt(6.0 / (fan_in + fan_out))
-  return lambda key, shape, dtype=jnp.float32: jax.random.uniform(
-      key, shape, dtype, -bound, bound)
-
-
-class SklearnDense(nn.Module):
-  """Dense layer with scikit-learn's MLP initialisation (weights and bias both uniform)."""
-  features: int
-
-  @nn.compact
-  def __call__(self, x):
-    fan_in = x.shape[-1]
-    init = _glorot_uniform(fan_in, self.features)
-    kernel = self.param("kernel", init, (fan_in, self.features))
-    bias = self.param("bias", init, (self.features,))
-    return x @ kernel + bias
-
-
-class PreferenceMLP(nn.Module):
-  """Two ReLU layers and a single logit (the sigmoid is applied in the loss / prediction)."""
-  hidden: tuple[int, ...]
-
-  @nn.compact
-  def __call__(self, x):  # [..., d] -> [...]
-    for h in self.hidden:
-      x = nn.relu(SklearnDense(h)(x))
-    return SklearnDense(1)(x)[..., 0]
-
-
-def layer_sizes(params) -> tuple[int, ...]:
-  """``(d, h1, h2, 1)`` of trained ``PreferenceMLP`` parameters (no leading fold axis)."""
-  kernels = [params[f"SklearnDense_{i}"]["kernel"] for i in range(len(params))]
-  return (int(kernels[0].shape[0]),) + tuple(int(k.shape[1]) for k in kernels)
+    return mlp.num_params(d, self.hidden_sizes(d))
 
 
 class PairData(NamedTuple):
@@ -176,6 +128,23 @@ class TrainOutput(NamedTuple):
 
 
 programs.register_types(PairData, FoldData, TrainOutput)
+
+
+def early_stopping_step(es: EarlyStopping, score, params, epoch, tol: float, patience: int
+                        ) -> EarlyStopping:
+  """The state after an epoch that scored ``score`` on validation: the best score, weights and
+  epoch are kept with ``jnp.where``; an epoch not beating the best by ``tol`` counts as bad, and
+  more than ``patience`` bad epochs in a row stop training (a stopped run's state is frozen)."""
+  active = ~es.stopped
+  better = active & (score > es.best_score)
+  no_gain = score < es.best_score + tol
+  bad = jnp.where(active, jnp.where(no_gain, es.bad_epochs + 1, 0), es.bad_epochs)
+  return EarlyStopping(
+      best_score=jnp.where(better, score, es.best_score),
+      best_params=_tree_where(better, params, es.best_params),
+      best_epoch=jnp.where(better, epoch + 1, es.best_epoch),
+      bad_epochs=bad,
+      stopped=es.stopped | (active & (bad > patience)))
 
 
 def _tree_where(cond, a, b):
@@ -268,15 +237,7 @@ def make_train(settings: TrainSettings, d: int):
           (params, opt_state, es.stopped, order, jnp.zeros(()), jnp.array(0)))
       score = accuracy(params, z, pairs, fold.val_idx, fold.val_mask)
       active = ~es.stopped
-      better = active & (score > es.best_score)
-      no_gain = score < es.best_score + settings.tol
-      bad = jnp.where(active, jnp.where(no_gain, es.bad_epochs + 1, 0), es.bad_epochs)
-      es = EarlyStopping(
-          best_score=jnp.where(better, score, es.best_score),
-          best_params=_tree_where(better, params, es.best_params),
-          best_epoch=jnp.where(better, epoch + 1, es.best_epoch),
-          bad_epochs=bad,
-          stopped=es.stopped | (active & (bad > settings.patience)))
+      es = early_stopping_step(es, score, params, epoch, settings.tol, settings.patience)
       losses = losses.at[epoch].set(jnp.where(active, loss_sum / fold.train_count, jnp.nan))
       curve = curve.at[epoch].set(jnp.where(active, score, jnp.nan))
       return epoch + 1, params, opt_state, es, losses, curve
@@ -307,73 +268,6 @@ def make_train(settings: TrainSettings, d: int):
         val_curve=val_curve)
 
   return train
-
-
-class Layout(NamedTuple):
-  """How one call lays out its (configuration, fold) units (``config.train.devices/lanes``).
-
-  Attributes:
-    devices: local devices the units are split over; 0 means all of them.
-    lanes: units ``vmap``-ed together on a device; 0 means automatic (1 on a CPU, where
-      vmapped folds run until the slowest stops and batched matmuls are slower; every unit of
-      the device on an accelerator).
-  """
-  devices: int = 0
-  lanes: int = 0
-
-  @classmethod
-  def from_config(cls, train_config) -> "Layout":
-    return cls(devices=int(train_config.get("devices", 0)), lanes=int(train_config.get("lanes", 0)))
-
-
-HOST_DEVICE_FLAG = "--xla_force_host_platform_device_count"
-
-
-def host_device_flags(xla_flags: str, count: int) -> str:
-  """``XLA_FLAGS`` with ``count`` host (CPU) devices; a count already in ``xla_flags`` is kept."""
-  if HOST_DEVICE_FLAG in xla_flags:
-    return xla_flags
-  return f"{xla_flags} {HOST_DEVICE_FLAG}={count}".strip()
-
-
-def usable_cores() -> int:
-  """The CPU cores this process may run on."""
-  if hasattr(os, "sched_getaffinity"):
-    return len(os.sched_getaffinity(0))
-  return os.cpu_count() or 1
-
-
-def use_host_devices(count: int = 0) -> int:
-  """Splits the CPU into ``count`` XLA devices (``config.train.host_devices``; 0: one per core).
-
-  XLA runs one program on one core: the preference MLP's matmuls are too small for its
-  intra-op threads. As separate devices, the cores train different folds at the same time
-  (:func:`train_units` shards the units over them); results do not depend on it. JAX reads the
-  setting when it starts its backends, so the entry points call this first; once JAX has started,
-  or when ``XLA_FLAGS`` already sets a count, nothing changes. Accelerators are not affected.
-
-  Returns:
-    The number of host devices asked for (``XLA_FLAGS``'s own count wins when it has one).
-
-  Raises:
-    ValueError: naming the field for a negative count.
-  """
-  if count < 0:
-    raise ValueError(f"train.host_devices = {count}: use 0 (one per core) or a positive count")
-  count = count or usable_cores()
-  from jax._src import xla_bridge  # pylint: disable=import-outside-toplevel
-  if not xla_bridge.backends_are_initialized():
-    os.environ["XLA_FLAGS"] = host_device_flags(os.environ.get("XLA_FLAGS", ""), count)
-  return count
-
-
-def local_devices(count: int = 0) -> list:
-  """The first ``count`` local devices (all when 0), with a clear error past what exists."""
-  devices = jax.local_devices()
-  if count < 0 or count > len(devices):
-    raise ValueError(f"train.devices = {count}, but this process sees {len(devices)} local "
-                     f"{devices[0].platform} device(s); use 0 for all of them or 1..{len(devices)}")
-  return devices[:count or len(devices)]
 
 
 def shape_class(n: int, multiple: int = 1) -> int:
@@ -410,25 +304,8 @@ def _to_shape_classes(z, pairs: PairData, fold: FoldData, batch_size: int):
   return z, pairs, fold
 
 
-# XLA:CPU options of the training program. LLVM's most expensive passes buy this program no
-# speed, and skipping them shortens its compilation by about a tenth; the results stay bit for bit
-# the same (tests/test_train_devices.py).
-CPU_COMPILER_OPTIONS = {"xla_llvm_disable_expensive_passes": True}
-# ``config.train.fast_compile``: LLVM at -O1 and XLA's classic elemental emitters roughly halve
-# the compilation and leave the speed of the compiled loop as it is, but round some operations
-# differently, so the last bits of the results (and, rarely, an early-stopping decision) change.
-CPU_FAST_COMPILER_OPTIONS = {**CPU_COMPILER_OPTIONS, "xla_backend_optimization_level": 1,
-                             "xla_cpu_use_fusion_emitters": False}
-
-
 def _unit_key(seed, fold_number):
   return jax.random.fold_in(jax.random.key(seed), fold_number)
-
-
-def _compiler_options(settings: TrainSettings, devices: tuple) -> dict | None:
-  if devices[0].platform != "cpu":
-    return None
-  return CPU_FAST_COMPILER_OPTIONS if settings.fast_compile else CPU_COMPILER_OPTIONS
 
 
 @functools.lru_cache(maxsize=None)
@@ -451,38 +328,13 @@ def _program(settings: TrainSettings, d: int, lanes: int, devices: tuple):
     out = jax.lax.map(lambda a: lane_group(*a), grouped)
     return jax.tree.map(lambda a: a.reshape((n,) + a.shape[2:]), out)
 
-  options = _compiler_options(settings, devices)
+  options = placement.compiler_options(settings.fast_compile, devices)
   if len(devices) == 1:
     return jax.jit(local, compiler_options=options)
   # Units never communicate, so the replication checks of shard_map are not needed.
   return jax.jit(jax.shard_map(local, mesh=programs.units_mesh(devices), in_specs=programs.UNITS,
                                out_specs=programs.UNITS, check_vma=False),
                  compiler_options=options)
-
-
-class UnitsPlan(NamedTuple):
-  """The layout one call resolved to (logged by pipelines and sweeps)."""
-  units: int        # real (configuration, fold) units
-  devices: int      # devices they are split over
-  platform: str
-  lanes: int        # units vmapped together on a device
-  padded_units: int  # units computed, a multiple of devices * lanes
-
-
-def plan(num_units: int, layout: Layout = Layout()) -> UnitsPlan:
-  """Resolves ``layout`` for ``num_units`` units on this process's local devices (all of them
-  by default, but never more than there are units)."""
-  devices = local_devices(layout.devices)
-  if not layout.devices:
-    devices = devices[:max(1, num_units)]
-  per_device = -(-num_units // len(devices))
-  if layout.lanes < 0:
-    raise ValueError(f"train.lanes = {layout.lanes}: use 0 (automatic) or a positive count")
-  lanes = layout.lanes or (1 if devices[0].platform == "cpu" else per_device)
-  lanes = max(1, min(lanes, per_device))
-  per_device = -(-per_device // lanes) * lanes
-  return UnitsPlan(units=num_units, devices=len(devices), platform=devices[0].platform,
-                   lanes=lanes, padded_units=per_device * len(devices))
 
 
 def _seed_array(seeds) -> np.ndarray:
@@ -517,7 +369,7 @@ def train_units(settings: TrainSettings, seeds, fold_numbers, z: np.ndarray, pai
   fn, args, resolved, devices = _padded_call(settings, seeds, fold_numbers, z, pairs, fold,
                                              layout)
   out = jax.device_get(programs.call(fn, args, repr((settings, d, resolved.lanes)), devices,
-                                     _compiler_options(settings, devices)))
+                                     placement.compiler_options(settings.fast_compile, devices)))
   out = jax.tree.map(lambda a: np.asarray(a)[:num_units], out)
   return out._replace(test_prob=out.test_prob[:, :n_test])
 
@@ -533,8 +385,8 @@ def program_call(settings: TrainSettings, seeds, fold_numbers, z: np.ndarray, pa
 def _padded_call(settings, seeds, fold_numbers, z, pairs, fold, layout):
   """:func:`program_call`'s program and arguments, with the plan and devices they were made for."""
   num_units, _, d = np.shape(z)
-  resolved = plan(num_units, layout)
-  devices = tuple(local_devices(layout.devices)[:resolved.devices])
+  resolved = placement.plan(num_units, layout)
+  devices = tuple(placement.local_devices(layout.devices)[:resolved.devices])
   z, pairs, fold = _to_shape_classes(z, pairs, fold, settings.batch_size)
   extra = resolved.padded_units - num_units
 
@@ -598,52 +450,12 @@ def clear_compiled() -> None:
   programs.clear()
 
 
-def flops_per_pair(d: int, hidden: tuple[int, int]) -> tuple[int, int]:
-  """Matmul FLOPs of the MLP per pair: ``(forward, training step)``.
-
-  A training step is the forward pass plus the backward pass: weight gradients of all three
-  layers and input gradients of the second and third (the input needs none); ``2`` FLOPs per
-  multiply-add, biases and activations not counted.
-  """
-  h1, h2 = hidden
-  macs = d * h1 + h1 * h2 + h2
-  forward = 2 * macs
-  return forward, forward + 2 * macs + 2 * (h1 * h2 + h2)
-
-
 def run_flops(out: TrainOutput, fold: FoldData, d: int, hidden: tuple[int, int]) -> float:
   """Matmul FLOPs the units really needed: per unit, ``epochs_run`` epochs over its real
   training pairs and its validation pairs, and the final test pass (padding not counted)."""
-  forward, step = flops_per_pair(d, hidden)
+  forward, step = mlp.flops_per_pair(d, hidden)
   epochs = np.asarray(out.epochs_run, np.float64).reshape(-1)
   n_train = np.asarray(fold.train_count, np.float64).reshape(-1)
   n_val = np.asarray(fold.val_mask).reshape(epochs.size, -1).sum(axis=1)
   n_test = np.asarray(fold.test_mask).reshape(epochs.size, -1).sum(axis=1)
   return float(np.sum(epochs * (n_train * step + n_val * forward) + n_test * forward))
-
-
-def enable_compilation_cache(path: str | None) -> str | None:
-  """Points JAX's persistent compilation cache at ``path`` so a repeated run skips compiling.
-
-  ``None`` or ``"none"`` leaves it off; ``""`` uses ``<LASCA_JAX_CACHE or ~/.cache/lasca_jax>/xla``.
-  JAX reads the setting once per process, so a directory already set (an earlier call, or the
-  ``JAX_COMPILATION_CACHE_DIR`` environment variable) is kept. Programs compiling in under 0.2 s
-  are not stored. Returns the directory in use, or None.
-  """
-  current = jax.config.jax_compilation_cache_dir
-  if current:
-    return current
-  if path is None or str(path).lower() == "none":
-    return None
-  if not path:
-    path = os.path.join(files_lib.default_cache_dir(), "xla")
-  os.makedirs(path, exist_ok=True)
-  jax.config.update("jax_compilation_cache_dir", path)
-  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
-  return path
-
-
-def num_params(d: int, hidden: tuple[int, int]) -> int:
-  """Trainable parameters (weights and biases) of the MLP ``d -> hidden -> 1``."""
-  sizes = (d, *hidden, 1)
-  return int(sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:])))

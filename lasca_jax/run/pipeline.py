@@ -21,13 +21,13 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from lasca_jax.analysis import labels, stats
-from lasca_jax.data import coverage, types as data_lib
+from lasca_jax.analysis import stats
+from lasca_jax.data import types as data_lib
 from lasca_jax.encoders import embedder as embedder_lib, text as text_lib
-from lasca_jax.method import controls, lexicon, protocols, representation, templates
+from lasca_jax.method import controls, coverage, lexicon, protocols, representation, templates
 from lasca_jax.method import windows as windows_lib
-from lasca_jax.model import programs, train
-from lasca_jax.run import cache as cache_lib, results_file, stages, validate
+from lasca_jax.model import placement, programs, train
+from lasca_jax.run import cache as cache_lib, labels, results_file, stages, validate
 from lasca_jax.run.rundir import RunDir, RunLog
 
 
@@ -123,10 +123,13 @@ def prepare(config, cache: cache_lib.StageCache, log: RunLog | None = None,
   win = stages.windows(cache, frames=frames, window_seconds=float(fcfg.window_seconds))
   cols = windows_lib.modality_columns(win.value.modalities, fcfg.modality)
   train.TrainSettings.from_config(config)   # a bad model or train field: fail before any work
-  pad_dim = controls.fused_dim(config.model, config.text, int(cols.size))
+  encoder = embedder_lib.EncoderSettings.from_config(config.text)
+  pad_dim = embedder_lib.fused_dim(str(config.model.get("hidden_from", "")), encoder,
+                                   int(cols.size))
   fusion = representation.get(config.model.fusion)
   # Known (or an error) before any work: the random-text control's vector norm.
-  random_norm = controls.random_norm(config.text) if fusion.text == "random" else None
+  random_norm = (embedder_lib.random_norm(config.text.get("random_norm", 0.0), encoder)
+                 if fusion.text == "random" else None)
   usable, base = usable_windows(config, cache, win, cols, log)
   splits, window_subject = subject_folds(config, win, usable, cols, log)
   norm = stages.normalise(cache, windows=win, modality=fcfg.modality, clip=bool(fcfg.clip),
@@ -410,13 +413,13 @@ def train_run(config, out: RunDir, cache: cache_lib.StageCache) -> TrainedRun:
   ``out`` (:func:`finish`)."""
   inputs = prepare(config, cache, out.log)
   settings = train.TrainSettings.from_config(config)
-  layout = train.Layout.from_config(config.train)
-  plan = train.plan(inputs.num_folds, layout)
+  layout = placement.Layout.from_config(config.train)
+  plan = placement.plan(inputs.num_folds, layout)
   out.log("train", folds=inputs.num_folds, input_dim=inputs.input_dim,
           hidden=list(settings.hidden_sizes(inputs.input_dim)), hidden_from_dim=settings.hidden_dim,
           devices=plan.devices, platform=plan.platform, lanes=plan.lanes,
           fast_compile=settings.fast_compile,
-          compilation_cache=train.enable_compilation_cache(config.get("compilation_cache", "")))
+          compilation_cache=placement.enable_compilation_cache(config.get("compilation_cache", "")))
   t0, before = time.time(), dict(programs.counts)
   output = train.train_folds(settings, int(config.seed), inputs.z, inputs.pairs, inputs.folds,
                              layout)

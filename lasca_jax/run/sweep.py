@@ -29,11 +29,10 @@ import jax
 import ml_collections
 import numpy as np
 
-from lasca_jax.analysis import labels
 from lasca_jax.data import files as files_lib
 from lasca_jax.method import representation
-from lasca_jax.model import programs, train
-from lasca_jax.run import cache as cache_lib, fields, pipeline, rundir
+from lasca_jax.model import placement, programs, train
+from lasca_jax.run import cache as cache_lib, fields, labels, pipeline, rundir
 
 
 def _baselines(sweep) -> list[tuple[str, str, str]]:
@@ -192,8 +191,8 @@ def _train_and_write(group: list[Member], log: logging.Logger) -> float:
   config0, inputs0 = group[0].config, group[0].inputs
   settings = train.TrainSettings.from_config(config0)
   z, pairs, folds = stack_inputs([m.inputs for m in group])
-  layout = train.Layout.from_config(config0.train)
-  plan = train.plan(len(group) * inputs0.num_folds, layout)
+  layout = placement.Layout.from_config(config0.train)
+  plan = placement.plan(len(group) * inputs0.num_folds, layout)
   t0, before = time.time(), dict(programs.counts)
   out = train.train_configs(settings, [int(m.config.seed) for m in group], z, pairs, folds,
                             layout)
@@ -250,8 +249,8 @@ def run_sweep(config, workdir: str, progress: bool = True, retry_failed: bool = 
   # Runs whose inputs will share a shape are adjacent, so at most one group is in memory.
   pending.sort(key=lambda p: (_shape_signature(p[1]), p[0]))
   size = group_size(config)
-  compilation_cache = train.enable_compilation_cache(config.get("compilation_cache", ""))
-  local = train.local_devices(train.Layout.from_config(config.train).devices)
+  compilation_cache = placement.enable_compilation_cache(config.get("compilation_cache", ""))
+  local = placement.local_devices(placement.Layout.from_config(config.train).devices)
   log.info("sweep: training on %d local %s device(s)", len(local), local[0].platform)
   group, groups, train_seconds = [], 0, 0.0
   for run_dir, cfg in tqdm(pending, desc="sweep", unit="run", disable=not progress):

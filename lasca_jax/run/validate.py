@@ -22,6 +22,8 @@ import sys
 from typing import Any, Callable, Sequence
 
 from lasca_jax.data import datasets
+from lasca_jax.data.checks import (BOOL, MISSING as _MISSING, _is_int, int_at_least, int_in,
+                                   number_in, one_of, problem)
 from lasca_jax.encoders import text as text_lib
 from lasca_jax.method import controls, representation, templates
 from lasca_jax.run.fields import get_field
@@ -38,41 +40,6 @@ PROTOCOLS = ("kfold", "random_splits")
 BUILTIN_LEXICONS = ("llm", "feature_name", "shuffled", "dataset")
 
 
-def _is_int(v) -> bool:
-  return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _is_num(v) -> bool:
-  return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-
-def int_at_least(lo: int) -> tuple[Callable[[Any], bool], str]:
-  return (lambda v: _is_int(v) and v >= lo), f"an integer >= {lo}"
-
-
-def int_in(lo: int, hi: int) -> tuple[Callable[[Any], bool], str]:
-  return (lambda v: _is_int(v) and lo <= v <= hi), f"an integer in [{lo}, {hi}]"
-
-
-def number_in(lo: float, hi: float, lo_open: bool = False, hi_open: bool = False
-              ) -> tuple[Callable[[Any], bool], str]:
-  """A finite number in the interval; open ends are excluded."""
-  def ok(v):
-    if not _is_num(v):
-      return False
-    return (v > lo if lo_open else v >= lo) and (v < hi if hi_open else v <= hi)
-  left, right = ("(" if lo_open else "["), (")" if hi_open else "]")
-  hi_text = "inf" if hi == math.inf else f"{hi:g}"
-  return ok, f"a number in {left}{lo:g}, {hi_text}{right}"
-
-
-def one_of(choices: Sequence[str]) -> tuple[Callable[[Any], bool], str]:
-  return (lambda v: v in choices), "one of " + ", ".join(repr(c) for c in choices)
-
-
-BOOL = ((lambda v: isinstance(v, bool)), "True or False")
-
-
 class _Registered:
   """``"one of <the fusions registered now>"``: read when a problem is written, so a fusion
   registered after import (a test, a user's module) is valid too."""
@@ -82,6 +49,7 @@ class _Registered:
 
 
 FUSION = ((lambda v: v in representation.FUSIONS), _Registered())
+
 
 # (dotted field, (check, valid range)) for the sections every run uses.
 RULES: tuple[tuple[str, tuple[Callable[[Any], bool], str]], ...] = (
@@ -131,10 +99,6 @@ RULES: tuple[tuple[str, tuple[Callable[[Any], bool], str]], ...] = (
     ("compilation_cache", ((lambda v: isinstance(v, str)),
                            "a directory, '' for the default or 'none'")),
 )
-
-
-def problem(field: str, value: Any, valid: str) -> str:
-  return f"{field}={value!r} (need {valid})"
 
 
 def _lexicon_problems(config) -> list[str]:
@@ -229,9 +193,6 @@ def problems(config, sweep: bool = False) -> list[str]:
   return out
 
 
-_MISSING = object()
-
-
 def check(config, sweep: bool = False) -> None:
   """Raises :class:`ConfigError` listing every problem of ``config`` (see :func:`problems`)."""
   found = problems(config, sweep)
@@ -300,46 +261,3 @@ def parse_flags(argv: Sequence[str]) -> list[str]:
     sys.exit(2)
 
 
-def field_problems(section, prefix: str, rules) -> list[str]:
-  """Problems of ``section`` (e.g. ``config.data``) under ``rules`` ``[(field, (ok, valid))]``."""
-  out = []
-  for field, (ok, valid) in rules:
-    value = get_field(section, field, _MISSING)
-    if value is not _MISSING and not ok(value):
-      out.append(problem(f"{prefix}.{field}", value, valid))
-  return out
-
-
-def root_problems(data_config, what: str) -> list[str]:
-  """``data.root`` must name an existing folder."""
-  root = get_field(data_config, "root", "")
-  if not root:
-    return [problem("data.root", root, f"the {what} folder")]
-  if not os.path.isdir(os.path.expanduser(str(root))):
-    return [problem("data.root", root, f"an existing folder (the {what})")]
-  return []
-
-
-MEDIA_RULES = (
-    ("frame_stride", int_at_least(1)),
-    ("num_faces", int_at_least(0)),
-    ("sample_rate", int_at_least(1)),
-    ("mfcc_hop_seconds", number_in(0, math.inf, lo_open=True)),
-    ("mfcc_window_seconds", number_in(0, math.inf, lo_open=True)),
-    ("skip_missing", BOOL),
-    ("fps", number_in(0, math.inf)),
-)
-
-
-def csv_dir_problems(data_config) -> list[str]:
-  """Pre-extracted feature folders, when set, must exist."""
-  out = []
-  for modality in ("face", "audio"):
-    folder = get_field(data_config, f"{modality}_csv_dir", "")
-    if folder:
-      path = os.path.join(os.path.expanduser(str(get_field(data_config, "root", ""))),
-                          os.path.expanduser(folder))
-      if not os.path.isdir(path):
-        out.append(problem(f"data.{modality}_csv_dir", folder, "an existing folder of "
-                           "<recording>.csv feature files (relative to data.root or absolute)"))
-  return out

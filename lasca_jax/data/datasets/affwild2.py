@@ -37,7 +37,7 @@ from typing import Optional
 
 import numpy as np
 
-from lasca_jax.data import files as files_lib, types as data
+from lasca_jax.data import checks, files as files_lib, types as data
 from lasca_jax.data.extract import load, runner
 
 NAME = "affwild2"
@@ -208,11 +208,10 @@ def load_recordings(data_config) -> list[data.Recording]:
 
 
 def validate(data_config) -> list[str]:
-  """Problems of the Aff-Wild2 fields (see :mod:`lasca_jax.run.validate`)."""
-  from lasca_jax.run import validate as v  # pylint: disable=import-outside-toplevel
-  return (v.root_problems(data_config, "Aff-Wild2 dataset") +
-          v.field_problems(data_config, "data", v.MEDIA_RULES) +
-          v.csv_dir_problems(data_config))
+  """Problems of the Aff-Wild2 fields (see :mod:`lasca_jax.data.checks`)."""
+  return (checks.root_problems(data_config, "Aff-Wild2 dataset") +
+          checks.field_problems(data_config, "data", checks.MEDIA_RULES) +
+          checks.csv_dir_problems(data_config))
 
 
 def fingerprint(data_config) -> dict:

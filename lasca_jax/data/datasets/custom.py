@@ -40,7 +40,7 @@ from typing import Optional
 
 import numpy as np
 
-from lasca_jax.data import files as files_lib, types as data
+from lasca_jax.data import checks, files as files_lib, types as data
 from lasca_jax.data.extract import load
 
 NAME = "custom"
@@ -247,18 +247,17 @@ def media_jobs(data_config) -> list:
 
 
 def validate(data_config) -> list[str]:
-  """Problems of the custom-table fields (see :mod:`lasca_jax.run.validate`)."""
-  from lasca_jax.run import validate as v  # pylint: disable=import-outside-toplevel
-  out = v.root_problems(data_config, "tables")
+  """Problems of the custom-table fields (see :mod:`lasca_jax.data.checks`)."""
+  out = checks.root_problems(data_config, "tables")
   for field in ("feature_columns", "audio_columns"):
     try:
       re.compile(str(data_config.get(field, "")))
     except re.error as e:
-      out.append(v.problem(f"data.{field}", data_config[field], f"a valid regular expression: {e}"))
+      out.append(checks.problem(f"data.{field}", data_config[field], f"a valid regular expression: {e}"))
   if not data_config.get("time_column", ""):
-    out.append(v.problem("data.time_column", "", "the name of the time column (seconds)"))
+    out.append(checks.problem("data.time_column", "", "the name of the time column (seconds)"))
   if not data_config.get("valence_column", "") and not data_config.get("arousal_column", ""):
-    out.append(v.problem("data.valence_column", "", "a label column name; at most one of "
+    out.append(checks.problem("data.valence_column", "", "a label column name; at most one of "
                          "data.valence_column and data.arousal_column may be ''"))
   return out
 

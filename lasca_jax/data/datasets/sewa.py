@@ -42,7 +42,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from lasca_jax.data import files as files_lib, types as data
+from lasca_jax.data import checks, files as files_lib, types as data
 from lasca_jax.data.extract import load, runner
 
 NAME = "sewa"
@@ -279,15 +279,14 @@ def load_recordings(data_config) -> list[data.Recording]:
 
 
 def validate(data_config) -> list[str]:
-  """Problems of the SEWA fields (see :mod:`lasca_jax.run.validate`)."""
-  from lasca_jax.run import validate as v  # pylint: disable=import-outside-toplevel
-  return (v.root_problems(data_config, "SEWA dataset") +
-          v.field_problems(data_config, "data", v.MEDIA_RULES + (
-              ("label_format", v.one_of(FORMATS)),
-              ("subject_id", v.one_of(("recording", "strip_partition"))),
-              ("label_rate", v.number_in(0, float("inf"))),
-              ("raters_time_column", v.one_of(("auto", "none"))))) +
-          v.csv_dir_problems(data_config))
+  """Problems of the SEWA fields (see :mod:`lasca_jax.data.checks`)."""
+  return (checks.root_problems(data_config, "SEWA dataset") +
+          checks.field_problems(data_config, "data", checks.MEDIA_RULES + (
+              ("label_format", checks.one_of(FORMATS)),
+              ("subject_id", checks.one_of(("recording", "strip_partition"))),
+              ("label_rate", checks.number_in(0, float("inf"))),
+              ("raters_time_column", checks.one_of(("auto", "none"))))) +
+          checks.csv_dir_problems(data_config))
 
 
 def fingerprint(data_config) -> dict:

@@ -32,7 +32,7 @@ import os
 
 import numpy as np
 
-from lasca_jax.data import files as files_lib
+from lasca_jax.data import checks, files as files_lib
 from lasca_jax.data.types import BLENDSHAPE_NAMES, FACE_FEATURE_NAMES, MFCC_NAMES, Recording
 
 # (feature, valence loading, arousal loading) on the logit scale.
@@ -178,16 +178,15 @@ def fingerprint(data_config) -> dict:
 
 
 def validate(data_config) -> list[str]:
-  """Problems of the generator's fields (see :mod:`lasca_jax.run.validate`)."""
-  from lasca_jax.run import validate as v  # pylint: disable=import-outside-toplevel
-  return v.field_problems(data_config, "data", (
-      ("seed", v.int_at_least(0)), ("num_subjects", v.int_at_least(2)),
-      ("minutes", v.number_in(0, math.inf, lo_open=True)),
-      ("frame_rate", v.number_in(0, math.inf, lo_open=True)),
-      ("num_raters", v.int_at_least(1)), ("rater_noise", v.number_in(0, math.inf)),
-      ("noise", v.number_in(0, math.inf)), ("subject_offset", v.number_in(0, math.inf)),
-      ("face_dropout", v.number_in(0, 1)), ("action_rate", v.number_in(0, math.inf)),
-      ("tonic_scale", v.number_in(0, 1)), ("tonic_loading", v.number_in(0, math.inf))))
+  """Problems of the generator's fields (see :mod:`lasca_jax.data.checks`)."""
+  return checks.field_problems(data_config, "data", (
+      ("seed", checks.int_at_least(0)), ("num_subjects", checks.int_at_least(2)),
+      ("minutes", checks.number_in(0, math.inf, lo_open=True)),
+      ("frame_rate", checks.number_in(0, math.inf, lo_open=True)),
+      ("num_raters", checks.int_at_least(1)), ("rater_noise", checks.number_in(0, math.inf)),
+      ("noise", checks.number_in(0, math.inf)), ("subject_offset", checks.number_in(0, math.inf)),
+      ("face_dropout", checks.number_in(0, 1)), ("action_rate", checks.number_in(0, math.inf)),
+      ("tonic_scale", checks.number_in(0, 1)), ("tonic_loading", checks.number_in(0, math.inf))))
 
 
 SIMULATED_ENCODERS = (("SimFace", "visual", ("face",)), ("SimAudio", "audio", ("audio",)),
