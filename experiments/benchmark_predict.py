@@ -23,7 +23,7 @@ import time
 from absl import app, flags
 import numpy as np
 
-from lasca_jax.encoders import embedder as embedder_lib, text as text_lib
+from lasca_jax.encoders import embedder as embedder_lib, encoding
 from lasca_jax.inference import apply, attribution, ensemble, stream
 
 _RUN = flags.DEFINE_string("run", None, "Trained run directory.")
@@ -89,7 +89,7 @@ def main(argv):
     if predictor.uses_text:
       with tempfile.TemporaryDirectory() as tmp:
         model = predictor.store.model
-        fresh = text_lib.EmbeddingStore(tmp, predictor.meta["backbone"], predictor.model_path)
+        fresh = encoding.EmbeddingStore(tmp, predictor.meta["backbone"], predictor.model_path)
         fresh._model = model                                      # pylint: disable=protected-access
         fresh.embed(rep.prompts.tolist(), progress=False)
         shared = predictor._embedder                              # pylint: disable=protected-access

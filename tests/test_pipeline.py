@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from lasca_jax.data.types import FACE_FEATURE_NAMES, MFCC_NAMES, Recording
-from lasca_jax.encoders import text as text_lib
+from lasca_jax.encoders import encoding, text as text_lib
 from lasca_jax.method import lexicon
 from lasca_jax.run import cache, pipeline
 from conftest import ROOT, make_tiny_config
@@ -137,11 +137,11 @@ def test_unavailable_weights_fail_with_instructions(tmp_path, monkeypatch):
 def test_embedding_store_encodes_each_prompt_once_across_runs(tmp_path):
   prompts = ["facial: jaw drop shock surprise <|endoftext|>",
              "facial: left smile smirk positivity <|endoftext|>"]
-  store = text_lib.EmbeddingStore(str(tmp_path), "all-MiniLM-L6-v2")
+  store = encoding.EmbeddingStore(str(tmp_path), "all-MiniLM-L6-v2")
   emb = store.embed(prompts + prompts[:1], progress=False)
   assert emb.shape == (3, 384) and store.encoded_count == 2
   np.testing.assert_array_equal(emb[0], emb[2])
-  again = text_lib.EmbeddingStore(str(tmp_path), "all-MiniLM-L6-v2")
+  again = encoding.EmbeddingStore(str(tmp_path), "all-MiniLM-L6-v2")
   np.testing.assert_array_equal(again.embed(prompts[::-1], progress=False), emb[[1, 0]])
   assert again.encoded_count == 0 and again._model is None        # never even loaded
   model = text_lib.load_model("all-MiniLM-L6-v2")

@@ -15,7 +15,7 @@ import textwrap
 import numpy as np
 import pytest
 
-from lasca_jax.encoders import store as store_lib, text as text_lib
+from lasca_jax.encoders import encoding, store as store_lib, text as text_lib
 from lasca_jax.method import templates
 from conftest import ROOT
 
@@ -46,7 +46,7 @@ def vector(text, dim=8):
 
 def make_store(tmp_path, model, **kwargs):
   kwargs.setdefault("device", "cpu")
-  s = text_lib.EmbeddingStore(str(tmp_path), "all-MiniLM-L6-v2", **kwargs)
+  s = encoding.EmbeddingStore(str(tmp_path), "all-MiniLM-L6-v2", **kwargs)
   s._model = model
   return s
 
@@ -138,7 +138,7 @@ def test_backbones_and_precisions_are_kept_apart(tmp_path):
   assert half.key == s.key + "-float16"
   half.embed(PROMPTS[:5], progress=False)
   assert half.encoded_count == 5   # never served another precision's rows
-  other = text_lib.EmbeddingStore(str(tmp_path), "all-mpnet-base-v2", device="cpu")
+  other = encoding.EmbeddingStore(str(tmp_path), "all-mpnet-base-v2", device="cpu")
   other._model = StandIn(dim=12)
   assert other.embed(PROMPTS[:2], progress=False).shape == (2, 12)
   assert other.encoded_count == 2 and s.store.count() == 12
@@ -153,7 +153,7 @@ def test_legacy_npz_store_is_imported_once(tmp_path, caplog):
   model = StandIn()
   with pytest.MonkeyPatch.context() as mp:
     mp.setattr(text_lib, "load_model", lambda *a, **k: model)
-    s = text_lib.EmbeddingStore(str(tmp_path), "all-MiniLM-L6-v2", device="cpu")
+    s = encoding.EmbeddingStore(str(tmp_path), "all-MiniLM-L6-v2", device="cpu")
     np.testing.assert_array_equal(s.embed(PROMPTS[:10], progress=False), table)
     assert s.encoded_count == 0 and model.batches == 0
     s.embed(PROMPTS[:12], progress=False)
@@ -162,7 +162,7 @@ def test_legacy_npz_store_is_imported_once(tmp_path, caplog):
     with open(legacy, "wb") as f:
       f.write(b"PK\x03\x04 truncated")
     with caplog.at_level(logging.WARNING):
-      again = text_lib.EmbeddingStore(str(tmp_path), "all-MiniLM-L6-v2", device="cpu")
+      again = encoding.EmbeddingStore(str(tmp_path), "all-MiniLM-L6-v2", device="cpu")
     assert legacy in caplog.text
     again.embed(PROMPTS[:12], progress=False)
     assert again.encoded_count == 0
@@ -187,13 +187,13 @@ def test_merge_from_shard_stores(tmp_path):
 def test_token_batches_respect_budget_longest_first():
   rng = np.random.default_rng(0)
   lengths = rng.integers(5, 200, size=500)
-  batches = text_lib.token_batches(lengths, 2048, 64)
+  batches = encoding.token_batches(lengths, 2048, 64)
   flat = np.concatenate(batches)
   assert sorted(flat.tolist()) == list(range(500))
   assert all(lengths[b].max() * len(b) <= 2048 and len(b) <= 64 for b in batches)
   assert np.all(np.diff(lengths[flat]) <= 0)              # longest first throughout
-  assert text_lib.token_batches(np.array([5000, 3]), 2048, 64)[0].tolist() == [0]
-  assert [len(b) for b in text_lib.token_batches(np.full(10, 7), 0, 4)] == [4, 4, 2]
+  assert encoding.token_batches(np.array([5000, 3]), 2048, 64)[0].tolist() == [0]
+  assert [len(b) for b in encoding.token_batches(np.full(10, 7), 0, 4)] == [4, 4, 2]
 
 
 def test_chunk_prompt_splits_at_phrase_boundaries_within_the_window():
@@ -201,7 +201,7 @@ def test_chunk_prompt_splits_at_phrase_boundaries_within_the_window():
   audio = [f"tone {i}" for i in range(5)]
   prompt = templates.multimodal_prompt(face, audio)
   words = lambda ts: np.array([len(t.split()) for t in ts])
-  pieces = text_lib.chunk_prompt(prompt, 16, words)
+  pieces = encoding.chunk_prompt(prompt, 16, words)
   assert len(pieces) > 1 and all(words([p])[0] <= 16 for p in pieces)
   items = [it for p in pieces for it in templates.prompt_phrases(p)]
   assert items == templates.prompt_phrases(prompt)
@@ -215,7 +215,7 @@ def test_chunk_mode_mean_pools_pieces_and_counts_cut_prompts(tmp_path):
   model = StandIn(max_seq_length=10)
   s = make_store(tmp_path, model, long_prompts="chunk")
   emb = s.embed([short, long_prompt], progress=False)
-  pieces = text_lib.chunk_prompt(long_prompt, 10, lambda ts: text_lib.token_counts(model, ts))
+  pieces = encoding.chunk_prompt(long_prompt, 10, lambda ts: text_lib.token_counts(model, ts))
   np.testing.assert_allclose(emb[1], np.mean([vector(p) for p in pieces], axis=0), rtol=1e-6)
   np.testing.assert_array_equal(emb[0], vector(short))
   assert s.stats.chunked == 1 and s.stats.pieces == len(pieces) and s.cut_prompts() == 1

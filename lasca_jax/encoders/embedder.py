@@ -2,7 +2,7 @@
 
 :class:`EncoderSettings` is the typed form of the encoder fields of ``config.text`` (backbone,
 folder, device, batch size, token budget, precision, long prompts), with their defaults in one
-place; it builds the run's :class:`lasca_jax.encoders.text.EmbeddingStore`. :class:`Embedder`
+place; it builds the run's :class:`lasca_jax.encoders.encoding.EmbeddingStore`. :class:`Embedder`
 answers ``prompts -> embeddings`` for training, a bundle's batch path, the one-window streaming
 predictor (warm: the store's table in memory; cold: the encoder run on the prompt, with the same
 chunking and precision) and attribution; for the random-text control it gives each prompt's fixed
@@ -17,7 +17,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from lasca_jax.encoders import text as text_lib
+from lasca_jax.encoders import encoding, text as text_lib
 from lasca_jax.method import controls
 
 _DEFAULTS = {"backbone": "all-MiniLM-L6-v2", "model_path": "", "device": "auto",
@@ -66,9 +66,9 @@ class EncoderSettings:
   def with_model_path(self, model_path: str | None) -> "EncoderSettings":
     return self if model_path is None else dataclasses.replace(self, model_path=model_path)
 
-  def store(self, cache_dir: str) -> text_lib.EmbeddingStore:
+  def store(self, cache_dir: str) -> encoding.EmbeddingStore:
     """The shared prompt store of this backbone and precision under ``cache_dir``."""
-    return text_lib.EmbeddingStore(cache_dir, self.backbone, self.model_path, self.device,
+    return encoding.EmbeddingStore(cache_dir, self.backbone, self.model_path, self.device,
                                    self.batch_size, self.token_budget, self.precision,
                                    self.long_prompts)
 
@@ -118,7 +118,7 @@ class Embedder:
 
   Exactly one source:
 
-  * ``store``: the run's :class:`~lasca_jax.encoders.text.EmbeddingStore` (encodes what it lacks,
+  * ``store``: the run's :class:`~lasca_jax.encoders.encoding.EmbeddingStore` (encodes what it lacks,
     honouring ``long_prompts`` and precision);
   * ``random_text``: the random-text control's ``{"seed", "norm", "dim"}``;
   * ``encoder`` (with an optional ``table`` prompt -> embedding): a plain object with the
@@ -132,7 +132,7 @@ class Embedder:
     cache_hits: :meth:`warm` look-ups answered from memory.
   """
 
-  def __init__(self, store: text_lib.EmbeddingStore | None = None, *, encoder: Any = None,
+  def __init__(self, store: encoding.EmbeddingStore | None = None, *, encoder: Any = None,
                table: dict[str, np.ndarray] | None = None,
                random_text: Mapping[str, Any] | None = None):
     if sum(x is not None for x in (store, encoder, random_text)) > 1:

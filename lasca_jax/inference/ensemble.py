@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from lasca_jax.data import files as files_lib
-from lasca_jax.encoders import embedder as embedder_lib, text as text_lib
+from lasca_jax.encoders import embedder as embedder_lib, encoding
 from lasca_jax.inference import stream
 from lasca_jax.method import representation
 from lasca_jax.method.representation import Represented
@@ -79,7 +79,7 @@ class BundlePredictor:
     return self._embedder
 
   @property
-  def store(self) -> text_lib.EmbeddingStore:
+  def store(self) -> encoding.EmbeddingStore:
     """The shared embedding store of the bundle's backbone (under ``cache_dir``)."""
     if self.embedder.store is None:
       raise BundleError(f"{self.path}: a {self.fusion!r} model encodes no prompts")

@@ -20,7 +20,7 @@ Every run (``pipeline.run``, and each run of a sweep) writes ``<run dir>/bundle/
 :func:`lasca_jax.inference.ensemble.load_bundle` returns a ``BundlePredictor``, which recomputes a decision from raw
 window features exactly as the pipeline does (``windows.minmax_apply`` with the fold's
 statistics, ``salience.salience_mask``, ``templates.build_prompts``, the shared
-:class:`lasca_jax.encoders.text.EmbeddingStore`, fusion, ``mlp.PreferenceMLP``) for all fold models at
+:class:`lasca_jax.encoders.encoding.EmbeddingStore`, fusion, ``mlp.PreferenceMLP``) for all fold models at
 once: its probabilities on the run's test pairs are bit-identical to ``results.npz["test_prob"]``.
 Its ``window_predictor`` gives one fold as the streaming
 :class:`lasca_jax.inference.stream.WindowPredictor` (one window at a time, warm/cold prompt cache).

@@ -18,7 +18,7 @@ import os
 from typing import NamedTuple
 
 from lasca_jax.data import files as files_lib
-from lasca_jax.encoders import store as store_lib, text as text_lib
+from lasca_jax.encoders import encoding, store as store_lib
 from lasca_jax.method import representation
 from lasca_jax.run import cache as cache_lib, pipeline, sweep as sweep_lib
 
@@ -42,8 +42,8 @@ class EncoderSettings(NamedTuple):
                t.get("long_prompts", "truncate"), int(t.get("token_budget", 0)),
                int(t.batch_size))
 
-  def store(self, cache_dir: str, store_path: str = "", wal: bool = True) -> text_lib.EmbeddingStore:
-    return text_lib.EmbeddingStore(cache_dir, self.backbone, self.model_path, self.device,
+  def store(self, cache_dir: str, store_path: str = "", wal: bool = True) -> encoding.EmbeddingStore:
+    return encoding.EmbeddingStore(cache_dir, self.backbone, self.model_path, self.device,
                                  self.batch_size, self.token_budget, self.precision,
                                  self.long_prompts, store_path=store_path, wal=wal)
 
