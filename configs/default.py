@@ -10,6 +10,7 @@ import ml_collections
 
 
 def get_config() -> ml_collections.ConfigDict:
+  """Every field of every experiment, with its default (sections below)."""
   config = ml_collections.ConfigDict()
   config.name = "default"          # Run name; the run directory is <workdir> (default runs/<name>).
   config.seed = 0                  # Training seed: validation split, init and shuffling derive
@@ -19,6 +20,16 @@ def get_config() -> ml_collections.ConfigDict:
                                    # "none" -> off (JAX_COMPILATION_CACHE_DIR, if set, wins).
   config.model_label = ""          # Row label in tables; "" -> derived ("Features", "MPNet(F)").
 
+  _data_and_features(config)
+  _text(config)
+  _model_pairs_protocol(config)
+  _train(config)
+  _sweep(config)
+  return config
+
+
+def _data_and_features(config: ml_collections.ConfigDict) -> None:
+  """The dataset and its windows."""
   # Dataset: `name` picks the module lasca_jax.data.datasets.<name>; other fields are its own.
   config.data = ml_collections.ConfigDict()
   config.data.name = "synthetic"
@@ -34,6 +45,9 @@ def get_config() -> ml_collections.ConfigDict:
                                             # True: also a recording's trailing partial window
                                             # when it reaches min_valid_fraction.
 
+
+def _text(config: ml_collections.ConfigDict) -> None:
+  """Salience, lexicon, templates and the sentence encoder."""
   # Salience, lexicon, templates, text encoder (Sec. 3.1, App. B).
   config.text = ml_collections.ConfigDict()
   config.text.salience = "otsu"             # "otsu" (paper), "topk", or "threshold".
@@ -67,6 +81,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.text.random_norm = 0.0             # "random_text": their L2 norm; 0 -> the backbone's (1 for
                                             # the unit-norm backbones; others need a value).
 
+
+def _model_pairs_protocol(config: ml_collections.ConfigDict) -> None:
+  """The representation, the preference pairs and the protocol."""
   # Representation fed to the preference learner (Tables 3-4 rows).
   config.model = ml_collections.ConfigDict()
   config.model.fusion = "fused"             # "features" [x], "text" [s], "fused" [x || s],
@@ -97,6 +114,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.protocol.split_seed = -1           # Seed of the subject split; -1 -> config.seed (so a
                                             # new training seed keeps the folds when this is set).
 
+
+def _train(config: ml_collections.ConfigDict) -> None:
+  """The preference learner's training."""
   # Preference learner training: sklearn MLPClassifier(max_iter=25, alpha=1, tol=1e-3,
   # early_stopping=True, n_iter_no_change=3, shuffle=True) semantics, written functionally.
   config.train = ml_collections.ConfigDict()
@@ -121,6 +141,9 @@ def get_config() -> ml_collections.ConfigDict:
                                             # change (same code, same bits). False: bit-exact
                                             # with earlier releases.
 
+
+def _sweep(config: ml_collections.ConfigDict) -> None:
+  """The grid of experiments/sweep.py."""
   # Grid run by experiments/sweep.py (Tables 3-7); a single run ignores it.
   config.sweep = ml_collections.ConfigDict()
   config.sweep.modalities = ("visual", "audio", "multimodal")
@@ -141,4 +164,3 @@ def get_config() -> ml_collections.ConfigDict:
   config.sweep.group_size = 0                # Equally shaped configurations per compiled call;
                                              # 0 -> 1 on CPU (measured faster there), 8 on GPU/TPU.
   config.sweep.lasca_label = ""              # LaScA row of Tables 5-6; "" -> first backbone (F).
-  return config

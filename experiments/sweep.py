@@ -10,7 +10,6 @@ report (``<workdir>/report``: tables as Markdown, LaTeX and CSV, figures as PNG,
 rebuilt at the end from the run directories alone.
 """
 
-import copy
 import os
 import sys
 
@@ -18,9 +17,8 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from lasca_jax.analysis import report
-from lasca_jax.data.datasets import synthetic
 from lasca_jax.model import placement
-from lasca_jax.run import labels, sweep, validate
+from lasca_jax.run import sweep, validate
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file.",
                                           lock_config=True)
@@ -31,51 +29,12 @@ _RETRY_FAILED = flags.DEFINE_bool("retry_failed", False, "Run again the configur
 MAX_EXIT_STATUS = 100  # Exit statuses above it would read as signals; the report has the count.
 
 
-def with_simulated_baselines(config, workdir: str):
-  """The grid a sweep runs: a copy of ``config`` (the caller's is left as it is) whose
-  ``sweep.baselines`` include the synthetic stand-in encoders, written to
-  ``<workdir>/simulated_encoders``, when ``sweep.simulated_baselines`` is set. Idempotent."""
-  config = copy.deepcopy(config)
-  if config.sweep.simulated_baselines:
-    if config.data.name != "synthetic":
-      raise ValueError("sweep.simulated_baselines needs the synthetic dataset")
-    entries = synthetic.write_simulated_encoders(config.data,
-                                                 os.path.join(workdir, "simulated_encoders"))
-    with config.unlocked():
-      config.sweep.baselines = tuple(config.sweep.baselines) + tuple(
-          e for e in entries if e not in config.sweep.baselines)
-  return config
-
-
 def run(config, workdir: str, make_report: bool = True, retry_failed: bool = False) -> dict:
-  """Library entry point (tests and notebooks call this).
-
-  Failed configurations do not stop the others: each is recorded with its reason in its run
-  directory (``failed.json``), listed in ``summary["failures"]`` and in the report, and skipped
-  by later calls unless ``retry_failed``.
-  """
-  validate.check(config, sweep=True)
-  config = with_simulated_baselines(config, workdir)
-  summary = sweep.run_sweep(config, os.path.join(workdir, "runs"), retry_failed=retry_failed)
-  print(f"sweep {config.name}: {summary['configurations']} configurations, "
-        f"{summary['trained']} trained, {summary['skipped']} already done, "
-        f"{summary['failed']} failed, {summary['groups']} compiled calls, "
-        f"{summary['train_seconds']} s training on {summary['devices']} {summary['platform']} "
-        f"device(s)")
-  for rel, reason in summary["failures"].items():
-    print(f"  FAILED {rel}: {reason}")
-  if summary["failures"]:
-    print("  (recorded in each run's failed.json; a rerun skips them unless --retry_failed)")
+  """The sweep (:func:`lasca_jax.run.sweep.run`), then its report
+  (:func:`lasca_jax.analysis.report.sweep_report`)."""
+  summary = sweep.run(config, workdir, retry_failed)
   if make_report:
-    fused = [labels.fused_label(b) for b in config.sweep.backbones]
-    written = report.make_report(
-        os.path.join(workdir, "runs"), os.path.join(workdir, "report"),
-        dataset=config.data.name, lasca_label=config.sweep.lasca_label or fused[0],
-        lexicon=config.text.lexicon, lexicon_backbones=fused,
-        lexicon_modality=(config.sweep.ablation_modalities or ("multimodal",))[0],
-        figures=True, curves=True)
-    summary["report"] = written
-    print(f"report: {os.path.join(workdir, 'report', 'report.md')}")
+    summary["report"] = report.sweep_report(summary["config"], workdir)
   return summary
 
 

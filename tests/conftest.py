@@ -101,16 +101,24 @@ def _sweep_config(cache_dir, backbone):
   return config
 
 
+def run_sweep(config, workdir: str, make_report: bool = True, retry_failed: bool = False):
+  """What ``experiments/sweep.py`` runs: the sweep, then its report."""
+  from lasca_jax.analysis import report  # pylint: disable=import-outside-toplevel
+  from lasca_jax.run import sweep  # pylint: disable=import-outside-toplevel
+  summary = sweep.run(config, workdir, retry_failed)
+  if make_report:
+    summary["report"] = report.sweep_report(summary["config"], workdir)
+  return summary
+
+
 @pytest.fixture(scope="session")
 def swept(tmp_path_factory, tiny_backbone):
   """A sweep of the shrunk synthetic config (every table kind), shared by several tests."""
-  sys.path.insert(0, os.path.join(ROOT, "experiments"))
-  import sweep as sweep_cmd  # pylint: disable=import-outside-toplevel
   root = tmp_path_factory.mktemp("sweep")
   config = _sweep_config(root / "cache", tiny_backbone)
-  summary = sweep_cmd.run(config, str(root / "out"))
+  summary = run_sweep(config, str(root / "out"))
   assert not config.sweep.baselines                 # the caller's config is left as it was
-  config = sweep_cmd.with_simulated_baselines(config, str(root / "out"))   # the grid it ran
+  config = summary["config"]                        # the grid it ran
   return root, config, summary
 
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from lasca_jax.run import cache, pipeline, rundir, validate
-from conftest import ROOT, apply_overrides, make_tiny_config
+from conftest import ROOT, apply_overrides, make_tiny_config, run_sweep
 
 
 def _run_script(script, *args, env=None, timeout=300):
@@ -92,11 +92,6 @@ def test_a_mistyped_override_is_one_line_naming_the_closest_field(tmp_path):
 # ----------------------------------------------------------------------------- 1, 13: sweeps
 
 
-def _sweep_cmd():
-  sys.path.insert(0, os.path.join(ROOT, "experiments"))
-  import sweep as sweep_cmd  # pylint: disable=import-outside-toplevel
-  return sweep_cmd
-
 
 def _small_sweep(tmp_path, backbone, **overrides):
   config = make_tiny_config(tmp_path / "cache", **{
@@ -111,7 +106,7 @@ def test_a_failing_sweep_configuration_is_recorded_and_the_rest_goes_on(tmp_path
   config = _small_sweep(tmp_path, tiny_backbone, **{"sweep.margins": (0.1, 100.0),
                                                     "sweep.models": ("features",)})
   workdir = tmp_path / "sweep"
-  summary = _sweep_cmd().run(config, str(workdir))
+  summary = run_sweep(config, str(workdir))
   assert summary["configurations"] == 2 and summary["trained"] == 1 and summary["failed"] == 1
   (bad, reason), = summary["failures"].items()
   assert "m100" in bad and reason.startswith("prepare: ValueError: no preference pairs")
@@ -149,7 +144,7 @@ def test_the_report_holds_every_run_of_a_sweep_with_its_own_lexicon(tmp_path, ti
       "sweep.margins": (0.15,), "sweep.models": ("features", "text", "fused"),
       "text.lexicon": str(lex), "sweep.ablation_modalities": ("visual",),
       "sweep.ablation_lexicons": ("feature_name",)})
-  summary = _sweep_cmd().run(config, str(tmp_path / "sweep"))
+  summary = run_sweep(config, str(tmp_path / "sweep"))
   assert summary["trained"] == 4 and summary["failed"] == 0
   report_md = (tmp_path / "sweep" / "report" / "report.md").read_text()
   backbones = (tmp_path / "sweep" / "report" / "tables" / "backbones.md").read_text()

@@ -346,3 +346,18 @@ def make_report(sweep_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
   report.write_text("\n".join(md) + "\n")
   written["report"] = [str(report)]
   return written
+
+
+def sweep_report(config, workdir: str) -> dict[str, list[str]]:
+  """The report of a sweep run by :func:`lasca_jax.run.sweep.run` (its ``summary["config"]``)
+  under ``<workdir>/report``: :func:`make_report` with the grid's LaScA row, lexicon and
+  backbones, figures and learning curves."""
+  fused = [labels.fused_label(b) for b in config.sweep.backbones]
+  written = make_report(
+      os.path.join(workdir, "runs"), os.path.join(workdir, "report"),
+      dataset=config.data.name, lasca_label=config.sweep.lasca_label or fused[0],
+      lexicon=config.text.lexicon, lexicon_backbones=fused,
+      lexicon_modality=(config.sweep.ablation_modalities or ("multimodal",))[0],
+      figures=True, curves=True)
+  print(f"report: {os.path.join(workdir, 'report', 'report.md')}")
+  return written

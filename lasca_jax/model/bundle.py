@@ -37,7 +37,7 @@ import flax.serialization
 import jax
 import numpy as np
 
-from lasca_jax.data import files as files_lib
+from lasca_jax.data import datasets, files as files_lib
 from lasca_jax.encoders import text as text_lib
 from lasca_jax.method import representation
 from lasca_jax.model import train
@@ -67,12 +67,9 @@ def _sha256(path: str) -> str:
 
 
 def time_base_hz(config) -> float:
-  """The frame rate new recordings are resampled to before windowing: the dataset's annotation
-  rate (``data.frame_rate`` or ``data.label_rate``), else 10 Hz (SEWA's label rate)."""
-  for key in ("frame_rate", "label_rate"):
-    if key in config.data and float(config.data[key]) > 0:
-      return float(config.data[key])
-  return 10.0
+  """The frame rate new recordings are pooled onto before windowing, as the run's dataset
+  module declares it (``time_base_hz`` of :mod:`lasca_jax.data.datasets`)."""
+  return float(datasets.get_module(config.data.name).time_base_hz(config.data))
 
 
 def _test_windows(inputs) -> dict[str, np.ndarray]:

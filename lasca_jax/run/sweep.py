@@ -29,10 +29,10 @@ import jax
 import ml_collections
 import numpy as np
 
-from lasca_jax.data import files as files_lib
+from lasca_jax.data import datasets, files as files_lib
 from lasca_jax.method import representation
 from lasca_jax.model import placement, programs, train
-from lasca_jax.run import cache as cache_lib, fields, labels, pipeline, rundir
+from lasca_jax.run import cache as cache_lib, fields, labels, pipeline, rundir, validate
 
 
 def _baselines(sweep) -> list[tuple[str, str, str]]:
@@ -281,4 +281,52 @@ def run_sweep(config, workdir: str, progress: bool = True, retry_failed: bool = 
              "cache_misses": cache.misses}
   files_lib.write_json_atomic(os.path.join(workdir, "sweep.json"),
                               {"summary": summary, "runs": [rel for rel, _ in runs]}, indent=2)
+  return summary
+
+
+def with_simulated_baselines(config, workdir: str):
+  """The grid a sweep runs: a copy of ``config`` (the caller's is left as it is) whose
+  ``sweep.baselines`` include the dataset's stand-in encoders, written to
+  ``<workdir>/simulated_encoders``, when ``sweep.simulated_baselines`` is set (a dataset module
+  that simulates them declares ``write_simulated_encoders``). Idempotent.
+
+  Raises:
+    ValueError: the dataset simulates no encoders.
+  """
+  config = copy.deepcopy(config)
+  if config.sweep.simulated_baselines:
+    module = datasets.get_module(config.data.name)
+    if not hasattr(module, "write_simulated_encoders"):
+      raise ValueError(f"sweep.simulated_baselines: dataset {config.data.name!r} simulates no "
+                       "baseline encoders (the synthetic dataset does); set it to False")
+    entries = module.write_simulated_encoders(config.data,
+                                              os.path.join(workdir, "simulated_encoders"))
+    with config.unlocked():
+      config.sweep.baselines = tuple(config.sweep.baselines) + tuple(
+          e for e in entries if e not in config.sweep.baselines)
+  return config
+
+
+def run(config, workdir: str, retry_failed: bool = False) -> dict:
+  """A whole sweep (``experiments/sweep.py``; tests and notebooks call this): checks the config,
+  adds the simulated baselines, trains every configuration under ``<workdir>/runs``
+  (:func:`run_sweep`) and prints a summary; ``summary["config"]`` is the grid it ran.
+
+  Failed configurations do not stop the others: each is recorded with its reason in its run
+  directory (``failed.json``), listed in ``summary["failures"]``, and skipped by later calls
+  unless ``retry_failed``.
+  """
+  validate.check(config, sweep=True)
+  config = with_simulated_baselines(config, workdir)
+  summary = run_sweep(config, os.path.join(workdir, "runs"), retry_failed=retry_failed)
+  print(f"sweep {config.name}: {summary['configurations']} configurations, "
+        f"{summary['trained']} trained, {summary['skipped']} already done, "
+        f"{summary['failed']} failed, {summary['groups']} compiled calls, "
+        f"{summary['train_seconds']} s training on {summary['devices']} {summary['platform']} "
+        f"device(s)")
+  for rel, reason in summary["failures"].items():
+    print(f"  FAILED {rel}: {reason}")
+  if summary["failures"]:
+    print("  (recorded in each run's failed.json; a rerun skips them unless --retry_failed)")
+  summary["config"] = config
   return summary

@@ -207,6 +207,14 @@ def load_recordings(data_config) -> list[data.Recording]:
   return recordings
 
 
+def time_base_hz(data_config) -> float:
+  """10 Hz. Aff-Wild2's labels follow each video's frames, whose rate differs between videos; a
+  new recording is pooled onto a fixed 10 Hz grid instead, and its window means (over 30 or 50
+  steps) hardly depend on that choice."""
+  del data_config
+  return 10.0
+
+
 def validate(data_config) -> list[str]:
   """Problems of the Aff-Wild2 fields (see :mod:`lasca_jax.data.checks`)."""
   return (checks.root_problems(data_config, "Aff-Wild2 dataset") +

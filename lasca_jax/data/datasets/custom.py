@@ -246,6 +246,13 @@ def media_jobs(data_config) -> list:
   return []
 
 
+def time_base_hz(data_config) -> float:
+  """10 Hz for a new video (a table keeps its own time base when it is applied, as its
+  recordings do here); ``data.frame_rate`` when the config sets one."""
+  rate = float(data_config.get("frame_rate", 0.0) or 0.0)
+  return rate if rate > 0 else 10.0
+
+
 def validate(data_config) -> list[str]:
   """Problems of the custom-table fields (see :mod:`lasca_jax.data.checks`)."""
   out = checks.root_problems(data_config, "tables")

@@ -278,6 +278,15 @@ def load_recordings(data_config) -> list[data.Recording]:
   return recordings
 
 
+SEWA_LABEL_HZ = 10.0   # the AVEC CES labels' rate
+
+
+def time_base_hz(data_config) -> float:
+  """``data.label_rate`` when set, else the AVEC labels' 10 Hz."""
+  rate = float(data_config.get("label_rate", 0.0) or 0.0)
+  return rate if rate > 0 else SEWA_LABEL_HZ
+
+
 def validate(data_config) -> list[str]:
   """Problems of the SEWA fields (see :mod:`lasca_jax.data.checks`)."""
   return (checks.root_problems(data_config, "SEWA dataset") +

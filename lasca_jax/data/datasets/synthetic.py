@@ -177,6 +177,11 @@ def fingerprint(data_config) -> dict:
   return {"generator": "synthetic/v1", **data_config.to_dict()}
 
 
+def time_base_hz(data_config) -> float:
+  """The generator's frame rate (``data.frame_rate``)."""
+  return float(data_config.frame_rate)
+
+
 def validate(data_config) -> list[str]:
   """Problems of the generator's fields (see :mod:`lasca_jax.data.checks`)."""
   return checks.field_problems(data_config, "data", (
