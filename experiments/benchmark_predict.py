@@ -86,7 +86,7 @@ def main(argv):
     if predictor.uses_features:
       attribution.integrated_gradients(predictor, np.zeros((predictor.num_folds, 1, d),
                                                            np.float32))
-    if predictor.uses_text:
+    if predictor.spec.encoded:
       with tempfile.TemporaryDirectory() as tmp:
         model = predictor.store.model
         fresh = encoding.EmbeddingStore(tmp, predictor.meta["backbone"], predictor.model_path)

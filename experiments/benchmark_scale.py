@@ -45,28 +45,26 @@ Sections (``--sections``, in order):
   time, and its ratio to scikit-learn as the median (and range) of the rounds' ratios: both sides
   of a ratio were timed within the same minute, so a shared machine's changing load (printed
   with the figures) moves them together instead of deciding the ratio.
+
+Every fresh process is ``experiments/time_one.py`` (one measurement of
+``lasca_jax/run/timing.py``, printed as one JSON line).
 """
 
-import hashlib
 import json
 import os
 import subprocess
 import sys
 import tempfile
-import time
 
 from absl import app, flags, logging
 from ml_collections import config_flags
 import numpy as np
 
-
 import jax
-import jax.numpy as jnp
 
 from lasca_jax.encoders import encoding, peak, text as text_lib
-from lasca_jax.method import representation
-from lasca_jax.model import mlp, placement, programs, reference, train
-from lasca_jax.run import cache, pipeline, validate
+from lasca_jax.model import placement, train
+from lasca_jax.run import timing, validate
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file.")
 _SECTIONS = flags.DEFINE_list("sections", ["encoder", "devices", "step", "training"],
@@ -87,89 +85,25 @@ _FAST_ROWS = flags.DEFINE_bool("fast_compile_rows", True, "Training section on a
 _OUTPUT = flags.DEFINE_string("output", None, "Also write the figures as JSON here.")
 _STEPS = flags.DEFINE_integer("steps", 400, "Step section: minibatch steps per timing.",
                               lower_bound=1)
-_CHILD_STEP = flags.DEFINE_bool("child_step", False, "Internal: time the minibatch step in this "
-                                "process (one device); print one JSON line.")
-_CHILD_PHASES = flags.DEFINE_bool("child_phases", False, "Internal: with "
-                                  "--child_compilation_cache, time trace, lower, compile and run "
-                                  "of the training call separately.")
-_CHILD_PEAK = flags.DEFINE_bool("child_peak", False, "Internal: with --child_compilation_cache, "
-                                "also measure the f32 matmul peak after the timed calls.")
-_CHILD_SKLEARN = flags.DEFINE_bool("child_sklearn", False, "Internal: time scikit-learn on the "
-                                   "configuration's folds in this process; print one JSON line.")
-_CHILD = flags.DEFINE_string("child_compilation_cache", None,
-                             "Internal: time one training call with this persistent cache.")
-
 
 def _load() -> str:
   return "load average " + ", ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
-def _prepared(config):
-  inputs = pipeline.prepare(config, cache.StageCache(config.cache_dir or None))
-  return inputs, inputs.folds
-
-
-def _train(config, inputs, fold) -> train.TrainOutput:
-  return train.train_folds(train.TrainSettings.from_config(config), int(config.seed), inputs.z,
-                           inputs.pairs, fold, placement.Layout.from_config(config.train))
-
-
-def _child(config, compilation_cache: str) -> None:
-  """Times one training call in this (fresh) process, then a second (compiled) one, and with
-  ``--child_peak`` the f32 matmul peak right after; prints one JSON line."""
-  used = placement.enable_compilation_cache(compilation_cache)
-  inputs, fold = _prepared(config)
-  start = time.perf_counter()
-  out = _train(config, inputs, fold)
-  seconds = time.perf_counter() - start
-  start = time.perf_counter()
-  _train(config, inputs, fold)
-  compiled = time.perf_counter() - start
-  files = sum(len(f) for _, _, f in os.walk(compilation_cache))
-  d = inputs.z.shape[-1]
-  result = {"seconds": seconds, "compiled_seconds": compiled, "compilation_cache": used,
-            "cache_files": files, "stored_programs": dict(programs.counts),
-            "test_accuracy": np.asarray(out.test_accuracy).tolist(),
-            "mean_test_accuracy": float(np.mean(out.test_accuracy)),
-            # the matmul work of the epochs that really ran, and what a fold-synchronous loop runs
-            "flops": train.run_flops(out, fold, d, train.TrainSettings.from_config(config)
-                                     .hidden_sizes(d)),
-            "fold_epochs": int(np.sum(out.epochs_run)),
-            "fold_epochs_synchronous": int(len(out.epochs_run) * np.max(out.epochs_run))}
-  if _CHILD_PEAK.value:
-    result["peak"] = peak.measure_peak().as_dict()
-  print(json.dumps(result))
-
-
-def _child_phases(config, compilation_cache: str) -> None:
-  """Times the phases of one training call in this (fresh) process; prints one JSON line."""
-  placement.enable_compilation_cache(compilation_cache)
-  inputs, fold = _prepared(config)
-  seeds, fold_numbers, per_fold = train.fold_units(int(config.seed), inputs.z.shape[0],
-                                                   inputs.pairs)
-  fn, args = train.program_call(train.TrainSettings.from_config(config), seeds, fold_numbers,
-                                inputs.z, per_fold, fold, placement.Layout.from_config(config.train))
-  phases = (("trace", lambda _: fn.trace(*args)), ("lower", lambda traced: traced.lower()),
-            ("compile", lambda lowered: lowered.compile()),
-            ("execute", lambda compiled: jax.block_until_ready(compiled(*args))))
-  times, value = {}, None
-  for name, phase in phases:
-    start = time.perf_counter()
-    value = phase(value)
-    times[name] = time.perf_counter() - start
-  print(json.dumps(times))
+TIME_ONE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "time_one.py")
 
 
 def _child_command(*args: str) -> list[str]:
-  """This script in a fresh process, with this run's ``--config`` flags and ``args``."""
-  return [sys.executable, os.path.abspath(__file__),
-          *[a for a in sys.argv[1:] if a.startswith("--config")], *args]
+  """``experiments/time_one.py`` (one measurement, a fresh process) with this run's ``--config``
+  flags and ``args``."""
+  return [sys.executable, TIME_ONE, *[a for a in sys.argv[1:] if a.startswith("--config")],
+          *args]
 
 
 def _fresh_process_call(compilation_cache: str | None, extra_args=()) -> dict:
   env = dict(os.environ)
   env.pop("JAX_COMPILATION_CACHE_DIR", None)
-  cache_args = [f"--child_compilation_cache={compilation_cache}"] if compilation_cache else []
+  cache_args = [f"--compilation_cache={compilation_cache}"] if compilation_cache else []
   proc = subprocess.run(_child_command(*extra_args, *cache_args),
                         capture_output=True, text=True, env=env, check=False)
   if proc.returncode:
@@ -192,31 +126,10 @@ def devices_section(config) -> dict:
           "process_count": jax.process_count(), "plan": plan._asdict()}
 
 
-def _best_call(repeats: int, call) -> tuple[float, object]:
-  times = []
-  for _ in range(repeats):
-    start = time.perf_counter()
-    out = call()
-    times.append(time.perf_counter() - start)
-  return min(times), out
-
-
-def _child_sklearn(config) -> None:
-  """Times scikit-learn fitting the configuration's folds one after another in this (fresh)
-  process; prints one JSON line."""
-  inputs, fold = _prepared(config)
-  settings = train.TrainSettings.from_config(config)
-  start = time.perf_counter()
-  accuracies = [reference.sklearn_fold(inputs.z[k], inputs.pairs, fold, k, int(config.seed),
-                                       settings) for k in range(inputs.z.shape[0])]
-  print(json.dumps({"seconds": time.perf_counter() - start,
-                    "mean_test_accuracy": float(np.mean(accuracies))}))
-
-
 def _fresh_pair(extra_args=(), with_peak: bool = False) -> dict:
   """A first run and a repeated run (fresh processes, one new persistent cache); each also times
   a second, compiled call."""
-  args = [*extra_args, *(["--child_peak"] if with_peak else [])]
+  args = [*extra_args, *(["--peak"] if with_peak else [])]
   with tempfile.TemporaryDirectory(prefix="lasca_jax_xla_") as compilation_cache:
     first = _fresh_process_call(compilation_cache, args)
     repeated = _fresh_process_call(compilation_cache, args)
@@ -248,7 +161,7 @@ def training_section(config, sklearn: bool = True, repeats: int = 3,
   round's ratios to scikit-learn compare timings taken under the same load; a row reports its
   best time and the median (and range) of its rounds' ratios.
   """
-  num_folds, _, d = _prepared(config)[0].z.shape
+  num_folds, _, d = timing.prepared(config)[0].z.shape
   settings = train.TrainSettings.from_config(config)
   result = {"config": config.name, "d": int(d), "folds": int(num_folds), "repeats": repeats,
             "load_before": _load()}
@@ -263,7 +176,7 @@ def training_section(config, sklearn: bool = True, repeats: int = 3,
       row.update({f"fast_{k}": v for k, v in fast.items()
                   if k.endswith("_s") or k.endswith("test_accuracy")})
     if sklearn:
-      theirs = _fresh_process_call(None, ["--child_sklearn"])
+      theirs = _fresh_process_call(None, ["--measure=sklearn"])
       row["sklearn_s"] = theirs["seconds"]
       result["sklearn_mean_test_accuracy"] = theirs["mean_test_accuracy"]
     rounds.append(row)
@@ -277,8 +190,8 @@ def training_section(config, sklearn: bool = True, repeats: int = 3,
         result[f"ratio_{key}"] = {"median": float(np.median(ratios)), "min": min(ratios),
                                   "max": max(ratios)}
   with tempfile.TemporaryDirectory(prefix="lasca_jax_xla_") as compilation_cache:
-    result["phases_first"] = _fresh_process_call(compilation_cache, ["--child_phases"])
-    result["phases_repeated"] = _fresh_process_call(compilation_cache, ["--child_phases"])
+    result["phases_first"] = _fresh_process_call(compilation_cache, ["--measure=phases"])
+    result["phases_repeated"] = _fresh_process_call(compilation_cache, ["--measure=phases"])
 
   ours = rounds[0]   # what the timed calls computed (every round the same): accuracy and work
   if fast_rows:
@@ -337,52 +250,6 @@ def _print_training(r: dict) -> None:
   print(f"({r['load_after']} at the end)")
 
 
-def _best_seconds(fn, *args, repeats: int = 3) -> float:
-  jax.block_until_ready(fn(*args))   # compiles
-  return _best_call(repeats, lambda: jax.block_until_ready(fn(*args)))[0]
-
-
-def _step_timing(config, steps: int) -> dict:
-  """Milliseconds per minibatch step of the trainer (``train.make_learner``: pair gather, loss,
-  gradient, Adam) and of the step's matmuls alone, on fold 0's real pairs, in this process."""
-  inputs, fold = _prepared(config)
-  settings = train.TrainSettings.from_config(config)
-  d = int(inputs.z.shape[-1])
-  bs = settings.batch_size
-  model, tx, step = train.make_learner(settings, d)
-  z = jnp.asarray(inputs.z[0])
-  pairs = train.PairData(*[jnp.asarray(a) for a in inputs.pairs])
-  batches = max(1, int(fold.train_count[0]) // bs)
-  rows = jnp.asarray(np.asarray(fold.train_idx[0])[:batches * bs].reshape(batches, bs))
-  params = model.init(jax.random.key(0), jnp.zeros((1, d)))["params"]
-  mask = jnp.ones(bs, bool)
-
-  def full(i, carry):
-    x, y = train.pair_inputs(z, pairs, rows[i % batches])
-    _, params, opt = step(*carry, x, y, mask)
-    return params, opt
-
-  x0, _ = train.pair_inputs(z, pairs, rows[0])
-  kernels = tuple(params[f"SklearnDense_{i}"]["kernel"] for i in range(3))
-
-  def matmuls(_, w):   # the step's forward and backward matmuls, nothing else
-    w1, w2, w3 = w
-    h1 = jnp.maximum(x0 @ w1, 0.0)
-    h2 = jnp.maximum(h1 @ w2, 0.0)
-    g = h2 @ w3
-    d2 = (g @ w3.T) * (h2 > 0)
-    d1 = (d2 @ w2.T) * (h1 > 0)
-    return w1 - 1e-9 * (x0.T @ d1), w2 - 1e-9 * (h1.T @ d2), w3 - 1e-9 * (h2.T @ g)
-
-  loop = lambda body: jax.jit(lambda c: jax.lax.fori_loop(0, steps, body, c))
-  step_s = _best_seconds(loop(full), (params, tx.init(params)))
-  matmul_s = _best_seconds(loop(matmuls), kernels)
-  _, train_step = mlp.flops_per_pair(d, settings.hidden_sizes(d))
-  return {"d": d, "batch": bs, "steps": steps, "step_ms": 1e3 * step_s / steps,
-          "matmul_ms": 1e3 * matmul_s / steps,
-          "matmul_gflops": bs * train_step * steps / matmul_s / 1e9}
-
-
 def step_section(config) -> dict:
   """The trainer's minibatch step on one core alone, and two copies at once (one per core).
 
@@ -395,7 +262,7 @@ def step_section(config) -> dict:
     return {"skipped": platform}
 
   def children(n):
-    args = _child_command("--child_step", f"--steps={_STEPS.value}")
+    args = _child_command("--measure=step", f"--steps={_STEPS.value}")
     procs = [subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for _ in range(n)]
     outs = [p.communicate() for p in procs]
@@ -419,53 +286,6 @@ def step_section(config) -> dict:
   return result
 
 
-def config_prompts(config) -> list[str]:
-  """The distinct prompts (usable windows) of ``config``; a features-only config as text."""
-  config = config.copy_and_resolve_references()
-  if not representation.get(config.model.fusion).encoded:
-    with config.unlocked():
-      config.model.fusion = "text"
-  sink: list[str] = []
-  pipeline.prepare(config, cache.StageCache(config.cache_dir or None), prompt_sink=sink)
-  return sorted(set(sink))
-
-
-def sample_prompts(prompts: list[str], n: int) -> list[str]:
-  """A fixed sample of ``n`` prompts: the smallest SHA-256 hashes (all when ``n`` is 0)."""
-  if n <= 0 or n >= len(prompts):
-    return list(prompts)
-  return sorted(prompts, key=lambda p: hashlib.sha256(p.encode()).digest())[:n]
-
-
-def torch_matmul_gflops(m: int, k: int, n: int, device: str = "cpu", repeats: int = 5) -> float:
-  """Best f32 rate of torch's ``(m, k) @ (k, n)`` on ``device``."""
-  import torch  # pylint: disable=import-outside-toplevel
-  a = torch.randn(m, k, device=device)
-  b = torch.randn(k, n, device=device)
-  a @ b
-  best = float("inf")
-  for _ in range(repeats):
-    start = time.perf_counter()
-    a @ b
-    if device.startswith("cuda"):
-      torch.cuda.synchronize()
-    best = min(best, time.perf_counter() - start)
-  return 2.0 * m * k * n / best / 1e9
-
-
-def profile_batch(store: encoding.EmbeddingStore, prompts: list[str], path: str) -> None:
-  """torch.profiler's operator table (self CPU time) of encoding ``prompts`` once."""
-  import torch  # pylint: disable=import-outside-toplevel
-  from torch.profiler import ProfilerActivity, profile  # pylint: disable=import-outside-toplevel
-  activities = [ProfilerActivity.CPU] + (
-      [ProfilerActivity.CUDA] if store.device.startswith("cuda") else [])
-  with torch.inference_mode(), profile(activities=activities) as prof:
-    store.model.encode(prompts, batch_size=len(prompts), show_progress_bar=False)
-  table = prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=25)
-  with open(path, "w") as f:
-    f.write(f"{len(prompts)} prompts, one batch, {store.backbone} on {store.device}\n{table}\n")
-
-
 def encoder_section(config, num_prompts: int = 2000, token_budgets=(), profile_path: str = "",
                     verbose: bool = True) -> dict:
   """Encoder throughput of ``config.text`` on its own prompts; returns and prints the figures.
@@ -477,7 +297,7 @@ def encoder_section(config, num_prompts: int = 2000, token_budgets=(), profile_p
   """
   import torch  # pylint: disable=import-outside-toplevel
   tcfg = config.text
-  prompts = sample_prompts(config_prompts(config), num_prompts)
+  prompts = timing.sample_prompts(timing.config_prompts(config), num_prompts)
   budgets = [int(b) for b in token_budgets] or [int(tcfg.get("token_budget", 0))]
   out = {"prompts": len(prompts), "backbone": tcfg.backbone, "runs": [],
          "torch_threads": torch.get_num_threads()}
@@ -499,7 +319,7 @@ def encoder_section(config, num_prompts: int = 2000, token_budgets=(), profile_p
         batches = encoding.token_batches(text_lib.token_counts(store.model, prompts), budget,
                                        int(tcfg.batch_size))
         batch = batches[len(batches) // 2]
-        profile_batch(store, [prompts[i] for i in batch], profile_path)
+        timing.profile_batch(store, [prompts[i] for i in batch], profile_path)
         out["profile"] = profile_path
       store.store.close()
       if verbose:
@@ -512,8 +332,8 @@ def encoder_section(config, num_prompts: int = 2000, token_budgets=(), profile_p
   if shape is not None and not device.startswith("cuda"):
     tokens = max(out["runs"][-1]["token_budget"], 2048)
     out["torch_matmul_gflops"] = {
-        "square_1024": round(torch_matmul_gflops(1024, 1024, 1024), 1),
-        f"ffn_{tokens}x{shape.hidden}x{shape.intermediate}": round(torch_matmul_gflops(
+        "square_1024": round(timing.torch_matmul_gflops(1024, 1024, 1024), 1),
+        f"ffn_{tokens}x{shape.hidden}x{shape.intermediate}": round(timing.torch_matmul_gflops(
             tokens, shape.hidden, shape.intermediate), 1)}
     if verbose:
       print(f"torch f32 matmul on this CPU ({out['torch_threads']} threads): "
@@ -538,17 +358,7 @@ def main(argv):
     validate.check(config)
   except validate.ConfigError as e:
     sys.exit(f"error: {e}")
-  if _CHILD_STEP.value:
-    placement.use_host_devices(1)                                        # one device, one core
-    print(json.dumps(_step_timing(config, _STEPS.value)))
-    return
   placement.use_host_devices(int(config.train.get("host_devices", 0)))   # before JAX starts
-  if _CHILD_SKLEARN.value:
-    _child_sklearn(config)
-    return
-  if _CHILD.value:
-    (_child_phases if _CHILD_PHASES.value else _child)(config, _CHILD.value)
-    return
   unknown = [s for s in _SECTIONS.value if s not in SECTIONS]
   if unknown:
     sys.exit(f"error: --sections: unknown {unknown}; choose from {sorted(SECTIONS)}")

@@ -273,6 +273,43 @@ def make_report(sweep_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
                      + (f" for dataset {dataset!r}" if dataset else ""))
   out_dir = pathlib.Path(out_dir)
   suffix = f" ({dataset})" if dataset else ""
+  built = _tables(records, suffix, lasca_label, lexicon, lexicon_backbones, lexicon_modality)
+  written: dict[str, list[str]] = {"tables": [], "figures": []}
+  md = [f"# Results{suffix}", "", f"{len(records)} runs under `{sweep_dir}`.", ""]
+  for name, table in built.items():
+    paths = tables.write_table(table, out_dir / "tables", name)
+    written["tables"] += [str(p) for p in paths.values()]
+    md += [tables.to_markdown(table), ""]
+    if figures:
+      figs = accuracy_figures(table, out_dir / "figures" / "accuracy" / name)
+      written["figures"] += figs
+  if figures:
+    written["figures"] += pair_count_figures(records, out_dir / "figures")
+    written["figures"] += prompt_figures(records, out_dir / "figures")
+  if curves:
+    shown = frame[frame["path"].isin({r.path for r in records})]
+    written["figures"] += learning_curve_figures(records, results.curves(shown), sweep_dir,
+                                                 out_dir / "figures" / "curves")
+  md += _notes(built, records, failures, sweep_dir)
+  if cues:
+    cue_md, cue_tables, cue_figs = cue_section(records, sweep_dir, out_dir, lasca_label,
+                                               lexicon, cue_pairs)
+    md += cue_md
+    written["tables"] += cue_tables
+    written["figures"] += cue_figs
+  if written["figures"]:
+    md += ["## Figures", ""]
+    md += [f"- [{os.path.relpath(p, out_dir)}]({os.path.relpath(p, out_dir)})"
+           for p in written["figures"]]
+  report = out_dir / "report.md"
+  report.write_text("\n".join(md) + "\n")
+  written["report"] = [str(report)]
+  return written
+
+
+def _tables(records, suffix: str, lasca_label: str, lexicon: str,
+            lexicon_backbones: Sequence[str], lexicon_modality: str) -> dict:
+  """The report's tables that have cells: backbones, comparison, lexicon, controls."""
   lexicons = dict(labels.LEXICON_NAMES)
   for lex in [lexicon] + [r.lexicon for r in records if r.lexicon.startswith("shuffled:")]:
     lexicons.setdefault(lex, lexicon_label(lex))
@@ -300,23 +337,12 @@ def make_report(sweep_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
              representation.row(r.fusion) == "baseline"
              for r in records):
     built.pop("comparison")
-  built = {k: t for k, t in built.items() if t.blocks}
-  written: dict[str, list[str]] = {"tables": [], "figures": []}
-  md = [f"# Results{suffix}", "", f"{len(records)} runs under `{sweep_dir}`.", ""]
-  for name, table in built.items():
-    paths = tables.write_table(table, out_dir / "tables", name)
-    written["tables"] += [str(p) for p in paths.values()]
-    md += [tables.to_markdown(table), ""]
-    if figures:
-      figs = accuracy_figures(table, out_dir / "figures" / "accuracy" / name)
-      written["figures"] += figs
-  if figures:
-    written["figures"] += pair_count_figures(records, out_dir / "figures")
-    written["figures"] += prompt_figures(records, out_dir / "figures")
-  if curves:
-    shown = frame[frame["path"].isin({r.path for r in records})]
-    written["figures"] += learning_curve_figures(records, results.curves(shown), sweep_dir,
-                                                 out_dir / "figures" / "curves")
+  return {k: t for k, t in built.items() if t.blocks}
+
+
+def _notes(built: dict, records, failures, sweep_dir) -> list[str]:
+  """The report's notes on few folds, the list of runs and the failed configurations."""
+  md = []
   few = sorted({c.n_folds for t in built.values() for c in t.cells.values()
                 if 0 < c.n_folds < stats.MIN_PAIRS_FOR_SIGNIFICANCE})
   if few:
@@ -332,20 +358,7 @@ def make_report(sweep_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
            "| Run | Reason |", "| --- | --- |"]
     md += [f"| {rel} | {reason.replace('|', '/')} |" for rel, reason in failures]
     md += [""]
-  if cues:
-    cue_md, cue_tables, cue_figs = cue_section(records, sweep_dir, out_dir, lasca_label,
-                                               lexicon, cue_pairs)
-    md += cue_md
-    written["tables"] += cue_tables
-    written["figures"] += cue_figs
-  if written["figures"]:
-    md += ["## Figures", ""]
-    md += [f"- [{os.path.relpath(p, out_dir)}]({os.path.relpath(p, out_dir)})"
-           for p in written["figures"]]
-  report = out_dir / "report.md"
-  report.write_text("\n".join(md) + "\n")
-  written["report"] = [str(report)]
-  return written
+  return md
 
 
 def sweep_report(config, workdir: str) -> dict[str, list[str]]:

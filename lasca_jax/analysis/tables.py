@@ -207,7 +207,37 @@ def build_table(records: Iterable[RunRecord], *,
     columns = sorted({r.column for r in records},
                      key=lambda c: (targets.get(c[0], 2), c[0], c[1], c[2]))
   columns = tuple(make_column(*c) for c in columns)
-  col_set = set(columns)
+  grouped, block_seen, rows_seen = _group(records, block_of, row_of, set(columns))
+
+  def ordered(seen, order):
+    order = list(order or [])
+    return [x for x in order if x in seen] + [x for x in seen if x not in order]
+
+  blocks = tuple((b, tuple(ordered(rows_seen[b], row_order)))
+                 for b in ordered(block_seen, block_order))
+  cells = {}
+  for block, rows in blocks:
+    for col in columns:
+      acc = {row: grouped[(block, row, col)].accuracies for row in rows
+             if (block, row, col) in grouped}
+      try:
+        compared = stats.compare_to_best(acc, alpha=alpha, zero_method=zero_method)
+      except ValueError as e:
+        paths = ", ".join(f"{row}: {grouped[(block, row, col)].path}" for row in acc)
+        raise ValueError(f"{block} {column_label(col)}: {e} ({paths})") from e
+      for row, c in compared.items():
+        cells[(block, row, col)] = Cell(c.mean, c.std, c.n_folds, c.p_value, c.is_best,
+                                        c.on_par, tuple(float(x) for x in acc[row]))
+  return Table(title, block_header, row_header, blocks, columns, cells, mark_on_par)
+
+
+def _group(records: list[RunRecord], block_of, row_of, col_set: set
+           ) -> tuple[dict, list[str], dict[str, list[str]]]:
+  """``(record of each (block, row, column), blocks in order of appearance, their rows)``.
+
+  Raises:
+    ValueError: when two runs with different fold accuracies land in one cell (naming both).
+  """
   grouped: dict[tuple[str, str, Column], RunRecord] = {}
   block_seen: list[str] = []
   rows_seen: dict[str, list[str]] = {}
@@ -233,27 +263,7 @@ def build_table(records: Iterable[RunRecord], *,
       rows_seen[block] = []
     if row not in rows_seen[block]:
       rows_seen[block].append(row)
-
-  def ordered(seen, order):
-    order = list(order or [])
-    return [x for x in order if x in seen] + [x for x in seen if x not in order]
-
-  blocks = tuple((b, tuple(ordered(rows_seen[b], row_order)))
-                 for b in ordered(block_seen, block_order))
-  cells = {}
-  for block, rows in blocks:
-    for col in columns:
-      acc = {row: grouped[(block, row, col)].accuracies for row in rows
-             if (block, row, col) in grouped}
-      try:
-        compared = stats.compare_to_best(acc, alpha=alpha, zero_method=zero_method)
-      except ValueError as e:
-        paths = ", ".join(f"{row}: {grouped[(block, row, col)].path}" for row in acc)
-        raise ValueError(f"{block} {column_label(col)}: {e} ({paths})") from e
-      for row, c in compared.items():
-        cells[(block, row, col)] = Cell(c.mean, c.std, c.n_folds, c.p_value, c.is_best,
-                                        c.on_par, tuple(float(x) for x in acc[row]))
-  return Table(title, block_header, row_header, blocks, columns, cells, mark_on_par)
+  return grouped, block_seen, rows_seen
 
 
 def _modality_block(r: RunRecord) -> str:

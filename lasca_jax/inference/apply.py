@@ -197,7 +197,6 @@ class Prediction:
 def predict_recording(predictor, frames: FrameInput, explain: bool = True, top: int = 3,
                       ig_steps: int = 32) -> Prediction:
   """Decides and explains every consecutive window pair of one recording (module docstring)."""
-  import pandas as pd  # pylint: disable=import-outside-toplevel
   t0 = time.perf_counter()
   win = window_input(frames, predictor)
   reasons = unusable_reasons(win, predictor)
@@ -211,7 +210,7 @@ def predict_recording(predictor, frames: FrameInput, explain: bool = True, top: 
       (0, 2), int)
   decided = np.flatnonzero(usable[pairs[:, 0]] & usable[pairs[:, 1]]) if pairs.size else (
       np.zeros(0, int))
-  encoded_before = predictor.store.encoded_count if predictor.uses_text else 0
+  encoded_before = _encoded(predictor)
   rep = predictor.represent(win.features, recording=np.zeros(num_w, np.int32), usable=usable)
   k_idx = np.arange(predictor.num_folds)[:, None]
   first, second = pairs[decided, 0], pairs[decided, 1]
@@ -224,6 +223,45 @@ def predict_recording(predictor, frames: FrameInput, explain: bool = True, top: 
     expl = attribution.explain(predictor, rep, first, second, steps=ig_steps)
     cues = attribution.top_cues(expl, predictor.feature_names, top)
   t_explain = time.perf_counter() - t1
+  table = _prediction_table(predictor, win, rep, pairs, decided, prob, cues, reasons)
+  cov = win.coverage
+  mods = set(predictor.modalities)
+  summary = {
+      "target": predictor.meta["target"], "model_label": predictor.meta["model_label"],
+      "fusion": predictor.fusion, "modality": predictor.meta["modality"],
+      "fold_models": predictor.num_folds, "window_seconds": w,
+      "input_kind": frames.kind, "frames_decoded": frames.frames,
+      "duration_s": float(frames.times[-1]) if frames.times.size else 0.0,
+      "windows": int(num_w), "usable_windows": int(usable.sum()),
+      "windows_without_face": [[float(s), float(s) + w] for s, c in zip(win.start, cov)
+                               if "face" in mods and c[0] < predictor.meta["min_valid_fraction"]],
+      "windows_without_audio": [[float(s), float(s) + w] for s, c in zip(win.start, cov)
+                                if "audio" in mods and
+                                c[1] < predictor.meta["min_valid_fraction"]],
+      "pairs": int(len(pairs)), "decided": int(decided.size),
+      "increase": int((prob.mean(0) >= 0.5).sum()) if decided.size else 0,
+      "mean_p_increase": float(prob.mean()) if decided.size else None,
+      "prompts_encoded": _encoded(predictor) - encoded_before,
+      "seconds_decide": round(t_decide, 4), "seconds_explain": round(t_explain, 4),
+      "warnings": list(frames.warnings),
+  }
+  if predictor.meta.get("salience_on_new_data"):
+    summary["salience_statistics"] = predictor.meta["salience_on_new_data"]
+  if expl is not None:
+    summary["max_completeness_gap"] = float(np.abs(expl.completeness_gap).max())
+  return Prediction(table, summary, win, expl, decided, prob)
+
+
+def _encoded(predictor) -> int:
+  """Prompts the predictor's embedding store has encoded so far (0 without one)."""
+  store = predictor.embedder.store if predictor.uses_text else None
+  return store.encoded_count if store is not None else 0
+
+
+def _prediction_table(predictor, win, rep, pairs, decided, prob, cues, reasons):
+  """``predictions.csv``: one row per consecutive window pair (module docstring)."""
+  import pandas as pd  # pylint: disable=import-outside-toplevel
+  w = float(predictor.meta["window_seconds"])
   rows = []
   row_of = {int(d): i for i, d in enumerate(decided)}
   for j, (a, b) in enumerate(pairs):
@@ -247,36 +285,9 @@ def predict_recording(predictor, frames: FrameInput, explain: bool = True, top: 
              for x in (a, b) if reasons[x]]
       row["status"] = "not decided: " + "; ".join(bad)
     rows.append(row)
-  table = pd.DataFrame(rows, columns=[
+  return pd.DataFrame(rows, columns=[
       "start_s", "end_s", "next_start_s", "next_end_s", "p_increase", "p_increase_std",
       "direction", "prompt", "next_prompt", "prompt_fold_agreement", "top_cues", "status"])
-  cov = win.coverage
-  mods = set(predictor.modalities)
-  summary = {
-      "target": predictor.meta["target"], "model_label": predictor.meta["model_label"],
-      "fusion": predictor.fusion, "modality": predictor.meta["modality"],
-      "fold_models": predictor.num_folds, "window_seconds": w,
-      "input_kind": frames.kind, "frames_decoded": frames.frames,
-      "duration_s": float(frames.times[-1]) if frames.times.size else 0.0,
-      "windows": int(num_w), "usable_windows": int(usable.sum()),
-      "windows_without_face": [[float(s), float(s) + w] for s, c in zip(win.start, cov)
-                               if "face" in mods and c[0] < predictor.meta["min_valid_fraction"]],
-      "windows_without_audio": [[float(s), float(s) + w] for s, c in zip(win.start, cov)
-                                if "audio" in mods and
-                                c[1] < predictor.meta["min_valid_fraction"]],
-      "pairs": int(len(pairs)), "decided": int(decided.size),
-      "increase": int((prob.mean(0) >= 0.5).sum()) if decided.size else 0,
-      "mean_p_increase": float(prob.mean()) if decided.size else None,
-      "prompts_encoded": (predictor.store.encoded_count - encoded_before
-                          if predictor.uses_text else 0),
-      "seconds_decide": round(t_decide, 4), "seconds_explain": round(t_explain, 4),
-      "warnings": list(frames.warnings),
-  }
-  if predictor.meta.get("salience_on_new_data"):
-    summary["salience_statistics"] = predictor.meta["salience_on_new_data"]
-  if expl is not None:
-    summary["max_completeness_gap"] = float(np.abs(expl.completeness_gap).max())
-  return Prediction(table, summary, win, expl, decided, prob)
 
 
 def trajectory_figure(pred: Prediction, path: str | IO[bytes], title: str = "") -> None:

@@ -83,6 +83,38 @@ def _lagged(x: np.ndarray, lag: int) -> np.ndarray:
   return np.concatenate([np.full(lag, x[0]), x[: len(x) - lag]]) if lag > 0 else x
 
 
+def _mfccs(rng: np.random.Generator, va: np.ndarray, fps: float) -> np.ndarray:
+  """``[n, 15]`` MFCCs with speech/pause structure, their level and tilt following ``va``."""
+  n = va.shape[0]
+  speech = _moving_average((rng.random(n) < 0.65).astype(float), int(fps * 1.5)) > 0.5
+  timbre = rng.normal(0, 5, 15)
+  mfcc_load = np.zeros((15, 2))
+  mfcc_load[0] = (15.0, 60.0)
+  mfcc_load[1] = (25.0, 5.0)
+  mfcc_load[2:6] = rng.normal(0, 8, (4, 2))
+  mean = np.array([-250.0, 110.0] + [0.0] * 13) + timbre
+  mean[2:] += rng.normal(0, 10, 13)
+  mfcc = mean + va @ mfcc_load.T + _ar1(rng, n, 15, 0.5, 1.0) * np.r_[40.0, 20.0, [12.0] * 13]
+  mfcc[~speech, 0] = -450 + rng.normal(0, 15, (~speech).sum())
+  mfcc[~speech, 1:] *= 0.3
+  return mfcc
+
+
+def _ratings(rng: np.random.Generator, data_config, traces, fps: float) -> list[np.ndarray]:
+  """Each trace as its raters annotate it (lag, bias, smoothed noise): their mean, in [-1, 1]."""
+  raters = []
+  for trace in traces:
+    n = trace.shape[0]
+    ratings = []
+    for _ in range(int(data_config.num_raters)):
+      lag = int(rng.uniform(0.5, 2.5) * fps)
+      noisy = _lagged(trace, lag) + rng.normal(0, 0.05) + _moving_average(
+          rng.normal(0, float(data_config.rater_noise), n), int(fps))
+      ratings.append(noisy)
+    raters.append(np.clip(np.mean(ratings, 0), -1, 1))
+  return raters
+
+
 def make_subject(data_config, subject: int) -> Recording:
   """Generates subject ``subject``'s recording."""
   rng = np.random.default_rng([int(data_config.seed), subject])
@@ -137,30 +169,8 @@ def make_subject(data_config, subject: int) -> Recording:
     drop[start:start + rng.integers(3, 20)] = True
   face[drop] = np.nan
 
-  # MFCCs with speech/pause structure.
-  speech = _moving_average((rng.random(n) < 0.65).astype(float), int(fps * 1.5)) > 0.5
-  timbre = rng.normal(0, 5, 15)
-  mfcc_load = np.zeros((15, 2))
-  mfcc_load[0] = (15.0, 60.0)
-  mfcc_load[1] = (25.0, 5.0)
-  mfcc_load[2:6] = rng.normal(0, 8, (4, 2))
-  mean = np.array([-250.0, 110.0] + [0.0] * 13) + timbre
-  mean[2:] += rng.normal(0, 10, 13)
-  mfcc = mean + va @ mfcc_load.T + _ar1(rng, n, 15, 0.5, 1.0) * np.r_[40.0, 20.0, [12.0] * 13]
-  mfcc[~speech, 0] = -450 + rng.normal(0, 15, (~speech).sum())
-  mfcc[~speech, 1:] *= 0.3
-
-  # Raters: lag, bias, smoothed noise; label is their mean.
-  raters = []
-  for trace in (valence, arousal):
-    ratings = []
-    for _ in range(int(data_config.num_raters)):
-      lag = int(rng.uniform(0.5, 2.5) * fps)
-      noisy = _lagged(trace, lag) + rng.normal(0, 0.05) + _moving_average(
-          rng.normal(0, float(data_config.rater_noise), n), int(fps))
-      ratings.append(noisy)
-    raters.append(np.clip(np.mean(ratings, 0), -1, 1))
-
+  mfcc = _mfccs(rng, va, fps)
+  raters = _ratings(rng, data_config, (valence, arousal), fps)
   feats = np.concatenate([face, mfcc], 1).astype(np.float32)
   return Recording(
       recording_id=f"synthetic_{subject:03d}", subject_id=f"S{subject:03d}",
