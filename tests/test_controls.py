@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from conftest import PAPER_CAPS, make_tiny_config, train_settings
-from lasca_jax.analysis import results, tables
+from lasca_jax.analysis import render, results, tables
 from lasca_jax.encoders import text as text_lib
 from lasca_jax.method import controls, salience, windows
 from lasca_jax.model import mlp, train
@@ -132,7 +132,7 @@ def test_controls_table_marks_lasca_against_each_control(tmp_path):
   assert cell["Random text"].on_par and not cell["Random text"].is_best
   for row in ("Salience mask", "Matched capacity", "Features"):
     assert not cell[row].on_par and cell[row].p_value < 0.05
-  md = tables.to_markdown(table)
+  md = render.to_markdown(table)
   assert "| LaScA (ours) | **0.69** |" in md and "| Random text | <u>0.68</u> |" in md
   # Controls never leak into Tables 3-4 or 5-6.
   assert [rows for _, rows in tables.backbone_table(records).blocks] == [

@@ -6,7 +6,7 @@ import pathlib
 import numpy as np
 import pytest
 
-from lasca_jax.analysis import report, results, tables
+from lasca_jax.analysis import render, report, results, tables
 from lasca_jax.run import labels
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
@@ -29,7 +29,7 @@ def test_make_report(tmp_path):
   names = sorted(pathlib.Path(p).name for p in written["tables"])
   assert names == sorted(f"{t}.{e}" for t in ("backbones", "comparison", "lexicon")
                          for e in ("md", "tex", "csv"))
-  comparison = tables.read_csv(out / "tables" / "comparison.csv")
+  comparison = render.read_csv(out / "tables" / "comparison.csv")
   key = ("Visual", "SwinFace", ("valence", 5.0, 0.2))
   assert comparison.cells[key].is_best
   assert comparison.blocks == (("Visual", ("SwinFace", tables.LASCA_ROW)),)
@@ -42,7 +42,7 @@ def test_make_report(tmp_path):
   with pytest.raises(ValueError, match="no run"):
     report.make_report(sweep, out, dataset="nope")
   assert np.all([pathlib.Path(p).stat().st_size > 0 for p in written["figures"]])
-  lex = tables.read_csv(out / "tables" / "lexicon.csv")
+  lex = render.read_csv(out / "tables" / "lexicon.csv")
   assert lex.blocks == (("MPNet(F)", ("Feature", "LLM (ours)")),)
   assert lex.cells[("MPNet(F)", "LLM (ours)", ("valence", 5.0, 0.2))].is_best
 
@@ -68,7 +68,7 @@ def test_report_reads_a_real_pipeline_run(tmp_path):
   config = conftest.make_tiny_config(tmp_path / "cache")
   pipeline.run(config, str(tmp_path / "sweep" / "features"))
   written = report.make_report(tmp_path / "sweep", tmp_path / "report")
-  table = tables.read_csv(tmp_path / "report" / "tables" / "backbones.csv")
+  table = render.read_csv(tmp_path / "report" / "tables" / "backbones.csv")
   col = tables.make_column(config.pairs.target, config.features.window_seconds,
                            config.pairs.margin)
   cell = table.cells[(labels.MODALITY_NAMES[config.features.modality], "Features", col)]

@@ -70,7 +70,7 @@ def test_a_stage_entry_of_another_layout_is_recomputed(tmp_path):
 def test_pipeline_stages_take_exactly_the_arguments_they_are_keyed_by():
   declared = [v for v in vars(stages).values() if isinstance(v, stages.Stage)]
   assert {s.name for s in declared} == {"frames", "windows", "normalise", "pairs", "salience",
-                                        "prompts", "baseline"}
+                                        "salience_values", "prompts", "baseline"}
   for s in declared:
     params = inspect.signature(s.compute).parameters.values()
     # Only named arguments (no *args/**kwargs): whatever is hashed is passed, and vice versa.

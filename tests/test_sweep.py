@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from lasca_jax.analysis import tables
+from lasca_jax.analysis import render
 from lasca_jax.run import pipeline, sweep as sweep_lib
 
 
@@ -55,7 +55,7 @@ def test_sweep_writes_every_table_and_figure(swept):
   for table in ("backbones", "comparison", "lexicon", "controls"):
     for ext in ("md", "tex", "csv"):
       assert (report / "tables" / f"{table}.{ext}").stat().st_size > 0
-    cells = [c for c in tables.read_csv(report / "tables" / f"{table}.csv").cells.values()
+    cells = [c for c in render.read_csv(report / "tables" / f"{table}.csv").cells.values()
              if not np.isnan(c.mean)]
     assert cells
     for cell in cells:

@@ -6,7 +6,7 @@ import pathlib
 import numpy as np
 import pytest
 
-from lasca_jax.analysis import results, tables
+from lasca_jax.analysis import render, results, tables
 from lasca_jax.run import labels
 
 FOLDS = 15
@@ -80,7 +80,7 @@ def test_backbone_table_marks(sweep):
     # Marks are per modality block: audio has its own best.
     assert table.cells[("Audio", "Features", col)].is_best
     assert not table.cells[("Audio", "MPNet(F)", col)].on_par
-  md = tables.to_markdown(table)
+  md = render.to_markdown(table)
   lines = md.splitlines()
   vis_feat = next(l for l in lines if l.startswith("| Visual | Features"))
   vis_text = next(l for l in lines if "| MPNet |" in l)
@@ -94,7 +94,7 @@ def test_backbone_table_marks(sweep):
 
 
 def test_latex_marks_and_header(sweep):
-  tex = tables.to_latex(tables.backbone_table(results.records(results.load(sweep))))
+  tex = render.to_latex(tables.backbone_table(results.records(results.load(sweep))))
   assert tex.count(r"\textbf{") == 16  # 8 columns x 2 blocks
   assert tex.count(r"\underline{") == 8
   assert r"\multicolumn{4}{c}{Arousal}" in tex and r"\multicolumn{2}{c}{5s}" in tex
@@ -103,10 +103,10 @@ def test_latex_marks_and_header(sweep):
 
 def test_csv_round_trip(sweep, tmp_path):
   table = tables.backbone_table(results.records(results.load(sweep)), title="Toy_table & 10%")
-  paths = tables.write_table(table, tmp_path / "out", "table3")
-  back = tables.read_csv(paths["csv"])
-  assert tables.to_markdown(back) == paths["md"].read_text()
-  assert tables.to_latex(back) == paths["tex"].read_text()
+  paths = render.write_table(table, tmp_path / "out", "table3")
+  back = render.read_csv(paths["csv"])
+  assert render.to_markdown(back) == paths["md"].read_text()
+  assert render.to_latex(back) == paths["tex"].read_text()
   assert back.blocks == table.blocks and back.columns == table.columns
   for key, cell in table.cells.items():
     got = back.cells[key]
@@ -118,7 +118,7 @@ def test_csv_round_trip(sweep, tmp_path):
 def test_missing_cells_render_as_dashes(tmp_path):
   write_run(tmp_path, "a", modality="visual", fusion="features", acc=BASE)
   table = tables.backbone_table(results.records(results.load(tmp_path)))
-  row = tables.to_markdown(table).splitlines()[-1]
+  row = render.to_markdown(table).splitlines()[-1]
   assert row.count(tables.MISSING) == 7 and row.count(f"**{np.mean(BASE):.2f}**") == 1
 
 
@@ -164,7 +164,7 @@ def test_lexicon_table_bolds_without_underline(tmp_path):
   table = tables.lexicon_table(results.records(results.load(tmp_path)))
   assert table.blocks == (("MPNet(F)", ("Feature", "LLM (ours)")),
                           ("MiniLM(F)", ("Feature", "LLM (ours)")))
-  md = tables.to_markdown(table)
+  md = render.to_markdown(table)
   assert "<u>" not in md and md.count("**") == 2 * 2 + 2  # title + one bold per block
   assert table.cells[("MPNet(F)", "Feature", tables.COLUMNS[0])].on_par  # stored, not drawn
   assert "| Multimodal | LaScA |" in md

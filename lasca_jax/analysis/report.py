@@ -34,7 +34,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from lasca_jax.analysis import plots, results, stats, tables
+from lasca_jax.analysis import plots, render, results, stats, tables
 from lasca_jax.data import files as files_lib
 from lasca_jax.inference import attribution, ensemble
 from lasca_jax.method import representation
@@ -277,9 +277,9 @@ def make_report(sweep_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
   written: dict[str, list[str]] = {"tables": [], "figures": []}
   md = [f"# Results{suffix}", "", f"{len(records)} runs under `{sweep_dir}`.", ""]
   for name, table in built.items():
-    paths = tables.write_table(table, out_dir / "tables", name)
+    paths = render.write_table(table, out_dir / "tables", name)
     written["tables"] += [str(p) for p in paths.values()]
-    md += [tables.to_markdown(table), ""]
+    md += [render.to_markdown(table), ""]
     if figures:
       figs = accuracy_figures(table, out_dir / "figures" / "accuracy" / name)
       written["figures"] += figs

@@ -26,6 +26,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from configs import from_json
 from lasca_jax.data import files as files_lib
 from lasca_jax.model import bundle as bundle_lib
 
@@ -79,7 +80,6 @@ def describes(saved: Any, config) -> bool:
   earlier behaviour. A new field without a default there (e.g. a dataset's own ``data.*``
   field) makes older runs count as different, which is safe: they are trained again.
   """
-  from configs import from_json  # pylint: disable=import-outside-toplevel
   if not isinstance(saved, dict):
     return False
   return config_json(from_json.from_values(saved)) == config_json(config)
