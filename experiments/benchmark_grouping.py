@@ -17,7 +17,7 @@ from ml_collections import config_flags
 import numpy as np
 
 from lasca_jax.model import train
-from lasca_jax.run import cache, pipeline, sweep
+from lasca_jax.run import cache, pipeline, settings as settings_lib, sweep
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file.")
 
@@ -33,7 +33,7 @@ def main(argv):
       c.pairs.target, c.pairs.margin = target, margin
       configs.append(c)
       inputs.append(pipeline.prepare(c, store))
-  settings = train.TrainSettings.from_config(base)
+  settings = settings_lib.train_settings(base)
   seeds = [int(c.seed) for c in configs]
 
   def grouped():

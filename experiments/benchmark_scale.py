@@ -63,8 +63,8 @@ import numpy as np
 import jax
 
 from lasca_jax.encoders import encoding, peak, text as text_lib
-from lasca_jax.model import placement, train
-from lasca_jax.run import timing, validate
+from lasca_jax.model import placement
+from lasca_jax.run import settings as settings_lib, timing, validate
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file.")
 _SECTIONS = flags.DEFINE_list("sections", ["encoder", "devices", "step", "training"],
@@ -114,7 +114,7 @@ def _fresh_process_call(compilation_cache: str | None, extra_args=()) -> dict:
 def devices_section(config) -> dict:
   """Prints and returns the local devices and the training layout of this configuration."""
   devices = jax.local_devices()
-  layout = placement.Layout.from_config(config.train)
+  layout = settings_lib.layout(config)
   folds = int(config.protocol.num_folds)
   plan = placement.plan(folds, layout)
   kinds = sorted({d.device_kind for d in devices})
@@ -162,7 +162,7 @@ def training_section(config, sklearn: bool = True, repeats: int = 3,
   best time and the median (and range) of its rounds' ratios.
   """
   num_folds, _, d = timing.prepared(config)[0].z.shape
-  settings = train.TrainSettings.from_config(config)
+  settings = settings_lib.train_settings(config)
   result = {"config": config.name, "d": int(d), "folds": int(num_folds), "repeats": repeats,
             "load_before": _load()}
   fast_rows = (fast_compile_rows and jax.local_devices()[0].platform == "cpu"

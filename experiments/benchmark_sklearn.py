@@ -17,7 +17,7 @@ from ml_collections import config_flags
 import numpy as np
 
 from lasca_jax.model import reference, train
-from lasca_jax.run import cache, pipeline
+from lasca_jax.run import cache, pipeline, settings as settings_lib
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file.")
 
@@ -26,7 +26,7 @@ def main(argv):
   del argv
   config = _CONFIG.value
   inputs = pipeline.prepare(config, cache.StageCache(config.cache_dir or None))
-  settings = train.TrainSettings.from_config(config)
+  settings = settings_lib.train_settings(config)
   fold = inputs.folds
   num_folds, _, d = inputs.z.shape
 

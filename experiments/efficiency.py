@@ -46,8 +46,8 @@ import numpy as np
 from lasca_jax.encoders import text as text_lib
 from lasca_jax.inference import stream
 from lasca_jax.method import representation
-from lasca_jax.model import efficiency, train
-from lasca_jax.run import cache as cache_lib, labels
+from lasca_jax.model import efficiency
+from lasca_jax.run import cache as cache_lib, labels, settings as settings_lib
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file.",
                                           lock_config=True)
@@ -102,7 +102,7 @@ def measure(config, encoder, num_windows, warmup, fold, workdir=None):
   p, raw, steps = tp.predictor, tp.raw, tp.steps
   d = p.input_dim
   counted = int(sum(x.size for x in jax.tree.leaves(p.params)))
-  if counted != train.TrainSettings.from_config(config).num_params(d):
+  if counted != settings_lib.train_settings(config).num_params(d):
     raise AssertionError(f"parameter count mismatch: {counted} vs formula")
   row = {"modality": config.features.modality, "fusion": config.model.fusion,
          "label": labels.model_label(config), "input_dim": d, "trainable_params": counted,

@@ -37,8 +37,8 @@ def train_settings(**fields):
   """``TrainSettings`` of configs/default.py, with ``fields`` replaced."""
   import dataclasses  # pylint: disable=import-outside-toplevel
   from configs import default  # pylint: disable=import-outside-toplevel
-  from lasca_jax.model import train  # pylint: disable=import-outside-toplevel
-  return dataclasses.replace(train.TrainSettings.from_config(default.get_config()), **fields)
+  from lasca_jax.run import settings  # pylint: disable=import-outside-toplevel
+  return dataclasses.replace(settings.train_settings(default.get_config()), **fields)
 
 
 @pytest.fixture

@@ -9,8 +9,8 @@ from conftest import PAPER_CAPS, make_tiny_config, train_settings
 from lasca_jax.analysis import render, results, tables
 from lasca_jax.encoders import text as text_lib
 from lasca_jax.method import controls, salience, windows
-from lasca_jax.model import mlp, train
-from lasca_jax.run import cache as cache_lib, labels, pipeline, stages
+from lasca_jax.model import mlp
+from lasca_jax.run import cache as cache_lib, labels, pipeline, settings as settings_lib, stages
 from test_tables import BASE, FOLDS, write_run
 
 
@@ -84,7 +84,7 @@ def test_capacity_matched_features_have_the_fused_architecture(tmp_path, tiny_ba
   assert cap.z.shape == fused.z.shape                     # [folds, W, f + 32]
   np.testing.assert_array_equal(cap.z[..., :f], feats.z)
   assert not cap.z[..., f:].any()
-  settings = train.TrainSettings.from_config(config)
+  settings = settings_lib.train_settings(config)
   assert (settings.num_params(cap.z.shape[-1]) == settings.num_params(fused.z.shape[-1])
           > settings.num_params(f))
   assert labels.model_label(config) == "Features cap. tiny_backbone(F)".replace(

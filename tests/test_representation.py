@@ -21,7 +21,7 @@ from lasca_jax.encoders import embedder as embedder_lib
 from lasca_jax.inference import attribution, ensemble, stream
 from lasca_jax.method import representation
 from lasca_jax.model import bundle, mlp
-from lasca_jax.run import cache as cache_lib, labels, pipeline, validate
+from lasca_jax.run import cache as cache_lib, labels, pipeline, settings as settings_lib, validate
 from conftest import PAPER_CAPS, make_tiny_config
 
 STATS = representation.SALIENCE_STATS
@@ -57,7 +57,7 @@ def _embedder(config, inputs, cache_dir):
     return embedder_lib.Embedder(random_text=inputs.random_text)
   if spec.encoded:
     return embedder_lib.Embedder(
-        embedder_lib.EncoderSettings.from_config(config.text).store(cache_dir))
+        settings_lib.encoder(config.text).store(cache_dir))
   return None
 
 
@@ -80,7 +80,7 @@ def test_every_path_builds_the_z_training_saw(combo, tmp_path, short_backbone):
     assert any(len(p.split()) > 24 for p in prompts)      # some prompts exceed the window
     # The shared store also holds their truncated encodings (a truncating run of the same
     # backbone): every path must still take the pooled pieces.
-    settings = embedder_lib.EncoderSettings.from_config(config.text)
+    settings = settings_lib.encoder(config.text)
     truncating = dataclasses.replace(settings, long_prompts="truncate")
     truncating.store(config.cache_dir).embed(prompts.tolist(), progress=False)
   embed = _embedder(config, inputs, config.cache_dir)

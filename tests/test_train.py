@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from lasca_jax.model import mlp, reference, train
-from lasca_jax.run import cache, pipeline
+from lasca_jax.run import cache, pipeline, settings as settings_lib
 from conftest import PAPER_CAPS, make_tiny_config, train_settings
 
 
@@ -21,7 +21,7 @@ def prepared(tmp_path_factory):
 
 def test_vmapped_folds_equal_python_loop(prepared):
   config, inputs = prepared
-  settings = train.TrainSettings.from_config(config)
+  settings = settings_lib.train_settings(config)
   fold = inputs.folds
   out = train.train_folds(settings, 7, inputs.z, inputs.pairs, fold)
   single = jax.jit(train.make_train(settings, inputs.z.shape[-1]))
@@ -42,7 +42,7 @@ def test_mean_accuracy_agrees_with_sklearn(prepared):
   The 8 seeds also train in one call through the configurations axis (``train_configs``).
   """
   config, inputs = prepared
-  settings = train.TrainSettings.from_config(config)
+  settings = settings_lib.train_settings(config)
   seeds = list(range(8))
   stack = lambda a: np.stack([np.asarray(a)] * len(seeds))
   out = train.train_configs(settings, seeds, stack(inputs.z),

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from lasca_jax.model import mlp, placement, train
+from lasca_jax.run import settings as settings_lib
 from conftest import PAPER_CAPS, train_settings
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -179,7 +180,7 @@ def test_layout_fields_are_validated_and_read(tmp_path):
     validate.check(config)
   config.train.devices = 1
   validate.check(config)
-  assert placement.Layout.from_config(config.train) == placement.Layout(devices=1, lanes=2)
+  assert settings_lib.layout(config) == placement.Layout(devices=1, lanes=2)
 
 
 def test_host_device_flags_keep_an_explicit_count():
@@ -194,6 +195,7 @@ def test_host_device_flags_keep_an_explicit_count():
 _HOST_SCRIPT = r"""
 import sys, jax
 from lasca_jax.model import placement, train
+from lasca_jax.run import settings as settings_lib
 asked = placement.use_host_devices(int(sys.argv[1]))
 n = len(jax.local_devices())
 placement.use_host_devices(5)            # JAX has started: changes nothing
@@ -268,7 +270,7 @@ def test_cpu_compiler_options_leave_results_bit_identical(monkeypatch):
   layouts = (placement.Layout(1, 1), placement.Layout(1, 2))
   with_options = [train.train_folds(settings, 1, z, pairs, fold, layout=l) for l in layouts]
   assert placement.CPU_COMPILER_OPTIONS
-  monkeypatch.setattr(train, "CPU_COMPILER_OPTIONS", None)
+  monkeypatch.setattr(placement, "CPU_COMPILER_OPTIONS", None)
   train.clear_compiled()
   plain = [train.train_folds(settings, 1, z, pairs, fold, layout=l) for l in layouts]
   train.clear_compiled()
@@ -319,7 +321,7 @@ def test_fast_compile_is_read_passed_to_xla_and_changes_rounding_only(tmp_path, 
   from lasca_jax.run import validate  # pylint: disable=import-outside-toplevel
   config = make_tiny_config(tmp_path / "cache", **{"train.fast_compile": True})
   validate.check(config)
-  assert train.TrainSettings.from_config(config).fast_compile
+  assert settings_lib.train_settings(config).fast_compile
   settings = train_settings(max_epochs=8, batch_size=16)
   z, pairs, fold = _small_problem(d=32)
   train.clear_compiled()                  # so that both programs are built here
@@ -361,7 +363,7 @@ def test_benchmark_scale_runs_and_times_the_pipelines_trainer(tmp_path):
   assert step["alone"]["d"] == result["training"]["d"]
   config = make_tiny_config(tmp_path / "cache")
   inputs = pipeline.prepare(config, cache.StageCache(config.cache_dir))
-  ours = train.train_folds(train.TrainSettings.from_config(config), int(config.seed), inputs.z,
+  ours = train.train_folds(settings_lib.train_settings(config), int(config.seed), inputs.z,
                            inputs.pairs, inputs.folds)
   assert result["training"]["mean_test_accuracy"] == float(np.mean(ours.test_accuracy))
   training = result["training"]
@@ -373,7 +375,7 @@ def test_benchmark_scale_runs_and_times_the_pipelines_trainer(tmp_path):
     assert training[f"ratio_{key}"]["median"] == pytest.approx(round_["sklearn_s"] / round_[key])
   assert round_["stored_programs"][1]["loaded"] == 1     # the repeated run loaded the program
   from lasca_jax.model import reference  # pylint: disable=import-outside-toplevel
-  settings = train.TrainSettings.from_config(config)
+  settings = settings_lib.train_settings(config)
   theirs = [reference.sklearn_fold(inputs.z[k], inputs.pairs, inputs.folds, k, int(config.seed),
                                    settings) for k in range(inputs.z.shape[0])]
   assert training["sklearn_mean_test_accuracy"] == float(np.mean(theirs))

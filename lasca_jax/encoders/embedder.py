@@ -1,8 +1,8 @@
 """Prompts to embeddings the way a run's training got them: the one embedder every path uses.
 
 :class:`EncoderSettings` is the typed form of the encoder fields of ``config.text`` (backbone,
-folder, device, batch size, token budget, precision, long prompts), with their defaults in one
-place; it builds the run's :class:`lasca_jax.encoders.encoding.EmbeddingStore`. :class:`Embedder`
+folder, device, batch size, token budget, precision, long prompts; built by
+``lasca_jax.run.settings.encoder``); it builds the run's :class:`lasca_jax.encoders.encoding.EmbeddingStore`. :class:`Embedder`
 answers ``prompts -> embeddings`` for training, a bundle's batch path, the one-window streaming
 predictor (warm: the store's table in memory; cold: the encoder run on the prompt, with the same
 chunking and precision) and attribution; for the random-text control it gives each prompt's fixed
@@ -20,29 +20,16 @@ import numpy as np
 from lasca_jax.encoders import encoding, text as text_lib
 from lasca_jax.method import controls
 
-_DEFAULTS = {"backbone": "all-MiniLM-L6-v2", "model_path": "", "device": "auto",
-             "batch_size": 64, "token_budget": 0, "precision": "auto",
-             "long_prompts": "truncate"}
-
-
 @dataclasses.dataclass(frozen=True)
 class EncoderSettings:
   """The sentence encoder of a run (``config.text``'s encoder fields)."""
-  backbone: str = _DEFAULTS["backbone"]
+  backbone: str = "all-MiniLM-L6-v2"
   model_path: str = ""
   device: str = "auto"
   batch_size: int = 64
   token_budget: int = 0
   precision: str = "auto"
   long_prompts: str = "truncate"
-
-  @classmethod
-  def from_config(cls, text_config: Mapping[str, Any] | Any) -> "EncoderSettings":
-    """From ``config.text`` (a ConfigDict or the dict of a ``config.json``, whose fields an
-    earlier release may lack: those take their defaults)."""
-    get = text_config.get
-    return cls(**{k: type(v)(get(k, v) if get(k, v) is not None else v)
-                  for k, v in _DEFAULTS.items()})
 
   def problems(self) -> list[str]:
     """One line per bad field (``config.text.<field>``)."""
@@ -66,11 +53,13 @@ class EncoderSettings:
   def with_model_path(self, model_path: str | None) -> "EncoderSettings":
     return self if model_path is None else dataclasses.replace(self, model_path=model_path)
 
-  def store(self, cache_dir: str) -> encoding.EmbeddingStore:
-    """The shared prompt store of this backbone and precision under ``cache_dir``."""
+  def store(self, cache_dir: str, store_path: str = "", wal: bool = True
+            ) -> encoding.EmbeddingStore:
+    """The shared prompt store of this backbone and precision under ``cache_dir`` (or the file
+    ``store_path``: an encoding shard's own store)."""
     return encoding.EmbeddingStore(cache_dir, self.backbone, self.model_path, self.device,
                                    self.batch_size, self.token_budget, self.precision,
-                                   self.long_prompts)
+                                   self.long_prompts, store_path=store_path, wal=wal)
 
 
 def random_norm(norm: float, encoder: EncoderSettings) -> float:
@@ -118,8 +107,8 @@ class Embedder:
 
   Exactly one source:
 
-  * ``store``: the run's :class:`~lasca_jax.encoders.encoding.EmbeddingStore` (encodes what it lacks,
-    honouring ``long_prompts`` and precision);
+  * ``store``: the run's :class:`~lasca_jax.encoders.encoding.EmbeddingStore` (encodes what it
+    lacks, honouring ``long_prompts`` and precision);
   * ``random_text``: the random-text control's ``{"seed", "norm", "dim"}``;
   * ``encoder`` (with an optional ``table`` prompt -> embedding): a plain object with the
     ``SentenceTransformer.encode`` signature, for a caller that holds its own model and table.

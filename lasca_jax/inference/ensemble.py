@@ -24,6 +24,7 @@ from lasca_jax.method import representation
 from lasca_jax.method.representation import Represented
 from lasca_jax.model import bundle, mlp
 from lasca_jax.model.bundle import BundleError
+from lasca_jax.run import settings as settings_lib
 
 
 class BundlePredictor:
@@ -50,7 +51,7 @@ class BundlePredictor:
     self.fusion: str = self.spec.name
     self.cache_dir = cache_dir or meta["config"].get("cache_dir") or files_lib.default_cache_dir()
     self.model_path = meta["model_path"] if model_path is None else model_path
-    self.encoder_settings = embedder_lib.EncoderSettings.from_config(
+    self.encoder_settings = settings_lib.encoder(
         dict(meta["config"].get("text", {}), backbone=meta["backbone"])
     ).with_model_path(self.model_path)
     self._embedder = None

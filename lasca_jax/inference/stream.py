@@ -18,7 +18,7 @@ import numpy as np
 from lasca_jax.encoders import embedder as embedder_lib
 from lasca_jax.method import representation, windows as windows_lib
 from lasca_jax.model import mlp, train
-from lasca_jax.run import cache as cache_lib, pipeline
+from lasca_jax.run import cache as cache_lib, pipeline, settings as settings_lib
 
 
 class TrainingRange(NamedTuple):
@@ -166,7 +166,7 @@ def latency_ms(fn: Callable[[Any], Any], items: Sequence[Any], count: int, *, wa
 
 
 class TrainedPredictor(NamedTuple):
-  """A one-window predictor trained like ``pipeline.run`` trains, with the data it was trained on."""
+  """A one-window predictor trained like ``pipeline.run`` trains, with its training data."""
   predictor: WindowPredictor
   inputs: pipeline.RunInputs
   output: train.TrainOutput    # all folds (leading fold axis)
@@ -201,7 +201,7 @@ def trained_predictor(config, cache: cache_lib.StageCache | None = None, fold: i
   if spec.text == "random":
     embedder = embedder_lib.Embedder(random_text=inputs.random_text)
   elif spec.encoded:
-    store = embedder_lib.EncoderSettings.from_config(config.text).store(cache.cache_dir)
+    store = settings_lib.encoder(config.text).store(cache.cache_dir)
     if encoder is not None:
       store._model = encoder   # pylint: disable=protected-access
     embedder = embedder_lib.Embedder(store)

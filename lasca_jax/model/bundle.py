@@ -37,10 +37,9 @@ import flax.serialization
 import jax
 import numpy as np
 
-from lasca_jax.data import datasets, files as files_lib
+from lasca_jax.data import files as files_lib
 from lasca_jax.encoders import text as text_lib
 from lasca_jax.method import representation
-from lasca_jax.model import train
 
 FORMAT = "lasca_jax.bundle/2"   # /2: the representation recipe; /1 bundles are read too
 LEGACY_FORMATS = ("lasca_jax.bundle/1",)
@@ -64,12 +63,6 @@ def _sha256(path: str) -> str:
     for block in iter(lambda: f.read(1 << 20), b""):
       h.update(block)
   return h.hexdigest()
-
-
-def time_base_hz(config) -> float:
-  """The frame rate new recordings are pooled onto before windowing, as the run's dataset
-  module declares it (``time_base_hz`` of :mod:`lasca_jax.data.datasets`)."""
-  return float(datasets.get_module(config.data.name).time_base_hz(config.data))
 
 
 def _test_windows(inputs) -> dict[str, np.ndarray]:
@@ -100,20 +93,20 @@ def _test_windows(inputs) -> dict[str, np.ndarray]:
   return out
 
 
-def write_bundle(run_dir: str, config, inputs, params: Any) -> str:
+def write_bundle(run_dir: str, inputs, params: Any, fields: dict) -> str:
   """Writes ``<run_dir>/bundle`` for a trained run.
 
   Args:
     run_dir: the run directory (``results.npz``'s folder).
-    config: the run's config.
     inputs: the run's :class:`lasca_jax.run.pipeline.RunInputs` (columns, phrases, per-fold
-      min-max statistics, windows: everything the bundle holds comes from it).
+      min-max statistics, windows, the recipe of ``z``).
     params: the trained ``PreferenceMLP`` parameters with a leading fold axis.
+    fields: the config-derived fields of ``bundle.json`` (window, target, margin, salience,
+      template, backbone, time base, MLP sizes, the config: ``run.settings.bundle_fields``).
 
   Returns:
     The bundle folder.
   """
-  fcfg, tcfg = config.features, config.text
   num_folds = inputs.num_folds
   folder = bundle_dir(run_dir)
   os.makedirs(folder, exist_ok=True)
@@ -121,7 +114,8 @@ def write_bundle(run_dir: str, config, inputs, params: Any) -> str:
   if os.path.exists(json_path):
     os.remove(json_path)      # An incomplete rewrite must not look complete.
   state = {"params": jax.tree.map(np.asarray, params), "lo": inputs.lo, "span": inputs.span}
-  files_lib.write_bytes_atomic(os.path.join(folder, PARAMS_FILE), flax.serialization.msgpack_serialize(state))
+  files_lib.write_bytes_atomic(os.path.join(folder, PARAMS_FILE),
+                             flax.serialization.msgpack_serialize(state))
   tests = _test_windows(inputs)
   recipe = inputs.recipe
   if recipe.spec.needs_baseline:
@@ -129,34 +123,20 @@ def write_bundle(run_dir: str, config, inputs, params: Any) -> str:
   files_lib.save_npz_atomic(os.path.join(folder, TEST_FILE), tests)
   d = int(inputs.z.shape[-1])
   meta = {
+      **fields,
       "format": FORMAT,
       "model_label": inputs.model_label,
-      "fusion": config.model.fusion,
-      "modality": fcfg.modality,
-      "template": fcfg.modality,
+      "fusion": recipe.fusion,
       "feature_names": inputs.feature_names,
       "modalities": inputs.modalities,
       "phrases": inputs.phrases,
-      "salience": {"rule": tcfg.salience, "k": int(tcfg.salience_k),
-                   "threshold": float(tcfg.salience_threshold)},
-      "clip": bool(fcfg.clip),
-      "backbone": tcfg.backbone if recipe.spec.uses_backbone else "",
-      "model_path": tcfg.model_path if recipe.spec.uses_backbone else "",
       "representation": recipe.to_json(),
       "salience_on_new_data": salience_on_new_data(recipe),
-      "window_seconds": float(fcfg.window_seconds),
-      "min_valid_fraction": float(fcfg.min_valid_fraction),
-      "time_base_hz": time_base_hz(config),
-      "target": config.pairs.target,
-      "margin": float(config.pairs.margin),
       "input_dim": d,
-      "hidden": list(train.TrainSettings.from_config(config).hidden_sizes(d)),
       "random_text": inputs.random_text,
-      "max_hidden": list(config.model.max_hidden),
       "num_folds": num_folds,
       "files": {PARAMS_FILE: _sha256(os.path.join(folder, PARAMS_FILE)),
                 TEST_FILE: _sha256(os.path.join(folder, TEST_FILE))},
-      "config": json.loads(config.to_json_best_effort()),
   }
   files_lib.write_bytes_atomic(json_path, json.dumps(meta, indent=1, sort_keys=True).encode())
   return folder

@@ -28,10 +28,6 @@ class Layout(NamedTuple):
   devices: int = 0
   lanes: int = 0
 
-  @classmethod
-  def from_config(cls, train_config) -> "Layout":
-    return cls(devices=int(train_config.get("devices", 0)), lanes=int(train_config.get("lanes", 0)))
-
 
 HOST_DEVICE_FLAG = "--xla_force_host_platform_device_count"
 

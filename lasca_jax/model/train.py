@@ -59,8 +59,9 @@ from lasca_jax.model.placement import Layout
 class TrainSettings:
   """Static training and model settings: they shape the compiled program.
 
-  Read from a config by :meth:`from_config`; ``configs/default.py`` holds every default, so a
-  test or a notebook writes ``dataclasses.replace(TrainSettings.from_config(config), ...)``.
+  Built from a config by :func:`lasca_jax.run.settings.train_settings`; ``configs/default.py``
+  holds every default, so a test or a notebook writes
+  ``dataclasses.replace(settings.train_settings(config), ...)``.
   """
   max_epochs: int
   learning_rate: float
@@ -71,19 +72,6 @@ class TrainSettings:
   max_hidden: tuple[int, int]   # config.model.max_hidden: caps of the two hidden sizes
   hidden_dim: int               # config.model.hidden_from_dim (0: sizes from the input size)
   fast_compile: bool = False    # config.train.fast_compile: CPU_FAST_COMPILER_OPTIONS
-
-  @classmethod
-  def from_config(cls, config) -> "TrainSettings":
-    """The settings of an experiment config (its ``train`` and ``model`` sections)."""
-    t, m = config.train, config.model
-    hidden_dim = int(m.get("hidden_from_dim", 0))
-    if hidden_dim < 0:
-      raise ValueError(f"model.hidden_from_dim={hidden_dim}: use a positive dimension, or 0")
-    return cls(max_epochs=int(t.max_epochs), learning_rate=float(t.learning_rate),
-               alpha=float(t.alpha), tol=float(t.tol), patience=int(t.patience),
-               batch_size=int(t.batch_size),
-               max_hidden=tuple(int(h) for h in m.max_hidden), hidden_dim=hidden_dim,
-               fast_compile=bool(t.get("fast_compile", False)))
 
   def hidden_sizes(self, d: int) -> tuple[int, int]:
     """The MLP's hidden sizes for input size ``d`` (:func:`lasca_jax.model.mlp.hidden_sizes`)."""

@@ -21,13 +21,15 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+# The one import up the layers: a run logs its fold mean as the tables compute it.
 from lasca_jax.analysis import stats
 from lasca_jax.data import types as data_lib
 from lasca_jax.encoders import embedder as embedder_lib, text as text_lib
 from lasca_jax.method import controls, coverage, lexicon, protocols, representation, templates
 from lasca_jax.method import windows as windows_lib
 from lasca_jax.model import placement, programs, train
-from lasca_jax.run import cache as cache_lib, labels, results_file, stages, validate
+from lasca_jax.run import (cache as cache_lib, labels, results_file,
+                           settings as settings_lib, stages, validate)
 from lasca_jax.run.rundir import RunDir, RunLog
 
 
@@ -122,8 +124,8 @@ def prepare(config, cache: cache_lib.StageCache, log: RunLog | None = None,
   frames = load_frames(config, cache, log)
   win = stages.windows(cache, frames=frames, window_seconds=float(fcfg.window_seconds))
   cols = windows_lib.modality_columns(win.value.modalities, fcfg.modality)
-  train.TrainSettings.from_config(config)   # a bad model or train field: fail before any work
-  encoder = embedder_lib.EncoderSettings.from_config(config.text)
+  settings_lib.train_settings(config)   # a bad model or train field: fail before any work
+  encoder = settings_lib.encoder(config.text)
   pad_dim = embedder_lib.fused_dim(str(config.model.get("hidden_from", "")), encoder,
                                    int(cols.size))
   fusion = representation.get(config.model.fusion)
@@ -360,7 +362,7 @@ def prompt_text(config, cache: cache_lib.StageCache, sal: stages.Keyed, values: 
     prompt_sink.extend(prompts[used].tolist())
     emb = np.zeros((used.size, 1), np.float32)
   else:
-    emb = embedder_lib.embed_and_log(embedder_lib.EncoderSettings.from_config(tcfg),
+    emb = embedder_lib.embed_and_log(settings_lib.encoder(tcfg),
                                      cache.cache_dir, prompts[used].tolist(), log)
   table_emb = np.zeros((prompts.size, emb.shape[1]), np.float32)
   table_emb[used] = emb
@@ -397,7 +399,7 @@ def finish(out: RunDir, config, inputs: RunInputs, output: train.TrainOutput, se
   """Writes a trained run (``results.npz``, ``bundle/``) and logs ``trained`` (with ``fields``)
   and ``done`` (with ``done``); returns the results arrays. ``main`` and the sweep both end here."""
   arrays = results_file.arrays(
-      inputs, output, train.TrainSettings.from_config(config).num_params(inputs.input_dim))
+      inputs, output, settings_lib.train_settings(config).num_params(inputs.input_dim))
   out.log("trained", seconds=round(seconds, 3), **fields,
           test_accuracy=arrays["test_accuracy"].round(4).tolist(),
           best_epoch=arrays["best_epoch"].tolist())
@@ -412,8 +414,8 @@ def train_run(config, out: RunDir, cache: cache_lib.StageCache) -> TrainedRun:
   """Prepares ``config``, trains all its folds in one compiled call and writes the run to
   ``out`` (:func:`finish`)."""
   inputs = prepare(config, cache, out.log)
-  settings = train.TrainSettings.from_config(config)
-  layout = placement.Layout.from_config(config.train)
+  settings = settings_lib.train_settings(config)
+  layout = settings_lib.layout(config)
   plan = placement.plan(inputs.num_folds, layout)
   out.log("train", folds=inputs.num_folds, input_dim=inputs.input_dim,
           hidden=list(settings.hidden_sizes(inputs.input_dim)), hidden_from_dim=settings.hidden_dim,

@@ -29,6 +29,7 @@ import numpy as np
 from configs import from_json
 from lasca_jax.data import files as files_lib
 from lasca_jax.model import bundle as bundle_lib
+from lasca_jax.run import settings
 
 CONFIG_FILE = "config.json"
 LOG_FILE = "log.jsonl"
@@ -140,7 +141,8 @@ class RunDir:
   def write_bundle(self, config, inputs, params: Any) -> None:
     """``bundle/`` (:func:`lasca_jax.model.bundle.write_bundle`) and a ``bundle`` event."""
     if self.path:
-      self.log("bundle", path=bundle_lib.write_bundle(self.path, config, inputs, params))
+      fields = settings.bundle_fields(config, inputs.input_dim, inputs.recipe.spec.uses_backbone)
+      self.log("bundle", path=bundle_lib.write_bundle(self.path, inputs, params, fields))
 
   def fail(self, config, stage: str, error: BaseException) -> dict:
     """Records that ``stage`` failed: ``failed.json`` (stage, error type, reason, config), a

@@ -15,37 +15,14 @@ import hashlib
 import json
 import logging
 import os
-from typing import NamedTuple
 
 from lasca_jax.data import files as files_lib
-from lasca_jax.encoders import encoding, store as store_lib
+from lasca_jax.encoders import embedder, store as store_lib
 from lasca_jax.method import representation
-from lasca_jax.run import cache as cache_lib, pipeline, sweep as sweep_lib
+from lasca_jax.run import cache as cache_lib, pipeline, settings as settings_lib
+from lasca_jax.run import sweep as sweep_lib
 
 SHARD_DIR = "shards"
-
-
-class EncoderSettings(NamedTuple):
-  """The ``config.text`` fields that decide which rows a prompt's embedding goes to."""
-  backbone: str
-  model_path: str
-  device: str
-  precision: str
-  long_prompts: str
-  token_budget: int
-  batch_size: int
-
-  @classmethod
-  def from_config(cls, config) -> "EncoderSettings":
-    t = config.text
-    return cls(t.backbone, t.model_path, t.get("device", "auto"), t.get("precision", "auto"),
-               t.get("long_prompts", "truncate"), int(t.get("token_budget", 0)),
-               int(t.batch_size))
-
-  def store(self, cache_dir: str, store_path: str = "", wal: bool = True) -> encoding.EmbeddingStore:
-    return encoding.EmbeddingStore(cache_dir, self.backbone, self.model_path, self.device,
-                                 self.batch_size, self.token_budget, self.precision,
-                                 self.long_prompts, store_path=store_path, wal=wal)
 
 
 def shard_of(prompt: str, num_shards: int) -> int:
@@ -80,14 +57,14 @@ def text_configs(config, sweep: bool) -> list:
   return out
 
 
-def needed_prompts(config, sweep: bool = False) -> dict[EncoderSettings, list[str]]:
+def needed_prompts(config, sweep: bool = False) -> dict[embedder.EncoderSettings, list[str]]:
   """``{encoder settings: sorted distinct prompts}`` of ``config`` (or its sweep)."""
   cache = cache_lib.StageCache(config.cache_dir or None)
-  groups: dict[EncoderSettings, set[str]] = {}
+  groups: dict[embedder.EncoderSettings, set[str]] = {}
   for c in text_configs(config, sweep):
     sink: list[str] = []
     pipeline.prepare(c, cache, prompt_sink=sink)
-    groups.setdefault(EncoderSettings.from_config(c), set()).update(sink)
+    groups.setdefault(settings_lib.encoder(c.text), set()).update(sink)
   return {k: sorted(v) for k, v in groups.items()}
 
 
@@ -145,6 +122,7 @@ def merge(config, sources: list[str] | None = None, sweep: bool = False) -> dict
   missing = {}
   for settings, prompts in needed_prompts(config, sweep).items():
     store = settings.store(cache_dir)
-    missing[settings.backbone] = len(prompts) - len(store._lookup(prompts))  # pylint: disable=protected-access
+    missing[settings.backbone] = (len(prompts) -
+                                  len(store._lookup(prompts)))  # pylint: disable=protected-access
     store.store.close()
   return {"merged": merged, "missing": missing}

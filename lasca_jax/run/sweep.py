@@ -32,7 +32,8 @@ import numpy as np
 from lasca_jax.data import datasets, files as files_lib
 from lasca_jax.method import representation
 from lasca_jax.model import placement, programs, train
-from lasca_jax.run import cache as cache_lib, fields, labels, pipeline, rundir, validate
+from lasca_jax.run import (cache as cache_lib, fields, labels,
+                           pipeline, rundir, settings as settings_lib, validate)
 
 
 def _baselines(sweep) -> list[tuple[str, str, str]]:
@@ -175,7 +176,7 @@ def _shape_signature(config) -> tuple:
 
 
 def _group_key(config, inputs: pipeline.RunInputs):
-  return (inputs.z.shape, train.TrainSettings.from_config(config), int(config.seed))
+  return (inputs.z.shape, settings_lib.train_settings(config), int(config.seed))
 
 
 class Member(NamedTuple):
@@ -189,9 +190,9 @@ class Member(NamedTuple):
 def _train_and_write(group: list[Member], log: logging.Logger) -> float:
   """Trains a group of prepared configurations in one call and writes each run."""
   config0, inputs0 = group[0].config, group[0].inputs
-  settings = train.TrainSettings.from_config(config0)
+  settings = settings_lib.train_settings(config0)
   z, pairs, folds = stack_inputs([m.inputs for m in group])
-  layout = placement.Layout.from_config(config0.train)
+  layout = settings_lib.layout(config0)
   plan = placement.plan(len(group) * inputs0.num_folds, layout)
   t0, before = time.time(), dict(programs.counts)
   out = train.train_configs(settings, [int(m.config.seed) for m in group], z, pairs, folds,
@@ -250,7 +251,7 @@ def run_sweep(config, workdir: str, progress: bool = True, retry_failed: bool = 
   pending.sort(key=lambda p: (_shape_signature(p[1]), p[0]))
   size = group_size(config)
   compilation_cache = placement.enable_compilation_cache(config.get("compilation_cache", ""))
-  local = placement.local_devices(placement.Layout.from_config(config.train).devices)
+  local = placement.local_devices(settings_lib.layout(config).devices)
   log.info("sweep: training on %d local %s device(s)", len(local), local[0].platform)
   group, groups, train_seconds = [], 0, 0.0
   for run_dir, cfg in tqdm(pending, desc="sweep", unit="run", disable=not progress):

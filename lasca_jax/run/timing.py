@@ -20,7 +20,7 @@ import numpy as np
 from lasca_jax.encoders import encoding, peak
 from lasca_jax.method import representation
 from lasca_jax.model import mlp, placement, programs, reference, train
-from lasca_jax.run import cache, pipeline
+from lasca_jax.run import cache, pipeline, settings as settings_lib
 
 
 def prepared(config):
@@ -31,8 +31,8 @@ def prepared(config):
 
 def train_once(config, inputs, fold) -> train.TrainOutput:
   """All folds of ``config`` in one compiled call, as ``pipeline.run`` trains them."""
-  return train.train_folds(train.TrainSettings.from_config(config), int(config.seed), inputs.z,
-                           inputs.pairs, fold, placement.Layout.from_config(config.train))
+  return train.train_folds(settings_lib.train_settings(config), int(config.seed), inputs.z,
+                           inputs.pairs, fold, settings_lib.layout(config))
 
 
 def time_training(config, compilation_cache: str, with_peak: bool = False) -> dict:
@@ -53,7 +53,7 @@ def time_training(config, compilation_cache: str, with_peak: bool = False) -> di
             "test_accuracy": np.asarray(out.test_accuracy).tolist(),
             "mean_test_accuracy": float(np.mean(out.test_accuracy)),
             # the matmul work of the epochs that really ran, and what a fold-synchronous loop runs
-            "flops": train.run_flops(out, fold, d, train.TrainSettings.from_config(config)
+            "flops": train.run_flops(out, fold, d, settings_lib.train_settings(config)
                                      .hidden_sizes(d)),
             "fold_epochs": int(np.sum(out.epochs_run)),
             "fold_epochs_synchronous": int(len(out.epochs_run) * np.max(out.epochs_run))}
@@ -69,8 +69,8 @@ def time_phases(config, compilation_cache: str) -> dict:
   inputs, fold = prepared(config)
   seeds, fold_numbers, per_fold = train.fold_units(int(config.seed), inputs.z.shape[0],
                                                    inputs.pairs)
-  fn, args = train.program_call(train.TrainSettings.from_config(config), seeds, fold_numbers,
-                                inputs.z, per_fold, fold, placement.Layout.from_config(config.train))
+  fn, args = train.program_call(settings_lib.train_settings(config), seeds, fold_numbers,
+                                inputs.z, per_fold, fold, settings_lib.layout(config))
   phases = (("trace", lambda _: fn.trace(*args)), ("lower", lambda traced: traced.lower()),
             ("compile", lambda lowered: lowered.compile()),
             ("execute", lambda compiled: jax.block_until_ready(compiled(*args))))
@@ -85,7 +85,7 @@ def time_phases(config, compilation_cache: str) -> dict:
 def time_sklearn(config) -> dict:
   """Times scikit-learn fitting the configuration's folds one after another in this process."""
   inputs, fold = prepared(config)
-  settings = train.TrainSettings.from_config(config)
+  settings = settings_lib.train_settings(config)
   start = time.perf_counter()
   accuracies = [reference.sklearn_fold(inputs.z[k], inputs.pairs, fold, k, int(config.seed),
                                        settings) for k in range(inputs.z.shape[0])]
@@ -113,7 +113,7 @@ def time_step(config, steps: int) -> dict:
   """Milliseconds per minibatch step of the trainer (``train.make_learner``: pair gather, loss,
   gradient, Adam) and of the step's matmuls alone, on fold 0's real pairs, in this process."""
   inputs, fold = prepared(config)
-  settings = train.TrainSettings.from_config(config)
+  settings = settings_lib.train_settings(config)
   d = int(inputs.z.shape[-1])
   bs = settings.batch_size
   model, tx, step = train.make_learner(settings, d)
