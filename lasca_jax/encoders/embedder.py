@@ -19,6 +19,7 @@ import numpy as np
 
 from lasca_jax.encoders import encoding, text as text_lib
 from lasca_jax.method import controls
+from lasca_jax.data import checks
 
 @dataclasses.dataclass(frozen=True)
 class EncoderSettings:
@@ -30,21 +31,6 @@ class EncoderSettings:
   token_budget: int = 0
   precision: str = "auto"
   long_prompts: str = "truncate"
-
-  def problems(self) -> list[str]:
-    """One line per bad field (``config.text.<field>``)."""
-    out = []
-    for field, value, choices in (("device", self.device, text_lib.DEVICES),
-                                  ("precision", self.precision, text_lib.PRECISIONS),
-                                  ("long_prompts", self.long_prompts, text_lib.LONG_PROMPTS)):
-      if value not in choices:
-        out.append(f"config.text.{field}={value!r}: use one of {choices}")
-    if self.batch_size < 1:
-      out.append(f"config.text.batch_size={self.batch_size}: use an integer >= 1")
-    if self.token_budget < 0:
-      out.append(f"config.text.token_budget={self.token_budget}: use 0 (none) or a positive "
-                 "number of tokens")
-    return out
 
   def geometry(self) -> tuple[int, bool]:
     """``(dimension, unit_norm)`` of this backbone's embeddings, without loading its weights."""
@@ -214,3 +200,14 @@ def embed_and_log(settings: EncoderSettings, cache_dir: str, prompts: list[str],
                     store.limit(), action)
   store.store.close()
   return emb
+
+
+# The config fields of EncoderSettings, and what each accepts (collected by run/validate.py).
+FIELDS = (
+    ("text.batch_size", checks.int_at_least(1)),
+    ("text.token_budget", checks.int_at_least(0)),
+    ("text.device", ((lambda v: isinstance(v, str) and v.split(":")[0] in
+                      ("auto", "cpu", "cuda", "mps")), "auto, cpu, cuda or cuda:N")),
+    ("text.precision", checks.one_of(text_lib.PRECISIONS)),
+    ("text.long_prompts", checks.one_of(text_lib.LONG_PROMPTS)),
+)

@@ -18,10 +18,12 @@ larger (the hidden sizes grow with ``d``). Each control removes one of these dif
 
 from __future__ import annotations
 
+import math
 import hashlib
 from typing import Sequence
 
 import numpy as np
+from lasca_jax.data import checks
 
 HIDDEN_FROM = ("", "fused")   # model.hidden_from (the padding: lasca_jax.encoders.embedder)
 
@@ -46,3 +48,12 @@ def random_prompt_embeddings(prompts: Sequence[str], dim: int, seed: int = 0,
     v = np.random.default_rng(prompt_seed(prompt, seed)).standard_normal(int(dim))
     out[i] = v * (float(norm) / np.linalg.norm(v))
   return out
+
+
+# The config fields this module reads, and what each accepts (collected by run/validate.py).
+FIELDS = (
+    ("model.hidden_from", checks.one_of(HIDDEN_FROM)),
+    ("model.hidden_from_dim", checks.int_at_least(0)),
+    ("text.random_seed", checks.int_at_least(0)),
+    ("text.random_norm", checks.number_in(0, math.inf)),
+)

@@ -26,6 +26,7 @@ import re
 from typing import Mapping, Sequence
 
 import numpy as np
+from lasca_jax.data import checks
 
 # Appendix B, Table 8: MFCC acoustic features.
 PAPER_AUDIO_LEXICON: dict[str, str] = {
@@ -210,3 +211,12 @@ def source_key(kind: str):
     raise FileNotFoundError(f"lexicon file {kind} does not exist (config.text.lexicon)")
   with open(kind, "rb") as f:
     return {"path": kind, "content": f.read().decode(errors="replace")}
+
+
+# ``text.lexicon`` values that name no file (``shuffled:<file>`` and files are checked apart).
+KINDS = ("llm", "feature_name", "shuffled", "dataset")
+# The config fields this module reads, and what each accepts (collected by run/validate.py).
+FIELDS = (
+    ("text.uncovered", checks.one_of(("name", "drop"))),
+    ("text.lexicon_seed", checks.int_at_least(0)),
+)

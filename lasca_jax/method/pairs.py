@@ -8,12 +8,14 @@ share a ``pair_id``. A pair's input is the difference ``z[second] - z[first]``.
 
 from __future__ import annotations
 
+import math
 import dataclasses
 
 import numpy as np
 
 from lasca_jax.data.records import ArrayRecord
 from lasca_jax.method import windows as windows_lib
+from lasca_jax.data import checks
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -57,3 +59,12 @@ def make_pairs(windows: windows_lib.Windows, usable: np.ndarray, target: str, ma
       pair_id=np.repeat(np.arange(keep.size), 2).astype(np.int32),
       recording=rec[first].astype(np.int32),
   )
+
+
+TARGETS = ("arousal", "valence")
+# The config fields this module reads, and what each accepts (collected by run/validate.py).
+FIELDS = (
+    ("pairs.target", checks.one_of(TARGETS)),
+    ("pairs.margin", checks.number_in(0, math.inf)),
+    ("pairs.eps", checks.number_in(0, math.inf, lo_open=True)),
+)

@@ -15,6 +15,7 @@ import math
 from typing import NamedTuple, Sequence
 
 import numpy as np
+from lasca_jax.data import checks
 
 
 class FoldSplits(NamedTuple):
@@ -158,3 +159,15 @@ def fold_indices(pairs, pair_subject: np.ndarray, splits: FoldSplits,
   test_idx, test_mask = _pad(test_rows, 64)
   return FoldIndices(train_idx, train_mask.sum(1).astype(np.int32), val_idx, val_mask,
                      test_idx, test_mask)
+
+
+NAMES = ("kfold", "random_splits")
+# The config fields this module reads, and what each accepts (collected by run/validate.py).
+FIELDS = (
+    ("protocol.split_seed", checks.int_at_least(-1)),
+    ("protocol.name", checks.one_of(NAMES)),
+    ("protocol.num_folds", checks.int_at_least(1)),
+    ("protocol.test_fraction", checks.number_in(0, 1, lo_open=True, hi_open=True)),
+    ("train.validation_fraction", checks.number_in(0, 1, lo_open=True, hi_open=True)),
+    ("train.validation_grouping", checks.one_of(("pair", "none"))),
+)

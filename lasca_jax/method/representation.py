@@ -30,6 +30,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from lasca_jax.method import salience as salience_lib, templates, windows as windows_lib
+from lasca_jax.data import checks
 
 PARTS = ("features", "baseline", "mask", "text")
 TEXT_SOURCES = ("", "encoded", "random")   # what the text part holds
@@ -432,3 +433,19 @@ class Representer:
       mask = recipe.salience_mask(x)
     z = assemble(spec, parts, recipe.input_dim)
     return Represented(x, np.asarray(mask), prompts, index, z, values)
+
+
+class _Registered:
+  """``"one of <the fusions registered now>"``: read when a problem is written, so a fusion
+  registered after import (a test, a user's module) is valid too."""
+
+  def __str__(self) -> str:
+    return "one of " + ", ".join(repr(c) for c in names())
+
+
+# The config fields this module reads, and what each accepts (collected by run/validate.py).
+FIELDS = (
+    ("text.phrase_order", checks.one_of(templates.PHRASE_ORDERS)),
+    ("text.salience_stats", checks.one_of(SALIENCE_STATS)),
+    ("model.fusion", ((lambda v: v in FUSIONS), _Registered())),
+)

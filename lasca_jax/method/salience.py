@@ -11,6 +11,7 @@ Ties between equally good splits (equal up to 1e-12 relative) take the lowest th
 from __future__ import annotations
 
 import numpy as np
+from lasca_jax.data import checks
 
 
 def otsu_thresholds(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -96,3 +97,12 @@ def salience_mask(values: np.ndarray, modalities, rule: str = "otsu", k: int = 5
     else:
       raise ValueError(f"unknown salience rule {rule!r}: use otsu, topk or threshold")
   return mask.reshape(*lead, -1)
+
+
+RULES = ("otsu", "topk", "threshold")
+# The config fields this module reads, and what each accepts (collected by run/validate.py).
+FIELDS = (
+    ("text.salience", checks.one_of(RULES)),
+    ("text.salience_k", checks.int_at_least(1)),
+    ("text.salience_threshold", checks.number_in(0, 1, hi_open=True)),
+)

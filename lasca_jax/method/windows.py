@@ -17,6 +17,7 @@ whose coverage reaches ``min_valid_fraction`` (the earlier behaviour).
 
 from __future__ import annotations
 
+import math
 import dataclasses
 from typing import Sequence
 
@@ -24,6 +25,7 @@ import numpy as np
 
 from lasca_jax.data.records import ArrayRecord
 from lasca_jax.data.types import Recording
+from lasca_jax.data import checks
 
 MODALITY_STREAMS = {"visual": ("face",), "audio": ("audio",), "multimodal": ("face", "audio")}
 
@@ -256,3 +258,13 @@ def minmax_normalise(features: np.ndarray, train_mask: np.ndarray, clip: bool = 
   """
   lo, span = minmax_stats(features, train_mask)
   return minmax_apply(features, lo, span, clip)
+
+
+# The config fields this module reads, and what each accepts (collected by run/validate.py).
+FIELDS = (
+    ("features.modality", checks.one_of(tuple(MODALITY_STREAMS))),
+    ("features.window_seconds", checks.number_in(0, math.inf, lo_open=True)),
+    ("features.min_valid_fraction", checks.number_in(0, 1, lo_open=True)),
+    ("features.clip", checks.BOOL),
+    ("features.partial_windows", checks.BOOL),
+)

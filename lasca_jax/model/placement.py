@@ -13,7 +13,7 @@ from typing import NamedTuple
 
 import jax
 
-from lasca_jax.data import files as files_lib
+from lasca_jax.data import checks, files as files_lib
 
 
 class Layout(NamedTuple):
@@ -140,3 +140,13 @@ def enable_compilation_cache(path: str | None) -> str | None:
   jax.config.update("jax_compilation_cache_dir", path)
   jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
   return path
+
+
+# The config fields this module reads, and what each accepts (collected by run/validate.py).
+FIELDS = (
+    ("train.devices", checks.int_at_least(0)),
+    ("train.lanes", checks.int_at_least(0)),
+    ("train.host_devices", checks.int_at_least(0)),
+    ("compilation_cache", ((lambda v: isinstance(v, str)),
+                           "a directory, '' for the default or 'none'")),
+)

@@ -40,6 +40,7 @@ lowering as well.
 
 from __future__ import annotations
 
+import math
 import dataclasses
 import functools
 from typing import Any, NamedTuple
@@ -53,6 +54,7 @@ from lasca_jax.method import protocols
 from lasca_jax.model import mlp, placement, programs
 from lasca_jax.model.mlp import PreferenceMLP
 from lasca_jax.model.placement import Layout
+from lasca_jax.data import checks
 
 
 @dataclasses.dataclass(frozen=True)
@@ -447,3 +449,21 @@ def run_flops(out: TrainOutput, fold: FoldData, d: int, hidden: tuple[int, int])
   n_val = np.asarray(fold.val_mask).reshape(epochs.size, -1).sum(axis=1)
   n_test = np.asarray(fold.test_mask).reshape(epochs.size, -1).sum(axis=1)
   return float(np.sum(epochs * (n_train * step + n_val * forward) + n_test * forward))
+
+
+def _two_sizes(v) -> bool:
+  return (isinstance(v, (tuple, list)) and len(v) == 2 and
+          all(isinstance(h, int) and not isinstance(h, bool) and h >= 1 for h in v))
+
+
+# The config fields of TrainSettings, and what each accepts (collected by run/validate.py).
+FIELDS = (
+    ("train.max_epochs", checks.int_at_least(1)),
+    ("train.learning_rate", checks.number_in(0, math.inf, lo_open=True)),
+    ("train.alpha", checks.number_in(0, math.inf)),
+    ("train.tol", checks.number_in(0, math.inf)),
+    ("train.patience", checks.int_at_least(1)),
+    ("train.batch_size", checks.int_at_least(1)),
+    ("train.fast_compile", checks.BOOL),
+)
+MODEL_FIELDS = (("model.max_hidden", (_two_sizes, "two integers >= 1")),)

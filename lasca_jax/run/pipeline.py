@@ -70,6 +70,8 @@ class RunInputs:
   keys: StageKeys
   model_label: str
   recipe: representation.Recipe     # every setting that shaped z (saved in the bundle)
+  train_settings: train.TrainSettings   # the trainer's (built once, here, from the config)
+  encoder: embedder_lib.EncoderSettings  # the sentence encoder's
 
   @property
   def input_dim(self) -> int:
@@ -124,7 +126,7 @@ def prepare(config, cache: cache_lib.StageCache, log: RunLog | None = None,
   frames = load_frames(config, cache, log)
   win = stages.windows(cache, frames=frames, window_seconds=float(fcfg.window_seconds))
   cols = windows_lib.modality_columns(win.value.modalities, fcfg.modality)
-  settings_lib.train_settings(config)   # a bad model or train field: fail before any work
+  train_settings = settings_lib.train_settings(config)   # a bad field: fail before any work
   encoder = settings_lib.encoder(config.text)
   pad_dim = embedder_lib.fused_dim(str(config.model.get("hidden_from", "")), encoder,
                                    int(cols.size))
@@ -157,7 +159,7 @@ def prepare(config, cache: cache_lib.StageCache, log: RunLog | None = None,
   text = prompt_index = None
   if fusion.needs_prompts:
     text = prompt_text(config, cache, sal, values, names, mods, usable, random_norm, log,
-                       prompt_sink)
+                       prompt_sink, encoder)
     prompt_index = np.broadcast_to(text.table.value.index, x.shape[:2])       # [folds, W]
     parts["text"] = text.embeddings[prompt_index]
     phrases = text.phrases
@@ -179,7 +181,8 @@ def prepare(config, cache: cache_lib.StageCache, log: RunLog | None = None,
       prompt_embeddings=text.embeddings if text else None,
       baseline=base.value.embeddings if base else None,
       random_text=text.random_text if text else None, keys=keys,
-      model_label=labels.model_label(config), recipe=recipe)
+      model_label=labels.model_label(config), recipe=recipe, train_settings=train_settings,
+      encoder=encoder)
 
 
 def make_recipe(config, features: np.ndarray, usable: np.ndarray, mods: list[str],
@@ -332,7 +335,7 @@ class PromptText(NamedTuple):
 
 def prompt_text(config, cache: cache_lib.StageCache, sal: stages.Keyed, values: stages.Keyed,
                 names: list[str], mods: list[str], usable: np.ndarray, random_norm, log: RunLog,
-                prompt_sink: list | None) -> PromptText:
+                prompt_sink: list | None, encoder: embedder_lib.EncoderSettings) -> PromptText:
   """Prompts from the salience masks, and their embeddings (encoded, random for the random-text
   control, or zeros with the prompts appended to ``prompt_sink``)."""
   fcfg, tcfg = config.features, config.text
@@ -352,7 +355,7 @@ def prompt_text(config, cache: cache_lib.StageCache, sal: stages.Keyed, values: 
                             if p is None or p == lexicon.feature_name_phrase(n)])
   random_text = None
   if representation.get(config.model.fusion).text == "random":
-    dim, _ = text_lib.embedding_geometry(tcfg.backbone, tcfg.model_path)
+    dim, _ = encoder.geometry()
     random_text = {"seed": int(tcfg.random_seed), "norm": random_norm, "dim": dim}
     emb = controls.random_prompt_embeddings(prompts[used].tolist(), dim,
                                             int(tcfg.random_seed), random_norm)
@@ -362,7 +365,7 @@ def prompt_text(config, cache: cache_lib.StageCache, sal: stages.Keyed, values: 
     prompt_sink.extend(prompts[used].tolist())
     emb = np.zeros((used.size, 1), np.float32)
   else:
-    emb = embedder_lib.embed_and_log(settings_lib.encoder(tcfg),
+    emb = embedder_lib.embed_and_log(encoder,
                                      cache.cache_dir, prompts[used].tolist(), log)
   table_emb = np.zeros((prompts.size, emb.shape[1]), np.float32)
   table_emb[used] = emb
@@ -399,7 +402,7 @@ def finish(out: RunDir, config, inputs: RunInputs, output: train.TrainOutput, se
   """Writes a trained run (``results.npz``, ``bundle/``) and logs ``trained`` (with ``fields``)
   and ``done`` (with ``done``); returns the results arrays. ``main`` and the sweep both end here."""
   arrays = results_file.arrays(
-      inputs, output, settings_lib.train_settings(config).num_params(inputs.input_dim))
+      inputs, output, inputs.train_settings.num_params(inputs.input_dim))
   out.log("trained", seconds=round(seconds, 3), **fields,
           test_accuracy=arrays["test_accuracy"].round(4).tolist(),
           best_epoch=arrays["best_epoch"].tolist())
@@ -414,7 +417,7 @@ def train_run(config, out: RunDir, cache: cache_lib.StageCache) -> TrainedRun:
   """Prepares ``config``, trains all its folds in one compiled call and writes the run to
   ``out`` (:func:`finish`)."""
   inputs = prepare(config, cache, out.log)
-  settings = settings_lib.train_settings(config)
+  settings = inputs.train_settings
   layout = settings_lib.layout(config)
   plan = placement.plan(inputs.num_folds, layout)
   out.log("train", folds=inputs.num_folds, input_dim=inputs.input_dim,

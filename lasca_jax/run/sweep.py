@@ -176,7 +176,7 @@ def _shape_signature(config) -> tuple:
 
 
 def _group_key(config, inputs: pipeline.RunInputs):
-  return (inputs.z.shape, settings_lib.train_settings(config), int(config.seed))
+  return (inputs.z.shape, inputs.train_settings, int(config.seed))
 
 
 class Member(NamedTuple):
@@ -190,7 +190,7 @@ class Member(NamedTuple):
 def _train_and_write(group: list[Member], log: logging.Logger) -> float:
   """Trains a group of prepared configurations in one call and writes each run."""
   config0, inputs0 = group[0].config, group[0].inputs
-  settings = settings_lib.train_settings(config0)
+  settings = inputs0.train_settings
   z, pairs, folds = stack_inputs([m.inputs for m in group])
   layout = settings_lib.layout(config0)
   plan = placement.plan(len(group) * inputs0.num_folds, layout)

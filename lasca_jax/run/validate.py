@@ -22,10 +22,11 @@ import sys
 from typing import Any, Callable, Sequence
 
 from lasca_jax.data import datasets
-from lasca_jax.data.checks import (BOOL, MISSING as _MISSING, _is_int, int_at_least, int_in,
-                                   number_in, one_of, problem)
-from lasca_jax.encoders import text as text_lib
-from lasca_jax.method import controls, representation, templates
+from lasca_jax.data.checks import MISSING as _MISSING, _is_int, int_in, number_in, problem
+from lasca_jax.encoders import embedder
+from lasca_jax.method import controls, lexicon, pairs, protocols, representation, salience
+from lasca_jax.method import windows
+from lasca_jax.model import placement, train
 from lasca_jax.run.fields import get_field
 
 
@@ -33,71 +34,20 @@ class ConfigError(ValueError):
   """Invalid configuration; the message lists every problem found."""
 
 
-MODALITIES = ("visual", "audio", "multimodal")
-SALIENCES = ("otsu", "topk", "threshold")
-TARGETS = ("arousal", "valence")
-PROTOCOLS = ("kfold", "random_splits")
-BUILTIN_LEXICONS = ("llm", "feature_name", "shuffled", "dataset")
+MODALITIES = tuple(windows.MODALITY_STREAMS)
+SALIENCES = salience.RULES
+TARGETS = pairs.TARGETS
+PROTOCOLS = protocols.NAMES
+BUILTIN_LEXICONS = lexicon.KINDS
 
 
-class _Registered:
-  """``"one of <the fusions registered now>"``: read when a problem is written, so a fusion
-  registered after import (a test, a user's module) is valid too."""
-
-  def __str__(self) -> str:
-    return "one of " + ", ".join(repr(c) for c in representation.names())
-
-
-FUSION = ((lambda v: v in representation.FUSIONS), _Registered())
-
-
-# (dotted field, (check, valid range)) for the sections every run uses.
+# (dotted field, (check, valid range)) for the sections every run uses: each module declares the
+# fields it reads (its FIELDS), in the order data flows through them.
 RULES: tuple[tuple[str, tuple[Callable[[Any], bool], str]], ...] = (
     ("seed", int_in(0, 2**32 - 1)),          # 32 bits: larger seeds would wrap around
-    ("protocol.split_seed", int_at_least(-1)),
-    ("features.modality", one_of(MODALITIES)),
-    ("features.window_seconds", number_in(0, math.inf, lo_open=True)),
-    ("features.min_valid_fraction", number_in(0, 1, lo_open=True)),
-    ("features.clip", BOOL),
-    ("features.partial_windows", BOOL),
-    ("text.salience", one_of(SALIENCES)),
-    ("text.salience_k", int_at_least(1)),
-    ("text.salience_threshold", number_in(0, 1, hi_open=True)),
-    ("text.uncovered", one_of(("name", "drop"))),
-    ("text.lexicon_seed", int_at_least(0)),
-    ("text.batch_size", int_at_least(1)),
-    ("text.token_budget", int_at_least(0)),
-    ("text.device", ((lambda v: isinstance(v, str) and v.split(":")[0] in
-                      ("auto", "cpu", "cuda", "mps")), "auto, cpu, cuda or cuda:N")),
-    ("text.precision", one_of(text_lib.PRECISIONS)),
-    ("text.long_prompts", one_of(text_lib.LONG_PROMPTS)),
-    ("text.phrase_order", one_of(templates.PHRASE_ORDERS)),
-    ("text.salience_stats", one_of(representation.SALIENCE_STATS)),
-    ("model.fusion", FUSION),
-    ("model.hidden_from", one_of(controls.HIDDEN_FROM)),
-    ("model.hidden_from_dim", int_at_least(0)),
-    ("text.random_seed", int_at_least(0)),
-    ("text.random_norm", number_in(0, math.inf)),
-    ("pairs.target", one_of(TARGETS)),
-    ("pairs.margin", number_in(0, math.inf)),
-    ("pairs.eps", number_in(0, math.inf, lo_open=True)),
-    ("protocol.name", one_of(PROTOCOLS)),
-    ("protocol.num_folds", int_at_least(1)),
-    ("protocol.test_fraction", number_in(0, 1, lo_open=True, hi_open=True)),
-    ("train.max_epochs", int_at_least(1)),
-    ("train.learning_rate", number_in(0, math.inf, lo_open=True)),
-    ("train.alpha", number_in(0, math.inf)),
-    ("train.tol", number_in(0, math.inf)),
-    ("train.patience", int_at_least(1)),
-    ("train.validation_fraction", number_in(0, 1, lo_open=True, hi_open=True)),
-    ("train.validation_grouping", one_of(("pair", "none"))),
-    ("train.batch_size", int_at_least(1)),
-    ("train.devices", int_at_least(0)),
-    ("train.lanes", int_at_least(0)),
-    ("train.host_devices", int_at_least(0)),
-    ("train.fast_compile", BOOL),
-    ("compilation_cache", ((lambda v: isinstance(v, str)),
-                           "a directory, '' for the default or 'none'")),
+    *protocols.FIELDS[:1], *windows.FIELDS, *salience.FIELDS, *lexicon.FIELDS,
+    *embedder.FIELDS, *representation.FIELDS, *controls.FIELDS, *pairs.FIELDS,
+    *protocols.FIELDS[1:], *train.FIELDS, *placement.FIELDS,
 )
 
 
@@ -114,10 +64,10 @@ def _lexicon_problems(config) -> list[str]:
 
 def _model_problems(config) -> list[str]:
   out = []
-  hidden = get_field(config, "model.max_hidden")
-  if (not isinstance(hidden, (tuple, list)) or len(hidden) != 2 or
-      not all(_is_int(h) and h >= 1 for h in hidden)):
-    out.append(problem("model.max_hidden", hidden, "two integers >= 1"))
+  for field, (ok, valid) in train.MODEL_FIELDS:
+    value = get_field(config, field)
+    if not ok(value):
+      out.append(problem(field, value, valid))
   fusion = representation.FUSIONS.get(get_field(config, "model.fusion"))
   if fusion is not None and fusion.needs_baseline:
     directory = get_field(config, "model.baseline_dir", "")
