@@ -17,6 +17,7 @@ import jax
 import numpy as np
 import pytest
 
+from lasca_jax.data.datasets import synthetic
 from lasca_jax.encoders import embedder as embedder_lib
 from lasca_jax.inference import attribution, ensemble, stream
 from lasca_jax.method import representation
@@ -245,3 +246,28 @@ def test_embedder_as_dict_honours_chunking(tmp_path, short_backbone):
   truncating = embedder_lib.EncoderSettings(backbone=short_backbone).store(str(tmp_path))
   assert not np.array_equal(truncating.embed([long_prompt], progress=False)[0], table[0])
   assert os.path.exists(store.path)
+
+
+def test_the_baseline_fusion_streams_the_z_training_saw(tmp_path):
+  """A frozen baseline encoder's embeddings: the batch path and the one-window predictor take the
+  window's embedding and build training's z (the encoder itself is not part of a bundle)."""
+  config = make_tiny_config(tmp_path / "cache")
+  entry = synthetic.write_simulated_encoders(config.data, str(tmp_path / "encoders"))[0]
+  config = make_tiny_config(tmp_path / "cache", **{"model.fusion": "baseline",
+                                                   "model.baseline_dir": entry.split(":", 2)[2]})
+  inputs = pipeline.prepare(config, cache_lib.StageCache(config.cache_dir))
+  usable = np.flatnonzero(inputs.usable)
+  assert inputs.recipe.slices() == {"baseline": slice(0, inputs.baseline.shape[1])}
+  rep = representation.Representer(inputs.recipe, inputs.lo, inputs.span)(
+      inputs.raw, baseline=inputs.baseline)
+  np.testing.assert_array_equal(rep.z[:, usable], inputs.z[:, usable])
+  d = inputs.z.shape[-1]
+  params = mlp.PreferenceMLP(mlp.hidden_sizes(d, PAPER_CAPS)).init(
+      jax.random.PRNGKey(0), np.zeros((1, d), np.float32))["params"]
+  p = stream.WindowPredictor(params, inputs.recipe,
+                             stream.TrainingRange(inputs.lo[1], inputs.span[1]))
+  for w in usable[:10]:
+    np.testing.assert_array_equal(p.represent(inputs.raw[w], baseline=inputs.baseline[w]),
+                                  inputs.z[1, w])
+  with pytest.raises(ValueError, match="baseline encoder's window embeddings"):
+    p.represent(inputs.raw[usable[0]])
