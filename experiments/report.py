@@ -4,7 +4,7 @@ r"""Tables 3-7 (Markdown, LaTeX, CSV) and figures from a sweep of run directorie
       --dataset=sewa [--curves]
 
 Reads the run directories under ``--sweep_dir`` into one table (``lasca_jax.analysis.results.load``);
-see ``lasca_jax/analysis/report.py`` for what is written. A table re-renders from its CSV with ``lasca_jax.analysis.tables.read_csv``.
+see ``lasca_jax/analysis/report.py`` for what is written. A table re-renders from its CSV with ``lasca_jax.analysis.render.read_csv``.
 """
 
 

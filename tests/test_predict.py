@@ -156,3 +156,21 @@ def test_a_video_without_audio_or_without_a_face_is_a_one_line_error(run, tmp_pa
   with pytest.raises(bundle.BundleError, match=r"grey\.mp4: no face found in any frame.*"
                      r"features\.modality=audio"):
     apply.run_predict(run_dir, grey, str(tmp_path / "out"), face_model=face_model)
+
+
+def test_a_partial_last_window_is_not_decided_when_training_kept_full_windows(run, tmp_path):
+  """An 8.0 s table: the 6-9 s window has face and audio in every frame it holds, but the run
+  trained on full windows only (features.partial_windows=False), so it is not decided."""
+  run_dir, config, results = run
+  _, cols = _subject_table(config, results)
+  keep = cols["time"] < 8.0
+  path = tmp_path / "eight_seconds.npz"
+  np.savez(path, **{k: v[keep] for k, v in cols.items()})
+  apply.run_predict(run_dir, str(path), str(tmp_path / "out"))
+  table = pd.read_csv(tmp_path / "out" / "predictions.csv")
+  summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+  assert summary["windows"] == 3 and summary["usable_windows"] == 2
+  assert summary["decided"] == 1 and list(table["status"] == "ok") == [True, False]
+  assert table["status"].iloc[1] == (
+      "not decided: window 6-9 s: partial window (the recording ends at 7.9 s): shorter than "
+      "one window (the model was trained on full windows)")

@@ -217,19 +217,42 @@ def test_registry_declares_each_fusion_once():
     representation.assemble("fused", {"features": x})
 
 
-def test_a_bundle_of_the_previous_format_still_loads_and_reproduces(tmp_path, tiny_backbone):
-  config = make_tiny_config(tmp_path / "cache", **{"model.fusion": "fused",
-                                                   "text.backbone": tiny_backbone})
-  results = pipeline.run(config, str(tmp_path / "run"))
-  path = tmp_path / "run" / "bundle" / "bundle.json"
+def _as_previous_format(run_dir) -> None:
+  """Rewrites a bundle's bundle.json as a lasca_jax.bundle/1 bundle has it."""
+  path = run_dir / "bundle" / "bundle.json"
   meta = json.loads(path.read_text())
   meta["format"] = "lasca_jax.bundle/1"
-  for key in ("representation", "salience_on_new_data"):
+  for key in ("representation", "salience_on_new_data", "precision"):
     del meta[key]
   path.write_text(json.dumps(meta))
+
+
+@pytest.mark.parametrize("fusion,hidden_from,text", [("fused", "", slice(73, 105)),
+                                                      ("text", "fused", slice(0, 32))])
+def test_a_bundle_of_the_previous_format_still_loads_and_reproduces(
+    fusion, hidden_from, text, tmp_path, tiny_backbone):
+  config = make_tiny_config(tmp_path / "cache", **{
+      "model.fusion": fusion, "text.backbone": tiny_backbone, "model.hidden_from": hidden_from})
+  results = pipeline.run(config, str(tmp_path / "run"))
+  assert ensemble.load_bundle(str(tmp_path / "run")).meta["precision"] == "float32"
+  _as_previous_format(tmp_path / "run")
   predictor = ensemble.load_bundle(str(tmp_path / "run"))
-  assert predictor.slices()["text"] == slice(73, 73 + 32)
+  assert predictor.slices()["text"] == text and results["input_dim"] == 105
   np.testing.assert_array_equal(predictor.test_probabilities(), results["test_prob"])
+  explained = attribution.explain_run(predictor, max_pairs=10, steps=8, draws=1)
+  assert explained.explanation.valid.sum() == 10
+
+
+def test_a_previous_format_bundle_with_recording_statistics_asks_for_a_rerun(tmp_path,
+                                                                             tiny_backbone):
+  config = make_tiny_config(tmp_path / "cache", **{
+      "model.fusion": "mask", "text.salience_stats": "recording"})
+  pipeline.run(config, str(tmp_path / "run"))
+  _as_previous_format(tmp_path / "run")
+  with pytest.raises(bundle.BundleError, match=r"predates saved salience statistics.*"
+                                               r"salience_stats='recording'; rerun") as e:
+    ensemble.load_bundle(str(tmp_path / "run"))
+  assert "\n" not in str(e.value)
 
 
 def test_embedder_as_dict_honours_chunking(tmp_path, short_backbone):
@@ -271,3 +294,20 @@ def test_the_baseline_fusion_streams_the_z_training_saw(tmp_path):
                                   inputs.z[1, w])
   with pytest.raises(ValueError, match="baseline encoder's window embeddings"):
     p.represent(inputs.raw[usable[0]])
+
+
+def test_a_dataset_module_must_declare_its_time_base(monkeypatch, tmp_path):
+  """Bundles pool new recordings onto the dataset's declared time base: a module without one is
+  a config problem before any work, not an error after training."""
+  import types  # pylint: disable=import-outside-toplevel
+  from lasca_jax.data import datasets  # pylint: disable=import-outside-toplevel
+  mine = types.ModuleType("lasca_jax.data.datasets.mine")
+  mine.load_recordings = mine.fingerprint = lambda data_config: None
+  monkeypatch.setattr(datasets, "get_module", lambda name: mine)
+  config = make_tiny_config(tmp_path)
+  found = validate.problems(config)
+  assert found == ["data.name='synthetic' (module lasca_jax.data.datasets.mine lacks "
+                   "time_base_hz; see lasca_jax/data/datasets/__init__.py for what a dataset "
+                   "module declares)"]
+  mine.time_base_hz = lambda data_config: 25.0
+  assert validate.problems(config) == []

@@ -160,13 +160,18 @@ def window_input(frames: FrameInput, predictor) -> windows_lib.Windows:
 
 
 def unusable_reasons(win: windows_lib.Windows, predictor) -> list[str]:
-  """Per window, ``""`` if usable, else e.g. ``"face in 12% of frames (< 50%)"``."""
+  """Per window, ``""`` if usable, else e.g. ``"face in 12% of frames (< 50%)"``; a window
+  shorter than the run's window is unusable unless the run kept partial windows
+  (``features.partial_windows``), as in training."""
   need = float(predictor.meta["min_valid_fraction"])
+  partial_ok = bool(predictor.meta["config"].get("features", {}).get("partial_windows", False))
   streams = [s for s in STREAMS if s in set(predictor.modalities)]
   out = []
-  for cov in win.coverage:
+  for cov, full in zip(win.coverage, win.full):
     parts = [f"{s} in {cov[STREAMS.index(s)]:.0%} of frames (< {need:.0%})" for s in streams
              if cov[STREAMS.index(s)] < need]
+    if not full and not partial_ok:
+      parts.append("shorter than one window (the model was trained on full windows)")
     out.append("; ".join(parts))
   return out
 

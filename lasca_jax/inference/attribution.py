@@ -189,7 +189,7 @@ def explain(predictor, rep, first: np.ndarray, second: np.ndarray,
 
   Args:
     predictor: a :class:`lasca_jax.inference.ensemble.BundlePredictor`.
-    rep: its :class:`lasca_jax.model.bundle.Represented` windows.
+    rep: its :class:`lasca_jax.method.representation.Represented` windows.
     first, second: ``int [N]`` window indices of each decision (every fold model decides every
       decision, as for a new recording), or ``[K, N]`` per fold model (a run's test pairs).
     valid: ``bool [K, N]`` decisions each fold model explains (default all); the others get

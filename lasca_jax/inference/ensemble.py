@@ -51,9 +51,10 @@ class BundlePredictor:
     self.fusion: str = self.spec.name
     self.cache_dir = cache_dir or meta["config"].get("cache_dir") or files_lib.default_cache_dir()
     self.model_path = meta["model_path"] if model_path is None else model_path
-    self.encoder_settings = settings_lib.encoder(
-        dict(meta["config"].get("text", {}), backbone=meta["backbone"])
-    ).with_model_path(self.model_path)
+    text = dict(meta["config"].get("text", {}), backbone=meta["backbone"])
+    if meta.get("precision"):
+      text["precision"] = meta["precision"]      # as the run resolved it (float16 on a GPU)
+    self.encoder_settings = settings_lib.encoder(text).with_model_path(self.model_path)
     self._embedder = None
     model = mlp.PreferenceMLP(tuple(meta["hidden"]))
     self.model = model
@@ -133,7 +134,7 @@ class BundlePredictor:
 
   def window_predictor(self, fold: int = 0, encoder: Any = None,
                        recording_range: tuple | None = None) -> stream.WindowPredictor:
-    """Fold ``fold`` as the streaming :class:`lasca_jax.model.stream.WindowPredictor` (one
+    """Fold ``fold`` as the streaming :class:`lasca_jax.inference.stream.WindowPredictor` (one
     window at a time, Sec. 5.5 latency path), on the same recipe and embedder as the batch path.
 
     Args:

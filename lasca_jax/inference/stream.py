@@ -191,6 +191,11 @@ def trained_predictor(config, cache: cache_lib.StageCache | None = None, fold: i
   Returns:
     The predictor, whose warm cache is the backbone's ``EmbeddingStore`` table.
   """
+  if (representation.get(config.model.fusion).needs_salience and
+      config.text.get("salience_stats", "fold") == "recording"):
+    raise ValueError(
+        "text.salience_stats='recording': the one-window predictor cannot know a recording's "
+        "statistics before it ends; time a run with salience_stats 'fold' or 'dataset'")
   cache = cache or cache_lib.StageCache(config.cache_dir or None)
   trained = pipeline.train_run(config, pipeline.start(workdir, config, cache), cache)
   inputs, out = trained.inputs, trained.output

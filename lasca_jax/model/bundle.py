@@ -160,9 +160,9 @@ def legacy_recipe(meta: dict, json_path: str) -> representation.Recipe:
   text = meta["config"].get("text", {})
   stats, order = text.get("salience_stats", "fold"), text.get("phrase_order", "feature")
   spec = representation.get(meta["fusion"])
-  if spec.needs_salience and stats == "dataset":
+  if spec.needs_salience and stats in ("dataset", "recording"):
     raise BundleError(f"{json_path}: this bundle predates saved salience statistics and its "
-                      "run used text.salience_stats='dataset'; rerun the run to rewrite it")
+                      f"run used text.salience_stats={stats!r}; rerun the run to rewrite it")
   sal = meta["salience"]
   return representation.Recipe(
       fusion=meta["fusion"], modalities=tuple(meta["modalities"]),
@@ -171,13 +171,18 @@ def legacy_recipe(meta: dict, json_path: str) -> representation.Recipe:
       salience=(sal["rule"], int(sal["k"]), float(sal["threshold"])),
       salience_stats=stats if spec.needs_salience else "fold", phrase_order=order,
       input_dim=int(meta["input_dim"]), random_text=meta.get("random_text"),
-      part_dims=_legacy_part_dims(spec, len(meta["modalities"]), int(meta["input_dim"])))
+      part_dims=_legacy_part_dims(spec, len(meta["modalities"]), int(meta["input_dim"]),
+                                  meta["config"].get("model", {}).get("hidden_from", "")))
 
 
-def _legacy_part_dims(spec: representation.Fusion, num_features: int, input_dim: int) -> tuple:
-  """Part widths of a /1 bundle: the text or baseline part takes what the features leave."""
+def _legacy_part_dims(spec: representation.Fusion, num_features: int, input_dim: int,
+                      hidden_from: str) -> tuple:
+  """Part widths of a /1 bundle: the text or baseline part takes what the features leave; a
+  capacity-padded run (``model.hidden_from="fused"``) was padded to ``F + D``."""
   fixed = {"features": num_features, "mask": num_features}
   rest = input_dim - sum(fixed.get(p, 0) for p in spec.parts)
+  if hidden_from == "fused" and "features" not in spec.parts:
+    rest = input_dim - num_features
   return tuple((p, fixed.get(p, rest)) for p in spec.parts)
 
 
@@ -239,8 +244,9 @@ def read_bundle(run_dir: str, model_path: str | None = None
               representation.Recipe.from_json(meta["representation"]))
   except BundleError:
     raise
-  except ValueError as e:   # a fusion this code does not register, or a bad recipe
-    raise BundleError(f"{json_path}: {e}") from None
+  except (ValueError, TypeError, KeyError) as e:   # an unregistered fusion, or a bad recipe
+    raise BundleError(f"{json_path}: cannot read its representation ({e}); rerun the run with "
+                      "this version") from None
   with open(os.path.join(folder, PARAMS_FILE), "rb") as f:
     state = flax.serialization.msgpack_restore(f.read())
   return folder, meta, state, recipe

@@ -18,7 +18,7 @@ compiler options and backend as for any program, so the store adds no new way fo
 program to be reused. The first run exports, calls and then stores the same wrapped program, so
 first and repeated runs compute the same thing bit for bit (``tests/test_programs.py``).
 
-The store is on exactly when JAX's persistent compilation cache is (``train.enable_compilation_
+The store is on exactly when JAX's persistent compilation cache is (``placement.enable_compilation_
 cache``): its folder is ``<that cache>/lasca_jax_programs``. Files are written atomically (a
 temporary file, then a rename), so concurrent runs can share the folder. Nothing about the store
 fails a run; each of these is reported on the console and the program runs without it:

@@ -32,7 +32,8 @@ count, so results do not depend on it. Each unit's key, ``fold_in(key(seed), fol
 inside the program, so a call runs no other JAX operation.
 Inputs are padded up to a shape class (:func:`shape_class`) so that runs of slightly different
 sizes reuse one compiled program; training is invariant to that padding. The compiled program has
-no host callbacks, so JAX's persistent compilation cache (:func:`enable_compilation_cache`) can
+no host callbacks, so JAX's persistent compilation cache
+(:func:`lasca_jax.model.placement.enable_compilation_cache`) can
 store it and a repeated run skips compilation; with that cache on, the program is also kept as a
 ``jax.export`` artefact (:mod:`lasca_jax.model.programs`), so a repeated run skips tracing and
 lowering as well.

@@ -15,7 +15,7 @@ import json
 from typing import Any, Mapping
 
 from lasca_jax.data import datasets
-from lasca_jax.encoders import embedder
+from lasca_jax.encoders import embedder, text as text_lib
 from lasca_jax.model import placement, train
 
 
@@ -57,11 +57,18 @@ def time_base_hz(config) -> float:
   return float(datasets.get_module(config.data.name).time_base_hz(config.data))
 
 
-def bundle_fields(config, input_dim: int, uses_backbone: bool) -> dict:
+def bundle_fields(config, input_dim: int, uses_backbone: bool, encoded: bool) -> dict:
   """The config-derived fields of a run's ``bundle.json``
-  (:func:`lasca_jax.model.bundle.write_bundle`)."""
+  (:func:`lasca_jax.model.bundle.write_bundle`); ``precision`` is the encoder precision the run
+  resolved (``"auto"`` is float16 on a GPU), so a bundle applied elsewhere embeds its prompts as
+  training did."""
   fcfg, tcfg = config.features, config.text
+  precision = ""
+  if encoded:
+    enc = encoder(tcfg)
+    precision = text_lib.resolve_precision(enc.precision, text_lib.resolve_device(enc.device))
   return {
+      "precision": precision,
       "modality": fcfg.modality,
       "template": fcfg.modality,
       "salience": {"rule": tcfg.salience, "k": int(tcfg.salience_k),

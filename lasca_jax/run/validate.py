@@ -121,6 +121,11 @@ def _data_problems(config) -> list[str]:
     module = datasets.get_module(name)
   except ValueError as e:
     return [f"data.name={name!r} ({e})"]
+  missing = [f for f in ("load_recordings", "fingerprint", "time_base_hz")
+             if not hasattr(module, f)]
+  if missing:
+    return [f"data.name={name!r} (module {module.__name__} lacks {', '.join(missing)}; see "
+            "lasca_jax/data/datasets/__init__.py for what a dataset module declares)"]
   check_data = getattr(module, "validate", None)
   return list(check_data(config.data)) if check_data else []
 
