@@ -153,7 +153,7 @@ def control_kind(config: Mapping) -> str:
   if representation.is_control(model.get("fusion", "")):
     return model["fusion"]
   if model.get("hidden_from", "") or int(model.get("hidden_from_dim", 0) or 0) > 0:
-    return "capacity"
+    return CAPACITY
   return ""
 
 
@@ -339,8 +339,19 @@ def lexicon_table(records: Iterable[RunRecord], *,
       **kwargs)
 
 
-CONTROL_ROWS = {"": "LaScA (ours)", "mask": "Salience mask", "random_text": "Random text",
-                "capacity": "Matched capacity", "features": "Features"}
+CAPACITY = "capacity"   # the control kind of capacity-matched features (model.hidden_from)
+CAPACITY_ROW, FEATURES_ROW = "Matched capacity", "Features"
+
+
+def _control_fusion(r: RunRecord) -> representation.Fusion | None:
+  """The registered control fusion of a control run (None: not one, or capacity matching)."""
+  return representation.FUSIONS.get(r.fusion) if r.control and r.control != CAPACITY else None
+
+
+def _per_backbone_control(r: RunRecord) -> bool:
+  """A control with a backbone of its own (capacity matching, random text), not shared."""
+  spec = _control_fusion(r)
+  return r.control == CAPACITY or (spec is not None and spec.uses_backbone)
 
 
 def controls_table(records: Iterable[RunRecord], *, modality: str = "multimodal",
@@ -349,9 +360,9 @@ def controls_table(records: Iterable[RunRecord], *, modality: str = "multimodal"
   """The controls (:mod:`lasca_jax.method.controls`) against LaScA (F), one block per fused
   backbone.
 
-  Rows: LaScA (ours) (the backbone fused, ``lexicon``), the salience-mask control (shared by all
-  blocks), the random-text and capacity-matched controls of that backbone, and the features
-  alone. Marks as in Tables 3-4: bold = best mean in the block column, underlined = not
+  Rows: LaScA (ours) (the backbone fused, ``lexicon``), each registered control fusion (those
+  without a backbone, the salience mask, are shared by all blocks), capacity matching, and the
+  features alone. Marks as in Tables 3-4: bold = best mean in the block column, underlined = not
   significantly worse than it (two-sided Wilcoxon over folds).
 
   Args:
@@ -365,14 +376,15 @@ def controls_table(records: Iterable[RunRecord], *, modality: str = "multimodal"
   records = [r for r in records if r.modality == modality]
   if backbones is None:
     backbones = sorted({labels.backbone_label(r.backbone) for r in records
-                        if r.control in ("random_text", "capacity")}, key=labels.backbone_rank)
+                        if _per_backbone_control(r)}, key=labels.backbone_rank)
   backbones = list(backbones)
+  features = lambda r: representation.row(r.fusion) == "features" and not r.control
 
   def block_of(r):
     short = labels.backbone_label(r.backbone)
-    if r.control == "mask" or (representation.row(r.fusion) == "features" and not r.control):
+    if features(r) or (_control_fusion(r) is not None and not _per_backbone_control(r)):
       return tuple(b + labels.FUSED_SUFFIX for b in backbones)
-    if r.control in ("random_text", "capacity") and short in backbones:
+    if _per_backbone_control(r) and short in backbones:
       return short + labels.FUSED_SUFFIX
     if (not r.control and representation.row(r.fusion) == "fused" and r.lexicon == lexicon
         and short in backbones
@@ -381,16 +393,20 @@ def controls_table(records: Iterable[RunRecord], *, modality: str = "multimodal"
     return None
 
   def row_of(r):
-    if representation.row(r.fusion) == "features" and not r.control:
-      return CONTROL_ROWS["features"]
-    return CONTROL_ROWS[r.control]
+    if features(r):
+      return FEATURES_ROW
+    if r.control == CAPACITY:
+      return CAPACITY_ROW
+    spec = _control_fusion(r)
+    return (spec.control_row or spec.name) if spec is not None else LASCA_ROW
 
+  control_rows = [f.control_row or f.name for f in representation.FUSIONS.values() if f.control]
   return build_table(
       records, block_of=block_of, row_of=row_of,
       title=title or "LaScA (F) against controls: salience mask, random text, matched capacity.",
       block_header=labels.MODALITY_NAMES.get(modality, modality), row_header="Representation",
       block_order=[b + labels.FUSED_SUFFIX for b in backbones],
-      row_order=list(CONTROL_ROWS.values()),
+      row_order=[LASCA_ROW, *control_rows, CAPACITY_ROW, FEATURES_ROW],
       **kwargs)
 
 

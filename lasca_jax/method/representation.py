@@ -48,7 +48,8 @@ class Fusion:
       encoder's name (``model.baseline_name``, else the folder's).
     text: ``"encoded"`` (prompts through the sentence encoder), ``"random"`` (a fixed random
       vector per prompt) or ``""`` (no text part).
-    control: a control (a row of the controls table, keyed by its name).
+    control: a control (a row of the controls table).
+    control_row: its row in the controls table (``"Salience mask"``); its name when empty.
     row: the kind of row it is in the paper's tables: ``"features"``, ``"text"`` (a backbone
       alone), ``"fused"``, ``"baseline"``, or ``""`` (a control or a fusion of your own).
     doc: one line for tables of fusions.
@@ -58,6 +59,7 @@ class Fusion:
   label: str
   text: str = ""
   control: bool = False
+  control_row: str = ""
   row: str = ""
   doc: str = ""
 
@@ -160,9 +162,10 @@ for _fusion in (
     Fusion("baseline", ("baseline",), "{baseline}", row="baseline",
            doc="[e]: a baseline encoder's embedding (Table 2)"),
     Fusion("mask", ("features", "mask"), "Features+Mask", control=True,
-           doc="[x || m]: the salience mask without language"),
+           control_row="Salience mask", doc="[x || m]: the salience mask without language"),
     Fusion("random_text", ("features", "text"), "{backbone}(F) random text", text="random",
-           control=True, doc="[x || r]: a fixed random vector per prompt"),
+           control=True, control_row="Random text",
+           doc="[x || r]: a fixed random vector per prompt"),
 ):
   register(_fusion)
 
