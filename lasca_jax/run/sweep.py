@@ -79,21 +79,30 @@ def _model_variants(sweep, modality: str, base_lexicon: str = "llm") -> Iterator
              "model.baseline_dir": directory}
 
 
-CONTROLS = ("mask", "random_text", "capacity")
+CAPACITY = "capacity"   # features zero-padded to the fused model's size (model.hidden_from)
+
+
+def controls() -> tuple[str, ...]:
+  """``sweep.controls`` choices: the registered control fusions and capacity matching."""
+  return representation.controls() + (CAPACITY,)
 
 
 def _control_variants(sweep) -> Iterator[dict]:
-  """Control rows (:mod:`lasca_jax.method.controls`): the mask once, the others per backbone."""
+  """Control rows (:mod:`lasca_jax.method.controls`): a control without a backbone (the mask)
+  once, the others per backbone."""
   chosen = tuple(sweep.get("controls", ()))
-  unknown = sorted(set(chosen) - set(CONTROLS))
+  unknown = sorted(set(chosen) - set(controls()))
   if unknown:
-    raise ValueError(f"sweep.controls: unknown {unknown}; choose from {CONTROLS}")
-  if "mask" in chosen:
-    yield {"model.fusion": "mask"}
+    raise ValueError(f"sweep.controls: unknown {unknown}; choose from {controls()}")
+  fusions = [representation.get(c) for c in representation.controls() if c in chosen]
+  for fusion in fusions:
+    if not fusion.uses_backbone:
+      yield {"model.fusion": fusion.name}
   for backbone in sweep.backbones:
-    if "random_text" in chosen:
-      yield {"model.fusion": "random_text", "text.backbone": backbone}
-    if "capacity" in chosen:
+    for fusion in fusions:
+      if fusion.uses_backbone:
+        yield {"model.fusion": fusion.name, "text.backbone": backbone}
+    if CAPACITY in chosen:
       yield {"model.fusion": "features", "text.backbone": backbone,
              "model.hidden_from": "fused"}
 

@@ -93,7 +93,7 @@ def _sweep_problems(config) -> list[str]:
            ("sweep.ablation_modalities", MODALITIES),
            ("sweep.ablation_lexicons", ("llm", "feature_name", "shuffled", "dataset")),
            ("sweep.ablation_saliences", SALIENCES),
-           ("sweep.controls", ("mask", "random_text", "capacity")))
+           ("sweep.controls", representation.controls() + ("capacity",)))
   for field, choices in lists:
     values = get_field(config, field, ())
     bad = [v for v in values if v not in choices]
