@@ -14,14 +14,18 @@ import sys
 from absl import app, flags, logging
 
 from lasca_jax.inference import attribution
+from lasca_jax.run import validate
 
 _RUN = flags.DEFINE_string("run", None, "Run directory (with bundle/).")
 _OUTPUT = flags.DEFINE_string("output", None, "Output folder (default <run>/explain).")
 _MAX_PAIRS = flags.DEFINE_integer("max_pairs", 400, "Test decisions explained (seeded draw; 0 = "
-                                  "all). Text attribution encodes one prompt per salient cue.")
-_SEED = flags.DEFINE_integer("seed", 0, "Seed of the draw and of the random cues.")
-_IG_STEPS = flags.DEFINE_integer("ig_steps", 32, "Integrated-gradient quadrature points.")
-_DRAWS = flags.DEFINE_integer("draws", 5, "Random cue sets per decision in the deletion curve.")
+                                  "all). Text attribution encodes one prompt per salient cue.",
+                                  lower_bound=0)
+_SEED = flags.DEFINE_integer("seed", 0, "Seed of the draw and of the random cues.", lower_bound=0)
+_IG_STEPS = flags.DEFINE_integer("ig_steps", 32, "Integrated-gradient quadrature points.",
+                                 lower_bound=1)
+_DRAWS = flags.DEFINE_integer("draws", 5, "Random cue sets per decision in the deletion curve.",
+                              lower_bound=1)
 _TEXT_MODEL_PATH = flags.DEFINE_string("text_model_path", None, "Local folder of the text "
                                        "backbone (when the bundle's is not available here).")
 _CACHE_DIR = flags.DEFINE_string("cache_dir", None, "Embedding store location.")
@@ -48,4 +52,4 @@ def main(argv):
 if __name__ == "__main__":
   flags.mark_flags_as_required(["run"])
   logging.set_verbosity(logging.INFO)
-  app.run(main)
+  app.run(main, flags_parser=validate.parse_flags)

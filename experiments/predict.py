@@ -17,6 +17,7 @@ import sys
 from absl import app, flags, logging
 
 from lasca_jax.inference import apply
+from lasca_jax.run import validate
 
 _RUN = flags.DEFINE_string("run", None, "Run directory (with bundle/) of a trained model.")
 _INPUT = flags.DEFINE_string("input", None, "Video, extracted feature .npz, or per-frame table.")
@@ -29,8 +30,9 @@ _CACHE_DIR = flags.DEFINE_string("cache_dir", None, "Embedding store location (d
                                  "run's cache_dir, else $LASCA_JAX_CACHE).")
 _TIME_COLUMN = flags.DEFINE_string("time_column", "time", "Time column of a per-frame table.")
 _EXPLAIN = flags.DEFINE_bool("explain", True, "Attribute every decision to its cues.")
-_TOP = flags.DEFINE_integer("top_cues", 3, "Cues listed per decision.")
-_IG_STEPS = flags.DEFINE_integer("ig_steps", 32, "Integrated-gradient quadrature points.")
+_TOP = flags.DEFINE_integer("top_cues", 3, "Cues listed per decision.", lower_bound=0)
+_IG_STEPS = flags.DEFINE_integer("ig_steps", 32, "Integrated-gradient quadrature points.",
+                                 lower_bound=1)
 
 
 # Library entry point (tests and benchmarks call it): lasca_jax.inference.apply.run_predict.
@@ -54,4 +56,4 @@ def main(argv):
 if __name__ == "__main__":
   flags.mark_flags_as_required(["run", "input", "output"])
   logging.set_verbosity(logging.INFO)
-  app.run(main)
+  app.run(main, flags_parser=validate.parse_flags)

@@ -22,6 +22,19 @@ def _run_script(script, *args, env=None, timeout=300):
 # ----------------------------------------------------------------------------- 7: config checks
 
 
+@pytest.mark.parametrize("script,args,message", [
+    ("explain.py", ["--run=x", "--ig_steps=0"], "flag --ig_steps=0: 0 is not a positive integer"),
+    ("explain.py", ["--run=x", "--draws=0"], "flag --draws=0: 0 is not a positive integer"),
+    ("explain.py", ["--run=x", "--max_pairs=-5"],
+     "flag --max_pairs=-5: -5 is not a non-negative integer"),
+    ("predict.py", ["--run=x", "--input=y", "--output=z", "--top_cues=-2"],
+     "flag --top_cues=-2: -2 is not a non-negative integer"),
+])
+def test_script_flags_out_of_range_are_one_line_errors(script, args, message):
+  done = _run_script(script, *args)
+  assert done.returncode == 2 and done.stderr.strip() == f"error: {message}"
+
+
 def test_every_config_problem_is_reported_at_once_with_its_valid_range(tmp_path):
   config = make_tiny_config(tmp_path / "cache", **{
       "train.max_epochs": 0, "train.batch_size": 0, "protocol.num_folds": 0, "seed": -1,

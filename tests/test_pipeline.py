@@ -78,6 +78,7 @@ def _fake_dataset(tmp_path, monkeypatch, features_fn):
     return out
   module.load_recordings = load_recordings
   module.fingerprint = lambda data_config: {"fake": str(tmp_path)}
+  module.time_base_hz = lambda data_config: 10.0      # its recordings' frames are 0.1 s apart
   monkeypatch.setitem(sys.modules, "lasca_jax.data.datasets.fake", module)
   config = make_tiny_config(tmp_path / "cache", **{"data.name": "fake", "protocol.num_folds": 2})
   return config
