@@ -51,6 +51,8 @@ def main(argv):
   print(f"{s['decided']} of {s['pairs']} window pairs decided ({s['increase']} increase), "
         f"{s['windows'] - s['usable_windows']} windows unusable -> "
         f"{os.path.join(_OUTPUT.value, 'predictions.csv')}")
+  for warning in s["warnings"]:
+    print(f"warning: {warning}")
 
 
 if __name__ == "__main__":

@@ -174,3 +174,25 @@ def test_a_partial_last_window_is_not_decided_when_training_kept_full_windows(ru
   assert table["status"].iloc[1] == (
       "not decided: window 6-9 s: partial window (the recording ends at 7.9 s): shorter than "
       "one window (the model was trained on full windows)")
+
+
+def test_predictions_say_when_not_to_trust_them(run, tmp_path):
+  """A model of the synthetic demonstration set says so; an input far outside the training range
+  is named, feature by feature; a test subject of the same generator is not."""
+  run_dir, config, results = run
+  rec, cols = _subject_table(config, results)
+  path = tmp_path / "same.npz"
+  np.savez(path, **cols)
+  same = apply.run_predict(run_dir, str(path), str(tmp_path / "same")).summary["warnings"]
+  assert same == [synthetic.DEMONSTRATION]
+  shifted = dict(cols, jawOpen=cols["jawOpen"] + 5.0, mfcc_0=cols["mfcc_0"] * 4.0 + 900.0,
+                 headTz=cols["headTz"] - 40.0, browInnerUp=cols["browInnerUp"] + 3.0)
+  path = tmp_path / "shifted.npz"
+  np.savez(path, **shifted)
+  warned = apply.run_predict(run_dir, str(path), str(tmp_path / "shifted")).summary["warnings"]
+  assert warned[0] == synthetic.DEMONSTRATION and len(warned) == 2
+  assert "fall outside the range the model was trained on (most often: " in warned[1]
+  named = warned[1].split("most often: ")[1]
+  assert all(f in named for f in ("jawOpen 100%", "headTz 100%", "browInnerUp 100%", "mfcc_0 "))
+  assert rec.recording_id and json.loads((tmp_path / "shifted" / "summary.json").read_text())[
+      "warnings"] == warned

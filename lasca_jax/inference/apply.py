@@ -176,6 +176,31 @@ def unusable_reasons(win: windows_lib.Windows, predictor) -> list[str]:
   return out
 
 
+OUT_OF_RANGE_WARNING = 0.05   # share of normalised values outside [0, 1] that is worth a warning
+
+
+def input_warnings(predictor, raw: np.ndarray, usable: np.ndarray) -> list[str]:
+  """What a user should know before trusting decisions on this input: a model trained on a
+  demonstration dataset, and usable windows far outside the training range (the share of
+  (fold, window, feature) values that min-max with the fold's training statistics puts outside
+  [0, 1], before clipping, and the features most often out)."""
+  out = []
+  if predictor.meta.get("demonstration"):
+    out.append(predictor.meta["demonstration"])
+  if not usable.any():
+    return out
+  x = (np.asarray(raw)[usable][None] - predictor.lo[:, None]) / predictor.span[:, None]
+  outside = np.isfinite(x) & ((x < 0.0) | (x > 1.0))                  # [K, N, F]
+  share = float(outside.mean())
+  if share > OUT_OF_RANGE_WARNING:
+    per_feature = outside.mean(axis=(0, 1))
+    top = np.argsort(-per_feature, kind="stable")[:5]
+    names = ", ".join(f"{predictor.feature_names[i]} {per_feature[i]:.0%}" for i in top)
+    out.append(f"{share:.0%} of this input's normalised feature values fall outside the range "
+               f"the model was trained on (most often: {names}); its decisions extrapolate")
+  return out
+
+
 def modal_prompt(rep, window: int) -> tuple[str, float]:
   """The prompt most fold models give ``window`` and the fraction of folds that agree."""
   texts = rep.prompts[rep.index[:, window]]
@@ -248,7 +273,7 @@ def predict_recording(predictor, frames: FrameInput, explain: bool = True, top: 
       "mean_p_increase": float(prob.mean()) if decided.size else None,
       "prompts_encoded": _encoded(predictor) - encoded_before,
       "seconds_decide": round(t_decide, 4), "seconds_explain": round(t_explain, 4),
-      "warnings": list(frames.warnings),
+      "warnings": list(frames.warnings) + input_warnings(predictor, win.features, usable),
   }
   if predictor.meta.get("salience_on_new_data"):
     summary["salience_statistics"] = predictor.meta["salience_on_new_data"]

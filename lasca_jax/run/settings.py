@@ -67,8 +67,10 @@ def bundle_fields(config, input_dim: int, uses_backbone: bool, encoded: bool) ->
   if encoded:
     enc = encoder(tcfg)
     precision = text_lib.resolve_precision(enc.precision, text_lib.resolve_device(enc.device))
+  module = datasets.get_module(config.data.name)
   return {
       "precision": precision,
+      "demonstration": str(getattr(module, "DEMONSTRATION", "")),
       "modality": fcfg.modality,
       "template": fcfg.modality,
       "salience": {"rule": tcfg.salience, "k": int(tcfg.salience_k),

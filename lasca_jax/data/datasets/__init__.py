@@ -8,9 +8,10 @@ A dataset module ``lasca_jax.data.datasets.<name>`` provides
 * ``time_base_hz(data_config) -> float``: the rate a new recording's per-frame features are
   pooled onto before windowing (saved in every model bundle);
 
-and optionally ``validate(data_config) -> list[str]`` (its config fields' problems) and
+and optionally ``validate(data_config) -> list[str]`` (its config fields' problems),
 ``write_simulated_encoders(data_config, folder)`` (stand-in baseline encoders for
-``sweep.simulated_baselines``).
+``sweep.simulated_baselines``) and ``DEMONSTRATION`` (a warning every prediction of a model
+trained on it carries).
 """
 
 from __future__ import annotations

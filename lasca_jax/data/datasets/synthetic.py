@@ -187,6 +187,11 @@ def fingerprint(data_config) -> dict:
   return {"generator": "synthetic/v1", **data_config.to_dict()}
 
 
+# Models trained here demonstrate the method; a bundle says so on every prediction.
+DEMONSTRATION = ("this model was trained on the synthetic demonstration dataset: its decisions "
+                 "on real recordings carry no meaning; train on your own data (docs/data.md)")
+
+
 def time_base_hz(data_config) -> float:
   """The generator's frame rate (``data.frame_rate``)."""
   return float(data_config.frame_rate)
