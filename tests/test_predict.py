@@ -122,7 +122,8 @@ def test_predict_runs_end_to_end_on_a_shared_clip(run, tmp_path):
   summary = json.loads((out / "summary.json").read_text())
   assert summary["input_kind"] == "video" and summary["frames_decoded"] == 135
   assert summary["windows"] == 3 and summary["decided"] == 1 == (table["status"] == "ok").sum()
-  assert summary["windows_without_face"] == [[6.0, 9.0]]       # the partial last window
+  # The partial last window (6.0-6.1 s of the clip) shows a face in the frames it holds.
+  assert summary["windows_without_face"] == [] and summary["partial_windows"] == [[6.0, 9.0]]
   assert table["status"].iloc[1].startswith("not decided: window 6-9 s: partial window")
   p = table["p_increase"].iloc[0]
   assert 0 < p < 1 and table["prompt"].iloc[0].startswith("facial: ")
@@ -196,3 +197,16 @@ def test_predictions_say_when_not_to_trust_them(run, tmp_path):
   assert all(f in named for f in ("jawOpen 100%", "headTz 100%", "browInnerUp 100%", "mfcc_0 "))
   assert rec.recording_id and json.loads((tmp_path / "shifted" / "summary.json").read_text())[
       "warnings"] == warned
+
+
+def test_a_recording_shorter_than_one_window_says_so(run, tmp_path):
+  run_dir, config, results = run
+  _, cols = _subject_table(config, results)
+  keep = cols["time"] < 1.0
+  path = tmp_path / "one_second.npz"
+  np.savez(path, **{k: v[keep] for k, v in cols.items()})
+  summary = apply.run_predict(run_dir, str(path), str(tmp_path / "out")).summary
+  assert summary["decided"] == 0 and summary["partial_windows"] == [[0.0, 3.0]]
+  assert summary["windows_without_face"] == summary["windows_without_audio"] == []
+  assert ("the recording spans 0.9 s (10 frames), shorter than one 3 s window: nothing to "
+          "decide") in summary["warnings"]

@@ -176,6 +176,30 @@ def unusable_reasons(win: windows_lib.Windows, predictor) -> list[str]:
   return out
 
 
+def held_fraction(frames: FrameInput, starts: np.ndarray, window_seconds: float) -> np.ndarray:
+  """``[W]`` the share of a full window each window holds of the recording (1 for a full one;
+  less for a trailing partial window), so that its coverage is judged on the frames it holds."""
+  times = np.asarray(frames.times, np.float64)
+  if times.size == 0:
+    return np.ones(len(starts))
+  period = float(np.median(np.diff(times))) if times.size > 1 else 0.0
+  end = float(times[-1]) + period
+  return np.clip((end - np.asarray(starts, np.float64)) / window_seconds, 1e-9, 1.0)
+
+
+def length_warnings(frames: FrameInput, win: windows_lib.Windows, window_seconds: float,
+                    predictor) -> list[str]:
+  """A recording too short for one full window (a still image, a clip under the window
+  length): nothing can be decided, and the summary says why."""
+  partial_ok = bool(predictor.meta["config"].get("features", {}).get("partial_windows", False))
+  if np.asarray(win.full).any() or (partial_ok and np.asarray(win.start).size):
+    return []
+  times = np.asarray(frames.times)
+  length = float(times[-1] - times[0]) if times.size else 0.0
+  return [f"the recording spans {length:g} s ({times.size} frames), shorter than one "
+          f"{window_seconds:g} s window: nothing to decide"]
+
+
 OUT_OF_RANGE_WARNING = 0.05   # share of normalised values outside [0, 1] that is worth a warning
 
 
@@ -256,6 +280,7 @@ def predict_recording(predictor, frames: FrameInput, explain: bool = True, top: 
   table = _prediction_table(predictor, win, rep, pairs, decided, prob, cues, reasons)
   cov = win.coverage
   mods = set(predictor.modalities)
+  need = predictor.meta["min_valid_fraction"] * held_fraction(frames, win.start, w)   # [W]
   summary = {
       "target": predictor.meta["target"], "model_label": predictor.meta["model_label"],
       "fusion": predictor.fusion, "modality": predictor.meta["modality"],
@@ -263,17 +288,19 @@ def predict_recording(predictor, frames: FrameInput, explain: bool = True, top: 
       "input_kind": frames.kind, "frames_decoded": frames.frames,
       "duration_s": float(frames.times[-1]) if frames.times.size else 0.0,
       "windows": int(num_w), "usable_windows": int(usable.sum()),
-      "windows_without_face": [[float(s), float(s) + w] for s, c in zip(win.start, cov)
-                               if "face" in mods and c[0] < predictor.meta["min_valid_fraction"]],
-      "windows_without_audio": [[float(s), float(s) + w] for s, c in zip(win.start, cov)
-                                if "audio" in mods and
-                                c[1] < predictor.meta["min_valid_fraction"]],
+      "windows_without_face": [[float(s), float(s) + w] for s, c, n in zip(win.start, cov, need)
+                               if "face" in mods and c[0] < n],
+      "windows_without_audio": [[float(s), float(s) + w] for s, c, n in zip(win.start, cov, need)
+                                if "audio" in mods and c[1] < n],
+      "partial_windows": [[float(s), float(s) + w] for s, full in zip(win.start, win.full)
+                          if not full],
       "pairs": int(len(pairs)), "decided": int(decided.size),
       "increase": int((prob.mean(0) >= 0.5).sum()) if decided.size else 0,
       "mean_p_increase": float(prob.mean()) if decided.size else None,
       "prompts_encoded": _encoded(predictor) - encoded_before,
       "seconds_decide": round(t_decide, 4), "seconds_explain": round(t_explain, 4),
-      "warnings": list(frames.warnings) + input_warnings(predictor, win.features, usable),
+      "warnings": (list(frames.warnings) + length_warnings(frames, win, w, predictor) +
+                   input_warnings(predictor, win.features, usable)),
   }
   if predictor.meta.get("salience_on_new_data"):
     summary["salience_statistics"] = predictor.meta["salience_on_new_data"]
@@ -328,9 +355,10 @@ def trajectory_figure(pred: Prediction, path: str | IO[bytes], title: str = "") 
   import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
   t = pred.table
   fig, ax = plt.subplots(figsize=(max(6.0, 0.35 * len(t) + 3), 3.6))
-  for key, color, label in (("windows_without_face", "0.85", "no face"),
+  for key, color, label in (("partial_windows", "#dbe9f6", "partial window"),
+                            ("windows_without_face", "0.85", "no face"),
                             ("windows_without_audio", "#f3d9b1", "no audio")):
-    for i, (a, b) in enumerate(pred.summary[key]):
+    for i, (a, b) in enumerate(pred.summary.get(key, [])):
       ax.axvspan(a, b, color=color, alpha=0.6, lw=0, label=label if i == 0 else None)
   ok = t["status"] == "ok"
   x = t["next_start_s"][ok].to_numpy()
