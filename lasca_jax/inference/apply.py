@@ -159,12 +159,17 @@ def window_input(frames: FrameInput, predictor) -> windows_lib.Windows:
   return windows_lib.make_windows(arrays, float(predictor.meta["window_seconds"]))
 
 
+def keeps_partial_windows(predictor) -> bool:
+  """Whether the run kept a recording's trailing partial window (``features.partial_windows``)."""
+  return bool(predictor.meta["config"].get("features", {}).get("partial_windows", False))
+
+
 def unusable_reasons(win: windows_lib.Windows, predictor) -> list[str]:
   """Per window, ``""`` if usable, else e.g. ``"face in 12% of frames (< 50%)"``; a window
   shorter than the run's window is unusable unless the run kept partial windows
   (``features.partial_windows``), as in training."""
   need = float(predictor.meta["min_valid_fraction"])
-  partial_ok = bool(predictor.meta["config"].get("features", {}).get("partial_windows", False))
+  partial_ok = keeps_partial_windows(predictor)
   streams = [s for s in STREAMS if s in set(predictor.modalities)]
   out = []
   for cov, full in zip(win.coverage, win.full):
@@ -191,8 +196,7 @@ def length_warnings(frames: FrameInput, win: windows_lib.Windows, window_seconds
                     predictor) -> list[str]:
   """A recording too short for one full window (a still image, a clip under the window
   length): nothing can be decided, and the summary says why."""
-  partial_ok = bool(predictor.meta["config"].get("features", {}).get("partial_windows", False))
-  if np.asarray(win.full).any() or (partial_ok and np.asarray(win.start).size):
+  if np.asarray(win.full).any() or (keeps_partial_windows(predictor) and np.asarray(win.start).size):
     return []
   times = np.asarray(frames.times)
   length = float(times[-1] - times[0]) if times.size else 0.0

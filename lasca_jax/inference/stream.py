@@ -18,7 +18,7 @@ import numpy as np
 from lasca_jax.encoders import embedder as embedder_lib
 from lasca_jax.method import representation, windows as windows_lib
 from lasca_jax.model import mlp, train
-from lasca_jax.run import cache as cache_lib, pipeline, settings as settings_lib
+from lasca_jax.run import cache as cache_lib, pipeline
 
 
 class TrainingRange(NamedTuple):
@@ -116,10 +116,7 @@ class WindowPredictor:
 
   def prompt(self, raw: np.ndarray) -> str:
     """The prompt of one raw window (as training wrote it)."""
-    recipe = self.recipe
-    x = self.normalise(raw)[None, None]
-    values = recipe.salience_values(x, np.asarray(raw)[None], ranges=self._ranges)
-    prompts, index = recipe.prompts(recipe.salience_mask(values), values)
+    prompts, index = self._modes["warm"].prompts(np.asarray(raw)[None], ranges=self._ranges)
     return str(prompts[index[0, 0]])
 
   def embed(self, prompt: str, cache: str = "warm") -> np.ndarray:
@@ -206,7 +203,7 @@ def trained_predictor(config, cache: cache_lib.StageCache | None = None, fold: i
   if spec.text == "random":
     embedder = embedder_lib.Embedder(random_text=inputs.random_text)
   elif spec.encoded:
-    store = settings_lib.encoder(config.text).store(cache.cache_dir)
+    store = inputs.encoder.store(cache.cache_dir)
     if encoder is not None:
       store._model = encoder   # pylint: disable=protected-access
     embedder = embedder_lib.Embedder(store)

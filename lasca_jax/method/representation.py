@@ -399,6 +399,23 @@ class Representer:
     return np.stack([windows_lib.minmax_apply(raw, self.lo[k], self.span[k], self.recipe.clip)
                      for k in range(self.num_folds)])
 
+  def salience(self, x: np.ndarray, raw: np.ndarray, recording: np.ndarray | None = None,
+               usable: np.ndarray | None = None, ranges: tuple | None = None
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """``(values [K or 1, N, F], mask bool [K, N, F])``: what salience is computed from, and
+    the salient features, of windows ``x`` (normalised) / ``raw``."""
+    values = self.recipe.salience_values(x, raw, recording, usable, ranges)
+    return values, np.broadcast_to(self.recipe.salience_mask(values), x.shape)
+
+  def prompts(self, raw: np.ndarray, recording: np.ndarray | None = None,
+              usable: np.ndarray | None = None, ranges: tuple | None = None
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """``(distinct prompts, index [K, N])`` of raw windows ``[N, F]``, as training wrote them."""
+    raw = np.asarray(raw)
+    x = self.normalise(raw)
+    values, mask = self.salience(x, raw, recording, usable, ranges)
+    return self.recipe.prompts(mask, np.broadcast_to(values, x.shape))
+
   def __call__(self, raw: np.ndarray, baseline: np.ndarray | None = None,
                recording: np.ndarray | None = None, usable: np.ndarray | None = None,
                ranges: tuple | None = None) -> Represented:
@@ -423,8 +440,7 @@ class Representer:
       parts["baseline"] = np.broadcast_to(np.nan_to_num(baseline),
                                           (self.num_folds,) + np.shape(baseline))
     if spec.needs_salience:
-      values = recipe.salience_values(x, raw, recording, usable, ranges)
-      mask = np.broadcast_to(recipe.salience_mask(values), x.shape)
+      values, mask = self.salience(x, raw, recording, usable, ranges)
       if "mask" in spec.parts:
         parts["mask"] = mask.astype(np.float32)
       if spec.needs_prompts:

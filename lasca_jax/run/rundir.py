@@ -141,8 +141,7 @@ class RunDir:
   def write_bundle(self, config, inputs, params: Any) -> None:
     """``bundle/`` (:func:`lasca_jax.model.bundle.write_bundle`) and a ``bundle`` event."""
     if self.path:
-      spec = inputs.recipe.spec
-      fields = settings.bundle_fields(config, inputs.input_dim, spec.uses_backbone, spec.encoded)
+      fields = settings.bundle_fields(config, inputs)
       self.log("bundle", path=bundle_lib.write_bundle(self.path, inputs, params, fields))
 
   def fail(self, config, stage: str, error: BaseException) -> dict:

@@ -57,15 +57,16 @@ def time_base_hz(config) -> float:
   return float(datasets.get_module(config.data.name).time_base_hz(config.data))
 
 
-def bundle_fields(config, input_dim: int, uses_backbone: bool, encoded: bool) -> dict:
-  """The config-derived fields of a run's ``bundle.json``
-  (:func:`lasca_jax.model.bundle.write_bundle`); ``precision`` is the encoder precision the run
-  resolved (``"auto"`` is float16 on a GPU), so a bundle applied elsewhere embeds its prompts as
-  training did."""
+def bundle_fields(config, inputs) -> dict:
+  """The config-derived fields of a run's ``bundle.json`` (:func:`lasca_jax.model.bundle.
+  write_bundle`), with the settings ``inputs`` (``pipeline.RunInputs``) carries; ``precision`` is
+  the encoder precision the run resolved (``"auto"`` is float16 on a GPU), so a bundle applied
+  elsewhere embeds its prompts as training did."""
   fcfg, tcfg = config.features, config.text
+  spec, enc = inputs.recipe.spec, inputs.encoder
+  uses_backbone = spec.uses_backbone
   precision = ""
-  if encoded:
-    enc = encoder(tcfg)
+  if spec.encoded:
     precision = text_lib.resolve_precision(enc.precision, text_lib.resolve_device(enc.device))
   module = datasets.get_module(config.data.name)
   return {
@@ -83,7 +84,7 @@ def bundle_fields(config, input_dim: int, uses_backbone: bool, encoded: bool) ->
       "time_base_hz": time_base_hz(config),
       "target": config.pairs.target,
       "margin": float(config.pairs.margin),
-      "hidden": list(train_settings(config).hidden_sizes(input_dim)),
+      "hidden": list(inputs.train_settings.hidden_sizes(inputs.input_dim)),
       "max_hidden": list(config.model.max_hidden),
       "config": json.loads(config.to_json_best_effort()),
   }
