@@ -18,6 +18,7 @@ import difflib
 import importlib.util
 import math
 import os
+import re
 import sys
 from typing import Any, Callable, Sequence
 
@@ -190,6 +191,10 @@ def unknown_override(config, dotted: str) -> str | None:
   return None
 
 
+def _config_argument(argv: Sequence[str], flag: str) -> str:
+  return next((a for a in argv if a.startswith(f"--{flag}=")), f"--{flag}")
+
+
 def describe_flag_error(argv: Sequence[str], error: Exception, flag: str = "config") -> str:
   """One line for a failed flag parse: the unknown field or the rejected value."""
   config = _load_config_file(argv, flag)
@@ -201,7 +206,15 @@ def describe_flag_error(argv: Sequence[str], error: Exception, flag: str = "conf
         if message:
           return message
   text = " ".join(str(error).replace("\\n", " ").split())
-  if len(text) > 1 and text[0] == text[-1] and text[0] in "'\"":
+  if "Traceback (most recent call last)" in text:  # A config file's get_config raised: its own
+    # message is the last "SomeError: message" of the traceback absl folded into the error.
+    found = list(re.finditer(r"(?:\w+\.)*\w+(?:Error|Exception): ", text))
+    if found:
+      message = text[found[-1].end():]
+      argument = _config_argument(argv, flag)
+      named = any(part and part in message for part in argument.split("=", 1)[-1].split(":"))
+      return message if named else f"{argument}: {message}"
+  if len(text) > 1 and text[0] == text[-1] and text[0] in "'\"" and text[0] not in text[1:-1]:
     text = text[1:-1]
   return text or type(error).__name__
 
