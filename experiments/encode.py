@@ -19,11 +19,11 @@ SLURM recipe.
 
 import sys
 
-from absl import app, flags, logging
+from absl import flags, logging
 from ml_collections import config_flags
 
 from lasca_jax.encoders import store
-from lasca_jax.run import shards, validate
+from lasca_jax.run import cli, shards, validate
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file.",
                                           lock_config=True)
@@ -63,4 +63,4 @@ def main(argv):
 if __name__ == "__main__":
   flags.mark_flags_as_required(["config"])
   logging.set_verbosity(logging.WARNING)
-  app.run(main, flags_parser=validate.parse_flags)
+  cli.run(main)

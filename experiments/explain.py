@@ -11,10 +11,10 @@ cues) and ``explain.json``. Uses only the run's bundle (and the shared embedding
 import os
 import sys
 
-from absl import app, flags, logging
+from absl import flags, logging
 
 from lasca_jax.inference import attribution
-from lasca_jax.run import validate
+from lasca_jax.run import cli
 
 _RUN = flags.DEFINE_string("run", None, "Run directory (with bundle/).")
 _OUTPUT = flags.DEFINE_string("output", None, "Output folder (default <run>/explain).")
@@ -52,4 +52,4 @@ def main(argv):
 if __name__ == "__main__":
   flags.mark_flags_as_required(["run"])
   logging.set_verbosity(logging.INFO)
-  app.run(main, flags_parser=validate.parse_flags)
+  cli.run(main)

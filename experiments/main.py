@@ -9,12 +9,12 @@ Every config field can be overridden on the command line (``--config.pairs.margi
 import os
 import sys
 
-from absl import app, flags, logging
+from absl import flags, logging
 from ml_collections import config_flags
 
 from lasca_jax.analysis import stats
 from lasca_jax.model import placement
-from lasca_jax.run import pipeline, validate
+from lasca_jax.run import cli, pipeline, validate
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file.",
                                           lock_config=True)
@@ -40,4 +40,4 @@ def main(argv):
 if __name__ == "__main__":
   flags.mark_flags_as_required(["config"])
   logging.set_verbosity(logging.INFO)
-  app.run(main, flags_parser=validate.parse_flags)
+  cli.run(main)

@@ -14,10 +14,10 @@ window pair), ``<output>/trajectory.png`` and ``<output>/summary.json``.
 import os
 import sys
 
-from absl import app, flags, logging
+from absl import flags, logging
 
 from lasca_jax.inference import apply
-from lasca_jax.run import validate
+from lasca_jax.run import cli
 
 _RUN = flags.DEFINE_string("run", None, "Run directory (with bundle/) of a trained model.")
 _INPUT = flags.DEFINE_string("input", None, "Video, extracted feature .npz, or per-frame table.")
@@ -58,4 +58,4 @@ def main(argv):
 if __name__ == "__main__":
   flags.mark_flags_as_required(["run", "input", "output"])
   logging.set_verbosity(logging.INFO)
-  app.run(main, flags_parser=validate.parse_flags)
+  cli.run(main)

@@ -8,10 +8,10 @@ see ``lasca_jax/analysis/report.py`` for what is written. A table re-renders fro
 """
 
 
-from absl import app
 from absl import flags
 
 from lasca_jax.analysis import report
+from lasca_jax.run import cli
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("sweep_dir", None, "Directory tree holding the run directories.")
@@ -39,4 +39,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

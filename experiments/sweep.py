@@ -13,12 +13,12 @@ rebuilt at the end from the run directories alone.
 import os
 import sys
 
-from absl import app, flags, logging
+from absl import flags, logging
 from ml_collections import config_flags
 
 from lasca_jax.analysis import report
 from lasca_jax.model import placement
-from lasca_jax.run import sweep, validate
+from lasca_jax.run import cli, sweep
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file.",
                                           lock_config=True)
@@ -54,4 +54,4 @@ def main(argv):
 if __name__ == "__main__":
   flags.mark_flags_as_required(["config"])
   logging.set_verbosity(logging.WARNING)
-  app.run(main, flags_parser=validate.parse_flags)
+  cli.run(main)

@@ -13,11 +13,11 @@ core). The functions are in ``lasca_jax/run/timing.py``.
 import json
 import sys
 
-from absl import app, flags, logging
+from absl import flags, logging
 from ml_collections import config_flags
 
 from lasca_jax.model import placement
-from lasca_jax.run import timing, validate
+from lasca_jax.run import cli, timing, validate
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file.")
 _MEASURE = flags.DEFINE_enum("measure", "training", ["training", "phases", "sklearn", "step"],
@@ -52,4 +52,4 @@ def main(argv):
 if __name__ == "__main__":
   flags.mark_flags_as_required(["config"])
   logging.set_verbosity(logging.WARNING)
-  app.run(main, flags_parser=validate.parse_flags)
+  cli.run(main)

@@ -74,3 +74,96 @@ def test_main_prints_the_config_json_problem_as_one_line(tmp_path):
       f"error: {path}: unknown config field pairs.margn (did you mean pairs.margin?) "
       "(fix or remove these keys)")
   assert not (tmp_path / "run").exists()
+
+
+# ----------------------------------------------------------------------------- 8: disks, Ctrl-C
+
+
+def _tiny_main_args(tmp_path, workdir):
+  return ["--config=" + os.path.join(ROOT, "configs", "synthetic.py") + ":runlocal",
+          f"--workdir={workdir}", "--config.model.fusion=features",
+          f"--config.cache_dir={tmp_path / 'cache'}"]
+
+
+def test_an_unwritable_workdir_or_cache_is_one_line_naming_the_path(tmp_path):
+  blocker = tmp_path / "a_file"
+  blocker.write_text("not a folder")
+  done = _run_script("main.py", *_tiny_main_args(tmp_path, blocker / "run"))
+  assert done.returncode == 1 and "Traceback" not in done.stderr
+  assert done.stderr.strip().splitlines()[-1] == (
+      f"error: {blocker / 'run'}: a part of the path is a file, not a folder: choose another "
+      "--workdir / --config.cache_dir")
+  args = _tiny_main_args(tmp_path, tmp_path / "run")[:-1] + [f"--config.cache_dir={blocker}/c"]
+  done = _run_script("main.py", *args)
+  assert done.returncode == 1 and "Traceback" not in done.stderr
+  last = done.stderr.strip().splitlines()[-1]
+  assert last.startswith(f"error: {blocker}/c") and "a part of the path is a file" in last
+  events = [json.loads(l) for l in open(tmp_path / "run" / "log.jsonl")]
+  assert events[-1]["event"] == "failed" and events[-1]["error"] == "NotADirectoryError"
+
+
+@pytest.mark.parametrize("code,fix", [
+    (28, "no space left on its device: free space there"),
+    (30, "the file system is read-only: point --workdir"),
+    (13, "permission denied: make it writable"),
+])
+def test_os_errors_name_the_cause_and_the_fix(code, fix):
+  from lasca_jax.run import cli
+  line = cli.os_error_line(OSError(code, os.strerror(code), "/runs/x/results.npz"))
+  assert line.startswith("/runs/x/results.npz: " + fix)
+
+
+def test_a_full_disk_during_a_run_is_logged_as_failed_and_keeps_the_cache(tmp_path, monkeypatch):
+  from conftest import make_tiny_config
+  from lasca_jax.data import files as files_lib
+  from lasca_jax.run import pipeline
+  config = make_tiny_config(tmp_path / "cache")
+  real = files_lib.save_npz_atomic
+
+  def full(path, *args, **kwargs):
+    if path.endswith("results.npz"):
+      raise OSError(28, "No space left on device", path)
+    return real(path, *args, **kwargs)
+
+  monkeypatch.setattr(files_lib, "save_npz_atomic", full)
+  with pytest.raises(OSError):
+    pipeline.run(config, str(tmp_path / "run"))
+  events = [json.loads(l) for l in open(tmp_path / "run" / "log.jsonl")]
+  assert events[-1]["event"] == "failed" and events[-1]["stage"] == "trained"
+  failed = json.load(open(tmp_path / "run" / "failed.json"))
+  assert failed["error"] == "OSError" and "No space left" in failed["reason"]
+  monkeypatch.setattr(files_lib, "save_npz_atomic", real)
+  again = pipeline.run(config, str(tmp_path / "run"))       # Space freed: the cache is reused.
+  assert not again["_cache_misses"] and not (tmp_path / "run" / "failed.json").exists()
+
+
+def test_a_new_run_clears_the_whole_stale_bundle(tmp_path):
+  bundle = tmp_path / "run" / "bundle"
+  bundle.mkdir(parents=True)
+  for name in ("params.msgpack", "test_windows.npz", "bundle.json"):
+    (bundle / name).write_text("stale")
+  run = rundir.RunDir.start(str(tmp_path / "run"))
+  assert not bundle.exists() and run.path == str(tmp_path / "run")
+
+
+def test_ctrl_c_is_one_line_logged_and_resumable(tmp_path):
+  import signal
+  import time
+  workdir = tmp_path / "run"
+  env = dict(os.environ, HF_HUB_OFFLINE="1")
+  proc = subprocess.Popen(
+      [sys.executable, os.path.join(ROOT, "experiments", "main.py"),
+       *_tiny_main_args(tmp_path, workdir)], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+      stderr=subprocess.PIPE, text=True)
+  deadline = time.time() + 120
+  while time.time() < deadline and not (workdir / "log.jsonl").exists():
+    time.sleep(0.05)
+  proc.send_signal(signal.SIGINT)
+  _, err = proc.communicate(timeout=120)
+  assert proc.returncode == 130, err[-2000:]
+  assert "Traceback" not in err
+  assert err.strip().splitlines()[-1] == (
+      "interrupted: every finished stage and file is kept; the same command resumes from what "
+      "was kept")
+  events = [json.loads(l)["event"] for l in open(workdir / "log.jsonl")]
+  assert events[-1] == "interrupted"

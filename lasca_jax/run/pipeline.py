@@ -14,6 +14,7 @@ run writes goes through :class:`lasca_jax.run.rundir.RunDir`.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import time
@@ -446,7 +447,17 @@ def run(config, workdir: str) -> dict[str, np.ndarray]:
   and the model bundle ``bundle/`` (:mod:`lasca_jax.model.bundle`)."""
   validate.check(config)
   cache = cache_lib.StageCache(config.cache_dir or None)
-  arrays = dict(train_run(config, start(workdir, config, cache), cache).arrays)
+  out = start(workdir, config, cache)
+  try:
+    arrays = dict(train_run(config, out, cache).arrays)
+  except KeyboardInterrupt:
+    with contextlib.suppress(OSError):
+      out.log("interrupted", stage=out.log.last_event)
+    raise
+  except Exception as e:  # Logged as a failed event (when the folder can take it), then raised.
+    with contextlib.suppress(OSError):
+      out.fail(config, out.log.last_event, e, announce=False)  # The caller says it.
+    raise
   arrays["_cache_hits"] = cache.hits
   arrays["_cache_misses"] = cache.misses
   return arrays

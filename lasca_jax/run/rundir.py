@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import time
 from typing import Any, Mapping
 
@@ -48,9 +49,11 @@ class RunLog:
   def __init__(self, workdir: str | None):
     self.path = os.path.join(workdir, LOG_FILE) if workdir else None
     self.start = time.time()
+    self.last_event = "start"   # The stage a failure or an interruption happened in.
 
   def __call__(self, event: str, **fields: Any) -> None:
     record = {"event": event, "time_s": round(time.time() - self.start, 3), **fields}
+    self.last_event = event
     logging.info("%s %s", event, json.dumps(fields, default=str)[:400])
     if self.path:
       with open(self.path, "a") as f:
@@ -112,6 +115,8 @@ class RunDir:
       for name in outputs:
         if os.path.exists(run.file(name)):
           os.remove(run.file(name))
+      if BUNDLE_FILE in outputs and os.path.isdir(run.file(bundle_lib.DIRNAME)):
+        shutil.rmtree(run.file(bundle_lib.DIRNAME))  # No stale weights beside a new config.
     if config is not None:
       run.write_json(CONFIG_FILE, config_json(config, resolved), indent=2, sort_keys=True)
       run.log("start", workdir=path, **fields, **dict(resolved or {}))
@@ -144,15 +149,16 @@ class RunDir:
       fields = settings.bundle_fields(config, inputs)
       self.log("bundle", path=bundle_lib.write_bundle(self.path, inputs, params, fields))
 
-  def fail(self, config, stage: str, error: BaseException) -> dict:
+  def fail(self, config, stage: str, error: BaseException, announce: bool = True) -> dict:
     """Records that ``stage`` failed: ``failed.json`` (stage, error type, reason, config), a
-    ``failed`` event and an error message; returns the record."""
+    ``failed`` event and (``announce``) an error message; returns the record."""
     failure = {"stage": stage, "error": type(error).__name__, "reason": str(error),
                "config": config_json(config)}
     self.write_json(FAILED_FILE, failure, indent=1)
     self.log("failed", stage=stage, error=type(error).__name__, reason=str(error))
-    logging.getLogger("lasca_jax.run").error("%s: %s failed: %s: %s", self.path, stage,
-                                             type(error).__name__, error)
+    if announce:
+      logging.getLogger("lasca_jax.run").error("%s: %s failed: %s: %s", self.path, stage,
+                                               type(error).__name__, error)
     return failure
 
   def holds(self, config) -> bool:
