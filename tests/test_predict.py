@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -10,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from lasca_jax.data import files as files_lib
 from lasca_jax.data.datasets import synthetic
 from lasca_jax.inference import apply, ensemble
 from lasca_jax.model import bundle
@@ -210,3 +212,34 @@ def test_a_recording_shorter_than_one_window_says_so(run, tmp_path):
   assert summary["windows_without_face"] == summary["windows_without_audio"] == []
   assert ("the recording spans 0.9 s (10 frames), shorter than one 3 s window: nothing to "
           "decide") in summary["warnings"]
+
+
+def test_a_sweep_folder_names_the_runs_inside_and_a_non_run_says_so(run, tmp_path):
+  run_dir, _, _ = run
+  sweep = tmp_path / "sweep"
+  for name in ("a/m0.1", "a/m0.2", "b/m0.1", "c/m0.1"):
+    shutil.copytree(run_dir, sweep / name)
+  with pytest.raises(bundle.BundleError) as err:
+    bundle.read_bundle(str(sweep))
+  assert str(err.value) == (f"{sweep} is not one run but holds 4 trained runs (a/m0.1, a/m0.2, "
+                            "b/m0.1 and 1 more); pass one of them as --run")
+  (tmp_path / "empty").mkdir()
+  with pytest.raises(bundle.BundleError, match=r"empty is not a run directory \(no config.json"):
+    bundle.read_bundle(str(tmp_path / "empty"))
+
+
+def test_two_writers_of_one_output_folder_are_refused(run, tmp_path):
+  run_dir, config, results = run
+  _, cols = _subject_table(config, results)
+  path = tmp_path / "table.npz"
+  np.savez(path, **cols)
+  held = files_lib.hold_lock(str(tmp_path / "out"), "experiments/predict.py")
+  with pytest.raises(files_lib.Busy) as err:
+    apply.run_predict(run_dir, str(path), str(tmp_path / "out"), explain=False)
+  assert str(err.value) == (f"{tmp_path / 'out'} is being written by experiments/predict.py "
+                            f"(pid {os.getpid()}); wait for it to finish or choose another "
+                            "output folder")
+  assert not (tmp_path / "out" / "predictions.csv").exists()
+  held.close()
+  apply.run_predict(run_dir, str(path), str(tmp_path / "out"), explain=False)
+  assert (tmp_path / "out" / "predictions.csv").exists()

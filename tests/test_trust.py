@@ -167,3 +167,12 @@ def test_ctrl_c_is_one_line_logged_and_resumable(tmp_path):
       "was kept")
   events = [json.loads(l)["event"] for l in open(workdir / "log.jsonl")]
   assert events[-1] == "interrupted"
+
+
+def test_two_runs_into_one_workdir_are_refused(tmp_path):
+  from lasca_jax.data import files as files_lib
+  first = rundir.RunDir.start(str(tmp_path / "run"), claim="experiments/main.py")
+  with pytest.raises(files_lib.Busy, match=r"run is being written by experiments/main.py \(pid"):
+    rundir.RunDir.start(str(tmp_path / "run"), claim="experiments/main.py")
+  first.lock.close()
+  rundir.RunDir.start(str(tmp_path / "run"), claim="experiments/main.py")

@@ -65,6 +65,32 @@ def atomic_file(path: str, suffix: str = "") -> Iterator[IO[bytes]]:
     raise
 
 
+class Busy(RuntimeError):
+  """Another process holds the folder's lock (:func:`hold_lock`)."""
+
+
+def hold_lock(folder: str, what: str) -> IO[str]:
+  """An exclusive lock on ``folder`` (``<folder>/.lock``) held until the returned file is closed
+  or the process ends; :class:`Busy` (one line naming the folder and the holder) when another
+  process holds it. ``what`` names the writer in that message (``"experiments/main.py"``)."""
+  import fcntl  # pylint: disable=import-outside-toplevel
+  os.makedirs(folder, exist_ok=True)
+  handle = open(os.path.join(folder, ".lock"), "a+")  # pylint: disable=consider-using-with
+  try:
+    fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+  except BlockingIOError:
+    handle.seek(0)
+    holder = handle.read().strip() or "another process"
+    handle.close()
+    raise Busy(f"{folder} is being written by {holder}; wait for it to finish or choose another "
+               "output folder") from None
+  handle.seek(0)
+  handle.truncate()
+  handle.write(f"{what} (pid {os.getpid()})\n")
+  handle.flush()
+  return handle
+
+
 def save_npz_atomic(path: str | os.PathLike, arrays: Mapping[str, np.ndarray],
                     compress: bool = False) -> None:
   """Writes ``arrays`` to ``path`` so that readers see either nothing or the whole file."""

@@ -30,6 +30,7 @@ from typing import IO, Any
 
 import numpy as np
 
+from lasca_jax.data import files as files_lib
 from lasca_jax.data.datasets import custom
 from lasca_jax.data.extract import load as load_lib, runner, store
 from lasca_jax.inference import attribution, ensemble
@@ -398,19 +399,20 @@ def run_predict(run_dir: str, input_path: str, output: str, face_model: str = ""
   ``input_path`` and writes ``predictions.csv``, ``trajectory.png`` and ``summary.json`` to
   ``output``."""
   predictor = ensemble.load_bundle(run_dir, cache_dir, text_model_path)
-  t0 = time.perf_counter()
-  frames = read_input(input_path, predictor, face_model, time_column)
-  seconds_input = time.perf_counter() - t0
-  pred = predict_recording(predictor, frames, explain, top, ig_steps)
-  seconds_total = time.perf_counter() - t0
-  out = rundir.RunDir.start(output, outputs=rundir.PREDICT_OUTPUTS)
-  out.write_bytes("predictions.csv", pred.table.to_csv(index=False).encode())
-  figure = io.BytesIO()
-  trajectory_figure(pred, figure)
-  out.write_bytes("trajectory.png", figure.getvalue())
-  pred.summary.update(
-      run=os.path.abspath(run_dir), input=os.path.abspath(input_path),
-      seconds_input=round(seconds_input, 3), seconds_total=round(seconds_total, 3),
-      frames_per_second=(round(frames.frames / seconds_total, 2) if frames.frames else None))
-  out.write_json("summary.json", pred.summary, indent=1)
+  with files_lib.hold_lock(output, "experiments/predict.py"):  # One writer per output folder.
+    t0 = time.perf_counter()
+    frames = read_input(input_path, predictor, face_model, time_column)
+    seconds_input = time.perf_counter() - t0
+    pred = predict_recording(predictor, frames, explain, top, ig_steps)
+    seconds_total = time.perf_counter() - t0
+    out = rundir.RunDir.start(output, outputs=rundir.PREDICT_OUTPUTS)
+    out.write_bytes("predictions.csv", pred.table.to_csv(index=False).encode())
+    figure = io.BytesIO()
+    trajectory_figure(pred, figure)
+    out.write_bytes("trajectory.png", figure.getvalue())
+    pred.summary.update(
+        run=os.path.abspath(run_dir), input=os.path.abspath(input_path),
+        seconds_input=round(seconds_input, 3), seconds_total=round(seconds_total, 3),
+        frames_per_second=(round(frames.frames / seconds_total, 2) if frames.frames else None))
+    out.write_json("summary.json", pred.summary, indent=1)
   return pred

@@ -204,6 +204,20 @@ def _check_backbone(meta: dict, json_path: str, model_path: str | None) -> None:
                       "--text_model_path)") from None
 
 
+def runs_inside(folder: str, limit: int = 1000) -> list[str]:
+  """The run directories with a complete bundle below ``folder`` (a sweep), relative, sorted;
+  at most ``limit``."""
+  found = []
+  for parent, dirs, files in os.walk(folder):
+    dirs.sort()
+    if os.path.basename(parent) == DIRNAME and JSON_FILE in files:
+      found.append(os.path.relpath(os.path.dirname(parent), folder))
+      dirs[:] = []
+      if len(found) >= limit:
+        break
+  return sorted(found)
+
+
 def read_bundle(run_dir: str, model_path: str | None = None
                 ) -> tuple[str, dict, dict, representation.Recipe]:
   """Reads and checks ``<run_dir>/bundle`` (or a bundle folder itself): ``(folder, meta, state,
@@ -222,6 +236,14 @@ def read_bundle(run_dir: str, model_path: str | None = None
   if not os.path.isdir(run_dir):
     raise BundleError(f"run directory {run_dir} does not exist")
   if not os.path.exists(json_path):
+    inside = runs_inside(run_dir)
+    if inside:
+      shown = ", ".join(inside[:3]) + (f" and {len(inside) - 3} more" if len(inside) > 3 else "")
+      raise BundleError(f"{run_dir} is not one run but holds {len(inside)} trained runs "
+                        f"({shown}); pass one of them as --run")
+    if not os.path.exists(os.path.join(run_dir, "config.json")):
+      raise BundleError(f"{run_dir} is not a run directory (no config.json, no bundle/); pass "
+                        "the --workdir of an experiments/main.py run or a run inside a sweep")
     raise BundleError(f"{json_path} does not exist: {run_dir} was written before model bundles "
                       "(or its run did not finish); rerun it with experiments/main.py (cached "
                       "stages make this quick) to get a bundle")

@@ -435,11 +435,12 @@ def train_run(config, out: RunDir, cache: cache_lib.StageCache) -> TrainedRun:
   return TrainedRun(inputs, output, arrays)
 
 
-def start(workdir: str | None, config, cache: cache_lib.StageCache, **fields: Any) -> RunDir:
+def start(workdir: str | None, config, cache: cache_lib.StageCache, claim: str = "",
+          **fields: Any) -> RunDir:
   """Starts the run directory of ``config`` (:meth:`RunDir.start`; ``config.json`` records the
-  resolved ``model_label``)."""
+  resolved ``model_label``; ``claim`` locks it for this process)."""
   return RunDir.start(workdir, config, {"model_label": labels.model_label(config)},
-                      cache_dir=cache.cache_dir, **fields)
+                      claim=claim, cache_dir=cache.cache_dir, **fields)
 
 
 def run(config, workdir: str) -> dict[str, np.ndarray]:
@@ -447,7 +448,7 @@ def run(config, workdir: str) -> dict[str, np.ndarray]:
   and the model bundle ``bundle/`` (:mod:`lasca_jax.model.bundle`)."""
   validate.check(config)
   cache = cache_lib.StageCache(config.cache_dir or None)
-  out = start(workdir, config, cache)
+  out = start(workdir, config, cache, claim="experiments/main.py")
   try:
     arrays = dict(train_run(config, out, cache).arrays)
   except KeyboardInterrupt:

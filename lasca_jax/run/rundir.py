@@ -102,16 +102,21 @@ class RunDir:
     self.path = path
     self.outputs = outputs
     self.log = RunLog(path if LOG_FILE in outputs else None)
+    self.lock = None   # The folder's lock while this process writes it (``start(claim=...)``).
 
   @classmethod
   def start(cls, path: str | None, config=None, resolved: Mapping[str, Any] | None = None,
-            outputs: tuple[str, ...] = RUN_OUTPUTS, **fields: Any) -> RunDir:
+            outputs: tuple[str, ...] = RUN_OUTPUTS, claim: str = "", **fields: Any) -> RunDir:
     """Creates (or reuses) ``path``, clears its stale ``outputs``, writes ``config.json`` when
     ``config`` is given, and logs ``start`` with ``workdir``, the ``resolved`` fields and
-    ``fields``."""
+    ``fields``. ``claim`` (the writer's name) first takes the folder's lock for this process
+    (:func:`lasca_jax.data.files.hold_lock`): a second writer of the same folder stops with one
+    line instead of overwriting the first one's files."""
     run = cls(path, outputs)
     if path:
       os.makedirs(path, exist_ok=True)
+      if claim:
+        run.lock = files_lib.hold_lock(path, claim)
       for name in outputs:
         if os.path.exists(run.file(name)):
           os.remove(run.file(name))
