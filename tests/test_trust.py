@@ -176,3 +176,34 @@ def test_two_runs_into_one_workdir_are_refused(tmp_path):
     rundir.RunDir.start(str(tmp_path / "run"), claim="experiments/main.py")
   first.lock.close()
   rundir.RunDir.start(str(tmp_path / "run"), claim="experiments/main.py")
+
+
+# ----------------------------------------------------------------------------- 10: no network
+
+
+def test_an_uncached_backbone_without_network_fails_before_any_download(monkeypatch):
+  import sentence_transformers
+  from lasca_jax.encoders import text
+
+  def never(*args, **kwargs):
+    raise AssertionError("the download was attempted")
+
+  monkeypatch.setattr(sentence_transformers, "SentenceTransformer", never)
+  for name in text.PROXY_VARIABLES:
+    monkeypatch.delenv(name, raising=False)
+  monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+  monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")   # nothing listens there
+  assert not text.hub_reachable()
+  with pytest.raises(RuntimeError) as err:
+    text.load_model("all-mpnet-base-v2")
+  assert str(err.value).startswith(
+      "text backbone 'all-mpnet-base-v2' (sentence-transformers/all-mpnet-base-v2) is not in the "
+      "Hugging Face cache and the Hugging Face hub cannot be reached: download it on a connected "
+      "machine")
+  assert "--config.text.model_path=/path" in str(err.value)
+  monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+  with pytest.raises(RuntimeError, match="is not in the Hugging Face cache and HF_HUB_OFFLINE is "
+                     "set"):
+    text.load_model("all-mpnet-base-v2")
+  monkeypatch.setenv("HTTPS_PROXY", "http://proxy:3128")    # the download decides behind a proxy
+  assert text.hub_reachable()

@@ -14,8 +14,10 @@ import functools
 import hashlib
 import json
 import os
+import socket
 import sys
 import time
+import urllib.parse
 from typing import NamedTuple, Sequence
 
 import numpy as np
@@ -200,15 +202,68 @@ def variant_key(backbone: str, model_path: str = "", precision: str = "float32")
   return key if precision == "float32" else f"{key}-{precision}"
 
 
+PROXY_VARIABLES = ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")
+
+
+def hub_reachable(timeout: float = 3.0) -> bool:
+  """Whether the Hugging Face hub (``$HF_ENDPOINT``, default huggingface.co) accepts a TCP
+  connection within ``timeout`` seconds. With a proxy configured the answer is left to the
+  download itself (True)."""
+  if any(os.environ.get(v) for v in PROXY_VARIABLES):
+    return True
+  parts = urllib.parse.urlsplit(os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
+  port = parts.port or (443 if parts.scheme == "https" else 80)
+  try:
+    socket.create_connection((parts.hostname, port), timeout).close()
+    return True
+  except OSError:
+    return False
+
+
+def _offline() -> bool:
+  return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def in_hub_cache(hub_id: str) -> bool:
+  """Whether the Hugging Face cache holds ``hub_id``'s sentence-transformers files."""
+  try:
+    from huggingface_hub import try_to_load_from_cache  # pylint: disable=import-outside-toplevel
+  except ImportError:
+    return False
+  return isinstance(try_to_load_from_cache(hub_id, "modules.json"), str)
+
+
+def hub_access(backbone: str, hub_id: str) -> bool:
+  """How to load a hub model: ``True`` when only the local cache may be read (offline or no
+  network, but cached). Raises ``RuntimeError`` at once (instead of after a minute of download
+  retries) when it is neither cached nor reachable."""
+  offline = _offline()
+  cached = in_hub_cache(hub_id)
+  if cached and offline:
+    return True
+  if offline or not hub_reachable():
+    if cached:
+      return True
+    why = "HF_HUB_OFFLINE is set" if offline else "the Hugging Face hub cannot be reached"
+    raise RuntimeError(
+        f"text backbone {backbone!r} ({hub_id}) is not in the Hugging Face cache and {why}: "
+        f"download it on a connected machine (`SentenceTransformer('{hub_id}').save('/path')`) "
+        "and set --config.text.model_path=/path (or copy that machine's ~/.cache/huggingface)")
+  return False
+
+
 def load_model(backbone: str, model_path: str = "", device: str = "auto",
                precision: str = "float32"):
-  """Loads the frozen sentence-transformer, with a clear error when weights are unavailable."""
+  """Loads the frozen sentence-transformer, with a clear error when weights are unavailable
+  (at once when a hub model is neither cached nor reachable: :func:`hub_access`)."""
   source = resolve(backbone, model_path)
+  local_only = False if os.path.isdir(source) else hub_access(backbone, source)
   device = resolve_device(device)
   precision = resolve_precision(precision, device)
   from sentence_transformers import SentenceTransformer  # pylint: disable=import-outside-toplevel
   try:
-    model = SentenceTransformer(source, device=device)
+    model = SentenceTransformer(source, device=device,
+                                **({"local_files_only": True} if local_only else {}))
   except Exception as e:  # pylint: disable=broad-except
     raise RuntimeError(
         f"could not load text backbone {backbone!r} from {source!r} ({type(e).__name__}: {e}). "
