@@ -73,7 +73,10 @@ def test_embeddings_event_logs_throughput_and_warns_on_cut_prompts(tmp_path, cap
   model.max_seq_length = 24        # a short window, so that prompts are cut
   encoded = []
   original = model.encode
-  model.encode = lambda texts, **kw: (encoded.extend(texts), original(texts, **kw))[1]
+  warned_first = []   # whether the long-prompt warning came before the first encoder call
+  model.encode = lambda texts, **kw: (
+      warned_first.append("longer than" in caplog.text) if not encoded else None,
+      encoded.extend(texts), original(texts, **kw))[2]
   monkeypatch.setattr(text_lib, "load_model", lambda *a, **k: model)
   monkeypatch.setattr(text_lib, "device_peak_gflops", lambda device, precision: (100.0, "test"))
   monkeypatch.setattr(embedder_lib, "MIN_SECONDS_FOR_PEAK", 0.0)
@@ -91,10 +94,14 @@ def test_embeddings_event_logs_throughput_and_warns_on_cut_prompts(tmp_path, cap
   assert emb["share_of_peak"] == pytest.approx(emb["gflops"] / 100.0, rel=1e-2)
   assert emb["tokens"] <= 24 * emb["prompts"]
   assert "longer than" in caplog.text and "long_prompts=chunk" in caplog.text
+  assert warned_first == [True] and "new prompts" in caplog.text   # said before encoding
   # A second run encodes nothing and reports the same cut count from the store alone.
   model2 = StandIn(fail_after=0)
   monkeypatch.setattr(text_lib, "load_model", lambda *a, **k: model2)
-  pipeline.run(config, str(workdir))
+  caplog.clear()
+  with caplog.at_level(logging.WARNING):
+    pipeline.run(config, str(workdir))
+  assert "longer than" in caplog.text and "new prompts" not in caplog.text
   emb2 = [json.loads(l) for l in open(workdir / "log.jsonl") if '"embeddings"' in l][0]
   assert emb2["newly_encoded"] == 0 and emb2["over_window"] == emb["over_window"]
   assert "tokens_per_s" not in emb2

@@ -12,7 +12,6 @@ random vector.
 from __future__ import annotations
 
 import dataclasses
-import logging
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
@@ -191,13 +190,9 @@ def embed_and_log(settings: EncoderSettings, cache_dir: str, prompts: list[str],
       newly_encoded_truncated=store.truncated_count, prompts=len(prompts),
       over_window=cut, long_prompts=store.long_prompts, chunked=store.stats.chunked,
       pieces=store.stats.pieces, **fields)
-  if cut > 0.01 * max(len(prompts), 1):
-    action = ("encoded in phrase-boundary pieces" if store.long_prompts == "chunk" else
-              "truncated, losing the phrases at their end; consider "
-              "--config.text.long_prompts=chunk or --config.text.phrase_order=salience")
-    logging.warning("%d of %d prompts (%.1f %%) are longer than %s's window of %d tokens and were "
-                    "%s", cut, len(prompts), 100.0 * cut / len(prompts), settings.backbone,
-                    store.limit(), action)
+  if not store.encoded_count:  # All from the store: nothing warned before an encoding.
+    encoding.warn_long_prompts(cut, len(set(prompts)), settings.backbone, store.limit(),
+                               store.long_prompts)
   store.store.close()
   return emb
 

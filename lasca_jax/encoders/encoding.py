@@ -47,6 +47,22 @@ def token_batches(lengths: np.ndarray, token_budget: int, max_prompts: int) -> l
   return batches
 
 
+LONG_PROMPT_SHARE = 0.01   # warn when more than this share of prompts is over the window
+
+
+def warn_long_prompts(cut: int, total: int, backbone: str, limit: int, long_prompts: str,
+                      which: str = "") -> None:
+  """Warns when more than :data:`LONG_PROMPT_SHARE` of ``total`` prompts (``which``: "new ")
+  exceed ``backbone``'s window of ``limit`` tokens, saying what happens to them and the fix."""
+  if cut <= LONG_PROMPT_SHARE * max(total, 1):
+    return
+  action = ("encoded in phrase-boundary pieces" if long_prompts == "chunk" else
+            "truncated, losing the phrases at their end; consider "
+            "--config.text.long_prompts=chunk or --config.text.phrase_order=salience")
+  logging.warning("%d of %d %sprompts (%.1f %%) are longer than %s's window of %d tokens and are "
+                  "%s", cut, total, which, 100.0 * cut / total, backbone, limit, action)
+
+
 class Chunker:
   """Splits prompts at phrase boundaries into pieces of at most ``limit`` tokens each.
 
@@ -251,6 +267,8 @@ class EmbeddingStore:
     limit = text_lib.max_tokens(self.model)
     self.stats.seconds += time.perf_counter() - start
     self.stats.prompts += len(missing)
+    warn_long_prompts(int((lengths > limit).sum()) if limit else 0, len(missing), self.backbone,
+                      limit, self.long_prompts, "new ")   # Before the encoding, not after it.
     long = (lengths > limit) if (limit and self.long_prompts == "chunk") else np.zeros(
         len(missing), bool)
     whole = [p for p, is_long in zip(missing, long) if not is_long]
