@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from lasca_jax.run import rundir
@@ -207,3 +208,50 @@ def test_an_uncached_backbone_without_network_fails_before_any_download(monkeypa
     text.load_model("all-mpnet-base-v2")
   monkeypatch.setenv("HTTPS_PROXY", "http://proxy:3128")    # the download decides behind a proxy
   assert text.hub_reachable()
+
+
+# ----------------------------------------------------------------------------- 6: degenerate set-ups
+
+
+def test_a_window_shorter_than_the_frame_period_names_the_window(tmp_path):
+  from conftest import make_tiny_config
+  from lasca_jax.run import pipeline
+  config = make_tiny_config(tmp_path / "cache", **{"features.window_seconds": 0.01})
+  with pytest.raises(ValueError) as err:
+    pipeline.run(config, str(tmp_path / "run"))
+  assert str(err.value) == (
+      "features.window_seconds=0.01 is shorter than the frames' period (0.1 s, 10 Hz): a window "
+      "holds at most one frame; use a window of several frames (at least 0.1 s; the paper uses 3 "
+      "or 5 s)")
+
+
+def test_a_margin_leaving_few_pairs_warns_with_its_cause(tmp_path, caplog):
+  import logging
+  from conftest import make_tiny_config
+  from lasca_jax.run import pipeline
+  config = make_tiny_config(tmp_path / "cache", **{"pairs.margin": 1.0})
+  with caplog.at_level(logging.WARNING):
+    results = pipeline.run(config, str(tmp_path / "run"))
+  events = {e["event"]: e for e in map(json.loads, open(tmp_path / "run" / "log.jsonl"))}
+  few = events["pairs"]["warnings"]
+  assert min(events["pairs"]["val"]) < 20 and few
+  assert any(w.startswith("3 of 3 folds have fewer than 20 validation pairs (fewest ") and
+             "at pairs.margin=1 on arousal): early stopping picks its epoch on noise; lower "
+             "pairs.margin" in w for w in few)
+  assert all(w in caplog.text for w in few)
+  # The one-class folds are exactly those whose decided test pairs are all one direction.
+  prob, mask = results["test_prob"], results["test_mask"].astype(bool)
+  expected = [f for f in range(3) if len(set((prob[f][mask[f]] > 0.5).tolist())) == 1]
+  assert events["trained"]["one_class_folds"] == expected
+
+
+def test_one_class_folds_and_their_warning():
+  from lasca_jax.method import coverage
+  prob = np.array([[0.9, 0.8, 0.7, 0.1], [0.2, 0.9, 0.1, 0.3], [0.1, 0.2, 0.3, 0.9]])
+  mask = np.array([[1, 1, 1, 0], [1, 1, 1, 1], [1, 1, 1, 0]], bool)
+  assert coverage.one_class_folds(prob, mask) == [0, 2]
+  assert coverage.one_class_warning([0, 2], 3, True, 1.0) == (
+      "2 of 3 folds (fold 0, 2) decide every test pair the same way: the model learned no "
+      "direction there and their accuracy is the share of the majority direction; its folds have "
+      "few pairs (pairs.margin=1), the likely cause")
+  assert coverage.one_class_warning([], 3, True, 1.0) == ""

@@ -7,6 +7,10 @@
   pipeline leaves them out of the protocol and logs the list.
 * :func:`explain_unusable` - the message when no window at all is usable: which stream lacks
   data, which feature columns are never finite, and which setting to change.
+* Degenerate set-ups: :func:`check_window_length` (a window shorter than the frame period is an
+  error naming ``features.window_seconds``), :func:`pair_warnings` (folds with too few validation
+  or test pairs, naming the margin) and :func:`one_class_folds` (folds whose model decides every
+  test pair the same way).
 """
 
 from __future__ import annotations
@@ -106,3 +110,67 @@ def explain_unusable(win: windows_lib.Windows, modality: str, target: str,
   return (f"no usable window for modality {modality!r} and target {target!r} "
           f"(min_valid_fraction={min_valid_fraction}): " + "; ".join(
               parts or ["no window reaches the coverage in every stream at once"]))
+
+
+# ----------------------------------------------------------------------------- degenerate set-ups
+
+MIN_PAIRS_PER_FOLD = 20   # below this, a fold's validation or test accuracy is mostly noise:
+                          # its standard error is at least 0.5 / sqrt(20) = 0.11
+
+
+def frame_period(times: np.ndarray, recording: np.ndarray) -> float:
+  """The median step between consecutive frames of the same recording (seconds; 0 when no
+  recording has two frames)."""
+  steps = np.diff(times)[np.diff(recording) == 0]
+  steps = steps[steps > 0]
+  return float(np.median(steps)) if steps.size else 0.0
+
+
+def check_window_length(times: np.ndarray, recording: np.ndarray, window_seconds: float) -> None:
+  """A ``ValueError`` naming ``features.window_seconds`` when a window is shorter than the frame
+  period (it would hold at most one frame, and every later error would blame something else)."""
+  period = frame_period(times, recording)
+  if period and window_seconds < period:
+    raise ValueError(
+        f"features.window_seconds={window_seconds:g} is shorter than the frames' period "
+        f"({period:g} s, {1.0 / period:g} Hz): a window holds at most one frame; use a window "
+        f"of several frames (at least {period:g} s; the paper uses 3 or 5 s)")
+
+
+def pair_warnings(margin: float, target: str, val_counts: np.ndarray, test_counts: np.ndarray,
+                  total: int) -> list[str]:
+  """Warnings when folds have too few validation or test pairs to mean anything, naming the
+  margin that made them few."""
+  out = []
+  for what, counts, effect in (
+      ("validation", val_counts, "early stopping picks its epoch on noise"),
+      ("test", test_counts, "their accuracy has a standard error above 0.11")):
+    few = np.flatnonzero(np.asarray(counts) < MIN_PAIRS_PER_FOLD)
+    if few.size:
+      out.append(
+          f"{few.size} of {len(counts)} folds have fewer than {MIN_PAIRS_PER_FOLD} {what} pairs "
+          f"(fewest {int(np.min(counts))}; {total} pairs in all at pairs.margin={margin:g} on "
+          f"{target}): {effect}; lower pairs.margin or give more recordings")
+  return out
+
+
+def one_class_folds(test_prob: np.ndarray, test_mask: np.ndarray) -> list[int]:
+  """The folds whose model decides every test pair the same way (it learned no direction)."""
+  out = []
+  for fold, (prob, mask) in enumerate(zip(np.asarray(test_prob), np.asarray(test_mask))):
+    decided = prob[mask.astype(bool)] > 0.5
+    if decided.size > 1 and (decided.all() or not decided.any()):
+      out.append(fold)
+  return out
+
+
+def one_class_warning(folds: list[int], num_folds: int, few_pairs: bool, margin: float) -> str:
+  """The warning for :func:`one_class_folds` (empty when there are none)."""
+  if not folds:
+    return ""
+  shown = ", ".join(map(str, folds[:10])) + (" ..." if len(folds) > 10 else "")
+  cause = (f"; its folds have few pairs (pairs.margin={margin:g}), the likely cause" if few_pairs
+           else "")
+  return (f"{len(folds)} of {num_folds} folds (fold {shown}) decide every test pair the same way: "
+          f"the model learned no direction there and their accuracy is the share of the "
+          f"majority direction{cause}")

@@ -125,6 +125,8 @@ def prepare(config, cache: cache_lib.StageCache, log: RunLog | None = None,
   fcfg = config.features
   _check_fusion(config, prompt_sink)
   frames = load_frames(config, cache, log)
+  coverage.check_window_length(frames.value.times, frames.value.recording,
+                               float(fcfg.window_seconds))
   win = stages.windows(cache, frames=frames, window_seconds=float(fcfg.window_seconds))
   cols = windows_lib.modality_columns(win.value.modalities, fcfg.modality)
   train_settings = settings_lib.train_settings(config)   # a bad field: fail before any work
@@ -285,9 +287,13 @@ def pairs_and_folds(config, cache: cache_lib.StageCache, win: stages.Keyed, usab
       p, window_subject[p.first], splits, int(config.seed),
       float(config.train.validation_fraction), config.train.validation_grouping,
       int(config.train.batch_size))
+  warnings = coverage.pair_warnings(float(pcfg.margin), pcfg.target, folds.val_mask.sum(1),
+                                    folds.test_mask.sum(1), int(p.label.size))
   log("pairs", key=pairs.key, pairs=int(p.label.size),
       train=folds.train_count.tolist(), val=folds.val_mask.sum(1).tolist(),
-      test=folds.test_mask.sum(1).tolist())
+      test=folds.test_mask.sum(1).tolist(), warnings=warnings)
+  for warning in warnings:
+    logging.warning("%s", warning)
   return pairs, folds
 
 
@@ -404,9 +410,17 @@ def finish(out: RunDir, config, inputs: RunInputs, output: train.TrainOutput, se
   and ``done`` (with ``done``); returns the results arrays. ``main`` and the sweep both end here."""
   arrays = results_file.arrays(
       inputs, output, inputs.train_settings.num_params(inputs.input_dim))
+  f = inputs.folds
+  one_class = coverage.one_class_folds(arrays["test_prob"], arrays["test_mask"])
+  few = bool(coverage.pair_warnings(float(config.pairs.margin), config.pairs.target,
+                                    f.val_mask.sum(1), f.test_mask.sum(1), 0))
+  warning = coverage.one_class_warning(one_class, inputs.num_folds, few,
+                                       float(config.pairs.margin))
   out.log("trained", seconds=round(seconds, 3), **fields,
           test_accuracy=arrays["test_accuracy"].round(4).tolist(),
-          best_epoch=arrays["best_epoch"].tolist())
+          best_epoch=arrays["best_epoch"].tolist(), one_class_folds=one_class)
+  if warning:
+    logging.warning("%s", warning)
   out.write_results(arrays)
   out.write_bundle(config, inputs, output.params)
   mean, std, _ = stats.fold_mean_std(arrays["test_accuracy"])
