@@ -62,7 +62,8 @@ def _config(cache, fusion, target, backbone):
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
-  """Trained runs: (features, valence), (features, arousal), (fused, valence), explained."""
+  """Trained runs: (features, valence), (features, arousal), (fused, valence), (mask, valence),
+  explained."""
   root = tmp_path_factory.mktemp("attribution")
   backbone = root / "bag_of_words"          # a folder, so the store has its own key
   backbone.mkdir()
@@ -71,13 +72,13 @@ def models(tmp_path_factory):
   with pytest.MonkeyPatch.context() as mp:
     mp.setattr(text_lib, "load_model", lambda *args, **kwargs: encoder)
     for fusion, target in (("features", "valence"), ("features", "arousal"),
-                           ("fused", "valence")):
+                           ("fused", "valence"), ("mask", "valence")):
       run_dir = str(root / f"{fusion}_{target}")
       pipeline.run(_config(root / "cache", fusion, target, backbone), run_dir)
       predictor = ensemble.load_bundle(run_dir)
       if predictor.uses_text:
         predictor.store._model = encoder     # pylint: disable=protected-access
-      result = attribution.explain_run(predictor, max_pairs=400 if fusion == "fused" else 0)
+      result = attribution.explain_run(predictor, max_pairs=0 if fusion == "features" else 400)
       out[fusion, target] = (predictor, result)
   return out
 
@@ -179,3 +180,32 @@ def test_explain_command_writes_cues_figure_and_deletion_curve(models, tmp_path,
     assert (tmp_path / "explain" / name).stat().st_size > 0
   deletion = pd.read_csv(tmp_path / "explain" / "deletion.csv")
   assert list(deletion["k"]) == [1, 2, 3, 4, 5]
+
+
+def test_the_mask_controls_mask_half_is_attributed_exactly(models):
+  """The salience-mask control ([x || m]): each salient cue's 0/1 mask entry is attributed by
+  leave-one-cue-out, as a fused model's phrases are; the feature half keeps integrated
+  gradients."""
+  predictor, result = models["mask", "valence"]
+  assert predictor.salience_part == "mask" and not predictor.uses_text
+  assert set(result.cues["source"]) == {"mask", "feature"}
+  expl = result.explanation
+  assert np.abs(expl.text_second[expl.salient_second]).mean() > 1e-3
+  t = predictor.test_windows()
+  rep = predictor.represent(t["features"])
+  part = predictor.slices()["mask"]
+  k_idx = np.arange(predictor.num_folds)[:, None]
+  diff = rep.z[k_idx, t["second"]] - rep.z[k_idx, t["first"]]
+  for k, n, c in list(zip(*np.nonzero(expl.salient_first)))[:5]:
+    off = diff.copy()
+    off[k, n, part.start + c] += 1.0     # the earlier window's mask entry c set to 0
+    np.testing.assert_allclose(expl.logit[k, n] - predictor.logits(off)[k, n],
+                               expl.text_first[k, n, c], rtol=1e-5, atol=1e-6)
+  for k, n, c in list(zip(*np.nonzero(expl.salient_second)))[:5]:
+    off = diff.copy()
+    off[k, n, part.start + c] -= 1.0
+    np.testing.assert_allclose(expl.logit[k, n] - predictor.logits(off)[k, n],
+                               expl.text_second[k, n, c], rtol=1e-5, atol=1e-6)
+  # predict.py's top cues of a mask model now include the mask half.
+  tops = attribution.top_cues(expl, predictor.feature_names, 3)
+  assert any(tops)

@@ -194,10 +194,11 @@ def cue_section(records: Sequence[tables.RunRecord], sweep_dir, out_dir, lasca_l
     md += [f"### {target}: {r.model_label}, {r.modality}, {tables.column_label(r.column)}", "",
            f"Run `{os.path.relpath(r.path, sweep_dir)}`, {summary['explained']} test decisions "
            "explained. Positive = the cue's presence in the later window (text) or its rise "
-           "(feature) pushes toward an increase.", "",
+           "(feature) pushes toward an increase. " + attribution.READING.replace(
+               "Faded bars", "In the figure, faded bars"), "",
            "| source | cue | phrase | mean contribution | std over folds | times salient |",
            "| --- | --- | --- | --- | --- | --- |"]
-    for source in ("text", "feature"):
+    for source in attribution.SOURCE_MEANING:
       part = cues[cues["source"] == source].sort_values("mean_abs_contribution",
                                                         ascending=False).head(top)
       md += [f"| {source} | {c.cue} | {c.phrase if isinstance(c.phrase, str) else ''} | "

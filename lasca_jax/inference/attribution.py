@@ -10,7 +10,9 @@ model, each decision and each cue (feature) ``c``:
   template), the prompt is re-encoded through the shared embedding store, and
   ``text_first[c] = f - f(first's prompt without c)``, ``text_second[c] = f - f(second's prompt
   without c)`` (0 where ``c`` is not salient in that window). One encoder pass per cue and window;
-  prompts seen before are not encoded again.
+  prompts seen before are not encoded again. For the salience-mask control (``[x || m]``, no
+  text) the same leave-one-cue-out runs on its 0/1 mask (source ``"mask"``), so its mask half is
+  attributed as the text half of a fused model is.
 * **feature, integrated gradients** on the feature part ``dx`` of the difference vector, from the
   baseline ``dx = 0`` (no feature change, the text part kept): ``feature[c] = dx_c * mean_a
   d f / d dx_c (a * dx, ds)``, the mean over ``steps`` midpoints ``a`` of ``[0, 1]``. The
@@ -210,7 +212,7 @@ def explain(predictor, rep, first: np.ndarray, second: np.ndarray,
   else:
     feature, gap = np.zeros(m1.shape, np.float32), np.zeros(logit.shape, np.float32)
   text1, text2 = np.zeros(m1.shape, np.float32), np.zeros(m1.shape, np.float32)
-  if predictor.uses_text:
+  if predictor.salience_part:   # the prompt's phrases, or the mask control's 0/1 entries
     items, where = [], []
     for k, n, c in zip(*np.nonzero(m1)):
       mask = m1[k, n].copy()
@@ -241,11 +243,12 @@ def top_cues(expl: Explanation, names: Sequence[str], count: int = 3) -> list[li
 
 
 def cue_table(expl: Explanation, names: Sequence[str], phrases: Sequence[str | None] | None,
-              modalities: Sequence[str], uses_text: bool, uses_features: bool):
+              modalities: Sequence[str], salience_part: str | None, uses_features: bool):
   """Per cue and source, the aggregate over decisions (a ``pandas.DataFrame``).
 
   Columns: ``cue, phrase, modality, source, times_salient, mean_contribution, std_over_folds,
-  mean_abs_contribution, folds``. ``times_salient``: decisions (all folds) in which the cue is
+  mean_abs_contribution, folds``; ``source`` is ``salience_part`` (``"text"``, or ``"mask"`` for
+  the salience-mask control; leave-one-cue-out) or ``"feature"`` (integrated gradients). ``times_salient``: decisions (all folds) in which the cue is
   salient in either window. ``mean_contribution``: per fold, the mean time-oriented contribution
   (text: ``text_second`` over decisions where the cue is salient in the later window and
   ``-text_first`` where it is salient in the earlier one; feature: ``feature * sign(dx)`` over
@@ -256,9 +259,9 @@ def cue_table(expl: Explanation, names: Sequence[str], phrases: Sequence[str | N
   import pandas as pd  # pylint: disable=import-outside-toplevel
   rows = []
   salient_count = expl.salient.sum((0, 1))
-  sources = (["text"] if uses_text else []) + (["feature"] if uses_features else [])
+  sources = ([salience_part] if salience_part else []) + (["feature"] if uses_features else [])
   for source in sources:
-    if source == "text":
+    if source != "feature":
       values = np.concatenate([expl.text_second, -expl.text_first], axis=1)    # [K, 2N, F]
       present = np.concatenate([expl.salient_second, expl.salient_first], axis=1)
       magnitude = np.abs(expl.text_first + expl.text_second)
@@ -378,7 +381,7 @@ def explain_run(predictor, max_pairs: int = 400, seed: int = 0, steps: int = 32,
   expl = explain(predictor, rep, t["first"], t["second"], valid, steps)
   seconds_explain = time.perf_counter() - start
   cues = cue_table(expl, predictor.feature_names, predictor.phrases, predictor.modalities,
-                   predictor.uses_text, predictor.uses_features)
+                   predictor.salience_part, predictor.uses_features)
   start = time.perf_counter()
   curve = deletion_curve(predictor, rep, t["first"], t["second"], expl, draws=draws, seed=seed)
   summary = {
@@ -397,28 +400,48 @@ def explain_run(predictor, max_pairs: int = 400, seed: int = 0, steps: int = 32,
   return RunExplanation(cues, curve, expl, summary)
 
 
+SOURCE_MEANING = {
+    "text": "phrase present in the later window (leave-one-cue-out)",
+    "mask": "cue salient in the later window (leave-one-cue-out on the mask)",
+    "feature": "feature value rising (integrated gradients)",
+}
+READING = ("Each panel asks a different question, so they may disagree: a cue's phrase can go "
+           "with a rise while its value rising goes with a fall. Faded bars: the spread over "
+           "folds crosses 0 (the sign is not consistent across folds).")
+
+
+def consistent(cues) -> np.ndarray:
+  """``bool [rows]``: cues whose mean contribution keeps its sign within one spread over folds
+  (``|mean| > std_over_folds``)."""
+  return (np.abs(cues["mean_contribution"]) > cues["std_over_folds"]).to_numpy()
+
+
 def cue_figure(cues, path: str, title: str, count: int = 20) -> None:
   """Ranked horizontal bars of ``mean_contribution`` (error bars: spread over folds), the
-  ``count`` cues of largest weight per source, text and feature side by side."""
+  ``count`` cues of largest weight per source, the sources side by side; each panel says what its
+  contribution measures (:data:`SOURCE_MEANING`), and the figure how to read panels that disagree
+  (:data:`READING`); bars whose spread crosses 0 are faded."""
   import matplotlib  # pylint: disable=import-outside-toplevel
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
-  sources = [s for s in ("text", "feature") if (cues["source"] == s).any()]
-  fig, axes = plt.subplots(1, len(sources), figsize=(5.2 * len(sources), 0.26 * count + 1.4),
+  sources = [s for s in SOURCE_MEANING if (cues["source"] == s).any()]
+  fig, axes = plt.subplots(1, len(sources), figsize=(5.2 * len(sources), 0.26 * count + 1.9),
                            squeeze=False)
   for ax, source in zip(axes[0], sources):
     part = cues[cues["source"] == source].sort_values("mean_abs_contribution", ascending=False)
     part = part.head(count).sort_values("mean_contribution")
     colors = np.where(part["mean_contribution"] >= 0, "tab:green", "tab:red")
-    ax.barh(part["cue"], part["mean_contribution"], xerr=part["std_over_folds"], color=colors,
-            ecolor="0.4")
+    bars = ax.barh(part["cue"], part["mean_contribution"], xerr=part["std_over_folds"],
+                   color=colors, ecolor="0.4")
+    for bar, steady in zip(bars, consistent(part)):
+      bar.set_alpha(1.0 if steady else 0.3)
     ax.axvline(0, color="0.3", lw=0.8)
     ax.tick_params(axis="y", labelsize=7)
-    ax.set_xlabel("mean contribution (logit; + = with a rise)")
-    ax.set_title(f"{source} ({'leave-one-cue-out' if source == 'text' else 'integrated gradients'})",
-                 fontsize=9)
+    ax.set_xlabel("mean contribution (logit; + = toward an increase)")
+    ax.set_title(f"{source}: {SOURCE_MEANING[source]}", fontsize=8)
   fig.suptitle(title, fontsize=10)
-  fig.tight_layout()
+  fig.text(0.5, 0.005, READING, ha="center", va="bottom", fontsize=6.5, wrap=True)
+  fig.tight_layout(rect=(0, 0.05, 1, 1))
   fig.savefig(path, dpi=130)
   plt.close(fig)
 

@@ -70,6 +70,13 @@ class BundlePredictor:
     return self.spec.has_features
 
   @property
+  def salience_part(self) -> str | None:
+    """The part of ``z`` the salient cues enter: ``"text"`` (their phrases, encoded), ``"mask"``
+    (the salience-mask control's 0/1 mask) or None (no such part)."""
+    parts = self.recipe.slices()
+    return "text" if self.uses_text else "mask" if "mask" in parts else None
+
+  @property
   def embedder(self) -> embedder_lib.Embedder:
     """The run's embedder: the shared store of its backbone (under ``cache_dir``), or the
     random-text control's vectors."""
