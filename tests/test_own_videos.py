@@ -365,13 +365,31 @@ def test_extract_train_predict_on_the_shared_clips(tmp_path):
       f"--config.cache_dir={tmp_path / 'cache'}", "--config.features.window_seconds=1.0",
       "--config.train.max_epochs=3"], env)
   assert "over 2 folds" in train.stdout, train.stdout
-  assert (run_dir / "bundle" / "bundle.json").is_file()
   bundle = json.loads((run_dir / "bundle" / "bundle.json").read_text())
-  assert json.dumps(bundle).count("videos") > 0
+  assert (bundle["num_folds"], bundle["time_base_hz"], bundle["window_seconds"]) == (2, 10.0, 1.0)
   out = tmp_path / "pred"
   predict, predict_s = _run([os.path.join(REPO, "experiments", "predict.py"), f"--run={run_dir}",
-                             f"--input={clips['a']}", f"--output={out}"], env)
+                             f"--input={clips['a']}", f"--output={out}", "--noexplain"], env)
   summary = json.loads((out / "summary.json").read_text())
-  assert summary["input_kind"] == "video" and summary["decided"] >= 3
+  assert summary["input_kind"] == "video" and summary["frames_decoded"] == 135
+  assert summary["decided"] >= 3 and "decided" in predict.stdout
   assert (out / "predictions.csv").stat().st_size > 0
   print(f"extract {extract_s:.1f} s, train {train_s:.1f} s, predict {predict_s:.1f} s")
+
+
+def test_recordings_pool_features_onto_the_label_clock_and_fingerprint_tracks_files(tmp_path):
+  _write(tmp_path / "annotations" / "p1.csv", _both())
+  _write(tmp_path / "videos" / "p1.mp4", "not decoded here")
+  _write(tmp_path / "subjects.csv", "p1,alice\n")
+  # Frame i at i / 10 s with face value i; MFCC frame k at 10 ms steps with value k * 0.01.
+  mf.write_fake_features(tmp_path / "lasca_features" / "p1.npz", 20, 10.0, audio_seconds=2.0)
+  data_config = _config(tmp_path, subject_map="subjects.csv")
+  (rec,) = videos.load_recordings(data_config)
+  assert (rec.recording_id, rec.subject_id) == ("p1", "alice")
+  assert rec.features.shape == (5, 73) and rec.modalities.count("audio") == 15
+  np.testing.assert_allclose(rec.features[:, 0], np.arange(5))     # frame k sits on step k
+  np.testing.assert_allclose(rec.valence, VALENCE_10HZ, atol=1e-7)
+  assert videos.time_base_hz(data_config) == 10.0
+  first = videos.fingerprint(data_config)
+  _write(tmp_path / "annotations" / "p1.csv", _both(times="0,0.15,0.45"))  # another size
+  assert videos.fingerprint(data_config) != first

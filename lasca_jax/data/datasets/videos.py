@@ -650,6 +650,10 @@ def validate(data_config) -> list[str]:
         out.append(checks.problem(f"data.{field}", data_config.get(field, ""),
                                   f"an existing folder of {what} (relative to data.root or "
                                   "absolute)"))
+    path = subject_map_path(data_config)
+    if path and not os.path.isfile(path):
+      out.append(checks.problem("data.subject_map", data_config.subject_map, "an existing CSV "
+                                "recording,subject (relative to data.root or absolute)"))
   if not data_config.get("valence_column", "") and not data_config.get("arousal_column", ""):
     out.append(checks.problem("data.valence_column", "", "a name; at most one of "
                               "data.valence_column and data.arousal_column may be ''"))
