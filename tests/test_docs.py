@@ -284,7 +284,7 @@ def test_command_flags_and_fields_exist(where, script, args, line):
 def all_configs():
   """Every config under configs/ with each argument its get_config knows."""
   specs = ["configs/default.py", "configs/synthetic.py:runlocal,sweep", "configs/sewa.py",
-           "configs/affwild2.py", "configs/custom.py"]
+           "configs/affwild2.py", "configs/videos.py", "configs/custom.py"]
   return [load_config(s) for s in specs]
 
 
