@@ -242,7 +242,9 @@ def check_command(script: str, args: list[str]) -> list[str]:
     config_spec = "configs/default.py"
   try:
     config = load_config(config_spec)
-  except FileNotFoundError as e:
+  except (FileNotFoundError, ValueError) as e:   # from_json.py's "cannot read it" is a ValueError
+    if isinstance(e, ValueError) and "cannot read it" not in str(e):
+      raise
     if overrides:
       return [f"--config={config_spec} cannot be loaded here ({e}), so its overrides cannot be "
               "checked"]
