@@ -28,8 +28,9 @@ from lasca_jax.run import cli, shards, validate
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file.",
                                           lock_config=True)
 _SWEEP = flags.DEFINE_bool("sweep", False, "Encode the prompts of every run of config.sweep.")
-_INDEX = flags.DEFINE_integer("shard_index", 0, "This worker's shard, 0 .. num_shards-1.")
-_NUM = flags.DEFINE_integer("num_shards", 1, "Number of shards.")
+_INDEX = flags.DEFINE_integer("shard_index", 0, "This worker's shard, 0 .. num_shards-1.",
+                              lower_bound=0)
+_NUM = flags.DEFINE_integer("num_shards", 1, "Number of shards.", lower_bound=1)
 _OWN = flags.DEFINE_bool("own_store", False, "Write <cache_dir>/embeddings/shards/shard-i-of-n."
                          "sqlite instead of the shared store (hosts on a network filesystem).")
 _MERGE = flags.DEFINE_bool("merge", False, "Merge the shard stores into the main store and "

@@ -25,9 +25,12 @@ from lasca_jax.run import cli, validate
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Dataset config file.",
                                           lock_config=True)
-_NUM_WORKERS = flags.DEFINE_integer("num_workers", 1, "Worker processes (<= 1: in process).")
-_SHARD_INDEX = flags.DEFINE_integer("shard_index", 0, "This task's shard, in [0, num_shards).")
-_NUM_SHARDS = flags.DEFINE_integer("num_shards", 1, "Shards the recordings are split into.")
+_NUM_WORKERS = flags.DEFINE_integer("num_workers", 1, "Worker processes (0 or 1: in process).",
+                                    lower_bound=0)
+_SHARD_INDEX = flags.DEFINE_integer("shard_index", 0, "This task's shard, in [0, num_shards).",
+                                    lower_bound=0)
+_NUM_SHARDS = flags.DEFINE_integer("num_shards", 1, "Shards the recordings are split into.",
+                                   lower_bound=1)
 _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Recompute even current feature files.")
 
 

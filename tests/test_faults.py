@@ -169,6 +169,22 @@ def test_the_report_holds_every_run_of_a_sweep_with_its_own_lexicon(tmp_path, ti
   assert "Own (lexicon.json)" in lexicon_md and "| Feature |" in lexicon_md
   for run in pathlib_runs(tmp_path / "sweep" / "runs"):
     assert f"| {run} |" in report_md
+  # experiments/report.py's defaults choose the sweep's own LaScA row and lexicon (before, its
+  # fixed MPNet(F) / llm defaults dropped the LaScA rows silently) and say so.
+  from lasca_jax.analysis import report
+  report.make_report(tmp_path / "sweep" / "runs", tmp_path / "again", cues=False)
+  again = (tmp_path / "again" / "report.md").read_text()
+  assert (f"LaScA row: **{label}(F)** (chosen from the runs); lexicon of the backbone and "
+          "comparison tables: **Own (lexicon.json)** (chosen from the runs).") in again
+  assert "**Warning" not in again and f"| {label}(F) |" in (
+      tmp_path / "again" / "tables" / "backbones.md").read_text()
+  assert ("Text settings of the 3 runs with prompts: salience rule: otsu; salience statistics: "
+          "fold; phrase order: feature; long prompts: truncate.") in again
+  report.make_report(tmp_path / "sweep" / "runs", tmp_path / "asked", cues=False,
+                     lasca_label="MPNet(F)", lexicon="llm")
+  asked = (tmp_path / "asked" / "report.md").read_text()
+  assert ("**Warning:** no fused run is labelled MPNet(F) with the LLM (ours) lexicon (fused "
+          "rows with it: none), so the tables have no LaScA row") in asked
 
 
 def pathlib_runs(root):

@@ -26,9 +26,13 @@ accuracies kept in each table cell, so they can also be redrawn from a table CSV
 
 from __future__ import annotations
 
+import collections
 import json
+import logging
 import os
 import pathlib
+import sys
+import time
 from typing import Sequence
 
 import numpy as np
@@ -172,15 +176,25 @@ def run_cues(run_dir: str, max_pairs: int = 200, seed: int = 0):
 
 
 def cue_section(records: Sequence[tables.RunRecord], sweep_dir, out_dir, lasca_label: str,
-                lexicon: str = "llm", max_pairs: int = 200, top: int = 8
+                lexicon: str = "llm", max_pairs: int = 200, top: int = 8, progress: bool = False
                 ) -> tuple[list[str], list[str], list[str]]:
-  """Cue attributions per target: ``(markdown lines, table paths, figure paths)``."""
+  """Cue attributions per target: ``(markdown lines, table paths, figure paths)``; with
+  ``progress``, each run explained is announced on stderr (and large encodings show a bar)."""
   md, table_paths, figure_paths = [], [], []
   for target in sorted({r.target for r in records}):
     r = cue_run(records, target, lasca_label, lexicon)
     if r is None:
       continue
+    if progress:
+      print(f"cues of {target}: explaining {max_pairs or 'all'} test decisions of "
+            f"{os.path.relpath(r.path, sweep_dir)} (one encoded prompt per salient cue and "
+            "window; --cue_pairs sets how many, --nocues skips this)", file=sys.stderr,
+            flush=True)
+    t0 = time.perf_counter()
     cues, summary = run_cues(r.path, max_pairs)
+    if progress:
+      print(f"cues of {target}: done in {time.perf_counter() - t0:.0f} s", file=sys.stderr,
+            flush=True)
     csv_path = pathlib.Path(out_dir) / "tables" / f"cues_{target}.csv"
     csv_path.parent.mkdir(parents=True, exist_ok=True)
     cues.to_csv(csv_path, index=False)
@@ -237,12 +251,85 @@ def runs_markdown(records: Sequence[tables.RunRecord], sweep_dir: str | os.PathL
   return "\n".join(lines) + "\n"
 
 
+# Text settings a report states for its runs: (config field, words, the paper's value).
+SETTINGS = (("text.salience", "salience rule", "otsu"),
+            ("text.salience_stats", "salience statistics", "fold"),
+            ("text.phrase_order", "phrase order", "feature"),
+            ("text.long_prompts", "long prompts", "truncate"))
+PREFERRED_LASCA = "MPNet(F)"   # the paper's LaScA row, when the sweep has it
+
+
+def _uses_prompts(record: tables.RunRecord) -> bool:
+  fusion = representation.FUSIONS.get(record.fusion)
+  return bool(fusion and fusion.needs_prompts)
+
+
+def main_lexicon(records: Sequence[tables.RunRecord]) -> str:
+  """The lexicon of a sweep's backbone and comparison tables: the most frequent one of its runs
+  with prompts other than the feature-name and shuffled lexicons (``"llm"`` when none)."""
+  counts = collections.Counter(
+      r.lexicon for r in records if _uses_prompts(r) and r.lexicon != "feature_name" and
+      not r.lexicon.startswith("shuffled:"))
+  return min(counts, key=lambda k: (-counts[k], k != "llm", k)) if counts else "llm"
+
+
+def fused_labels(records: Sequence[tables.RunRecord], lexicon: str) -> collections.Counter:
+  """Run counts of the fused (LaScA) rows with ``lexicon`` (controls left out)."""
+  return collections.Counter(r.model_label for r in records
+                             if representation.row(r.fusion) == "fused" and not r.control and
+                             r.lexicon == lexicon)
+
+
+def main_lasca_label(records: Sequence[tables.RunRecord], lexicon: str) -> str:
+  """The LaScA row of a sweep: :data:`PREFERRED_LASCA` when it has it, else its most frequent
+  fused row with ``lexicon`` (the preferred label when there is none)."""
+  counts = fused_labels(records, lexicon)
+  if not counts or PREFERRED_LASCA in counts:
+    return PREFERRED_LASCA
+  return min(counts, key=lambda k: (-counts[k], k))
+
+
+def choice_lines(records, lasca_label: str, lexicon: str, chosen: dict[str, bool]) -> list[str]:
+  """What the report compares, how it was chosen, and a warning when a given row matches no
+  run (the LaScA rows would silently be missing)."""
+  labels_here = fused_labels(records, lexicon)
+  how = {True: "chosen from the runs", False: "as asked"}
+  md = [f"LaScA row: **{lasca_label}** ({how[chosen['lasca_label']]}); lexicon of the backbone "
+        f"and comparison tables: **{lexicon_label(lexicon)}** ({how[chosen['lexicon']]}).", ""]
+  if records and lasca_label not in labels_here:
+    others = ", ".join(sorted(labels_here)) or "none"
+    md += [f"**Warning:** no fused run is labelled {lasca_label} with the {lexicon_label(lexicon)}"
+           f" lexicon (fused rows with it: {others}), so the tables have no LaScA row; pass "
+           "`--lasca_label` / `--lexicon` of your runs, or leave them out to choose from the "
+           "runs.", ""]
+  return md
+
+
+def settings_lines(frame: pd.DataFrame, records: Sequence[tables.RunRecord]) -> list[str]:
+  """The text settings of the reported runs with prompts (:data:`SETTINGS`), each with the runs
+  per value, so a per-recording or a chunked sweep is not read as the paper's."""
+  shown = frame[frame["path"].isin({r.path for r in records if _uses_prompts(r)})]
+  shown = shown.drop_duplicates("path")
+  if shown.empty:
+    return []
+  parts = []
+  for name, words, paper in SETTINGS:
+    values = results.field(shown, name, paper).fillna(paper)
+    counts = collections.Counter(map(str, values))
+    text = ", ".join(f"{v} ({n} runs)" if len(counts) > 1 else f"{v}"
+                     for v, n in sorted(counts.items()))
+    marks = "" if set(counts) == {paper} else f" (the paper: {paper})"
+    parts.append(f"{words}: {text}{marks}")
+  return [f"Text settings of the {len(shown)} runs with prompts: " + "; ".join(parts) + ".", ""]
+
+
 def make_report(sweep_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
-                dataset: str | None = None, lasca_label: str = "MPNet(F)", lexicon: str = "llm",
+                dataset: str | None = None, lasca_label: str | None = None,
+                lexicon: str | None = None,
                 lexicon_backbones: Sequence[str] = ("MPNet(F)", "DRoBERTa(F)", "MiniLM(F)"),
                 lexicon_modality: str = "multimodal", figures: bool = True,
                 curves: bool = False, cues: bool = True,
-                cue_pairs: int = 200) -> dict[str, list[str]]:
+                cue_pairs: int = 200, progress: bool = False) -> dict[str, list[str]]:
   """Writes all tables (and figures) of a sweep; returns ``{kind: [paths]}``.
 
   The tables have one column per (target, window, margin) the runs hold. ``report.md`` also
@@ -253,15 +340,17 @@ def make_report(sweep_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
     out_dir: where ``tables/``, ``figures/`` and ``report.md`` go.
     dataset: keep only runs with this ``config.data.name`` (None: all; mixing datasets in one
       table raises on duplicate cells).
-    lasca_label: the LaScA row of the comparison table.
+    lasca_label: the LaScA row of the comparison table (None: :func:`main_lasca_label`).
     lexicon: lexicon of the backbone and comparison tables (the sweep's ``text.lexicon``: a
-      user's own lexicon, ``"dataset"`` or a file, is the main one of its sweep).
+      user's own lexicon, ``"dataset"`` or a file, is the main one of its sweep; None:
+      :func:`main_lexicon`). ``report.md`` states both and warns when no run has that row.
     lexicon_backbones: blocks of the lexicon table.
     lexicon_modality: modality of the lexicon table (multimodal in the paper).
     figures: draw accuracy and pair-count figures.
     curves: draw a learning-curve figure per run.
     cues: explain one LaScA run per target (:func:`cue_section`).
-    cue_pairs: test decisions explained per such run.
+    cue_pairs: test decisions explained per such run (0 = all).
+    progress: say on stderr what the cue section is explaining (it can take minutes).
 
   Raises:
     ValueError: when the sweep holds no run and no recorded failure.
@@ -274,9 +363,16 @@ def make_report(sweep_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
                      + (f" for dataset {dataset!r}" if dataset else ""))
   out_dir = pathlib.Path(out_dir)
   suffix = f" ({dataset})" if dataset else ""
+  chosen = {"lexicon": not lexicon, "lasca_label": not lasca_label}
+  lexicon = lexicon or main_lexicon(records)
+  lasca_label = lasca_label or main_lasca_label(records, lexicon)
   built = _tables(records, suffix, lasca_label, lexicon, lexicon_backbones, lexicon_modality)
   written: dict[str, list[str]] = {"tables": [], "figures": []}
   md = [f"# Results{suffix}", "", f"{len(records)} runs under `{sweep_dir}`.", ""]
+  choice = choice_lines(records, lasca_label, lexicon, chosen)
+  if any(line.startswith("**Warning") for line in choice):
+    logging.warning("%s", next(l for l in choice if l.startswith("**Warning")).replace("**", ""))
+  md += choice + settings_lines(frame, records)
   for name, table in built.items():
     paths = render.write_table(table, out_dir / "tables", name)
     written["tables"] += [str(p) for p in paths.values()]
@@ -294,7 +390,7 @@ def make_report(sweep_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
   md += _notes(built, records, failures, sweep_dir)
   if cues:
     cue_md, cue_tables, cue_figs = cue_section(records, sweep_dir, out_dir, lasca_label,
-                                               lexicon, cue_pairs)
+                                               lexicon, cue_pairs, progress=progress)
     md += cue_md
     written["tables"] += cue_tables
     written["figures"] += cue_figs

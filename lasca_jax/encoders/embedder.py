@@ -87,6 +87,9 @@ def fused_dim(hidden_from: str, encoder: EncoderSettings, num_features: int) -> 
   return 0
 
 
+PROGRESS_FROM = 1000   # Embedder batches of at least this many prompts show a bar
+
+
 class Embedder:
   """``prompts -> float32 [n, D]`` as the run's training embedded them.
 
@@ -131,8 +134,8 @@ class Embedder:
     """``float32 [n, D]`` of ``prompts`` (the batch path)."""
     if self.random_text:
       return self._random(prompts)
-    if self.store is not None:
-      return self.store.embed(list(prompts), progress=False)
+    if self.store is not None:   # A bar only for large batches (explanations: thousands).
+      return self.store.embed(list(prompts), progress=len(prompts) >= PROGRESS_FROM)
     return np.stack([self.warm(p) for p in prompts])
 
   def warm(self, prompt: str) -> np.ndarray:
