@@ -349,3 +349,29 @@ def test_relative_links_resolve():
       elif anchor and resolved.endswith(".md") and anchor not in heading_anchors(resolved):
         bad.append(f"{doc}: link {target}: no heading #{anchor}")
   assert not bad, "\n".join(bad)
+
+
+def doc_imports():
+  """(where, module, names) of every ``from lasca_jax... import ...`` / ``import lasca_jax...``
+  line, in fenced blocks and inline spans of the docs."""
+  pattern = re.compile(r"^\s*(?:from\s+(lasca_jax[\w.]*)\s+import\s+([\w, ]+)|"
+                       r"import\s+(lasca_jax[\w.]*))")
+  for doc in DOCS:
+    text = open(os.path.join(ROOT, doc), encoding="utf-8").read()
+    lines = [(start + i, line) for start, _, body in fenced_blocks(text)
+             for i, line in enumerate(body.splitlines())]
+    lines += list(inline_spans(text))
+    for line_no, line in lines:
+      m = pattern.match(line)
+      if m:
+        names = [n.strip().split(" as ")[0] for n in (m.group(2) or "").split(",") if n.strip()]
+        yield f"{doc}:{line_no}", m.group(1) or m.group(3), names
+
+
+@pytest.mark.parametrize("where,module,names", list(doc_imports()))
+def test_the_docs_imports_work(where, module, names):
+  """``from lasca_jax import bundle`` (it is ``lasca_jax.model.bundle``) failed for a reader."""
+  imported = importlib.import_module(module)
+  for name in names:
+    assert hasattr(imported, name) or importlib.util.find_spec(f"{module}.{name}"), (
+        f"{where}: {module} has no {name}")

@@ -196,6 +196,8 @@ def test_main_smoke_run_and_rerun_from_config_json(tmp_path):
          f"--workdir={tmp_path / 'run'}", "--config.pairs.target=valence"]
   done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
   assert done.returncode == 0, done.stderr[-3000:]
+  # No start-up noise a user cannot act on: JAX's missing-TPU note, weight-loading bars.
+  assert "Unable to initialize backend" not in done.stderr and "Loading weights" not in done.stderr
   results = np.load(tmp_path / "run" / "results.npz")
   assert results["test_accuracy"].shape == (3,)
   assert ((results["test_accuracy"] >= 0) & (results["test_accuracy"] <= 1)).all()
