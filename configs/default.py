@@ -129,6 +129,15 @@ def _train(config: ml_collections.ConfigDict) -> None:
   config.train.validation_grouping = "pair" # "pair": both orders of a pair on one side of the
                                             # validation split; "none": sklearn's plain split.
   config.train.batch_size = 200             # min(batch_size, n_train) as sklearn's "auto".
+  # Remedies for a head that learns nothing on small window-to-window changes (departures from
+  # the paper, off by default; docs/method.md "When the head learns nothing"):
+  config.train.standardize = False          # Divide pair differences by their training-fold RMS.
+  config.train.min_epochs = 0               # Early stopping may stop only after this many epochs.
+  config.train.monitor = "accuracy"         # Early stopping on validation "accuracy" or "loss".
+  config.train.select = ""                  # A grid chosen per fold on validation pairs, trained
+                                            # in the same call: "alpha=1,0.1;standardize=false,true"
+                                            # (alpha, learning_rate, standardize, min_epochs,
+                                            # monitor); "" -> the settings above.
   config.train.devices = 0                  # Local devices the folds x configurations are
                                             # sharded over; 0 -> all of them.
   config.train.lanes = 0                    # Units vmapped together per device; 0 -> 1 on CPU

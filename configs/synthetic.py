@@ -36,6 +36,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.data.action_rate = 0.05     # Facial actions per second per blendshape at neutral affect.
   config.data.tonic_scale = 0.4      # Ceiling of the tonic (non-action) blendshape activity.
   config.data.tonic_loading = 0.6    # How strongly tonic activity follows the cue loadings.
+  config.data.change_scale = 1.0     # Within-recording feature variation scaled around each
+                                     # recording's mean (< 1: real-data-sized window changes
+                                     # against between-subject differences; the learner issue).
   config.protocol.name = "kfold"
   config.protocol.num_folds = 15
   args = set(str(arg).split(",")) if arg else set()

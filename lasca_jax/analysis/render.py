@@ -16,17 +16,28 @@ from typing import Callable, Sequence
 
 from lasca_jax.analysis.tables import MISSING, Cell, Column, Table, column_label, make_column
 
+DEGENERATE_MARK = "\u2020"   # dagger: some folds of the cell learned nothing
+DEGENERATE_NOTE = (f"{DEGENERATE_MARK} some folds of this cell learned nothing (the model decides "
+                   "every test pair one way, or kept its first epoch at chance): the mean mixes "
+                   "chance-level folds (results column `degenerate`; docs/method.md).")
+
+
 def format_cell(cell: Cell | None, mark_on_par: bool, bold: Callable[[str], str],
-                underline: Callable[[str], str]) -> str:
-  """Two-decimal mean with the marks; ``--`` for a missing cell."""
+                underline: Callable[[str], str], dagger: str = DEGENERATE_MARK) -> str:
+  """Two-decimal mean with the marks (and ``dagger`` when folds are degenerate); ``--`` for a
+  missing cell."""
   if cell is None or not math.isfinite(cell.mean):
     return MISSING
   text = f"{cell.mean:.2f}"
   if cell.is_best:
-    return bold(text)
-  if mark_on_par and cell.on_par:
-    return underline(text)
-  return text
+    text = bold(text)
+  elif mark_on_par and cell.on_par:
+    text = underline(text)
+  return text + (dagger if cell.degenerate else "")
+
+
+def has_degenerate(table: Table) -> bool:
+  return any(c.degenerate for c in table.cells.values())
 
 
 def _body_rows(table: Table, bold, underline) -> list[list[str]]:
@@ -47,6 +58,8 @@ def to_markdown(table: Table) -> str:
            "|" + "|".join([" --- "] * 2 + [" ---: "] * len(table.columns)) + "|"]
   for cells in _body_rows(table, lambda s: f"**{s}**", lambda s: f"<u>{s}</u>"):
     lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+  if has_degenerate(table):
+    lines += ["", DEGENERATE_NOTE]
   return "\n".join(lines) + "\n"
 
 
@@ -92,11 +105,16 @@ def to_latex(table: Table) -> str:
       lines.append(r"\midrule")
     for j, row in enumerate(rows):
       vals = [format_cell(table.cells.get((block, row, c)), table.mark_on_par,
-                          lambda s: rf"\textbf{{{s}}}", lambda s: rf"\underline{{{s}}}")
+                          lambda s: rf"\textbf{{{s}}}", lambda s: rf"\underline{{{s}}}",
+                          r"$^\dagger$")
               for c in cols]
       lines.append(" & ".join([latex_escape(block) if j == 0 else "", latex_escape(row)] + vals)
                    + r" \\")
-  lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
+  lines += [r"\bottomrule", r"\end{tabular}"]
+  if has_degenerate(table):
+    lines.append(r"\par\footnotesize " + latex_escape(DEGENERATE_NOTE).replace(
+        DEGENERATE_MARK, r"$^\dagger$"))
+  lines.append(r"\end{table}")
   return "\n".join(lines) + "\n"
 
 
@@ -104,7 +122,7 @@ def to_latex(table: Table) -> str:
 
 CSV_FIELDS = ("table", "block_header", "row_header", "mark_on_par", "block", "row", "target",
               "window_seconds", "margin", "mean", "std", "n_folds", "p_value", "is_best",
-              "on_par", "fold_accuracies")
+              "on_par", "fold_accuracies", "degenerate")
 
 
 def write_csv(table: Table, path: str | os.PathLike) -> None:
@@ -125,6 +143,7 @@ def write_csv(table: Table, path: str | os.PathLike) -> None:
               "n_folds": c.n_folds if c else "", "p_value": repr(c.p_value) if c else "",
               "is_best": int(c.is_best) if c else "", "on_par": int(c.on_par) if c else "",
               "fold_accuracies": ";".join(repr(x) for x in c.folds) if c else "",
+              "degenerate": c.degenerate if c else "",
           })
 
 
@@ -150,7 +169,8 @@ def read_csv(path: str | os.PathLike) -> Table:
     folds = tuple(float(v) for v in x["fold_accuracies"].split(";")) if x["fold_accuracies"] else ()
     cells[(x["block"], x["row"], col)] = Cell(
         float(x["mean"]), float(x["std"]), int(x["n_folds"]), float(x["p_value"]),
-        bool(int(x["is_best"])), bool(int(x["on_par"])), folds)
+        bool(int(x["is_best"])), bool(int(x["on_par"])), folds,
+        int(x.get("degenerate") or 0))   # older CSVs lack the column
   return Table(first["table"], first["block_header"], first["row_header"],
                tuple((b, tuple(r)) for b, r in blocks.items()), tuple(columns), cells,
                bool(int(first["mark_on_par"])))

@@ -256,6 +256,11 @@ SETTINGS = (("text.salience", "salience rule", "otsu"),
             ("text.salience_stats", "salience statistics", "fold"),
             ("text.phrase_order", "phrase order", "feature"),
             ("text.long_prompts", "long prompts", "truncate"))
+# Learner settings (remedies for a head that learns nothing; the paper's values first).
+LEARNER_SETTINGS = (("train.standardize", "standardized pair differences", False),
+                    ("train.min_epochs", "minimum epochs", 0),
+                    ("train.monitor", "early stopping on", "accuracy"),
+                    ("train.select", "selected per fold from", ""))
 PREFERRED_LASCA = "MPNet(F)"   # the paper's LaScA row, when the sweep has it
 
 
@@ -305,22 +310,32 @@ def choice_lines(records, lasca_label: str, lexicon: str, chosen: dict[str, bool
   return md
 
 
-def settings_lines(frame: pd.DataFrame, records: Sequence[tables.RunRecord]) -> list[str]:
-  """The text settings of the reported runs with prompts (:data:`SETTINGS`), each with the runs
-  per value, so a per-recording or a chunked sweep is not read as the paper's."""
-  shown = frame[frame["path"].isin({r.path for r in records if _uses_prompts(r)})]
-  shown = shown.drop_duplicates("path")
-  if shown.empty:
-    return []
+def _described(shown: pd.DataFrame, settings) -> str:
   parts = []
-  for name, words, paper in SETTINGS:
+  for name, words, paper in settings:
     values = results.field(shown, name, paper).fillna(paper)
-    counts = collections.Counter(map(str, values))
+    counts = collections.Counter(str(v) if str(v) != "" else "none" for v in values)
     text = ", ".join(f"{v} ({n} runs)" if len(counts) > 1 else f"{v}"
                      for v, n in sorted(counts.items()))
-    marks = "" if set(counts) == {paper} else f" (the paper: {paper})"
+    marks = "" if set(counts) == {str(paper) or "none"} else f" (the paper: {paper or 'none'})"
     parts.append(f"{words}: {text}{marks}")
-  return [f"Text settings of the {len(shown)} runs with prompts: " + "; ".join(parts) + ".", ""]
+  return "; ".join(parts)
+
+
+def settings_lines(frame: pd.DataFrame, records: Sequence[tables.RunRecord]) -> list[str]:
+  """The text settings of the reported runs with prompts (:data:`SETTINGS`) and the learner
+  settings of all (:data:`LEARNER_SETTINGS`), each with the runs per value, so a per-recording,
+  chunked or standardized sweep is not read as the paper's."""
+  runs = frame[frame["path"].isin({r.path for r in records})].drop_duplicates("path")
+  shown = runs[runs["path"].isin({r.path for r in records if _uses_prompts(r)})]
+  md = []
+  if not shown.empty:
+    md += [f"Text settings of the {len(shown)} runs with prompts: {_described(shown, SETTINGS)}.",
+           ""]
+  if not runs.empty:
+    md += [f"Learner settings of the {len(runs)} runs: {_described(runs, LEARNER_SETTINGS)}.",
+           ""]
+  return md
 
 
 def make_report(sweep_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
@@ -446,6 +461,14 @@ def _notes(built: dict, records, failures, sweep_dir) -> list[str]:
     md += [f"Note: some cells have only {', '.join(map(str, few))} folds; with fewer than "
            f"{stats.MIN_PAIRS_FOR_SIGNIFICANCE} paired folds the two-sided Wilcoxon test cannot "
            "reach p < 0.05, so every model there is on par with the best by construction.", ""]
+  flagged = [r for r in records if r.degenerate]
+  if flagged:
+    md += [f"Note: {len(flagged)} of {len(records)} runs have folds whose head learned nothing "
+           f"(cells marked {render.DEGENERATE_MARK}): " + ", ".join(
+               f"`{os.path.relpath(r.path, sweep_dir)}` ({r.degenerate} of {len(r.accuracies)})"
+               for r in flagged[:20]) + (" ..." if len(flagged) > 20 else "") +
+           ". Their accuracy mixes chance-level folds; see docs/method.md for the remedies "
+           "(`train.standardize`, `train.min_epochs`, `train.monitor`).", ""]
   if records:
     md += ["## All runs", "", runs_markdown(records, sweep_dir)]
   if failures:

@@ -275,7 +275,8 @@ def records(frame: pd.DataFrame, dataset: str | None = None) -> list[tables.RunR
   ok = frame[frame["status"] == "ok"]
   required = ("features.modality", "features.window_seconds", "pairs.target", "pairs.margin")
   defaults = {"data.name": "", "model.fusion": "", "text.backbone": "", "text.lexicon": "",
-              "model.hidden_from": "", "model.hidden_from_dim": 0}
+              "model.hidden_from": "", "model.hidden_from_dim": 0, "train.standardize": False,
+              "train.min_epochs": 0, "train.monitor": "accuracy", "train.select": ""}
   values = {name: field(ok, name, None) for name in required}
   for name, default in defaults.items():
     values[name] = field(ok, name, default)
@@ -314,6 +315,10 @@ def records(frame: pd.DataFrame, dataset: str | None = None) -> list[tables.RunR
         control=tables.control_kind({"model": {
             "fusion": fusion, "hidden_from": get("model.hidden_from"),
             "hidden_from_dim": get("model.hidden_from_dim")}}),
+        degenerate=(int(rows["degenerate"].fillna(0).sum()) if "degenerate" in rows else 0),
+        learner=labels.learner_label({
+            "train": {k: get(f"train.{k}") for k in ("standardize", "min_epochs", "monitor",
+                                                     "select")}}),
     ))
   return out
 

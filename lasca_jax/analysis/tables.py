@@ -92,6 +92,8 @@ class RunRecord:
   best_epoch: np.ndarray | None = None
   num_pairs: Mapping[str, np.ndarray] | None = None
   control: str = ""
+  degenerate: int = 0          # folds whose head learned nothing (lasca_jax.model.degenerate)
+  learner: str = ""            # learner settings other than the paper's (labels.learner_label)
 
   @property
   def column(self) -> Column:
@@ -119,6 +121,7 @@ class Cell:
   is_best: bool
   on_par: bool
   folds: tuple[float, ...] = ()
+  degenerate: int = 0          # folds whose head learned nothing (lasca_jax.model.degenerate)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -222,7 +225,8 @@ def build_table(records: Iterable[RunRecord], *,
         raise ValueError(f"{block} {column_label(col)}: {e} ({paths})") from e
       for row, c in compared.items():
         cells[(block, row, col)] = Cell(c.mean, c.std, c.n_folds, c.p_value, c.is_best,
-                                        c.on_par, tuple(float(x) for x in acc[row]))
+                                        c.on_par, tuple(float(x) for x in acc[row]),
+                                        grouped[(block, row, col)].degenerate)
   return Table(title, block_header, row_header, blocks, columns, cells, mark_on_par)
 
 
@@ -247,6 +251,8 @@ def _group(records: list[RunRecord], block_of, row_of, col_set: set
     row = row_of(r)
     if block is None or row is None or r.column not in col_set:
       continue
+    if r.learner:   # a learner setting other than the paper's is its own, labelled row
+      row = f"{row} [{r.learner}]"
     key = (block, row, r.column)
     if key in grouped:
       if _same_folds(grouped[key].accuracies, r.accuracies):

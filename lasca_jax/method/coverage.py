@@ -8,9 +8,9 @@
 * :func:`explain_unusable` - the message when no window at all is usable: which stream lacks
   data, which feature columns are never finite, and which setting to change.
 * Degenerate set-ups: :func:`check_window_length` (a window shorter than the frame period is an
-  error naming ``features.window_seconds``), :func:`pair_warnings` (folds with too few validation
-  or test pairs, naming the margin) and :func:`one_class_folds` (folds whose model decides every
-  test pair the same way).
+  error naming ``features.window_seconds``) and :func:`pair_warnings` (folds with too few
+  validation or test pairs, naming the margin). Folds whose model learned nothing:
+  :mod:`lasca_jax.model.degenerate`.
 """
 
 from __future__ import annotations
@@ -152,25 +152,3 @@ def pair_warnings(margin: float, target: str, val_counts: np.ndarray, test_count
           f"(fewest {int(np.min(counts))}; {total} pairs in all at pairs.margin={margin:g} on "
           f"{target}): {effect}; lower pairs.margin or give more recordings")
   return out
-
-
-def one_class_folds(test_prob: np.ndarray, test_mask: np.ndarray) -> list[int]:
-  """The folds whose model decides every test pair the same way (it learned no direction)."""
-  out = []
-  for fold, (prob, mask) in enumerate(zip(np.asarray(test_prob), np.asarray(test_mask))):
-    decided = prob[mask.astype(bool)] > 0.5
-    if decided.size > 1 and (decided.all() or not decided.any()):
-      out.append(fold)
-  return out
-
-
-def one_class_warning(folds: list[int], num_folds: int, few_pairs: bool, margin: float) -> str:
-  """The warning for :func:`one_class_folds` (empty when there are none)."""
-  if not folds:
-    return ""
-  shown = ", ".join(map(str, folds[:10])) + (" ..." if len(folds) > 10 else "")
-  cause = (f"; its folds have few pairs (pairs.margin={margin:g}), the likely cause" if few_pairs
-           else "")
-  return (f"{len(folds)} of {num_folds} folds (fold {shown}) decide every test pair the same way: "
-          f"the model learned no direction there and their accuracy is the share of the "
-          f"majority direction{cause}")

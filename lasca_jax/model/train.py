@@ -41,9 +41,10 @@ lowering as well.
 
 from __future__ import annotations
 
-import math
 import dataclasses
 import functools
+import itertools
+import math
 from typing import Any, NamedTuple
 
 import jax
@@ -75,6 +76,25 @@ class TrainSettings:
   max_hidden: tuple[int, int]   # config.model.max_hidden: caps of the two hidden sizes
   hidden_dim: int               # config.model.hidden_from_dim (0: sizes from the input size)
   fast_compile: bool = False    # config.train.fast_compile: CPU_FAST_COMPILER_OPTIONS
+  # Remedies for a head that stays constant on small window-to-window changes (departures from
+  # the paper, off by default; docs/method.md "When the head learns nothing"):
+  standardize: bool = False     # config.train.standardize: pair differences / their training RMS
+  min_epochs: int = 0           # config.train.min_epochs: early stopping may stop only after
+  monitor: str = "accuracy"     # config.train.monitor: validation "accuracy" (paper) or "loss"
+  # config.train.select: a grid ((name, values), ...) of the SELECTABLE settings; every point
+  # trains beside the folds in the same call and each fold keeps the point with the best
+  # validation accuracy (never test). () trains the settings above only.
+  select: tuple = ()
+
+  def grid(self) -> list[dict[str, Any]]:
+    """Every point of :attr:`select` (the product, first values first) as a full set of the
+    selectable settings (the others at this object's values); ``[]`` without a grid."""
+    if not self.select:
+      return []
+    names = [n for n, _ in self.select]
+    base = {n: getattr(self, n) for n in SELECTABLE}
+    return [dict(base, **dict(zip(names, values)))
+            for values in itertools.product(*[v for _, v in self.select])]
 
   def hidden_sizes(self, d: int) -> tuple[int, int]:
     """The MLP's hidden sizes for input size ``d`` (:func:`lasca_jax.model.mlp.hidden_sizes`)."""
@@ -83,6 +103,92 @@ class TrainSettings:
   def num_params(self, d: int) -> int:
     """Trainable parameters of the MLP for input size ``d``."""
     return mlp.num_params(d, self.hidden_sizes(d))
+
+
+# Settings train.select may vary inside one compiled call (traced per unit, :class:`Hyper`).
+SELECTABLE = ("alpha", "learning_rate", "standardize", "min_epochs", "monitor")
+
+
+def _parse_value(name: str, text: str):
+  text = text.strip()
+  if name in ("alpha", "learning_rate"):
+    value = float(text)
+    if not (value > 0 if name == "learning_rate" else value >= 0) or not math.isfinite(value):
+      raise ValueError(f"{name}={text} is out of range")
+    return value
+  if name == "standardize":
+    if text.lower() not in ("true", "false", "1", "0"):
+      raise ValueError(f"standardize={text} is not true/false")
+    return text.lower() in ("true", "1")
+  if name == "min_epochs":
+    value = int(text)
+    if value < 0:
+      raise ValueError(f"min_epochs={text} is negative")
+    return value
+  if text not in ("accuracy", "loss"):
+    raise ValueError(f"monitor={text} is not accuracy or loss")
+  return text
+
+
+def parse_select(spec: str) -> tuple:
+  """``config.train.select`` (``"alpha=1,0.1;standardize=false,true"``: ``;`` between settings,
+  ``,`` between values) as :attr:`TrainSettings.select`; ``""`` is ``()``.
+
+  Raises:
+    ValueError: one line naming ``train.select``, the setting and what it accepts.
+  """
+  out, seen = [], set()
+  for part in [p for p in str(spec).split(";") if p.strip()]:
+    name, eq, values = part.partition("=")
+    name = name.strip()
+    try:
+      if not eq or name not in SELECTABLE:
+        raise ValueError(f"{part.strip()!r} is not <setting>=<v1>,<v2>,... of "
+                         f"{', '.join(SELECTABLE)}")
+      if name in seen:
+        raise ValueError(f"{name} is given twice")
+      parsed = tuple(_parse_value(name, v) for v in values.split(",") if v.strip())
+      if not parsed:
+        raise ValueError(f"{name} has no values")
+    except ValueError as e:
+      raise ValueError(f"train.select={spec!r}: {e} (e.g. \"alpha=1,0.1;standardize=false,true\""
+                       ")") from None
+    seen.add(name)
+    out.append((name, parsed))
+  return tuple(out)
+
+
+def _select_ok(spec) -> bool:
+  try:
+    parse_select(spec)
+    return isinstance(spec, str)
+  except ValueError:
+    return False
+
+
+class Hyper(NamedTuple):
+  """One unit's selectable settings as arrays (``train.select``): traced inside the program."""
+  alpha: jax.Array          # float32 []
+  learning_rate: jax.Array  # float32 []
+  standardize: jax.Array    # bool []
+  min_epochs: jax.Array     # int32 []
+  monitor_loss: jax.Array   # bool []: early stopping on validation loss
+
+
+def hyper_arrays(points: list[dict[str, Any]]) -> Hyper:
+  """:class:`Hyper` with a leading axis over ``points`` (:meth:`TrainSettings.grid`)."""
+  return Hyper(np.array([p["alpha"] for p in points], np.float32),
+               np.array([p["learning_rate"] for p in points], np.float32),
+               np.array([bool(p["standardize"]) for p in points]),
+               np.array([int(p["min_epochs"]) for p in points], np.int32),
+               np.array([p["monitor"] == "loss" for p in points]))
+
+
+class Selection(NamedTuple):
+  """What ``train.select`` chose per unit (host arrays): ``choice int [N]`` (index into
+  :meth:`TrainSettings.grid`) and every point's best validation accuracy ``[N, G]``."""
+  choice: np.ndarray
+  val_accuracy: np.ndarray
 
 
 class PairData(NamedTuple):
@@ -116,26 +222,31 @@ class TrainOutput(NamedTuple):
   epochs_run: jax.Array       # []
   train_loss: jax.Array       # [max_epochs], NaN after stopping
   val_curve: jax.Array        # [max_epochs], NaN after stopping
+  selection: Any = None       # train.select's Selection (host side), else None
 
 
-programs.register_types(PairData, FoldData, TrainOutput)
+programs.register_types(PairData, FoldData, TrainOutput, Hyper)
 
 
-def early_stopping_step(es: EarlyStopping, score, params, epoch, tol: float, patience: int
-                        ) -> EarlyStopping:
+def early_stopping_step(es: EarlyStopping, score, params, epoch, tol: float, patience: int,
+                        min_epochs: int = 0) -> EarlyStopping:
   """The state after an epoch that scored ``score`` on validation: the best score, weights and
   epoch are kept with ``jnp.where``; an epoch not beating the best by ``tol`` counts as bad, and
-  more than ``patience`` bad epochs in a row stop training (a stopped run's state is frozen)."""
+  more than ``patience`` bad epochs in a row stop training (a stopped run's state is frozen) once
+  at least ``min_epochs`` epochs have run."""
   active = ~es.stopped
   better = active & (score > es.best_score)
   no_gain = score < es.best_score + tol
   bad = jnp.where(active, jnp.where(no_gain, es.bad_epochs + 1, 0), es.bad_epochs)
+  stop = active & (bad > patience)
+  if not isinstance(min_epochs, int) or min_epochs:   # a traced value (train.select) or > 0
+    stop = stop & (epoch + 1 >= min_epochs)
   return EarlyStopping(
       best_score=jnp.where(better, score, es.best_score),
       best_params=_tree_where(better, params, es.best_params),
       best_epoch=jnp.where(better, epoch + 1, es.best_epoch),
       bad_epochs=bad,
-      stopped=es.stopped | (active & (bad > patience)))
+      stopped=es.stopped | stop)
 
 
 def _tree_where(cond, a, b):
@@ -154,18 +265,21 @@ class Learner(NamedTuple):
   step: Any   # (params, opt_state, x, y, mask) -> (loss, params, opt_state)
 
 
-def make_learner(settings: TrainSettings, d: int) -> Learner:
+def make_learner(settings: TrainSettings, d: int, alpha=None, learning_rate=None) -> Learner:
   """The MLP for input size ``d``, Adam, and the minibatch update :func:`make_train` runs:
   the masked mean cross-entropy plus the L2 term, its gradient, one Adam step. Benchmarks time
-  ``step`` on its own (``experiments/benchmark_scale.py --sections=step``)."""
+  ``step`` on its own (``experiments/benchmark_scale.py --sections=step``). ``alpha`` and
+  ``learning_rate`` (traced values under ``train.select``) override the settings'."""
   model = PreferenceMLP(settings.hidden_sizes(d))
-  tx = optax.adam(settings.learning_rate, b1=0.9, b2=0.999, eps=1e-8)
+  alpha = settings.alpha if alpha is None else alpha
+  tx = optax.adam(settings.learning_rate if learning_rate is None else learning_rate,
+                  b1=0.9, b2=0.999, eps=1e-8)
 
   def batch_loss(params, x, y, mask):
     count = jnp.maximum(jnp.sum(mask), 1)
     bce = optax.sigmoid_binary_cross_entropy(model.apply({"params": params}, x), y)
     data = jnp.sum(jnp.where(mask, bce, 0.0)) / count
-    return data + 0.5 * settings.alpha * _l2(params) / count
+    return data + 0.5 * alpha * _l2(params) / count
 
   def step(params, opt_state, x, y, mask):
     loss, grads = jax.value_and_grad(batch_loss)(params, x, y, mask)
@@ -178,6 +292,26 @@ def make_learner(settings: TrainSettings, d: int) -> Learner:
 def pair_inputs(z, pairs: PairData, idx):
   """``(z[second] - z[first], label)`` of the pairs at ``idx``."""
   return z[pairs.second[idx]] - z[pairs.first[idx]], pairs.label[idx].astype(jnp.float32)
+
+
+def pair_rms(z, pairs: PairData, fold: FoldData) -> jax.Array:
+  """``[d]``: the root mean square of each column of the fold's training pair differences (1
+  where a column never changes). Pairs come in both orders, so their mean difference is 0 and
+  this is their standard deviation."""
+  n_max = fold.train_idx.shape[0]
+  mask = jnp.arange(n_max) < fold.train_count
+  x, _ = pair_inputs(z, pairs, fold.train_idx)
+  ms = jnp.sum(jnp.where(mask[:, None], x * x, 0.0), 0) / jnp.maximum(fold.train_count, 1)
+  rms = jnp.sqrt(ms)
+  return jnp.where(rms > 1e-12, rms, 1.0)
+
+
+def unscale_first_layer(params, scale):
+  """Parameters on ``z / scale`` made parameters on ``z``: the first kernel's rows divided by
+  ``scale`` (exactly the same function; a bundle then needs no scale)."""
+  first = "SklearnDense_0"
+  layer = dict(params[first], kernel=params[first]["kernel"] / scale[:, None])
+  return {**params, first: layer}
 
 
 def make_train(settings: TrainSettings, d: int):
@@ -194,11 +328,31 @@ def make_train(settings: TrainSettings, d: int):
     correct = jnp.sum(jnp.where(mask, pred == y, False))
     return correct / jnp.maximum(jnp.sum(mask), 1)
 
-  def train(key, z, pairs: PairData, fold: FoldData, active=True) -> TrainOutput:
-    """``active=False`` (a padding unit) runs no epoch; its outputs are meaningless."""
+  def neg_loss(params, z, pairs, idx, mask):   # higher is better, as accuracy
+    x, y = pair_inputs(z, pairs, idx)
+    bce = optax.sigmoid_binary_cross_entropy(model.apply({"params": params}, x), y)
+    return -jnp.sum(jnp.where(mask, bce, 0.0)) / jnp.maximum(jnp.sum(mask), 1)
+
+  def train(key, z, pairs: PairData, fold: FoldData, active=True,
+            hyper: Hyper | None = None) -> TrainOutput:
+    """``active=False`` (a padding unit) runs no epoch; its outputs are meaningless. ``hyper``
+    (``train.select``) replaces the selectable settings by this unit's traced values."""
+    raw_z, tx_, step_ = z, tx, step
+    if hyper is None:
+      monitor = {"accuracy": accuracy, "loss": neg_loss}[settings.monitor]
+      min_epochs, rescaled = settings.min_epochs, settings.standardize
+      if settings.standardize:   # trained on z / rms, which divides every pair difference by it
+        scale = pair_rms(z, pairs, fold)
+        z = z / scale
+    else:
+      _, tx_, step_ = make_learner(settings, d, hyper.alpha, hyper.learning_rate)
+      monitor = lambda *a: jnp.where(hyper.monitor_loss, neg_loss(*a), accuracy(*a))
+      min_epochs, rescaled = hyper.min_epochs, True
+      scale = jnp.where(hyper.standardize, pair_rms(z, pairs, fold), 1.0)
+      z = z / scale
     key_init, key_shuffle = jax.random.split(key)
     params = model.init(key_init, jnp.zeros((1, d), z.dtype))["params"]
-    opt_state = tx.init(params)
+    opt_state = tx_.init(params)
     n_max = fold.train_idx.shape[0]
     real_batches = jnp.minimum((fold.train_count + bs - 1) // bs, n_max // bs)
 
@@ -207,7 +361,7 @@ def make_train(settings: TrainSettings, d: int):
       slot = b * bs + jnp.arange(bs)
       mask = slot < fold.train_count
       x, y = pair_inputs(z, pairs, fold.train_idx[order[slot]])
-      loss, new_params, new_opt = step(params, opt_state, x, y, mask)
+      loss, new_params, new_opt = step_(params, opt_state, x, y, mask)
       skip = stopped | (jnp.sum(mask) == 0)
       params = _tree_where(skip, params, new_params)
       opt_state = _tree_where(skip, opt_state, new_opt)
@@ -226,11 +380,14 @@ def make_train(settings: TrainSettings, d: int):
       params, opt_state, _, _, loss_sum, _ = jax.lax.while_loop(
           lambda c: c[-1] < real_batches, lambda c: (*run_batch(c[:-1], c[-1])[0], c[-1] + 1),
           (params, opt_state, es.stopped, order, jnp.zeros(()), jnp.array(0)))
-      score = accuracy(params, z, pairs, fold.val_idx, fold.val_mask)
+      score = monitor(params, z, pairs, fold.val_idx, fold.val_mask)
+      val_acc = (score if hyper is None and settings.monitor == "accuracy" else
+                 accuracy(params, z, pairs, fold.val_idx, fold.val_mask))   # the curve's
       active = ~es.stopped
-      es = early_stopping_step(es, score, params, epoch, settings.tol, settings.patience)
+      es = early_stopping_step(es, score, params, epoch, settings.tol, settings.patience,
+                               min_epochs)
       losses = losses.at[epoch].set(jnp.where(active, loss_sum / fold.train_count, jnp.nan))
-      curve = curve.at[epoch].set(jnp.where(active, score, jnp.nan))
+      curve = curve.at[epoch].set(jnp.where(active, val_acc, jnp.nan))
       return epoch + 1, params, opt_state, es, losses, curve
 
     def keep_going(carry):
@@ -246,13 +403,19 @@ def make_train(settings: TrainSettings, d: int):
     epochs_run, _, _, es, train_loss, val_curve = jax.lax.while_loop(
         keep_going, run_epoch, (jnp.array(0), params, opt_state, es, nan_curve, nan_curve))
     best = es.best_params
+    val_accuracy = es.best_score
+    if rescaled:   # the same function on the raw z, which is what a bundle sees
+      best = unscale_first_layer(best, scale)
+      z = raw_z
+    if hyper is not None or settings.monitor != "accuracy":
+      val_accuracy = accuracy(best, z, pairs, fold.val_idx, fold.val_mask)
     x_test, _ = pair_inputs(z, pairs, fold.test_idx)
     prob = jnp.where(fold.test_mask, jax.nn.sigmoid(model.apply({"params": best}, x_test)), 0.0)
     return TrainOutput(
         params=best,
         test_accuracy=accuracy(best, z, pairs, fold.test_idx, fold.test_mask),
         test_prob=prob,
-        val_accuracy=es.best_score,
+        val_accuracy=val_accuracy,
         best_epoch=es.best_epoch,
         epochs_run=jnp.sum(jnp.isfinite(val_curve)),
         train_loss=train_loss,
@@ -309,13 +472,13 @@ def _program(settings: TrainSettings, d: int, lanes: int, devices: tuple):
   train = make_train(settings, d)
   lane_group = jax.vmap(train)
 
-  def local(seeds, fold_numbers, active, z, pairs, fold):   # [n, ...], n a multiple of lanes
+  def local(seeds, fold_numbers, active, z, pairs, fold, *hyper):  # [n, ...], n: lanes multiple
     keys = jax.vmap(_unit_key)(seeds, fold_numbers)
+    units = (keys, z, pairs, fold, active, *hyper)   # hyper: (Hyper,) under train.select
     if lanes == 1:
-      return jax.lax.map(lambda a: train(*a), (keys, z, pairs, fold, active))
+      return jax.lax.map(lambda a: train(*a), units)
     n = keys.shape[0]
-    grouped = jax.tree.map(lambda a: a.reshape((n // lanes, lanes) + a.shape[1:]),
-                           (keys, z, pairs, fold, active))
+    grouped = jax.tree.map(lambda a: a.reshape((n // lanes, lanes) + a.shape[1:]), units)
     out = jax.lax.map(lambda a: lane_group(*a), grouped)
     return jax.tree.map(lambda a: a.reshape((n,) + a.shape[2:]), out)
 
@@ -357,12 +520,33 @@ def train_units(settings: TrainSettings, seeds, fold_numbers, z: np.ndarray, pai
   """
   num_units, _, d = np.shape(z)
   n_test = np.shape(fold.test_idx)[1]
+  points = settings.grid()
+  hyper = None
+  if points:   # every grid point as further units, point-major: unit g * N + n
+    g = len(points)
+    seeds, fold_numbers = np.tile(np.ravel(seeds), g), np.tile(np.ravel(fold_numbers), g)
+    z, pairs, fold = jax.tree.map(lambda a: np.concatenate([np.asarray(a)] * g),
+                                  (np.asarray(z), pairs, fold))
+    hyper = jax.tree.map(lambda a: np.repeat(a, num_units, axis=0), hyper_arrays(points))
   fn, args, resolved, devices = _padded_call(settings, seeds, fold_numbers, z, pairs, fold,
-                                             layout)
+                                             layout, hyper)
   out = jax.device_get(programs.call(fn, args, repr((settings, d, resolved.lanes)), devices,
                                      placement.compiler_options(settings.fast_compile, devices)))
-  out = jax.tree.map(lambda a: np.asarray(a)[:num_units], out)
-  return out._replace(test_prob=out.test_prob[:, :n_test])
+  total = num_units * max(len(points), 1)
+  out = jax.tree.map(lambda a: np.asarray(a)[:total], out)
+  out = out._replace(test_prob=out.test_prob[:, :n_test])
+  return select(out, num_units, len(points)) if points else out
+
+
+def select(out: TrainOutput, num_units: int, num_points: int) -> TrainOutput:
+  """Per unit, the grid point with the best validation accuracy (the first on ties): its outputs,
+  and the :class:`Selection`. Test pairs are never read."""
+  val = np.asarray(out.val_accuracy).reshape(num_points, num_units)
+  choice = np.argmax(val, axis=0)
+  pick = lambda a: np.asarray(a).reshape((num_points, num_units) + np.shape(a)[1:])[
+      choice, np.arange(num_units)]
+  chosen = jax.tree.map(pick, out._replace(selection=None))
+  return chosen._replace(selection=Selection(choice, val.T.copy()))
 
 
 def program_call(settings: TrainSettings, seeds, fold_numbers, z: np.ndarray, pairs: PairData,
@@ -373,8 +557,9 @@ def program_call(settings: TrainSettings, seeds, fold_numbers, z: np.ndarray, pa
   return _padded_call(settings, seeds, fold_numbers, z, pairs, fold, layout)[:2]
 
 
-def _padded_call(settings, seeds, fold_numbers, z, pairs, fold, layout):
-  """:func:`program_call`'s program and arguments, with the plan and devices they were made for."""
+def _padded_call(settings, seeds, fold_numbers, z, pairs, fold, layout, hyper=None):
+  """:func:`program_call`'s program and arguments, with the plan and devices they were made for
+  (``hyper``: the units' :class:`Hyper` under ``train.select``)."""
   num_units, _, d = np.shape(z)
   resolved = placement.plan(num_units, layout)
   devices = tuple(placement.local_devices(layout.devices)[:resolved.devices])
@@ -388,6 +573,8 @@ def _padded_call(settings, seeds, fold_numbers, z, pairs, fold, layout):
   active = np.arange(resolved.padded_units) < num_units
   args = jax.tree.map(pad_units, (_seed_array(seeds), np.asarray(fold_numbers, np.int32)))
   args += (active,) + jax.tree.map(pad_units, (np.asarray(z, np.float32), pairs, fold))
+  if hyper is not None:
+    args += (jax.tree.map(pad_units, hyper),)
   return _program(settings, d, resolved.lanes, devices), args, resolved, devices
 
 
@@ -466,5 +653,9 @@ FIELDS = (
     ("train.patience", checks.int_at_least(1)),
     ("train.batch_size", checks.int_at_least(1)),
     ("train.fast_compile", checks.BOOL),
+    ("train.standardize", checks.BOOL),
+    ("train.min_epochs", checks.int_at_least(0)),
+    ("train.monitor", checks.one_of(("accuracy", "loss"))),
+    ("train.select", (_select_ok, "'' or <setting>=<v1>,<v2>;... of " + ", ".join(SELECTABLE))),
 )
 MODEL_FIELDS = (("model.max_hidden", (_two_sizes, "two integers >= 1")),)

@@ -63,6 +63,24 @@ def model_label(config: Any) -> str:
   return label + _capacity_suffix(config)
 
 
+def learner_label(config: Any) -> str:
+  """The learner settings of a run that depart from the paper's, in words (``""`` for the
+  paper's): ``"standardized, min 10 epochs, loss-stopped, selected alpha/standardize"``. Tables
+  append it to the row (:func:`lasca_jax.analysis.tables.build_table`)."""
+  parts = []
+  if str(get_field(config, "train.standardize", False)).lower() in ("true", "1"):
+    parts.append("standardized")
+  if int(get_field(config, "train.min_epochs", 0) or 0):
+    parts.append(f"min {int(get_field(config, 'train.min_epochs', 0))} epochs")
+  if str(get_field(config, "train.monitor", "accuracy") or "accuracy") != "accuracy":
+    parts.append(f"{get_field(config, 'train.monitor', '')}-stopped")
+  spec = str(get_field(config, "train.select", "") or "")
+  if spec:
+    names = [p.split("=", 1)[0].strip() for p in spec.split(";") if p.strip()]
+    parts.append("selected " + "/".join(names))
+  return ", ".join(parts)
+
+
 def _capacity_suffix(config: Any) -> str:
   """``" cap. MiniLM-L6(F)"`` for a capacity-matched control (another model's hidden sizes)."""
   hidden_dim = int(get_field(config, "model.hidden_from_dim", 0) or 0)

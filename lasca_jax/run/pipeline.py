@@ -28,7 +28,7 @@ from lasca_jax.data import types as data_lib
 from lasca_jax.encoders import embedder as embedder_lib, text as text_lib
 from lasca_jax.method import controls, coverage, lexicon, protocols, representation, templates
 from lasca_jax.method import windows as windows_lib
-from lasca_jax.model import placement, programs, train
+from lasca_jax.model import degenerate, placement, programs, train
 from lasca_jax.run import (cache as cache_lib, labels, results_file,
                            settings as settings_lib, stages, validate)
 from lasca_jax.run.rundir import RunDir, RunLog
@@ -411,14 +411,18 @@ def finish(out: RunDir, config, inputs: RunInputs, output: train.TrainOutput, se
   arrays = results_file.arrays(
       inputs, output, inputs.train_settings.num_params(inputs.input_dim))
   f = inputs.folds
-  one_class = coverage.one_class_folds(arrays["test_prob"], arrays["test_mask"])
   few = bool(coverage.pair_warnings(float(config.pairs.margin), config.pairs.target,
                                     f.val_mask.sum(1), f.test_mask.sum(1), 0))
-  warning = coverage.one_class_warning(one_class, inputs.num_folds, few,
-                                       float(config.pairs.margin))
+  changes = {k[len("change_"):]: v for k, v in arrays.items() if k.startswith("change_")}
+  warning = degenerate.warning(arrays["degenerate"], changes, few, float(config.pairs.margin))
   out.log("trained", seconds=round(seconds, 3), **fields,
           test_accuracy=arrays["test_accuracy"].round(4).tolist(),
-          best_epoch=arrays["best_epoch"].tolist(), one_class_folds=one_class)
+          best_epoch=arrays["best_epoch"].tolist(),
+          degenerate_folds=np.flatnonzero(arrays["degenerate"]).tolist(),
+          one_class_folds=degenerate.one_class_folds(arrays["test_prob"], arrays["test_mask"]),
+          change={k: round(float(np.mean(v)), 5) for k, v in changes.items()},
+          **({"selected": {k[len("selected_"):]: v.tolist() for k, v in arrays.items()
+                           if k.startswith("selected_")}} if "select_choice" in arrays else {}))
   if warning:
     logging.warning("%s", warning)
   out.write_results(arrays)

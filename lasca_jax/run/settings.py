@@ -33,7 +33,10 @@ def train_settings(config) -> train.TrainSettings:
       max_epochs=int(t.max_epochs), learning_rate=float(t.learning_rate), alpha=float(t.alpha),
       tol=float(t.tol), patience=int(t.patience), batch_size=int(t.batch_size),
       max_hidden=tuple(int(h) for h in m.max_hidden), hidden_dim=hidden_dim,
-      fast_compile=bool(t.get("fast_compile", False)))
+      fast_compile=bool(t.get("fast_compile", False)),
+      standardize=bool(t.get("standardize", False)), min_epochs=int(t.get("min_epochs", 0)),
+      monitor=str(t.get("monitor", "accuracy")),
+      select=train.parse_select(t.get("select", "")))
 
 
 def layout(config) -> placement.Layout:

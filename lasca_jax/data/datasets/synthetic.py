@@ -171,7 +171,12 @@ def make_subject(data_config, subject: int) -> Recording:
 
   mfcc = _mfccs(rng, va, fps)
   raters = _ratings(rng, data_config, (valence, arousal), fps)
-  feats = np.concatenate([face, mfcc], 1).astype(np.float32)
+  feats = np.concatenate([face, mfcc], 1)
+  scale = float(data_config.get("change_scale", 1.0))
+  if scale != 1.0:  # Within-recording variation shrunk around the recording's mean per feature.
+    mean = np.nanmean(feats, 0)
+    feats = mean + scale * (feats - mean)
+  feats = feats.astype(np.float32)
   return Recording(
       recording_id=f"synthetic_{subject:03d}", subject_id=f"S{subject:03d}",
       times=t, features=feats, feature_names=FACE_FEATURE_NAMES + MFCC_NAMES,
@@ -184,7 +189,10 @@ def load_recordings(data_config) -> list[Recording]:
 
 
 def fingerprint(data_config) -> dict:
-  return {"generator": "synthetic/v1", **data_config.to_dict()}
+  fields = data_config.to_dict()
+  if float(fields.get("change_scale", 1.0)) == 1.0:   # the generator before the knob: same key
+    fields.pop("change_scale", None)
+  return {"generator": "synthetic/v1", **fields}
 
 
 # Models trained here demonstrate the method; a bundle says so on every prediction.
@@ -206,7 +214,8 @@ def validate(data_config) -> list[str]:
       ("num_raters", checks.int_at_least(1)), ("rater_noise", checks.number_in(0, math.inf)),
       ("noise", checks.number_in(0, math.inf)), ("subject_offset", checks.number_in(0, math.inf)),
       ("face_dropout", checks.number_in(0, 1)), ("action_rate", checks.number_in(0, math.inf)),
-      ("tonic_scale", checks.number_in(0, 1)), ("tonic_loading", checks.number_in(0, math.inf))))
+      ("tonic_scale", checks.number_in(0, 1)), ("tonic_loading", checks.number_in(0, math.inf)),
+      ("change_scale", checks.number_in(0, 1, lo_open=True))))
 
 
 SIMULATED_ENCODERS = (("SimFace", "visual", ("face",)), ("SimAudio", "audio", ("audio",)),
