@@ -46,15 +46,22 @@ Sections (``--sections``, in order):
   of a ratio were timed within the same minute, so a shared machine's changing load (printed
   with the figures) moves them together instead of deciding the ratio.
 
+* ``select``: ``train.select`` (a grid trained beside the folds in the same compiled call, chosen
+  per fold on validation) against one configuration, in this process: the first call (tracing,
+  compiling, running) and the compiled call of each, their ratios, and the units trained
+  (``--select``, default a 5-point ``alpha`` grid).
+
 Every fresh process is ``experiments/time_one.py`` (one measurement of
 ``lasca_jax/run/timing.py``, printed as one JSON line).
 """
 
+import copy
 import json
 import os
 import subprocess
 import sys
 import tempfile
+import time
 
 from absl import app, flags, logging
 from ml_collections import config_flags
@@ -63,10 +70,12 @@ import numpy as np
 import jax
 
 from lasca_jax.encoders import encoding, peak, text as text_lib
-from lasca_jax.model import placement
+from lasca_jax.model import placement, train
 from lasca_jax.run import settings as settings_lib, timing, validate
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file.")
+_SELECT = flags.DEFINE_string("select", "alpha=1,0.3,0.1,0.03,0.01",
+                              "select section: the train.select grid timed.")
 _SECTIONS = flags.DEFINE_list("sections", ["encoder", "devices", "step", "training"],
                               "Sections to run, in order.")
 _PROMPTS = flags.DEFINE_integer("encoder_prompts", 2000, "Encoder section: distinct prompts to "
@@ -343,12 +352,41 @@ def encoder_section(config, num_prompts: int = 2000, token_budgets=(), profile_p
   return out
 
 
+def select_section(config, grid: str) -> dict:
+  """Times ``train.select=grid`` against one configuration (first and compiled calls)."""
+  inputs, fold = timing.prepared(config)
+  out = {"grid": grid, "folds": int(inputs.num_folds), "load_before": _load()}
+  for name, spec in (("one", ""), ("grid", grid)):
+    cfg = copy.deepcopy(config)
+    with cfg.unlocked():
+      cfg.train.select = spec
+    settings = settings_lib.train_settings(cfg)
+    call = lambda: train.train_folds(settings, int(cfg.seed), inputs.z, inputs.pairs, fold,
+                                     settings_lib.layout(cfg))
+    start = time.perf_counter()
+    result = call()
+    first = time.perf_counter() - start
+    compiled, _ = timing.best_call(2, call)
+    out[name] = {"first_s": round(first, 3), "compiled_s": round(compiled, 3),
+                 "units": int(inputs.num_folds) * max(len(settings.grid()), 1),
+                 "mean_test_accuracy": float(np.mean(result.test_accuracy))}
+    print(f"select {name}: {out[name]}", flush=True)
+  out["compiled_ratio"] = round(out["grid"]["compiled_s"] / out["one"]["compiled_s"], 2)
+  out["first_ratio"] = round(out["grid"]["first_s"] / out["one"]["first_s"], 2)
+  out["load_after"] = _load()
+  print(f"select: {out['grid']['units'] // out['one']['units']} points, compiled "
+        f"{out['compiled_ratio']}x one configuration, first call {out['first_ratio']}x "
+        f"({out['load_before']} -> {out['load_after']})", flush=True)
+  return out
+
+
 SECTIONS = {"encoder": lambda config: encoder_section(config, _PROMPTS.value, _BUDGETS.value,
                                                      _PROFILE.value),
             "devices": devices_section,
             "step": step_section,
             "training": lambda config: training_section(config, _SKLEARN.value,
-                                                         _REPEATS.value, _FAST_ROWS.value)}
+                                                         _REPEATS.value, _FAST_ROWS.value),
+            "select": lambda config: select_section(config, _SELECT.value)}
 
 
 def main(argv):
