@@ -134,6 +134,9 @@ def _train(config: ml_collections.ConfigDict) -> None:
   config.train.standardize = False          # Divide pair differences by their training-fold RMS.
   config.train.min_epochs = 0               # Early stopping may stop only after this many epochs.
   config.train.monitor = "accuracy"         # Early stopping on validation "accuracy" or "loss".
+  config.model.head = "mlp"                 # "mlp" (paper) or "logistic": logistic regression on
+                                            # the same pair differences (a linear baseline).
+  config.model.logistic_c = 1.0             # The logistic head's inverse L2 strength (sklearn's C).
   config.train.select = ""                  # A grid chosen per fold on validation pairs, trained
                                             # in the same call: "alpha=1,0.1;standardize=false,true"
                                             # (alpha, learning_rate, standardize, min_epochs,
@@ -167,7 +170,10 @@ def _sweep(config: ml_collections.ConfigDict) -> None:
   config.sweep.ablation_lexicons = ("feature_name",)   # Table 7 (add "shuffled" for Sec. 6).
   config.sweep.ablation_saliences = ()       # Sec. 6 alternatives, e.g. ("topk", "threshold").
   config.sweep.controls = ()                 # Control rows for sweep.ablation_modalities, any of
-                                             # "mask", "random_text", "capacity" (lasca_jax/method/controls.py).
+                                             # "mask", "random_text", "capacity" (lasca_jax/method/controls.py),
+                                             # "logistic" (logistic regression on the features),
+                                             # "tuned" (the features with sweep.tune_select).
+  config.sweep.tune_select = "alpha=1,0.1,0.01;standardize=false,true"   # train.select of "tuned".
   config.sweep.baselines = ()                # Frozen encoders, "Name:modality:dir" (Tables 5-6).
   config.sweep.simulated_baselines = False   # Synthetic data only: simulate one encoder per modality.
   config.sweep.group_size = 0                # Equally shaped configurations per compiled call;

@@ -1,6 +1,7 @@
 """Controls that isolate what the language adds: mask, random text, matched capacity."""
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -138,3 +139,36 @@ def test_controls_table_marks_lasca_against_each_control(tmp_path):
   assert [rows for _, rows in tables.backbone_table(records).blocks] == [
       ("Features", "MiniLM-L6(F)")]
   assert len(records) == 6 and FOLDS == 15
+
+
+def test_baselines_without_language_and_the_reports_verdict(tmp_path):
+  """The logistic head and the tuned features are rows of the controls table, shared by its
+  blocks, and the report says per block whether LaScA beats the best of them (p < 0.05)."""
+  from lasca_jax.analysis import report
+  kw = dict(modality="multimodal", backbone="all-MiniLM-L6-v2", target="arousal", window=3.0,
+            margin=0.1)
+  write_run(tmp_path, "feat", fusion="features", acc=BASE, **kw)
+  write_run(tmp_path, "fused", fusion="fused", acc=BASE + 0.05, **kw)
+  for name, field, value, acc in (("logistic", ("model", "head"), "logistic", BASE + 0.03),
+                                  ("tuned", ("train", "select"), "alpha=1,0.1", BASE + 0.045)):
+    run = write_run(tmp_path, name, fusion="features", acc=acc, **kw)
+    config = json.loads((run / "config.json").read_text())
+    config.setdefault(field[0], {})[field[1]] = value
+    (run / "config.json").write_text(json.dumps(config))
+  records = results.records(results.load(tmp_path))
+  assert {r.control for r in records} == {"", "logistic", "tuned"}
+  table = tables.controls_table(records)
+  assert table.blocks == (("MiniLM-L6(F)", ("LaScA (ours)", "Features, tuned [selected alpha]",
+                                            "Logistic regression", "Features")),)
+  sentence = report.beats_baselines(table)[0]
+  assert sentence.startswith("MiniLM-L6(F): LaScA beats the best row without language at "
+                             "p < 0.05 in 1 of 1 columns (Arousal 3s 10%: ")
+  assert "vs Features, tuned [selected alpha] " in sentence
+  # A tuned row as good as LaScA: no win.
+  shutil.rmtree(tmp_path / "tuned")
+  write_run(tmp_path, "tuned", fusion="features", acc=BASE + 0.05, **kw)
+  config = json.loads((tmp_path / "tuned" / "config.json").read_text())
+  config.setdefault("train", {})["select"] = "alpha=1,0.1"
+  (tmp_path / "tuned" / "config.json").write_text(json.dumps(config))
+  table = tables.controls_table(results.records(results.load(tmp_path)))
+  assert " in 0 of 1 columns " in report.beats_baselines(table)[0]

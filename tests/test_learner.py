@@ -164,3 +164,52 @@ def test_a_bad_select_is_one_line_naming_the_field(spec, message):
   with pytest.raises(ValueError) as err:
     train.parse_select(spec)
   assert str(err.value).startswith(f"train.select={spec!r}: ") and message in str(err.value)
+
+
+def test_the_logistic_head_matches_scikit_learn(tmp_path):
+  """Logistic regression on the same pair differences agrees with scikit-learn's
+  LogisticRegression (lbfgs, C=1, run to convergence) fold by fold to 1e-3 in accuracy."""
+  from sklearn.linear_model import LogisticRegression
+  config = make_tiny_config(tmp_path / "cache", **{"model.head": "logistic"})
+  out = pipeline.run(config, str(tmp_path / "run"))
+  from lasca_jax.run import cache
+  inputs = pipeline.prepare(config, cache.StageCache(config.cache_dir))
+  p, f = inputs.pairs, inputs.folds
+  for k in range(inputs.num_folds):
+    z = inputs.z[k]
+    tr = f.train_idx[k][:f.train_count[k]]
+    te = f.test_idx[k][f.test_mask[k]]
+    x = lambda idx: z[p.second[idx]] - z[p.first[idx]]
+    ref = LogisticRegression(C=1.0, max_iter=5000, tol=1e-8).fit(x(tr), p.label[tr])
+    theirs = float(np.mean(ref.predict(x(te)) == p.label[te]))
+    assert abs(out["test_accuracy"][k] - theirs) <= 1e-3, (k, out["test_accuracy"][k], theirs)
+    assert out["epochs_run"][k] < 1000          # converged before the iteration cap
+  assert json.load(open(tmp_path / "run" / "config.json"))["model_label"] == "Logistic regression"
+  # Its bundle is a one-layer model that re-decides the test pairs as the run did.
+  predictor = ensemble.load_bundle(str(tmp_path / "run"))
+  np.testing.assert_allclose(predictor.test_probabilities(), out["test_prob"], atol=1e-5)
+
+
+def test_a_sweep_adds_the_baselines_without_language(tmp_path):
+  from lasca_jax.run import sweep as sweep_lib, validate
+  config = make_tiny_config(tmp_path / "cache")
+  with config.unlocked():
+    config.sweep.modalities = ("multimodal",)
+    config.sweep.windows, config.sweep.margins, config.sweep.targets = (3.0,), (0.1,), ("arousal",)
+    config.sweep.models = ("features", "fused")
+    config.sweep.backbones = ("all-MiniLM-L6-v2",)
+    config.sweep.controls = ("logistic", "tuned")
+    config.sweep.ablation_lexicons = ()
+  runs = dict(sweep_lib.expand(config))
+  heads = {d: (c.model.head, c.train.select, c.model_label) for d, c in runs.items()}
+  assert sorted(v for v in heads.values()) == sorted([
+      ("mlp", "", "Features"), ("mlp", "", "MiniLM-L6(F)"),
+      ("logistic", "", "Logistic regression"),
+      ("mlp", config.sweep.tune_select, "Features")])
+  assert len(set(runs)) == 4      # the tuned features have a directory of their own
+  validate.check(config, sweep=True)
+  with config.unlocked():
+    config.sweep.tune_select = "alpha=zero"
+  with pytest.raises(validate.ConfigError, match=r"sweep.tune_select='alpha=zero' \(need a "
+                     r"train.select grid for the 'tuned' control"):
+    validate.check(config, sweep=True)

@@ -392,6 +392,8 @@ def make_report(sweep_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
     paths = render.write_table(table, out_dir / "tables", name)
     written["tables"] += [str(p) for p in paths.values()]
     md += [render.to_markdown(table), ""]
+    if name.startswith("controls"):
+      md += beats_baselines(table)
     if figures:
       figs = accuracy_figures(table, out_dir / "figures" / "accuracy" / name)
       written["figures"] += figs
@@ -417,6 +419,36 @@ def make_report(sweep_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
   report.write_text("\n".join(md) + "\n")
   written["report"] = [str(report)]
   return written
+
+
+def beats_baselines(table: tables.Table, alpha: float = stats.ALPHA) -> list[str]:
+  """One sentence per block of a controls table: in how many columns LaScA's mean beats the best
+  row without language (features, tuned features, logistic regression, matched capacity) with a
+  two-sided Wilcoxon p < ``alpha`` over folds, and the figures of each column."""
+  md = []
+  for block, rows in table.blocks:
+    baselines = [r for r in rows if r.split(" [")[0] in tables.BASELINE_ROWS]
+    lasca = [r for r in rows if r.split(" [")[0] == tables.LASCA_ROW]
+    if not lasca or not baselines:
+      continue
+    parts, wins, compared = [], 0, 0
+    for col in table.columns:
+      ours = table.cells.get((block, lasca[0], col))
+      theirs = [(r, table.cells[(block, r, col)]) for r in baselines
+                if (block, r, col) in table.cells]
+      if ours is None or not theirs:
+        continue
+      best_row, best = max(theirs, key=lambda rc: rc[1].mean)
+      test = stats.wilcoxon_paired(ours.folds, best.folds)
+      won = ours.mean > best.mean and np.isfinite(test.p_value) and test.p_value < alpha
+      wins += int(won)
+      compared += 1
+      parts.append(f"{tables.column_label(col)}: {ours.mean:.4f} vs {best_row} {best.mean:.4f}, "
+                   f"p = {test.p_value:.3g}")
+    if compared:
+      md += [f"{block}: LaScA beats the best row without language at p < {alpha:g} in {wins} of "
+             f"{compared} columns ({'; '.join(parts)}).", ""]
+  return md
 
 
 def _tables(records, suffix: str, lasca_label: str, lexicon: str,

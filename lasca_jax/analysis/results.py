@@ -276,7 +276,8 @@ def records(frame: pd.DataFrame, dataset: str | None = None) -> list[tables.RunR
   required = ("features.modality", "features.window_seconds", "pairs.target", "pairs.margin")
   defaults = {"data.name": "", "model.fusion": "", "text.backbone": "", "text.lexicon": "",
               "model.hidden_from": "", "model.hidden_from_dim": 0, "train.standardize": False,
-              "train.min_epochs": 0, "train.monitor": "accuracy", "train.select": ""}
+              "train.min_epochs": 0, "train.monitor": "accuracy", "train.select": "",
+              "model.head": "mlp"}
   values = {name: field(ok, name, None) for name in required}
   for name, default in defaults.items():
     values[name] = field(ok, name, default)
@@ -314,7 +315,8 @@ def records(frame: pd.DataFrame, dataset: str | None = None) -> list[tables.RunR
                    if not v.isna().any()} or None,
         control=tables.control_kind({"model": {
             "fusion": fusion, "hidden_from": get("model.hidden_from"),
-            "hidden_from_dim": get("model.hidden_from_dim")}}),
+            "hidden_from_dim": get("model.hidden_from_dim"), "head": get("model.head")},
+            "train": {"select": get("train.select")}}),
         degenerate=(int(rows["degenerate"].fillna(0).sum()) if "degenerate" in rows else 0),
         learner=labels.learner_label({
             "train": {k: get(f"train.{k}") for k in ("standardize", "min_epochs", "monitor",

@@ -151,10 +151,15 @@ class Table:
 
 
 def control_kind(config: Mapping) -> str:
-  """``"mask"``, ``"random_text"``, ``"capacity"`` or ``""`` for a run's ``config.json``."""
+  """``"mask"``, ``"random_text"``, ``"capacity"``, ``"logistic"`` (the logistic head),
+  ``"tuned"`` (features with ``train.select``) or ``""`` for a run's ``config.json``."""
   model = config.get("model", {})
+  if model.get("head", "mlp") == LOGISTIC:
+    return LOGISTIC
   if representation.is_control(model.get("fusion", "")):
     return model["fusion"]
+  if model.get("fusion", "") == "features" and (config.get("train", {}) or {}).get("select"):
+    return TUNED
   if model.get("hidden_from", "") or int(model.get("hidden_from_dim", 0) or 0) > 0:
     return CAPACITY
   return ""
@@ -208,8 +213,16 @@ def build_table(records: Iterable[RunRecord], *,
   grouped, block_seen, rows_seen = _group(records, block_of, row_of, set(columns))
 
   def ordered(seen, order):
+    """``seen`` in ``order`` first (a row with a learner suffix, "Features [standardized]",
+    right after its plain row), then the others as they appeared."""
     order = list(order or [])
-    return [x for x in order if x in seen] + [x for x in seen if x not in order]
+
+    def key(x):
+      base = x.split(" [")[0]
+      if base in order:
+        return (order.index(base), x != base, seen.index(x))
+      return (len(order), False, seen.index(x))
+    return sorted(seen, key=key)
 
   blocks = tuple((b, tuple(ordered(rows_seen[b], row_order)))
                  for b in ordered(block_seen, block_order))
@@ -347,11 +360,17 @@ def lexicon_table(records: Iterable[RunRecord], *,
 
 CAPACITY = "capacity"   # the control kind of capacity-matched features (model.hidden_from)
 CAPACITY_ROW, FEATURES_ROW = "Matched capacity", "Features"
+LOGISTIC, TUNED = "logistic", "tuned"   # baselines: the logistic head; features, train.select
+LOGISTIC_ROW, TUNED_ROW = labels.LOGISTIC_LABEL, "Features, tuned"
+BASELINE_ROWS = (FEATURES_ROW, TUNED_ROW, LOGISTIC_ROW, CAPACITY_ROW)   # rows without language
 
 
 def _control_fusion(r: RunRecord) -> representation.Fusion | None:
-  """The registered control fusion of a control run (None: not one, or capacity matching)."""
-  return representation.FUSIONS.get(r.fusion) if r.control and r.control != CAPACITY else None
+  """The registered control fusion of a control run (None: not one, capacity matching or a
+  baseline head)."""
+  if not r.control or r.control in (CAPACITY, LOGISTIC, TUNED):
+    return None
+  return representation.FUSIONS.get(r.fusion)
 
 
 def _per_backbone_control(r: RunRecord) -> bool:
@@ -376,18 +395,25 @@ def controls_table(records: Iterable[RunRecord], *, modality: str = "multimodal"
     modality: the modality whose runs are compared.
     lexicon: lexicon of the LaScA row.
     backbones: short names of the fused backbones (blocks), e.g. ``("MiniLM-L6",)``; None: every
-      backbone with a random-text or capacity-matched control.
+      backbone with a random-text or capacity-matched control (with only shared controls, the
+      mask or the baselines without language: every fused backbone with ``lexicon``).
     title: caption.
   """
   records = [r for r in records if r.modality == modality]
   if backbones is None:
     backbones = sorted({labels.backbone_label(r.backbone) for r in records
                         if _per_backbone_control(r)}, key=labels.backbone_rank)
+    if not backbones and any(r.control for r in records):   # only shared controls: every
+      backbones = sorted({labels.backbone_label(r.backbone) for r in records   # fused backbone
+                          if not r.control and representation.row(r.fusion) == "fused" and
+                          r.lexicon == lexicon}, key=labels.backbone_rank)
   backbones = list(backbones)
   features = lambda r: representation.row(r.fusion) == "features" and not r.control
 
   def block_of(r):
     short = labels.backbone_label(r.backbone)
+    if r.control in (LOGISTIC, TUNED) and representation.row(r.fusion) == "features":
+      return tuple(b + labels.FUSED_SUFFIX for b in backbones)
     if features(r) or (_control_fusion(r) is not None and not _per_backbone_control(r)):
       return tuple(b + labels.FUSED_SUFFIX for b in backbones)
     if _per_backbone_control(r) and short in backbones:
@@ -403,6 +429,8 @@ def controls_table(records: Iterable[RunRecord], *, modality: str = "multimodal"
       return FEATURES_ROW
     if r.control == CAPACITY:
       return CAPACITY_ROW
+    if r.control in (LOGISTIC, TUNED):
+      return LOGISTIC_ROW if r.control == LOGISTIC else TUNED_ROW
     spec = _control_fusion(r)
     return (spec.control_row or spec.name) if spec is not None else LASCA_ROW
 
@@ -412,7 +440,7 @@ def controls_table(records: Iterable[RunRecord], *, modality: str = "multimodal"
       title=title or "LaScA (F) against controls: salience mask, random text, matched capacity.",
       block_header=labels.MODALITY_NAMES.get(modality, modality), row_header="Representation",
       block_order=[b + labels.FUSED_SUFFIX for b in backbones],
-      row_order=[LASCA_ROW, *control_rows, CAPACITY_ROW, FEATURES_ROW],
+      row_order=[LASCA_ROW, *control_rows, CAPACITY_ROW, TUNED_ROW, LOGISTIC_ROW, FEATURES_ROW],
       **kwargs)
 
 

@@ -85,6 +85,11 @@ class TrainSettings:
   # trains beside the folds in the same call and each fold keeps the point with the best
   # validation accuracy (never test). () trains the settings above only.
   select: tuple = ()
+  # config.model.head: "mlp" (the paper's) or "logistic": logistic regression on the same pair
+  # differences (a linear baseline), fitted to convergence by L-BFGS with sklearn's
+  # LogisticRegression objective, C = logistic_c (config.model.logistic_c).
+  head: str = "mlp"
+  logistic_c: float = 1.0
 
   def grid(self) -> list[dict[str, Any]]:
     """Every point of :attr:`select` (the product, first values first) as a full set of the
@@ -96,8 +101,11 @@ class TrainSettings:
     return [dict(base, **dict(zip(names, values)))
             for values in itertools.product(*[v for _, v in self.select])]
 
-  def hidden_sizes(self, d: int) -> tuple[int, int]:
-    """The MLP's hidden sizes for input size ``d`` (:func:`lasca_jax.model.mlp.hidden_sizes`)."""
+  def hidden_sizes(self, d: int) -> tuple[int, ...]:
+    """The MLP's hidden sizes for input size ``d`` (:func:`lasca_jax.model.mlp.hidden_sizes`);
+    ``()`` for the logistic head (one linear layer)."""
+    if self.head == "logistic":
+      return ()
     return mlp.hidden_sizes(d, self.max_hidden, self.hidden_dim)
 
   def num_params(self, d: int) -> int:
@@ -314,11 +322,77 @@ def unscale_first_layer(params, scale):
   return {**params, first: layer}
 
 
+LOGISTIC_MAX_ITER = 1000     # L-BFGS iterations at most (convex: it stops at the optimum)
+LOGISTIC_TOL = 1e-7          # ... once the objective's gradient norm falls below this
+
+
+def make_logistic_train(settings: TrainSettings, d: int):
+  """``train(key, z, pairs, fold) -> TrainOutput`` of the logistic head: scikit-learn's
+  ``LogisticRegression(C=settings.logistic_c)`` objective (L2 on the weights, not the intercept)
+  on the fold's training pairs, divided by ``C * n`` (the same minimiser), fitted from zeros by
+  full-batch L-BFGS until the gradient norm is below :data:`LOGISTIC_TOL`. ``best_epoch`` and
+  ``epochs_run`` hold the iterations; the curves hold the final loss and validation accuracy at
+  index 0. The key is unused (the optimum is unique)."""
+  model = PreferenceMLP(())
+
+  def accuracy(params, z, pairs, idx, mask):
+    x, y = pair_inputs(z, pairs, idx)
+    pred = (model.apply({"params": params}, x) > 0).astype(jnp.float32)
+    return jnp.sum(jnp.where(mask, pred == y, False)) / jnp.maximum(jnp.sum(mask), 1)
+
+  def train(key, z, pairs: PairData, fold: FoldData, active=True, hyper=None) -> TrainOutput:
+    del key, hyper
+    n_max = fold.train_idx.shape[0]
+    mask = jnp.arange(n_max) < fold.train_count
+    x, y = pair_inputs(z, pairs, fold.train_idx)
+    n = jnp.maximum(jnp.sum(mask), 1).astype(z.dtype)
+
+    def objective(params):
+      bce = optax.sigmoid_binary_cross_entropy(model.apply({"params": params}, x), y)
+      w = params["SklearnDense_0"]["kernel"]
+      return (jnp.sum(jnp.where(mask, bce, 0.0)) / n +
+              0.5 * jnp.sum(w * w) / (settings.logistic_c * n))
+
+    params = {"SklearnDense_0": {"kernel": jnp.zeros((d, 1), z.dtype),
+                                 "bias": jnp.zeros((1,), z.dtype)}}
+    opt = optax.lbfgs()
+    value_and_grad = optax.value_and_grad_from_state(objective)
+
+    def body(carry):
+      params, state, i, _ = carry
+      value, grad = value_and_grad(params, state=state)
+      updates, state = opt.update(grad, state, params, value=value, grad=grad,
+                                  value_fn=objective)
+      return (optax.apply_updates(params, updates), state, i + 1,
+              optax.tree_utils.tree_norm(grad))
+
+    def keep_going(carry):
+      _, _, i, grad_norm = carry
+      return jnp.asarray(active) & (i < LOGISTIC_MAX_ITER) & (grad_norm >= LOGISTIC_TOL)
+
+    params, _, iterations, _ = jax.lax.while_loop(
+        keep_going, body, (params, opt.init(params), jnp.array(0), jnp.array(jnp.inf, z.dtype)))
+    x_test, _ = pair_inputs(z, pairs, fold.test_idx)
+    prob = jnp.where(fold.test_mask, jax.nn.sigmoid(model.apply({"params": params}, x_test)),
+                     0.0)
+    val = accuracy(params, z, pairs, fold.val_idx, fold.val_mask)
+    curve = jnp.full((settings.max_epochs,), jnp.nan)
+    return TrainOutput(
+        params=params, test_accuracy=accuracy(params, z, pairs, fold.test_idx, fold.test_mask),
+        test_prob=prob, val_accuracy=val, best_epoch=iterations, epochs_run=iterations,
+        train_loss=curve.at[0].set(objective(params)), val_curve=curve.at[0].set(val))
+
+  return train
+
+
 def make_train(settings: TrainSettings, d: int):
-  """Returns the pure ``train(key, z, pairs, fold) -> TrainOutput`` for input size ``d``.
+  """Returns the pure ``train(key, z, pairs, fold) -> TrainOutput`` for input size ``d``
+  (:func:`make_logistic_train` for ``head="logistic"``).
 
   ``z`` is ``float32 [W, d]``: one fold's window representations; pairs index into it.
   """
+  if settings.head == "logistic":
+    return make_logistic_train(settings, d)
   model, tx, step = make_learner(settings, d)
   bs = settings.batch_size
 
@@ -658,4 +732,6 @@ FIELDS = (
     ("train.monitor", checks.one_of(("accuracy", "loss"))),
     ("train.select", (_select_ok, "'' or <setting>=<v1>,<v2>;... of " + ", ".join(SELECTABLE))),
 )
-MODEL_FIELDS = (("model.max_hidden", (_two_sizes, "two integers >= 1")),)
+MODEL_FIELDS = (("model.max_hidden", (_two_sizes, "two integers >= 1")),
+                ("model.head", checks.one_of(("mlp", "logistic"))),
+                ("model.logistic_c", checks.number_in(0, math.inf, lo_open=True)))

@@ -40,6 +40,9 @@ def backbone_rank(backbone_or_label: str) -> int:
   return len(order)
 
 
+LOGISTIC_LABEL = "Logistic regression"   # model.head="logistic" on the features
+
+
 def fused_label(backbone: str) -> str:
   """``"MPNet(F)"``: the backbone fused with the features."""
   return backbone_label(backbone) + FUSED_SUFFIX
@@ -60,6 +63,8 @@ def model_label(config: Any) -> str:
               os.path.basename(str(get_field(config, "model.baseline_dir", "")).rstrip("/")))
   label = fusion.label.format(backbone=backbone_label(get_field(config, "text.backbone", "")),
                               baseline=baseline)
+  if get_field(config, "model.head", "mlp") == "logistic":
+    return LOGISTIC_LABEL if fusion.name == "features" else f"Logistic({label})"
   return label + _capacity_suffix(config)
 
 

@@ -36,7 +36,8 @@ def train_settings(config) -> train.TrainSettings:
       fast_compile=bool(t.get("fast_compile", False)),
       standardize=bool(t.get("standardize", False)), min_epochs=int(t.get("min_epochs", 0)),
       monitor=str(t.get("monitor", "accuracy")),
-      select=train.parse_select(t.get("select", "")))
+      select=train.parse_select(t.get("select", "")),
+      head=str(m.get("head", "mlp")), logistic_c=float(m.get("logistic_c", 1.0)))
 
 
 def layout(config) -> placement.Layout:

@@ -80,11 +80,14 @@ def _model_variants(sweep, modality: str, base_lexicon: str = "llm") -> Iterator
 
 
 CAPACITY = "capacity"   # features zero-padded to the fused model's size (model.hidden_from)
+LOGISTIC = "logistic"   # logistic regression on the features' pair differences (model.head)
+TUNED = "tuned"         # the features with train.select = sweep.tune_select
 
 
 def controls() -> tuple[str, ...]:
-  """``sweep.controls`` choices: the registered control fusions and capacity matching."""
-  return representation.controls() + (CAPACITY,)
+  """``sweep.controls`` choices: the registered control fusions, capacity matching and the two
+  baselines without language (logistic regression, tuned features)."""
+  return representation.controls() + (CAPACITY, LOGISTIC, TUNED)
 
 
 def _control_variants(sweep) -> Iterator[dict]:
@@ -98,6 +101,10 @@ def _control_variants(sweep) -> Iterator[dict]:
   for fusion in fusions:
     if not fusion.uses_backbone:
       yield {"model.fusion": fusion.name}
+  if LOGISTIC in chosen:
+    yield {"model.fusion": "features", "model.head": "logistic"}
+  if TUNED in chosen:
+    yield {"model.fusion": "features", "train.select": str(sweep.get("tune_select", ""))}
   for backbone in sweep.backbones:
     for fusion in fusions:
       if fusion.uses_backbone:
@@ -129,6 +136,8 @@ def expand(config: ml_collections.ConfigDict) -> list[tuple[str, ml_collections.
               run.name = f"{config.name}/{modality}/{window:g}s/{margin:g}/{target}/{label}"
             tag = (f"{label}_{run.text.lexicon}" if representation.get(run.model.fusion).encoded
                    else label)
+            learner = labels.learner_label(run)
+            tag += f"_{learner}" if learner else ""   # a tuned run beside the plain one
             runs.append((os.path.join(modality, f"w{window:g}s_m{margin:g}", target,
                                       files_lib.safe_name(tag)), run))
   names = [r for r, _ in runs]

@@ -69,6 +69,9 @@ def _model_problems(config) -> list[str]:
     value = get_field(config, field)
     if not ok(value):
       out.append(problem(field, value, valid))
+  if get_field(config, "model.head", "mlp") == "logistic" and get_field(config, "train.select", ""):
+    out.append(problem("train.select", get_field(config, "train.select"),
+                       "'' with model.head='logistic' (its fit has no settings to select)"))
   fusion = representation.FUSIONS.get(get_field(config, "model.fusion"))
   if fusion is not None and fusion.needs_baseline:
     directory = get_field(config, "model.baseline_dir", "")
@@ -87,6 +90,11 @@ def _protocol_problems(config) -> list[str]:
   return []
 
 
+def sweep_lib_controls() -> tuple[str, ...]:
+  """``sweep.controls`` choices (:func:`lasca_jax.run.sweep.controls`, without importing it)."""
+  return representation.controls() + ("capacity", "logistic", "tuned")
+
+
 def _sweep_problems(config) -> list[str]:
   out = []
   lists = (("sweep.modalities", MODALITIES), ("sweep.targets", TARGETS),
@@ -94,7 +102,7 @@ def _sweep_problems(config) -> list[str]:
            ("sweep.ablation_modalities", MODALITIES),
            ("sweep.ablation_lexicons", ("llm", "feature_name", "shuffled", "dataset")),
            ("sweep.ablation_saliences", SALIENCES),
-           ("sweep.controls", representation.controls() + ("capacity",)))
+           ("sweep.controls", sweep_lib_controls()))
   for field, choices in lists:
     values = get_field(config, field, ())
     bad = [v for v in values if v not in choices]
@@ -105,6 +113,10 @@ def _sweep_problems(config) -> list[str]:
     values = get_field(config, field, ())
     if not values or not all(ok(v) for v in values):
       out.append(problem(field, tuple(values), f"a non-empty list, each {valid}"))
+  tune = get_field(config, "sweep.tune_select", "")
+  if "tuned" in get_field(config, "sweep.controls", ()) and not (tune and train._select_ok(tune)):
+    out.append(problem("sweep.tune_select", tune, "a train.select grid for the 'tuned' control, "
+                       "e.g. 'alpha=1,0.1,0.01;standardize=false,true'"))
   size = get_field(config, "sweep.group_size", 0)
   if not (_is_int(size) and size >= 0):
     out.append(problem("sweep.group_size", size, "an integer >= 0 (0 = automatic)"))
