@@ -29,6 +29,16 @@ def _run_script(script, *args, env=None, timeout=300):
      "flag --max_pairs=-5: -5 is not a non-negative integer"),
     ("predict.py", ["--run=x", "--input=y", "--output=z", "--top_cues=-2"],
      "flag --top_cues=-2: -2 is not a non-negative integer"),
+    ("extract.py", ["--config=configs/sewa.py", "--num_shards=0"],
+     "flag --num_shards=0: 0 is not a positive integer"),
+    ("extract.py", ["--config=configs/sewa.py", "--num_workers=-1"],
+     "flag --num_workers=-1: -1 is not a non-negative integer"),
+    ("encode.py", ["--config=configs/synthetic.py", "--shard_index=-1"],
+     "flag --shard_index=-1: -1 is not a non-negative integer"),
+    ("report.py", ["--sweep_dir=x", "--output_dir=y", "--cue_pairs=-1"],
+     "flag --cue_pairs=-1: -1 is not a non-negative integer"),
+    ("report.py", ["--sweep_dir=x", "--output_dir=y", "--lexicon_modality=video"],
+     "flag --lexicon_modality=video: value should be one of <visual|audio|multimodal>"),
 ])
 def test_script_flags_out_of_range_are_one_line_errors(script, args, message):
   done = _run_script(script, *args)

@@ -266,3 +266,23 @@ def test_degenerate_folds_and_their_warning():
       "paper, docs/method.md)")
   assert "few pairs (pairs.margin=1)" in degenerate.warning(flags, {}, True, 1.0)
   assert degenerate.warning(np.zeros(3, bool), {}, True, 1.0) == ""
+
+
+# ----------------------------------------------------------------------------- 12: report.py
+
+
+def test_report_cli_nocues_and_a_bad_folder(tmp_path):
+  from conftest import make_tiny_config
+  from lasca_jax.run import pipeline
+  pipeline.run(make_tiny_config(tmp_path / "cache"), str(tmp_path / "runs" / "one"))
+  done = _run_script("report.py", f"--sweep_dir={tmp_path / 'runs'}",
+                     f"--output_dir={tmp_path / 'report'}", "--nocues", "--nofigures")
+  assert done.returncode == 0, done.stderr[-2000:]
+  md = (tmp_path / "report" / "report.md").read_text()
+  assert "## Cue attributions" not in md and "cues of" not in done.stderr
+  assert "Learner settings of the 1 runs: " in md
+  done = _run_script("report.py", f"--sweep_dir={tmp_path / 'absent'}",
+                     f"--output_dir={tmp_path / 'report2'}")
+  assert done.returncode == 1 and done.stderr.strip() == (
+      f"error: {tmp_path / 'absent'}: not a directory (expected a run directory or a sweep of "
+      "them)")
