@@ -26,15 +26,21 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Sweep directory (default runs/<
 _REPORT = flags.DEFINE_bool("report", True, "Write tables and figures after training.")
 _RETRY_FAILED = flags.DEFINE_bool("retry_failed", False, "Run again the configurations an "
                                   "earlier call recorded as failed (failed.json).")
+_CUES = flags.DEFINE_bool("cues", True, "The report explains one LaScA run per target (minutes: "
+                          "one encoded prompt per salient cue and window).")
+_CUE_PAIRS = flags.DEFINE_integer("cue_pairs", 200, "Test decisions the report explains per "
+                                  "target (0 = all).", lower_bound=0)
 MAX_EXIT_STATUS = 100  # Exit statuses above it would read as signals; the report has the count.
 
 
-def run(config, workdir: str, make_report: bool = True, retry_failed: bool = False) -> dict:
+def run(config, workdir: str, make_report: bool = True, retry_failed: bool = False,
+        cues: bool = True, cue_pairs: int = 200) -> dict:
   """The sweep (:func:`lasca_jax.run.sweep.run`), then its report
   (:func:`lasca_jax.analysis.report.sweep_report`)."""
   summary = sweep.run(config, workdir, retry_failed)
   if make_report:
-    summary["report"] = report.sweep_report(summary["config"], workdir)
+    summary["report"] = report.sweep_report(summary["config"], workdir, cues=cues,
+                                            cue_pairs=cue_pairs)
   return summary
 
 
@@ -45,7 +51,7 @@ def main(argv):
   try:
     placement.use_host_devices(int(config.train.get("host_devices", 0)))   # before JAX starts
     summary = run(config, _WORKDIR.value or os.path.join("runs", config.name.replace("/", "_")),
-                  _REPORT.value, _RETRY_FAILED.value)
+                  _REPORT.value, _RETRY_FAILED.value, _CUES.value, _CUE_PAIRS.value)
   except (ValueError, FileNotFoundError, RuntimeError) as e:
     sys.exit(f"error: {e}")
   sys.exit(min(summary["failed"], MAX_EXIT_STATUS))

@@ -488,10 +488,12 @@ def test_main_names_a_failed_extraction_and_its_reason(tmp_path):
   runner.write_report(str(tmp_path / "aw2" / "lasca_features" / "extract_report.json"), [
       runner.JobResult("v1", "skipped"),
       runner.JobResult("v2", "failed", "ValueError: v2.mp4: cannot decode video (moov atom "
-                       "not found)")])
+                       "not found)"),
+      runner.JobResult("v9", "failed", "ValueError: v9.mp4: cannot decode audio")])
   with pytest.raises(FileNotFoundError, match=r"v2: extraction failed for it \(ValueError: "
                                               r"v2.mp4: cannot decode video \(moov atom not "
-                                              r"found\); see .*extract_report.json\)"):
+                                              r"found\); see .*extract_report.json; 1 more "
+                                              r"failed too: v9\)"):
     affwild2.load_recordings(config.data)
   os.remove(tmp_path / "aw2" / "lasca_features" / "v1.npz")   # not failed: never extracted
   os.remove(tmp_path / "aw2" / "lasca_features" / "extract_report.json")

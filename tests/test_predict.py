@@ -243,3 +243,34 @@ def test_two_writers_of_one_output_folder_are_refused(run, tmp_path):
   held.close()
   apply.run_predict(run_dir, str(path), str(tmp_path / "out"), explain=False)
   assert (tmp_path / "out" / "predictions.csv").exists()
+
+
+def test_table_cells_that_are_not_numbers_or_empty_columns_are_named(run, tmp_path):
+  run_dir, config, results = run
+  _, cols = _subject_table(config, results)
+  frame = pd.DataFrame(cols)
+  text = frame.astype(object)
+  text.loc[4, "browDownRight"] = "n/a"
+  text.to_csv(tmp_path / "text_cell.csv", index=False)
+  with pytest.raises(ValueError, match=r"text_cell.csv: column 'browDownRight' holds 'n/a' in "
+                     r"data row 5, not a number"):
+    apply.run_predict(run_dir, str(tmp_path / "text_cell.csv"), str(tmp_path / "o1"))
+  empty = frame.copy()
+  empty["jawOpen"] = np.nan
+  empty.to_csv(tmp_path / "nan_col.csv", index=False)
+  with pytest.raises(ValueError, match=r"nan_col.csv: the model's column\(s\) jawOpen have no "
+                     r"value in any row"):
+    apply.run_predict(run_dir, str(tmp_path / "nan_col.csv"), str(tmp_path / "o2"))
+  inf = frame.copy()
+  inf.loc[7, "mfcc_0"] = np.inf
+  inf.to_csv(tmp_path / "inf.csv", index=False)
+  with pytest.raises(ValueError, match=r"inf.csv: infinite value in column 'mfcc_0', data row 8"):
+    apply.run_predict(run_dir, str(tmp_path / "inf.csv"), str(tmp_path / "o3"))
+
+
+def test_a_low_frame_rate_clip_keeps_its_last_full_window(run, tmp_path):
+  """6.0 s at 5 fps: the last frame is at 5.8 s but the stream covers 3-6 s whole."""
+  features = {"frame_times": np.arange(30) / 5.0, "audio_times": np.arange(0, 600) / 100.0}
+  assert apply._stream_end(features["frame_times"]) == pytest.approx(6.0)
+  assert apply._stream_end(features["audio_times"]) == pytest.approx(6.0)
+  assert apply._stream_end(np.zeros(0)) == 0.0

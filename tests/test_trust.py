@@ -286,3 +286,50 @@ def test_report_cli_nocues_and_a_bad_folder(tmp_path):
   assert done.returncode == 1 and done.stderr.strip() == (
       f"error: {tmp_path / 'absent'}: not a directory (expected a run directory or a sweep of "
       "them)")
+
+
+# ----------------------------------------------------------------------------- new cases
+
+
+def test_negative_times_are_refused_in_training_and_in_predict_tables():
+  from lasca_jax.data import types
+  from lasca_jax.inference import apply
+  from lasca_jax.method import windows
+  t = np.arange(-3.0, 6.0, 0.1)
+  rec = types.Recording("r", "s", t, np.zeros((t.size, 1), np.float32), ["a"], ("face",),
+                        np.zeros(t.size, np.float32), np.zeros(t.size, np.float32))
+  with pytest.raises(ValueError, match=r"^tab.csv: times start at -3 s; times are seconds from "
+                     r"the start of the recording: shift them so the first is 0 or later$"):
+    rec.validate("tab.csv")
+  with pytest.raises(ValueError, match=r"starts at -3 s; times are seconds from the start"):
+    apply.check_table_times("x.csv", t, "time", 3.0)
+  with pytest.raises(ValueError, match=r"rows of 'time' are 100 s apart, not shorter than the "
+                     r"model's 3 s window; is it in milliseconds\? It must be seconds"):
+    apply.check_table_times("x.csv", np.arange(0.0, 10000.0, 100.0), "time", 3.0)
+  # The windowing itself never lets a negative time index another recording's windows.
+  frames = windows.Frames(t, np.zeros((t.size, 1), np.float32), np.zeros(t.size, np.float32),
+                          np.zeros(t.size, np.float32), np.zeros(t.size, np.int32),
+                          np.array(["r"]), np.array(["s"]), np.array(["a"]), np.array(["face"]))
+  with pytest.raises(ValueError, match="negative frame time -3 s"):
+    windows.make_windows(frames, 3.0)
+
+
+def test_milliseconds_in_training_are_named_as_such():
+  from lasca_jax.method import coverage
+  with pytest.raises(ValueError, match=r"the frames are 100 s apart, longer than "
+                     r"features.window_seconds=3: is the time column in milliseconds"):
+    coverage.check_window_length(np.arange(0.0, 1000.0, 100.0), np.zeros(10, int), 3.0)
+
+
+@pytest.mark.parametrize("code,fix", [(17, "a file is there where a folder is needed")])
+def test_an_existing_file_as_workdir_is_named(code, fix):
+  from lasca_jax.run import cli
+  assert fix in cli.os_error_line(OSError(code, os.strerror(code), "/tmp/afile"))
+
+
+def test_a_margin_of_zero_does_not_advise_lowering_it():
+  from lasca_jax.method import coverage
+  from lasca_jax.model import degenerate
+  few = coverage.pair_warnings(0.0, "arousal", np.array([3, 4]), np.array([30, 40]), 50)
+  assert few and "lower pairs.margin" not in few[0] and "give more or longer recordings" in few[0]
+  assert "too few or too short recordings" in degenerate.warning(np.array([True]), {}, True, 0.0)

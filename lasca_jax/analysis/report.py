@@ -513,7 +513,8 @@ def _notes(built: dict, records, failures, sweep_dir) -> list[str]:
   return md
 
 
-def sweep_report(config, workdir: str) -> dict[str, list[str]]:
+def sweep_report(config, workdir: str, cues: bool = True,
+                 cue_pairs: int = 200) -> dict[str, list[str]]:
   """The report of a sweep run by :func:`lasca_jax.run.sweep.run` (its ``summary["config"]``)
   under ``<workdir>/report``: :func:`make_report` with the grid's LaScA row, lexicon and
   backbones, figures and learning curves."""
@@ -523,6 +524,6 @@ def sweep_report(config, workdir: str) -> dict[str, list[str]]:
       dataset=config.data.name, lasca_label=config.sweep.lasca_label or fused[0],
       lexicon=config.text.lexicon, lexicon_backbones=fused,
       lexicon_modality=(config.sweep.ablation_modalities or ("multimodal",))[0],
-      figures=True, curves=True)
+      figures=True, curves=True, cues=cues, cue_pairs=cue_pairs, progress=True)
   print(f"report: {os.path.join(workdir, 'report', 'report.md')}")
   return written

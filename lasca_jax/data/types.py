@@ -90,6 +90,9 @@ class Recording:
                          f"expected ({n},)")
     if n > 1 and not np.all(np.diff(t) > 0):
       raise ValueError(f"{where}: times are not strictly increasing")
+    if n and t[0] < 0:
+      raise ValueError(f"{where}: times start at {t[0]:g} s; times are seconds from the start "
+                       "of the recording: shift them so the first is 0 or later")
     if np.isinf(self.features).any():
       rows, cols = np.nonzero(np.isinf(self.features))
       raise ValueError(f"{where}: infinite feature value at time step {rows[0]} "

@@ -87,6 +87,14 @@ def _columns(path: str, predictor, names: list[str], values: np.ndarray) -> np.n
   return values[:, [index[n] for n in predictor.feature_names]].astype(np.float32)
 
 
+def _stream_end(times) -> float:
+  """The end of a stream of frames at ``times``: the last one plus one frame period."""
+  t = np.asarray(times, np.float64)
+  if t.size == 0:
+    return 0.0
+  return float(t[-1]) + (float(np.median(np.diff(t))) if t.size > 1 else 0.0)
+
+
 def _from_feature_file(path: str, predictor, features: dict, kind: str, frames: int,
                        warnings: list) -> FrameInput:
   meta = features["meta"]
@@ -94,9 +102,10 @@ def _from_feature_file(path: str, predictor, features: dict, kind: str, frames: 
   has_audio = bool(meta.get("has_audio", features["mfcc"].shape[0] > 0))
   _require_streams(path, predictor, has_face, has_audio)
   hz = float(predictor.meta["time_base_hz"])
-  ends = [np.max(features["frame_times"], initial=0.0), np.max(features["audio_times"],
-                                                              initial=0.0)]
-  times = np.arange(int(np.floor(max(ends) * hz)) + 1) / hz
+  # A stream covers its last frame's period too: a 6.0 s clip at 5 fps (last frame at 5.8 s)
+  # holds the whole 3-6 s window.
+  end = max(_stream_end(features["frame_times"]), _stream_end(features["audio_times"]))
+  times = np.arange(max(int(np.ceil(end * hz - 1e-6)), 1)) / hz
   values = load_lib.on_time_base(features, times, frame_clock="pts")        # [T, 73]
   return FrameInput(times, _columns(path, predictor, list(load_lib.FEATURE_NAMES), values), kind,
                     frames, warnings)
@@ -137,16 +146,54 @@ def read_input(path: str, predictor, face_model: str = "", time_column: str = "t
     raise ValueError(f"{path}: no time column {time_column!r} (seconds); add one or pass "
                      "--time_column")
   times = np.asarray(columns[time_column], np.float64)
-  if times.size < 2 or not np.all(np.diff(times) > 0):
-    raise ValueError(f"{path}: the time column {time_column!r} must be strictly increasing")
+  check_table_times(path, times, time_column, float(predictor.meta["window_seconds"]))
+  for name in predictor.feature_names:   # a model column that is there but not numbers
+    if name in columns and columns[name].dtype.kind not in "fiub":
+      row = next(i for i, v in enumerate(columns[name]) if not _is_number(v))
+      raise ValueError(f"{path}: column {name!r} holds {str(columns[name][row])!r} in data row "
+                       f"{row + 1}, not a number; write numbers (empty or nan for a missing "
+                       "value)")
   names = [k for k, v in columns.items() if k != time_column and v.dtype.kind == "f"]
   values = np.stack([columns[k] for k in names], axis=1) if names else np.zeros((times.size, 0))
   feats = _columns(path, predictor, names, values)
+  bad = ~np.isfinite(feats) & ~np.isnan(feats)
+  if bad.any():
+    row, col = (int(a[0]) for a in np.nonzero(bad))
+    raise ValueError(f"{path}: infinite value in column {predictor.feature_names[col]!r}, data "
+                     f"row {row + 1}; use a finite value, or empty / nan for a missing one")
+  empty = [n for n, ok in zip(predictor.feature_names, np.isfinite(feats).any(0)) if not ok]
+  if empty:
+    raise ValueError(f"{path}: the model's column(s) {', '.join(empty[:5])} have no value in any "
+                     "row; fill them (the model needs every column it was trained on)")
   mods = np.asarray(predictor.modalities)
   _require_streams(path, predictor,
                    bool(np.isfinite(feats[:, mods == "face"]).all(1).any()),
                    bool(np.isfinite(feats[:, mods == "audio"]).all(1).any()))
   return FrameInput(times, feats, "table")
+
+
+def _is_number(value) -> bool:
+  try:
+    float(value)
+    return True
+  except (TypeError, ValueError):
+    return False
+
+
+def check_table_times(path: str, times: np.ndarray, column: str, window_seconds: float) -> None:
+  """One-line errors for a table's time column: not increasing, negative (windows count from 0),
+  or rows at least a window apart (milliseconds given as seconds)."""
+  if times.size < 2 or not np.all(np.diff(times) > 0):
+    raise ValueError(f"{path}: the time column {column!r} must be strictly increasing")
+  if times[0] < 0:
+    raise ValueError(f"{path}: the time column {column!r} starts at {times[0]:g} s; times are "
+                     "seconds from the start of the recording: shift them so the first is 0 or "
+                     "later")
+  step = float(np.median(np.diff(times)))
+  if step >= window_seconds:
+    raise ValueError(f"{path}: rows of {column!r} are {step:g} s apart, not shorter than the "
+                     f"model's {window_seconds:g} s window; is it in milliseconds? It must be "
+                     "seconds")
 
 
 def window_input(frames: FrameInput, predictor) -> windows_lib.Windows:

@@ -131,6 +131,10 @@ def check_window_length(times: np.ndarray, recording: np.ndarray, window_seconds
   period (it would hold at most one frame, and every later error would blame something else)."""
   period = frame_period(times, recording)
   if period and window_seconds < period:
+    if period >= 1.0:   # seconds apart: far more likely a time column in milliseconds
+      raise ValueError(
+          f"the frames are {period:g} s apart, longer than features.window_seconds="
+          f"{window_seconds:g}: is the time column in milliseconds? It must be seconds")
     raise ValueError(
         f"features.window_seconds={window_seconds:g} is shorter than the frames' period "
         f"({period:g} s, {1.0 / period:g} Hz): a window holds at most one frame; use a window "
@@ -150,5 +154,6 @@ def pair_warnings(margin: float, target: str, val_counts: np.ndarray, test_count
       out.append(
           f"{few.size} of {len(counts)} folds have fewer than {MIN_PAIRS_PER_FOLD} {what} pairs "
           f"(fewest {int(np.min(counts))}; {total} pairs in all at pairs.margin={margin:g} on "
-          f"{target}): {effect}; lower pairs.margin or give more recordings")
+          f"{target}): {effect}; " + ("lower pairs.margin or give more recordings" if margin > 0
+                                      else "give more or longer recordings"))
   return out

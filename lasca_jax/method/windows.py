@@ -103,6 +103,9 @@ def make_windows(frames: Frames, window_seconds: float) -> Windows:
     raise ValueError(f"window_seconds must be positive, got {window_seconds}")
   times, rec = frames.times, frames.recording
   num_rec = len(frames.recording_ids)
+  if times.size and times.min() < 0:   # it would index another recording's windows
+    raise ValueError(f"negative frame time {times.min():g} s: times count from each "
+                     "recording's start (0)")
   position = np.floor(times / window_seconds + 1e-9).astype(np.int64)
   counts = np.bincount(rec, minlength=num_rec)
   if (counts == 0).any():

@@ -70,7 +70,8 @@ def warning(flags: np.ndarray, changes: Mapping[str, np.ndarray], few_pairs: boo
     return ""
   shown = ", ".join(map(str, folds[:10])) + (" ..." if len(folds) > 10 else "")
   if few_pairs:
-    cause = f"its folds have few pairs (pairs.margin={margin:g}), the likely cause"
+    cause = (f"its folds have few pairs (pairs.margin={margin:g}), the likely cause" if margin > 0
+             else "its folds have few pairs (too few or too short recordings), the likely cause")
   else:
     sizes = ", ".join(f"{name} {float(np.mean(v)):.3g}" for name, v in changes.items())
     cause = (f"the likely cause is small window-to-window changes of the input (median per "

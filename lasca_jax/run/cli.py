@@ -32,6 +32,8 @@ _FIXES = {
                  "--config.cache_dir (or $LASCA_JAX_CACHE) at a writable folder",
     errno.ENOTDIR: "a part of the path is a file, not a folder: choose another --workdir / "
                    "--config.cache_dir",
+    errno.EEXIST: "a file is there where a folder is needed: choose another --workdir / "
+                  "--output / --config.cache_dir, or move the file",
 }
 
 

@@ -54,8 +54,11 @@ def read_features(path: str, recording_id: str, dataset: str, root: str,
     failure = extraction_failure(os.path.dirname(path), recording_id)
     if failure:
       reason, report = failure
-      message = (f"{recording_id}: extraction failed for it ({reason}; see {report}): fix or "
-                 f"replace its media and run `{extract_command(dataset, root)}` again")
+      others = [r for r in failed_recordings(report) if r != recording_id]
+      also = (f"; {len(others)} more failed too: {', '.join(others[:8])}"
+              f"{' ...' if len(others) > 8 else ''}" if others else "")
+      message = (f"{recording_id}: extraction failed for it ({reason}; see {report}{also}): fix "
+                 f"or replace their media and run `{extract_command(dataset, root)}` again")
     else:
       message = (f"{recording_id}: feature file {path} is missing; run "
                  f"`{extract_command(dataset, root)}` first")
@@ -88,6 +91,17 @@ def read_subject_map(path: str) -> dict[str, str]:
                        f"{r[1].strip()})")
     out[key] = r[1].strip()
   return out
+
+
+def failed_recordings(report: str) -> list[str]:
+  """The recordings an extraction report lists as failed, in its order."""
+  try:
+    with open(report) as f:
+      results = json.load(f).get("results", [])
+  except (OSError, ValueError, AttributeError):
+    return []
+  return [str(r.get("recording_id")) for r in results
+          if isinstance(r, dict) and r.get("status") == "failed"]
 
 
 def extraction_failure(folder: str, recording_id: str) -> Optional[tuple[str, str]]:

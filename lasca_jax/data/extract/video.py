@@ -71,7 +71,8 @@ def resolve_model_path(path: str = "") -> str:
     raise FileNotFoundError(
         f"MediaPipe face landmarker model not found at {path}. Download it from MediaPipe's "
         f"model page ({MODEL_URL}) and pass its path with --config.data.face_model=PATH "
-        f"(or set ${MODEL_ENV}, or save it as {DEFAULT_MODEL}).")
+        f"(predict.py: --face_model=PATH), or set ${MODEL_ENV}, or save it as "
+        f"{DEFAULT_MODEL}.")
   return path
 
 
