@@ -274,3 +274,33 @@ def test_a_low_frame_rate_clip_keeps_its_last_full_window(run, tmp_path):
   assert apply._stream_end(features["frame_times"]) == pytest.approx(6.0)
   assert apply._stream_end(features["audio_times"]) == pytest.approx(6.0)
   assert apply._stream_end(np.zeros(0)) == 0.0
+
+
+def test_an_audio_model_reads_sound_files_and_videos_without_a_face_model(tmp_path, tiny_backbone):
+  import soundfile
+  from lasca_jax.data.extract import audio
+  clip = str(media_fixtures.shared_file("media/retalking_1.mp4"))
+  config = make_tiny_config(tmp_path / "cache", **{"features.modality": "audio"})
+  pipeline.run(config, str(tmp_path / "aud"))
+  wave = audio.decode_audio(clip, 16000)
+  soundfile.write(tmp_path / "clip.wav", wave.samples, wave.sample_rate)
+  for source in (clip, str(tmp_path / "clip.wav")):   # no face model anywhere
+    pred = apply.run_predict(str(tmp_path / "aud"), source, str(tmp_path / "out"),
+                             face_model=str(tmp_path / "absent.task"), explain=False)
+    assert pred.summary["decided"] > 0
+  # A model with facial features: a sound file is refused at once, naming the face.
+  pipeline.run(make_tiny_config(tmp_path / "cache", **{"features.modality": "visual"}),
+               str(tmp_path / "vis"))
+  with pytest.raises(bundle.BundleError, match=r"clip.wav: no face found in any frame, but the "
+                     r"model .* uses facial features"):
+    apply.run_predict(str(tmp_path / "vis"), str(tmp_path / "clip.wav"), str(tmp_path / "o2"),
+                      face_model=str(tmp_path / "absent.task"))
+
+
+def test_a_silent_video_is_refused_before_the_face_pass(run, tmp_path):
+  run_dir, _, _ = run
+  silent = media_fixtures.write_video(str(tmp_path / "silent.mp4"), 30, fps=25,
+                                      audio_seconds=None)
+  # The face model does not exist: had the face pass run first, that would be the error.
+  with pytest.raises(bundle.BundleError, match=r"silent.mp4: no audio track, but the model"):
+    apply.run_predict(run_dir, silent, str(tmp_path / "o"), face_model=str(tmp_path / "x.task"))

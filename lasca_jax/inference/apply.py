@@ -121,14 +121,23 @@ def read_input(path: str, predictor, face_model: str = "", time_column: str = "t
   if not os.path.isfile(path):
     raise FileNotFoundError(f"input {path} does not exist")
   ext = os.path.splitext(path)[1].lower()
-  if ext in load_lib.VIDEO_EXTENSIONS:
+  if ext in load_lib.VIDEO_EXTENSIONS + load_lib.AUDIO_EXTENSIONS:
+    uses_face, uses_audio = ("face" in set(predictor.modalities),
+                             "audio" in set(predictor.modalities))
+    if ext in load_lib.AUDIO_EXTENSIONS and uses_face:
+      _require_streams(path, predictor, False, True)    # an audio file has no face
+    if uses_audio and not has_audio_stream(path):       # before minutes of face extraction
+      _require_streams(path, predictor, True, False)
     data_config = predictor.meta["config"].get("data", {})
     settings = runner.settings_from_config(data_config)
     settings = dataclasses.replace(settings, face_model=face_model)
-    job = runner.MediaJob(os.path.splitext(os.path.basename(path))[0], path, None, output="")
+    # A model without facial features reads only the sound: no face model, no face pass.
+    job = runner.MediaJob(os.path.splitext(os.path.basename(path))[0],
+                          path if uses_face else None, None if uses_face else path, output="")
     arrays, meta = runner.extract(job, settings)
-    return _from_feature_file(path, predictor, {**arrays, "meta": meta}, "video",
-                              int(meta["num_frames"]), list(meta["warnings"]))
+    warnings = [w for w in meta["warnings"] if uses_audio or "no audio track" not in w]
+    return _from_feature_file(path, predictor, {**arrays, "meta": meta},
+                              "video" if uses_face else "audio", int(meta["num_frames"]), warnings)
   if ext == ".npz":
     with np.load(path, allow_pickle=False) as z:
       is_store = {"frame_index", "face", "mfcc", "meta"} <= set(z.files)
@@ -139,8 +148,9 @@ def read_input(path: str, predictor, face_model: str = "", time_column: str = "t
                                 list(features["meta"].get("warnings", [])))
   if ext not in (".csv", ".npz"):
     raise ValueError(f"{path}: unknown input type {ext!r}; give a video "
-                     f"({', '.join(load_lib.VIDEO_EXTENSIONS)}), an extracted feature .npz, or a "
-                     "per-frame .csv/.npz table")
+                     f"({', '.join(load_lib.VIDEO_EXTENSIONS)}), a sound file for a model without "
+                     f"facial features ({', '.join(load_lib.AUDIO_EXTENSIONS)}), an extracted "
+                     "feature .npz, or a per-frame .csv/.npz table")
   columns = custom.read_table(path)
   if time_column not in columns:
     raise ValueError(f"{path}: no time column {time_column!r} (seconds); add one or pass "
@@ -170,6 +180,17 @@ def read_input(path: str, predictor, face_model: str = "", time_column: str = "t
                    bool(np.isfinite(feats[:, mods == "face"]).all(1).any()),
                    bool(np.isfinite(feats[:, mods == "audio"]).all(1).any()))
   return FrameInput(times, feats, "table")
+
+
+def has_audio_stream(path: str) -> bool:
+  """Whether the container at ``path`` holds an audio stream (True when it cannot be opened:
+  the extraction then reports the decoding problem)."""
+  import av  # pylint: disable=import-outside-toplevel
+  try:
+    with av.open(path) as container:
+      return any(s.type == "audio" for s in container.streams)
+  except Exception:  # pylint: disable=broad-except
+    return True
 
 
 def _is_number(value) -> bool:
