@@ -333,3 +333,18 @@ def test_a_margin_of_zero_does_not_advise_lowering_it():
   few = coverage.pair_warnings(0.0, "arousal", np.array([3, 4]), np.array([30, 40]), 50)
   assert few and "lower pairs.margin" not in few[0] and "give more or longer recordings" in few[0]
   assert "too few or too short recordings" in degenerate.warning(np.array([True]), {}, True, 0.0)
+
+
+def test_feature_files_extracted_with_other_settings_are_named(caplog):
+  import logging
+  import ml_collections
+  from lasca_jax.data.extract import load
+  config = ml_collections.ConfigDict({"frame_stride": 3, "sample_rate": 16000})
+  with caplog.at_level(logging.WARNING):
+    assert load.warn_settings_differ({"frame_stride": 1, "sample_rate": 16000}, config,
+                                     "p01") == ["frame_stride"]
+    assert load.warn_settings_differ({"frame_stride": 1}, config, "p02") == ["frame_stride"]
+  assert caplog.text.count("extracted with frame_stride=1 but config.data.frame_stride=3 "
+                           "(first: p01)") == 1
+  assert "--config.data.frame_stride=1" in caplog.text
+  assert load.warn_settings_differ({"frame_stride": 3}, config, "p03") == []

@@ -296,7 +296,37 @@ def read_streams(data_config, recording_id: str, dataset: str) -> Optional[Strea
                         data_config.root, data_config.skip_missing)
     if npz is None:
       return None
+    warn_settings_differ(npz.get("meta", {}).get("settings", {}), data_config, recording_id)
   return Streams(npz, csvs)
+
+
+# Extraction settings a feature file records that the config also names.
+EXTRACTION_FIELDS = ("frame_stride", "num_faces", "sample_rate", "mfcc_hop_seconds",
+                     "mfcc_window_seconds")
+_WARNED: set = set()
+
+
+def warn_settings_differ(saved: dict, data_config, recording_id: str) -> list[str]:
+  """Warns (once per field and values in a process) when a feature file was extracted with
+  other settings than the config names: training reads the file as it is, but ``predict.py``
+  extracts a new video with the config's (the bundle's) settings, so the two would differ.
+  Returns the fields that differ."""
+  differ = []
+  for field in EXTRACTION_FIELDS:
+    if field not in saved or field not in data_config:
+      continue
+    mine, theirs = data_config[field], saved[field]
+    if float(mine) != float(theirs):
+      differ.append(field)
+      key = (field, theirs, mine)
+      if key not in _WARNED:
+        _WARNED.add(key)
+        logging.warning(
+            "feature files were extracted with %s=%s but config.data.%s=%s (first: %s): "
+            "training reads them as extracted, while predict.py extracts a new video with %s; "
+            "extract again with the config's value, or set --config.data.%s=%s",
+            field, theirs, field, mine, recording_id, mine, field, theirs)
+  return differ
 
 
 def _median_step(times: np.ndarray) -> float:
