@@ -348,3 +348,26 @@ def test_feature_files_extracted_with_other_settings_are_named(caplog):
                            "(first: p01)") == 1
   assert "--config.data.frame_stride=1" in caplog.text
   assert load.warn_settings_differ({"frame_stride": 3}, config, "p03") == []
+
+
+def test_corrupt_audio_packets_lose_their_stretch_not_the_recording(tmp_path):
+  """100 KB of garbage in the middle of a real clip: the audio decodes around it, the lost
+  stretch has NaN MFCCs on the right clock, and the rest equals the intact clip's."""
+  import media_fixtures
+  from lasca_jax.data.extract import audio
+  clip = media_fixtures.shared_file("media/retalking_1.mp4")
+  data = bytearray(clip.read_bytes())
+  middle = len(data) // 2
+  data[middle:middle + 100_000] = np.random.default_rng(0).integers(0, 256, 100_000,
+                                                                    dtype=np.uint8).tobytes()
+  broken = tmp_path / "corrupt_mid.mp4"
+  broken.write_bytes(bytes(data))
+  times, coeffs, has_audio = audio.mfcc_track(str(broken))
+  ref_times, ref, _ = audio.mfcc_track(str(clip))
+  assert has_audio
+  lost = np.isnan(coeffs).all(1)
+  assert 0 < lost.sum() < 0.5 * lost.size
+  n = min(len(times), len(ref_times))
+  np.testing.assert_allclose(times[:n], ref_times[:n], atol=1e-6)
+  first = int(np.argmax(lost))
+  np.testing.assert_allclose(coeffs[:first - 3], ref[:first - 3], atol=1e-3)

@@ -301,7 +301,8 @@ def choice_lines(records, lasca_label: str, lexicon: str, chosen: dict[str, bool
   how = {True: "chosen from the runs", False: "as asked"}
   md = [f"LaScA row: **{lasca_label}** ({how[chosen['lasca_label']]}); lexicon of the backbone "
         f"and comparison tables: **{lexicon_label(lexicon)}** ({how[chosen['lexicon']]}).", ""]
-  if records and lasca_label not in labels_here:
+  any_fused = any(representation.row(r.fusion) == "fused" and not r.control for r in records)
+  if any_fused and lasca_label not in labels_here:
     others = ", ".join(sorted(labels_here)) or "none"
     md += [f"**Warning:** no fused run is labelled {lasca_label} with the {lexicon_label(lexicon)}"
            f" lexicon (fused rows with it: {others}), so the tables have no LaScA row; pass "
@@ -317,7 +318,8 @@ def _described(shown: pd.DataFrame, settings) -> str:
     counts = collections.Counter(str(v) if str(v) != "" else "none" for v in values)
     text = ", ".join(f"{v} ({n} runs)" if len(counts) > 1 else f"{v}"
                      for v, n in sorted(counts.items()))
-    marks = "" if set(counts) == {str(paper) or "none"} else f" (the paper: {paper or 'none'})"
+    paper_text = str(paper) if str(paper) != "" else "none"
+    marks = "" if set(counts) == {paper_text} else f" (the paper: {paper_text})"
     parts.append(f"{words}: {text}{marks}")
   return "; ".join(parts)
 

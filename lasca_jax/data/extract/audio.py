@@ -23,6 +23,7 @@ class Waveform:
   samples: np.ndarray
   sample_rate: int
   start_time: float
+  gaps: tuple = ()      # ((start, end) seconds, ...) of undecodable packets, filled with zeros
 
 
 def decode_audio(path: str, sample_rate: Optional[int] = 16000) -> Optional[Waveform]:
@@ -43,16 +44,32 @@ def decode_audio(path: str, sample_rate: Optional[int] = 16000) -> Optional[Wave
     if sample_rate is None:
       sample_rate = int(stream.codec_context.sample_rate or stream.rate)
     resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
-    chunks, start = [], None
-    for frame in container.decode(stream):
-      if start is None and frame.time is not None:
-        start = float(frame.time)
-      for out in resampler.resample(frame):
-        chunks.append(out.to_ndarray().reshape(-1))
+    chunks, start, total, gaps, broken = [], None, 0, [], False
+    for packet in container.demux(stream):
+      try:
+        frames = packet.decode()
+      except av.error.FFmpegError:   # a corrupt packet: skipped, its time kept (below)
+        broken = True
+        continue
+      for frame in frames:
+        if start is None and frame.time is not None:
+          start = float(frame.time)
+        if broken and frame.time is not None:   # after a skipped packet: keep the clock
+          expected = start + total / sample_rate
+          if float(frame.time) - expected > 1.0 / sample_rate:
+            n = int(round((float(frame.time) - expected) * sample_rate))
+            chunks.append(np.zeros(n, np.float32))
+            gaps.append((expected, float(frame.time)))
+            total += n
+          broken = False
+        for out in resampler.resample(frame):
+          chunks.append(out.to_ndarray().reshape(-1))
+          total += chunks[-1].size
     for out in resampler.resample(None):
       chunks.append(out.to_ndarray().reshape(-1))
   samples = np.concatenate(chunks).astype(np.float32) if chunks else np.zeros(0, np.float32)
-  return Waveform(samples=samples, sample_rate=sample_rate, start_time=start or 0.0)
+  return Waveform(samples=samples, sample_rate=sample_rate, start_time=start or 0.0,
+                  gaps=tuple(gaps))
 
 
 def mfcc(samples: np.ndarray, sample_rate: int, hop_seconds: float = 0.01,
@@ -100,6 +117,9 @@ def mfcc_track(path: str, sample_rate: int = 16000, hop_seconds: float = 0.01,
   if wave is None:
     return np.zeros(0), np.zeros((0, data.NUM_MFCC), np.float32), False
   coeffs = mfcc(wave.samples, sample_rate, hop_seconds, window_seconds)
-  times = wave.start_time - origin + np.arange(coeffs.shape[0]) * (
-      max(1, int(round(hop_seconds * sample_rate))) / sample_rate)
+  step = max(1, int(round(hop_seconds * sample_rate))) / sample_rate
+  times = wave.start_time - origin + np.arange(coeffs.shape[0]) * step
+  for lo, hi in wave.gaps:   # frames touching an undecodable stretch carry no value
+    clock = times + origin   # the container's clock
+    coeffs[(clock + window_seconds > lo) & (clock < hi)] = np.nan
   return times, coeffs, True

@@ -150,6 +150,10 @@ def extract(job: MediaJob, settings: Settings) -> tuple[dict, dict]:
     raise ValueError(f"{job.audio}: no audio stream")
   if not has_audio:
     meta["warnings"].append(f"{os.path.basename(source)} has no audio track: MFCCs are NaN")
+  elif np.isnan(coeffs).all(1).any():
+    lost = float(np.isnan(coeffs).all(1).sum() * settings.mfcc_hop_seconds)
+    meta["warnings"].append(f"{os.path.basename(source)}: {lost:.2f} s of audio could not be "
+                            "decoded (corrupt packets): MFCCs are NaN there")
   arrays.update(audio_times=times, mfcc=coeffs)
   meta["has_audio"] = has_audio
   return arrays, meta
