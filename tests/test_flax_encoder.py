@@ -4,7 +4,8 @@ On the offline all-MiniLM-L6-v2 folder: token ids identical to the sentence tran
 tokenizer, embeddings within 1e-5 (max abs, float32) for short prompts and for prompts over the
 window (truncated), the store's token counts identical; a non-BERT folder fails naming the
 folder and its model_type; the module never imports torch; ``text.engine="jax"`` through the
-store (its own key, torch's key unchanged) and the pipeline (the same fold accuracies as torch).
+store (its own key, torch's key unchanged), the pipeline (the same fold accuracies as torch) and
+the bundle (the engine recorded; older bundles read as torch).
 """
 
 import json
@@ -18,7 +19,8 @@ import pytest
 
 from lasca_jax.encoders import embedder as embedder_lib, encoding, flax_encoder, \
     text as text_lib
-from lasca_jax.run import cache as cache_lib, pipeline, settings as settings_lib
+from lasca_jax.inference import ensemble
+from lasca_jax.run import cache as cache_lib, pipeline, settings as settings_lib, validate
 from conftest import ROOT, make_tiny_config
 
 FOLDER = text_lib._packaged_minilm_l6()   # pylint: disable=protected-access
@@ -103,8 +105,9 @@ def test_long_prompts_are_truncated_as_sentence_transformers_does(prompts, torch
 
 
 def test_length_buckets():
-  assert flax_encoder.length_buckets(256) == (16, 32, 64, 128, 256)
-  assert flax_encoder.length_buckets(384) == (16, 32, 64, 128, 256, 384)
+  assert flax_encoder.length_buckets(256) == (16, 32, 64, 96, 128, 160, 192, 224, 256)
+  assert flax_encoder.length_buckets(100) == (16, 32, 64, 96, 100)
+  assert flax_encoder.length_buckets(16) == (16,)
 
 
 def _copy_with(tmp_path, **config_fields):
@@ -126,6 +129,9 @@ def test_a_folder_of_another_family_is_a_clear_error(tmp_path):
     text_lib.load_model(folder, engine="jax")
   with pytest.raises(ValueError, match="unknown config.text.engine 'tf'"):
     text_lib.load_model(folder, engine="tf")
+  config = make_tiny_config(tmp_path / "cache", **{"text.engine": "tf"})
+  assert [p for p in validate.problems(config) if p.startswith("text.engine=")]
+  assert not validate.problems(make_tiny_config(tmp_path / "cache", **{"text.engine": "jax"}))
   with pytest.raises(ValueError, match="float32 only"):
     encoding.EmbeddingStore(str(tmp_path), "all-MiniLM-L6-v2", precision="bfloat16",
                             engine="jax")
@@ -173,3 +179,12 @@ def test_pipeline_with_the_jax_engine_gives_torch_accuracies(tmp_path):
     assert emb and emb[0]["newly_encoded"] > 0 and emb[0]["engine"] == engine
   np.testing.assert_array_equal(results["jax"]["test_accuracy"],
                                 results["torch"]["test_accuracy"])
+  # The bundle records the engine; a bundle of an earlier release (no engine) reads as torch.
+  for engine in ("torch", "jax"):
+    predictor = ensemble.load_bundle(str(tmp_path / f"run_{engine}"))
+    assert predictor.meta["engine"] == predictor.encoder_settings.engine == engine
+  path = tmp_path / "run_jax" / "bundle" / "bundle.json"
+  meta = json.loads(path.read_text())
+  del meta["engine"], meta["config"]["text"]["engine"]
+  path.write_text(json.dumps(meta))
+  assert ensemble.load_bundle(str(tmp_path / "run_jax")).encoder_settings.engine == "torch"
