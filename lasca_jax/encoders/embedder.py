@@ -1,7 +1,7 @@
 """Prompts to embeddings the way a run's training got them: the one embedder every path uses.
 
 :class:`EncoderSettings` is the typed form of the encoder fields of ``config.text`` (backbone,
-folder, device, batch size, token budget, precision, long prompts; built by
+folder, device, batch size, token budget, precision, long prompts, engine; built by
 ``lasca_jax.run.settings.encoder``); it builds the run's :class:`lasca_jax.encoders.encoding.EmbeddingStore`. :class:`Embedder`
 answers ``prompts -> embeddings`` for training, a bundle's batch path, the one-window streaming
 predictor (warm: the store's table in memory; cold: the encoder run on the prompt, with the same
@@ -30,6 +30,7 @@ class EncoderSettings:
   token_budget: int = 0
   precision: str = "auto"
   long_prompts: str = "truncate"
+  engine: str = "torch"
 
   def geometry(self) -> tuple[int, bool]:
     """``(dimension, unit_norm)`` of this backbone's embeddings, without loading its weights."""
@@ -40,11 +41,12 @@ class EncoderSettings:
 
   def store(self, cache_dir: str, store_path: str = "", wal: bool = True
             ) -> encoding.EmbeddingStore:
-    """The shared prompt store of this backbone and precision under ``cache_dir`` (or the file
-    ``store_path``: an encoding shard's own store)."""
+    """The shared prompt store of this backbone, precision and engine under ``cache_dir`` (or
+    the file ``store_path``: an encoding shard's own store)."""
     return encoding.EmbeddingStore(cache_dir, self.backbone, self.model_path, self.device,
                                    self.batch_size, self.token_budget, self.precision,
-                                   self.long_prompts, store_path=store_path, wal=wal)
+                                   self.long_prompts, store_path=store_path, wal=wal,
+                                   engine=self.engine)
 
 
 def random_norm(norm: float, encoder: EncoderSettings) -> float:
@@ -208,4 +210,5 @@ FIELDS = (
                       ("auto", "cpu", "cuda", "mps")), "auto, cpu, cuda or cuda:N")),
     ("text.precision", checks.one_of(text_lib.PRECISIONS)),
     ("text.long_prompts", checks.one_of(text_lib.LONG_PROMPTS)),
+    ("text.engine", checks.one_of(text_lib.ENGINES)),
 )

@@ -127,11 +127,13 @@ class EncodeStats:
 
 
 class EmbeddingStore:
-  """Prompt -> embedding table of one backbone (and precision), in the SQLite prompt store.
+  """Prompt -> embedding table of one backbone (and precision and engine), in the SQLite prompt
+  store.
 
   Attributes:
     path: the SQLite file (``<cache_dir>/embeddings/store.sqlite`` unless ``store_path``).
-    key: the backbone key of this encoder's rows (:func:`lasca_jax.encoders.text.variant_key`).
+    key: the backbone key of this encoder's rows (:func:`lasca_jax.encoders.text.variant_key`:
+      backbone, precision and, when not ``"torch"``, the engine).
     encoded_count: prompts encoded (not found in the store) by this object.
     truncated_count: of those, encoder inputs longer than the encoder's window (cut).
     stats: :class:`EncodeStats` of everything this object encoded.
@@ -139,16 +141,17 @@ class EmbeddingStore:
 
   def __init__(self, cache_dir: str, backbone: str, model_path: str = "", device: str = "auto",
                batch_size: int = 64, token_budget: int = 0, precision: str = "auto",
-               long_prompts: str = "truncate", store_path: str = "", wal: bool = True):
+               long_prompts: str = "truncate", store_path: str = "", wal: bool = True,
+               engine: str = "torch"):
     if long_prompts not in text_lib.LONG_PROMPTS:
       raise ValueError(f"unknown config.text.long_prompts {long_prompts!r}: use one of "
                        f"{text_lib.LONG_PROMPTS}")
-    self.backbone, self.model_path = backbone, model_path
-    self.device = text_lib.resolve_device(device)
-    self.precision = text_lib.resolve_precision(precision, self.device)
+    self.backbone, self.model_path, self.engine = backbone, model_path, str(engine)
+    self.device = text_lib.resolve_engine_device(self.engine, device)
+    self.precision = text_lib.resolve_engine_precision(self.engine, precision, self.device)
     self.batch_size, self.token_budget = int(batch_size), int(token_budget)
     self.long_prompts = long_prompts
-    self.key = text_lib.variant_key(backbone, model_path, self.precision)
+    self.key = text_lib.variant_key(backbone, model_path, self.precision, self.engine)
     self.path = store_path or os.path.join(cache_dir, "embeddings", store_lib.FILE_NAME)
     self.store = store_lib.PromptStore(self.path, wal=wal)
     self._model = None
@@ -156,7 +159,7 @@ class EmbeddingStore:
     self.last_tokens = np.zeros(0, np.int64)  # token counts of the last embed's distinct prompts
     self._legacy = os.path.join(cache_dir, "embeddings",
                                 f"{text_lib.store_key(backbone, model_path)}.npz")
-    if self.precision == "float32" and os.path.exists(self._legacy):
+    if self.precision == "float32" and self.engine == "torch" and os.path.exists(self._legacy):
       self.store.import_npz(self._legacy, self.key, self._register_and_count)
 
   @property
@@ -170,7 +173,8 @@ class EmbeddingStore:
   @property
   def model(self):
     if self._model is None:
-      self._model = text_lib.load_model(self.backbone, self.model_path, self.device, self.precision)
+      self._model = text_lib.load_model(self.backbone, self.model_path, self.device, self.precision,
+                                        self.engine)
     return self._model
 
   def as_dict(self) -> dict[str, np.ndarray]:
@@ -282,8 +286,8 @@ class EmbeddingStore:
       pieces = [t for t in wanted if t not in have]
       self.stats.pieces += len(pieces)
       whole += pieces
-    logging.info("encoding %d new texts with %s on %s (%s)%s", len(whole), self.backbone,
-                 self.device, self.precision,
+    logging.info("encoding %d new texts with %s on %s (%s, %s)%s", len(whole), self.backbone,
+                 self.device, self.precision, self.engine,
                  f", {len(pieces_of)} long prompts in pieces" if pieces_of else "")
     bar = tqdm(total=len(whole), desc=f"encode {self.backbone}", unit="prompt",
                disable=not progress)
@@ -325,7 +329,7 @@ class EmbeddingStore:
     out = {"encode_seconds": round(s.seconds, 3), "texts_per_s": round(s.texts / s.seconds, 2),
            "tokens_per_s": round(s.tokens / s.seconds, 1), "tokens": s.tokens,
            "padding_fraction": round(1 - s.tokens / max(s.padded_tokens, 1), 4),
-           "device": self.device, "precision": self.precision}
+           "device": self.device, "precision": self.precision, "engine": self.engine}
     if s.flops:
       out["gflops"] = round(s.flops / s.seconds / 1e9, 2)
       if peak_gflops:

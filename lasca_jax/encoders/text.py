@@ -142,6 +142,7 @@ def store_key(backbone: str, model_path: str = "") -> str:
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("auto", "float32", "float16", "bfloat16")
 LONG_PROMPTS = ("truncate", "chunk")
+ENGINES = ("torch", "jax")   # what runs the encoder: sentence-transformers, or flax_encoder
 
 
 # Signs of a GPU driver torch's CUDA backend could use: NVIDIA's device files, its loaded kernel
@@ -195,11 +196,49 @@ def resolve_precision(precision: str, device: str) -> str:
   return precision
 
 
-def variant_key(backbone: str, model_path: str = "", precision: str = "float32") -> str:
+def variant_key(backbone: str, model_path: str = "", precision: str = "float32",
+                engine: str = "torch") -> str:
   """The store's backbone key: :func:`store_key`, plus the precision when it is not float32
-  (half-precision embeddings differ slightly, so they are kept apart)."""
+  (half-precision embeddings differ slightly, so they are kept apart), plus the engine when it
+  is not torch (the JAX encoder agrees with torch to about 1e-6, not bit for bit, so a stored
+  embedding never depends on which engine wrote it first; torch's keys are those of earlier
+  releases, so their stores stay valid)."""
   key = store_key(backbone, model_path)
-  return key if precision == "float32" else f"{key}-{precision}"
+  key = key if precision == "float32" else f"{key}-{precision}"
+  return key if engine == "torch" else f"{key}-{engine}"
+
+
+def resolve_engine_device(engine: str, device: str) -> str:
+  """The device a store records: torch's (:func:`resolve_device`) for the torch engine; for the
+  JAX engine, JAX's default backend (``"cpu"``, ``"gpu"``, ``"tpu"``), which runs it whatever
+  ``config.text.device`` says (torch is not imported).
+
+  Raises:
+    ValueError: an unknown engine, naming ``config.text.engine``.
+  """
+  if engine not in ENGINES:
+    raise ValueError(f"unknown config.text.engine {engine!r}: use one of {ENGINES}")
+  if engine == "torch":
+    return resolve_device(device)
+  import jax  # pylint: disable=import-outside-toplevel
+  return jax.default_backend()
+
+
+def resolve_engine_precision(engine: str, precision: str, device: str) -> str:
+  """:func:`resolve_precision`, except that the JAX engine's ``"auto"`` is float32 (the only
+  precision it implements so far).
+
+  Raises:
+    ValueError: a half precision asked of the JAX engine, naming both fields.
+  """
+  if engine == "jax":
+    precision = str(precision or "auto")
+    if precision not in ("auto", "float32"):
+      raise ValueError(f"config.text.precision={precision!r} with config.text.engine='jax': the "
+                       "JAX encoder runs float32 only so far; use --config.text.precision=float32 "
+                       "(or auto), or --config.text.engine=torch")
+    return "float32"
+  return resolve_precision(precision, device)
 
 
 PROXY_VARIABLES = ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")
@@ -253,11 +292,24 @@ def hub_access(backbone: str, hub_id: str) -> bool:
 
 
 def load_model(backbone: str, model_path: str = "", device: str = "auto",
-               precision: str = "float32"):
+               precision: str = "float32", engine: str = "torch"):
   """Loads the frozen sentence-transformer, with a clear error when weights are unavailable
-  (at once when a hub model is neither cached nor reachable: :func:`hub_access`)."""
+  (at once when a hub model is neither cached nor reachable: :func:`hub_access`).
+
+  ``engine="jax"`` returns a :class:`lasca_jax.encoders.flax_encoder.JaxSentenceEncoder` (BERT
+  backbones only; a hub model is read from the Hugging Face cache or downloaded there).
+
+  Raises:
+    ValueError: an unknown engine, or ``engine="jax"`` with a backbone it does not implement
+      (naming ``config.text.engine``).
+  """
+  if engine not in ENGINES:
+    raise ValueError(f"unknown config.text.engine {engine!r}: use one of {ENGINES}")
   source = resolve(backbone, model_path)
   local_only = False if os.path.isdir(source) else hub_access(backbone, source)
+  if engine == "jax":
+    return _load_jax(backbone, source, local_only, resolve_engine_precision(engine, precision,
+                                                                            "cpu"))
   device = resolve_device(device)
   precision = resolve_precision(precision, device)
   from sentence_transformers import SentenceTransformer  # pylint: disable=import-outside-toplevel
@@ -277,6 +329,20 @@ def load_model(backbone: str, model_path: str = "", device: str = "auto",
     import torch  # pylint: disable=import-outside-toplevel
     model.to(getattr(torch, precision))
   return model
+
+
+def _load_jax(backbone: str, source: str, local_only: bool, precision: str):
+  """The JAX encoder of a local folder or a hub id (its files fetched into the hub cache)."""
+  from lasca_jax.encoders import flax_encoder  # pylint: disable=import-outside-toplevel
+  folder = source
+  if not os.path.isdir(source):
+    from huggingface_hub import snapshot_download  # pylint: disable=import-outside-toplevel
+    folder = snapshot_download(source, local_files_only=local_only)
+  try:
+    return flax_encoder.JaxSentenceEncoder(folder, precision)
+  except ValueError as e:
+    raise ValueError(f"config.text.engine='jax' cannot run text backbone {backbone!r}: {e}. "
+                     "Set --config.text.engine=torch for it") from e
 
 
 def token_counts(model, texts: Sequence[str]) -> np.ndarray:
@@ -314,7 +380,11 @@ class TransformerShape(NamedTuple):
 
 
 def transformer_shape(model) -> TransformerShape | None:
-  """Layers, hidden and feed-forward sizes from the backbone's own Hugging Face config."""
+  """Layers, hidden and feed-forward sizes from the backbone's own Hugging Face config (or the
+  JAX encoder's ``transformer_shape``)."""
+  own = getattr(model, "transformer_shape", None)
+  if own is not None:
+    return TransformerShape(*(int(v) for v in own))
   try:
     cfg = model[0].auto_model.config
   except Exception:  # pylint: disable=broad-except

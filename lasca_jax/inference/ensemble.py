@@ -54,6 +54,7 @@ class BundlePredictor:
     text = dict(meta["config"].get("text", {}), backbone=meta["backbone"])
     if meta.get("precision"):
       text["precision"] = meta["precision"]      # as the run resolved it (float16 on a GPU)
+    text["engine"] = meta.get("engine") or text.get("engine", "torch")   # older bundles: torch
     self.encoder_settings = settings_lib.encoder(text).with_model_path(self.model_path)
     self._embedder = None
     model = mlp.PreferenceMLP(tuple(meta["hidden"]))

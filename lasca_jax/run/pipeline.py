@@ -212,8 +212,10 @@ def make_recipe(config, features: np.ndarray, usable: np.ndarray, mods: list[str
 def _check_fusion(config, prompt_sink) -> None:
   if representation.get(config.model.fusion).encoded and prompt_sink is None:
     tcfg = config.text
-    text_lib.resolve_precision(tcfg.get("precision", "auto"),   # bad device/precision: fail first
-                               text_lib.resolve_device(tcfg.get("device", "auto")))
+    engine = tcfg.get("engine", "torch")   # bad engine/device/precision: fail first
+    text_lib.resolve_engine_precision(
+        engine, tcfg.get("precision", "auto"),
+        text_lib.resolve_engine_device(engine, tcfg.get("device", "auto")))
 
 
 def load_frames(config, cache: cache_lib.StageCache, log: RunLog) -> stages.Keyed:

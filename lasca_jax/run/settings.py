@@ -64,17 +64,20 @@ def time_base_hz(config) -> float:
 def bundle_fields(config, inputs) -> dict:
   """The config-derived fields of a run's ``bundle.json`` (:func:`lasca_jax.model.bundle.
   write_bundle`), with the settings ``inputs`` (``pipeline.RunInputs``) carries; ``precision`` is
-  the encoder precision the run resolved (``"auto"`` is float16 on a GPU), so a bundle applied
-  elsewhere embeds its prompts as training did."""
+  the encoder precision the run resolved (``"auto"`` is float16 on a GPU) and ``engine`` the one
+  that ran it (``text.engine``), so a bundle applied elsewhere embeds its prompts as training
+  did."""
   fcfg, tcfg = config.features, config.text
   spec, enc = inputs.recipe.spec, inputs.encoder
   uses_backbone = spec.uses_backbone
   precision = ""
   if spec.encoded:
-    precision = text_lib.resolve_precision(enc.precision, text_lib.resolve_device(enc.device))
+    precision = text_lib.resolve_engine_precision(
+        enc.engine, enc.precision, text_lib.resolve_engine_device(enc.engine, enc.device))
   module = datasets.get_module(config.data.name)
   return {
       "precision": precision,
+      "engine": enc.engine if spec.encoded else "",
       "demonstration": str(getattr(module, "DEMONSTRATION", "")),
       "modality": fcfg.modality,
       "template": fcfg.modality,
