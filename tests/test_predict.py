@@ -304,3 +304,15 @@ def test_a_silent_video_is_refused_before_the_face_pass(run, tmp_path):
   # The face model does not exist: had the face pass run first, that would be the error.
   with pytest.raises(bundle.BundleError, match=r"silent.mp4: no audio track, but the model"):
     apply.run_predict(run_dir, silent, str(tmp_path / "o"), face_model=str(tmp_path / "x.task"))
+
+
+def test_a_table_starting_late_says_its_early_windows_are_empty(run, tmp_path):
+  run_dir, config, results = run
+  _, cols = _subject_table(config, results)
+  late = dict(cols, time=cols["time"] + 30.0)
+  np.savez(tmp_path / "late.npz", **late)
+  warnings = apply.run_predict(run_dir, str(tmp_path / "late.npz"), str(tmp_path / "o"),
+                               explain=False).summary["warnings"]
+  assert ("late.npz starts at 30 s: the 10 windows before it are empty and not decided (times "
+          "are seconds from the recording's start; shift them if the recording starts there)"
+          in warnings)

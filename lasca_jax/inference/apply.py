@@ -179,7 +179,12 @@ def read_input(path: str, predictor, face_model: str = "", time_column: str = "t
   _require_streams(path, predictor,
                    bool(np.isfinite(feats[:, mods == "face"]).all(1).any()),
                    bool(np.isfinite(feats[:, mods == "audio"]).all(1).any()))
-  return FrameInput(times, feats, "table")
+  window = float(predictor.meta["window_seconds"])
+  late = ([f"{os.path.basename(path)} starts at {times[0]:g} s: the {int(times[0] // window)} "
+           f"windows before it are empty and not decided (times are seconds from the "
+           "recording's start; shift them if the recording starts there)"]
+          if times[0] >= window else [])
+  return FrameInput(times, feats, "table", 0, late)
 
 
 def has_audio_stream(path: str) -> bool:

@@ -19,6 +19,7 @@ import logging
 import multiprocessing
 import os
 import signal
+import sys
 import threading
 import time
 from concurrent.futures.process import BrokenProcessPool
@@ -244,18 +245,25 @@ def _run_pool(jobs: list[MediaJob], settings: Settings, overwrite: bool, num_wor
     retry = []
     with make_pool(num_workers) as pool:
       futures = {pool.submit(run_job, j, settings, overwrite): j for j in pending}
-      for future in concurrent.futures.as_completed(futures):
-        job = futures[future]
-        try:
-          results.append(future.result())
-        except BrokenProcessPool:
-          crashes[job.recording_id] = crashes.get(job.recording_id, 0) + 1
-          if crashes[job.recording_id] >= 2:
-            results.append(JobResult(job.recording_id, "failed", "the worker process died"))
-          else:
-            retry.append(job)
-            continue
-        bar.update(1)
+      try:
+        for future in concurrent.futures.as_completed(futures):
+          job = futures[future]
+          try:
+            results.append(future.result())
+          except BrokenProcessPool:
+            crashes[job.recording_id] = crashes.get(job.recording_id, 0) + 1
+            if crashes[job.recording_id] >= 2:
+              results.append(JobResult(job.recording_id, "failed", "the worker process died"))
+            else:
+              retry.append(job)
+              continue
+          bar.update(1)
+      except KeyboardInterrupt:   # say why the stop takes a moment; queued jobs never start
+        running = sum(1 for f in futures if f.running())
+        sys.stderr.write(f"\ninterrupted: stopping {running} running extraction(s); the feature "
+                         "files already written are kept\n")
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
     pending = retry
   return results
 
