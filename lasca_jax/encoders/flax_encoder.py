@@ -35,6 +35,8 @@ import numpy as np
 import safetensors.numpy
 import tokenizers
 
+from lasca_jax.encoders import text as text_lib
+
 FAMILIES = ("bert",)            # config.json model_type values this module implements
 MIN_BUCKET = 16                 # shortest padded sequence length
 BUCKET_STEP = 32                # padded lengths above it: multiples of this, then the window
@@ -63,12 +65,7 @@ class BertConfig:
       ValueError: naming the folder and its ``model_type`` when it is not a BERT, or an
         unsupported position embedding or activation.
     """
-    path = os.path.join(folder, "config.json")
-    try:
-      with open(path) as f:
-        raw = json.load(f)
-    except (OSError, ValueError) as e:
-      raise ValueError(f"{path}: cannot read the transformer's config ({e})") from e
+    raw = text_lib.read_json(os.path.join(folder, "config.json"), "the transformer's config")
     model_type = raw.get("model_type")
     if model_type not in FAMILIES:
       raise ValueError(f"{folder}: model_type {model_type!r} is not implemented by the JAX "
@@ -210,12 +207,8 @@ def read_modules(folder: str) -> tuple[list[str], bool, int]:
     ValueError: naming the folder for a module this encoder does not implement (a ``Dense``
       projection, say) or a missing pooling module.
   """
-  path = os.path.join(folder, "modules.json")
-  try:
-    with open(path) as f:
-      modules = json.load(f)
-  except (OSError, ValueError) as e:
-    raise ValueError(f"{path}: cannot read the sentence-transformers module list ({e})") from e
+  modules = text_lib.read_json(os.path.join(folder, "modules.json"),
+                               "the sentence-transformers module list")
   modes, normalize, dim = None, False, 0
   for i, module in enumerate(modules):
     kind = str(module.get("type", "")).rsplit(".", 1)[-1]

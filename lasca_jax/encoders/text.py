@@ -86,6 +86,16 @@ def resolve(backbone: str, model_path: str = "") -> str:
                    "(or give a path to a local sentence-transformers folder)")
 
 
+def read_json(path: str, what: str, fix: str = ""):
+  """The JSON at ``path`` (a model folder's file); ``ValueError`` naming it, ``what`` it should
+  hold and ``fix`` when it cannot be read."""
+  try:
+    with open(path) as f:
+      return json.load(f)
+  except (OSError, ValueError) as e:
+    raise ValueError(f"{path}: cannot read {what} ({e})" + (f"; {fix}" if fix else "")) from e
+
+
 def embedding_geometry(backbone: str, model_path: str = "") -> tuple[int, bool]:
   """``(dimension, unit_norm)`` of a backbone's sentence embeddings, without loading its weights.
 
@@ -100,13 +110,9 @@ def embedding_geometry(backbone: str, model_path: str = "") -> tuple[int, bool]:
     b = BACKBONES[backbone]
     return b.dim, b.normalized
   source = resolve(backbone, model_path)
-  modules_path = os.path.join(source, "modules.json")
-  try:
-    with open(modules_path) as f:
-      modules = json.load(f)
-  except (OSError, ValueError) as e:
-    raise ValueError(f"{modules_path}: cannot read the sentence-transformers module list ({e}); "
-                     "give a sentence-transformers model folder") from e
+  modules = read_json(os.path.join(source, "modules.json"),
+                      "the sentence-transformers module list",
+                      "give a sentence-transformers model folder")
   dim, normalized = None, False
   for module in modules:
     kind = str(module.get("type", "")).rsplit(".", 1)[-1]
