@@ -90,19 +90,15 @@ def _protocol_problems(config) -> list[str]:
   return []
 
 
-def sweep_lib_controls() -> tuple[str, ...]:
-  """``sweep.controls`` choices (:func:`lasca_jax.run.sweep.controls`, without importing it)."""
-  return representation.controls() + ("capacity", "logistic", "tuned")
-
-
 def _sweep_problems(config) -> list[str]:
+  from lasca_jax.run import sweep as sweep_lib  # pylint: disable=import-outside-toplevel
   out = []
   lists = (("sweep.modalities", MODALITIES), ("sweep.targets", TARGETS),
            ("sweep.models", ("features", "text", "fused")),
            ("sweep.ablation_modalities", MODALITIES),
            ("sweep.ablation_lexicons", ("llm", "feature_name", "shuffled", "dataset")),
            ("sweep.ablation_saliences", SALIENCES),
-           ("sweep.controls", sweep_lib_controls()))
+           ("sweep.controls", sweep_lib.controls()))
   for field, choices in lists:
     values = get_field(config, field, ())
     bad = [v for v in values if v not in choices]
