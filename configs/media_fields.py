@@ -17,6 +17,10 @@ def add(data: ml_collections.ConfigDict) -> None:
   data.sample_rate = 16000         # Audio is decoded to mono at this rate (Hz) before MFCCs.
   data.mfcc_hop_seconds = 0.01     # MFCC frame step; frames are mean-pooled onto the labels.
   data.mfcc_window_seconds = 0.025 # MFCC analysis window.
+  data.mfcc_top_db = 80.0          # Log-mel floor this many dB below the recording's loudest
+                                   # value (librosa's default, the paper's MFCCs); 0: no such
+                                   # floor, so each frame depends on its own sound only and
+                                   # live tracking (experiments/live.py) equals offline exactly.
   # Pre-extracted per-frame features (AVEC style): one <recording>.csv per recording, a time
   # column (seconds) plus feature columns, ';' or ',' separated. A modality whose folder is set
   # comes from these files instead of extraction (no media needed); see docs/data.md.

@@ -331,11 +331,9 @@ def predict_recording(predictor, frames: FrameInput, explain: bool = True, top: 
   """Decides and explains every consecutive window pair of one recording (module docstring)."""
   t0 = time.perf_counter()
   win = window_input(frames, predictor)
-  reasons = unusable_reasons(win, predictor)
   end = float(frames.times[-1]) if frames.times.size else 0.0
   w = float(predictor.meta["window_seconds"])
-  reasons = [f"partial window (the recording ends at {end:g} s): {r}"
-             if r and start + w > end + 1e-9 else r for r, start in zip(reasons, win.start)]
+  reasons = window_reasons(win, end, predictor)
   usable = np.array([r == "" for r in reasons])
   num_w = usable.size
   pairs = np.stack([np.arange(num_w - 1), np.arange(1, num_w)], 1) if num_w > 1 else np.zeros(
@@ -387,6 +385,15 @@ def predict_recording(predictor, frames: FrameInput, explain: bool = True, top: 
   return Prediction(table, summary, win, expl, decided, prob)
 
 
+def window_reasons(win: windows_lib.Windows, end: float, predictor) -> list[str]:
+  """:func:`unusable_reasons`, a window running past ``end`` (the last time-base step) named
+  as the recording's partial last window."""
+  w = float(predictor.meta["window_seconds"])
+  return [f"partial window (the recording ends at {end:g} s): {r}"
+          if r and start + w > end + 1e-9 else r
+          for r, start in zip(unusable_reasons(win, predictor), win.start)]
+
+
 def _encoded(predictor) -> int:
   """Prompts the predictor's embedding store has encoded so far (0 without one)."""
   store = predictor.embedder.store if predictor.uses_text else None
@@ -396,33 +403,42 @@ def _encoded(predictor) -> int:
 def _prediction_table(predictor, win, rep, pairs, decided, prob, cues, reasons):
   """``predictions.csv``: one row per consecutive window pair (module docstring)."""
   import pandas as pd  # pylint: disable=import-outside-toplevel
-  w = float(predictor.meta["window_seconds"])
-  rows = []
   row_of = {int(d): i for i, d in enumerate(decided)}
-  for j, (a, b) in enumerate(pairs):
-    row = {"start_s": float(win.start[a]), "end_s": float(win.start[a]) + w,
-           "next_start_s": float(win.start[b]), "next_end_s": float(win.start[b]) + w,
-           "p_increase": np.nan, "p_increase_std": np.nan, "direction": "",
-           "prompt": "", "next_prompt": "", "prompt_fold_agreement": np.nan,
-           "top_cues": "", "status": "ok"}
-    if predictor.uses_text:
-      row["prompt"], agree_a = modal_prompt(rep, a)
-      row["next_prompt"], agree_b = modal_prompt(rep, b)
-      row["prompt_fold_agreement"] = min(agree_a, agree_b)
-    if j in row_of:
-      i = row_of[j]
-      p = prob[:, i]
-      row.update(p_increase=float(p.mean()), p_increase_std=float(p.std()),
-                 direction="increase" if p.mean() >= 0.5 else "decrease",
-                 top_cues=_fmt_cues(cues[i]))
-    else:
-      bad = [f"window {win.start[x]:g}-{win.start[x] + w:g} s: {reasons[x]}"
-             for x in (a, b) if reasons[x]]
-      row["status"] = "not decided: " + "; ".join(bad)
-    rows.append(row)
-  return pd.DataFrame(rows, columns=[
-      "start_s", "end_s", "next_start_s", "next_end_s", "p_increase", "p_increase_std",
-      "direction", "prompt", "next_prompt", "prompt_fold_agreement", "top_cues", "status"])
+  rows = [pair_row(predictor, win.start, rep, a, b, prob[:, row_of[j]] if j in row_of else None,
+                   cues[row_of[j]] if j in row_of else [], reasons)
+          for j, (a, b) in enumerate(pairs)]
+  return pd.DataFrame(rows, columns=list(TABLE_COLUMNS))
+
+
+TABLE_COLUMNS = ("start_s", "end_s", "next_start_s", "next_end_s", "p_increase", "p_increase_std",
+                 "direction", "prompt", "next_prompt", "prompt_fold_agreement", "top_cues",
+                 "status")
+
+
+def pair_row(predictor, starts, rep, a: int, b: int, prob: np.ndarray | None,
+             cues: list[tuple[str, float]], reasons: list[str]) -> dict:
+  """One row of ``predictions.csv`` (:data:`TABLE_COLUMNS`): windows ``a`` -> ``b`` (indices
+  into ``starts``, ``rep`` and ``reasons``), ``prob [K]`` each fold's P(increase) (None: not
+  decided, ``reasons`` say why)."""
+  w = float(predictor.meta["window_seconds"])
+  row = {"start_s": float(starts[a]), "end_s": float(starts[a]) + w,
+         "next_start_s": float(starts[b]), "next_end_s": float(starts[b]) + w,
+         "p_increase": np.nan, "p_increase_std": np.nan, "direction": "",
+         "prompt": "", "next_prompt": "", "prompt_fold_agreement": np.nan,
+         "top_cues": "", "status": "ok"}
+  if predictor.uses_text:
+    row["prompt"], agree_a = modal_prompt(rep, a)
+    row["next_prompt"], agree_b = modal_prompt(rep, b)
+    row["prompt_fold_agreement"] = min(agree_a, agree_b)
+  if prob is not None:
+    row.update(p_increase=float(prob.mean()), p_increase_std=float(prob.std()),
+               direction="increase" if prob.mean() >= 0.5 else "decrease",
+               top_cues=_fmt_cues(cues))
+  else:
+    bad = [f"window {starts[x]:g}-{starts[x] + w:g} s: {reasons[x]}" for x in (a, b)
+           if reasons[x]]
+    row["status"] = "not decided: " + "; ".join(bad)
+  return row
 
 
 def trajectory_figure(pred: Prediction, path: str | IO[bytes], title: str = "") -> None:

@@ -97,8 +97,13 @@ def _group_mean(values: np.ndarray, group: np.ndarray, num_groups: int) -> np.nd
     return np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
 
 
-def make_windows(frames: Frames, window_seconds: float) -> Windows:
-  """Mean-pools frames into windows of ``window_seconds`` (see :class:`Windows`)."""
+def make_windows(frames: Frames, window_seconds: float,
+                 periods: np.ndarray | None = None) -> Windows:
+  """Mean-pools frames into windows of ``window_seconds`` (see :class:`Windows`).
+
+  ``periods`` ``[R]``: each recording's frame period, when known beyond the frames given (the
+  live path pools one window of a longer recording); default the median step of its frames.
+  """
   if window_seconds <= 0:
     raise ValueError(f"window_seconds must be positive, got {window_seconds}")
   times, rec = frames.times, frames.recording
@@ -130,7 +135,9 @@ def make_windows(frames: Frames, window_seconds: float) -> Windows:
   period = np.ones(num_rec)
   for r in range(num_rec):
     t = times[rec == r]
-    if t.size > 1:
+    if periods is not None:
+      period[r] = periods[r]
+    elif t.size > 1:
       period[r] = np.median(np.diff(t))
   expected = window_seconds / period                                 # [R]
   rec_of_window = np.repeat(np.arange(num_rec), windows_per_rec)

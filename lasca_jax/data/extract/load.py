@@ -191,7 +191,7 @@ def index_files(folders: Iterable[str], extensions: Iterable[str],
 # and the extraction settings (they act through the feature files, whose stamps are in the
 # fingerprint). A dataset's fingerprint leaves them out, so changing them recomputes nothing.
 NOT_IN_FINGERPRINT = ("lexicon", "face_model", "frame_stride", "num_faces", "sample_rate",
-                      "mfcc_hop_seconds", "mfcc_window_seconds")
+                      "mfcc_hop_seconds", "mfcc_window_seconds", "mfcc_top_db")
 
 
 def config_fields(data_config) -> dict:
@@ -302,7 +302,9 @@ def read_streams(data_config, recording_id: str, dataset: str) -> Optional[Strea
 
 # Extraction settings a feature file records that the config also names.
 EXTRACTION_FIELDS = ("frame_stride", "num_faces", "sample_rate", "mfcc_hop_seconds",
-                     "mfcc_window_seconds")
+                     "mfcc_window_seconds", "mfcc_top_db")
+# Settings a feature file records only when they differ from these defaults.
+UNRECORDED_DEFAULTS = {"mfcc_top_db": 80.0}
 _WARNED: set = set()
 
 
@@ -313,9 +315,9 @@ def warn_settings_differ(saved: dict, data_config, recording_id: str) -> list[st
   Returns the fields that differ."""
   differ = []
   for field in EXTRACTION_FIELDS:
-    if field not in saved or field not in data_config:
+    if (field not in saved and field not in UNRECORDED_DEFAULTS) or field not in data_config:
       continue
-    mine, theirs = data_config[field], saved[field]
+    mine, theirs = data_config[field], saved.get(field, UNRECORDED_DEFAULTS.get(field))
     if float(mine) != float(theirs):
       differ.append(field)
       key = (field, theirs, mine)

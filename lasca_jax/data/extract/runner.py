@@ -60,6 +60,7 @@ class Settings:
   sample_rate: int = 16000
   mfcc_hop_seconds: float = 0.01
   mfcc_window_seconds: float = 0.025
+  mfcc_top_db: float = audio_lib.TOP_DB   # 0: no recording-relative log-mel floor (causal)
 
 
 @dataclasses.dataclass
@@ -85,6 +86,10 @@ def job_settings(job: MediaJob, settings: Settings) -> dict:
   model = video_lib.resolve_model_path(out.pop("face_model")) if job.video else None
   out["face_model"] = store.file_stamp(model)
   out["side"] = job.side
+  # Recorded only when changed, so that feature files written before the field existed stay
+  # current.
+  if out["mfcc_top_db"] == audio_lib.TOP_DB:
+    del out["mfcc_top_db"]
   # Rotated (phone) videos are analysed upright; recorded only when non-zero, so that the
   # feature files of other videos stay current and only rotated ones are extracted again.
   rotation = video_lib.display_rotation(job.video) if job.video else 0
@@ -144,7 +149,7 @@ def extract(job: MediaJob, settings: Settings) -> tuple[dict, dict]:
   try:
     times, coeffs, has_audio = audio_lib.mfcc_track(
         source, settings.sample_rate, settings.mfcc_hop_seconds, settings.mfcc_window_seconds,
-        origin=0.0 if job.audio else origin)
+        origin=0.0 if job.audio else origin, top_db=settings.mfcc_top_db)
   except Exception as e:  # pylint: disable=broad-except
     raise ValueError(f"{source}: cannot decode audio ({type(e).__name__}: {e})") from e
   if job.audio and not has_audio:

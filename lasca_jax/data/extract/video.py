@@ -264,6 +264,48 @@ def _check_blendshape_names(categories) -> None:
                      "lasca_jax.data.types.BLENDSHAPE_NAMES; use MediaPipe's face_landmarker.task")
 
 
+class FaceTracker:
+  """The face landmarker over a stream of frames, one row of 58 features per frame.
+
+  Offline extraction (:func:`extract_face`) and the live path
+  (:mod:`lasca_jax.inference.live`) both call it, so a frame gives the same row in both: video
+  mode with strictly increasing integer millisecond timestamps, the face kept by
+  :func:`pick_face`, NaN where no face is kept.
+  """
+
+  def __init__(self, model_path: str, side: str = "any", num_faces: int = 0,
+               upright: bool = True):
+    if side not in SIDES:
+      raise ValueError(f"unknown face side {side!r}; expected one of {SIDES}")
+    self.side, self.upright = side, upright
+    self._landmarker = create_landmarker(model_path, num_faces or (1 if side == "any" else 2))
+    self._last_ms, self._last_x, self._checked = -1, {}, False
+    self.rotation = 0    # the first non-zero display rotation met
+
+  def __call__(self, time: float, rgb: np.ndarray, rotation: int = 0) -> np.ndarray:
+    """``float64 [58]`` of an upright ``uint8 [H, W, 3]`` frame at ``time`` seconds."""
+    import mediapipe as mp  # pylint: disable=g-import-not-at-top
+    ms = max(int(round(time * 1000)), self._last_ms + 1)
+    self._last_ms = ms
+    if rotation and not self.rotation:
+      self.rotation = rotation
+    result = self._landmarker.detect_for_video(
+        mp.Image(image_format=mp.ImageFormat.SRGB, data=rgb), ms)
+    centres = [float(np.mean([p.x for p in face])) for face in result.face_landmarks]
+    k = pick_face(centres, self.side, self._last_x)
+    row = np.full(len(data.FACE_FEATURE_NAMES), np.nan)
+    if k is not None and k < len(result.face_blendshapes):
+      if not self._checked:
+        _check_blendshape_names(result.face_blendshapes[k])
+        self._checked = True
+      row[:len(data.BLENDSHAPE_NAMES)] = [c.score for c in result.face_blendshapes[k]]
+      row[len(data.BLENDSHAPE_NAMES):] = head_pose(result.facial_transformation_matrixes[k])
+    return row
+
+  def close(self) -> None:
+    self._landmarker.close()
+
+
 def extract_face(video_path: str, model_path: str, stride: int = 1, side: str = "any",
                  num_faces: int = 0, upright: bool = True) -> FaceTrack:
   """Runs the face landmarker over every ``stride``-th frame of ``video_path``.
@@ -279,38 +321,18 @@ def extract_face(video_path: str, model_path: str, stride: int = 1, side: str = 
   Returns:
     A :class:`FaceTrack`.
   """
-  import mediapipe as mp  # pylint: disable=g-import-not-at-top
   if side not in SIDES:
     raise ValueError(f"unknown face side {side!r}; expected one of {SIDES}")
   if stride < 1:
     raise ValueError(f"frame stride must be >= 1, got {stride}")
   info = probe_video(video_path)
-  num_faces = num_faces or (1 if side == "any" else 2)
-  landmarker = create_landmarker(model_path, num_faces)
+  tracker = FaceTracker(model_path, side, num_faces, upright)
   indices, times, rows = [], [], []
-  state = {"last_ms": -1, "last_x": {}, "checked": False}
 
   def process(index: int, time: float, frame) -> None:
-    # Video mode needs strictly increasing integer millisecond timestamps.
-    ms = max(int(round(time * 1000)), state["last_ms"] + 1)
-    state["last_ms"] = ms
-    rotation = frame_rotation(frame) if upright else 0
-    if rotation and not state.get("rotation"):
-      state["rotation"] = rotation
-    result = landmarker.detect_for_video(
-        mp.Image(image_format=mp.ImageFormat.SRGB, data=to_rgb(frame, upright)), ms)
-    centres = [float(np.mean([p.x for p in face])) for face in result.face_landmarks]
-    k = pick_face(centres, side, state["last_x"])
-    row = np.full(len(data.FACE_FEATURE_NAMES), np.nan)
-    if k is not None and k < len(result.face_blendshapes):
-      if not state["checked"]:
-        _check_blendshape_names(result.face_blendshapes[k])
-        state["checked"] = True
-      row[:len(data.BLENDSHAPE_NAMES)] = [c.score for c in result.face_blendshapes[k]]
-      row[len(data.BLENDSHAPE_NAMES):] = head_pose(result.facial_transformation_matrixes[k])
     indices.append(index)
     times.append(time)
-    rows.append(row)
+    rows.append(tracker(time, to_rgb(frame, upright), frame_rotation(frame) if upright else 0))
 
   num_frames, start, held, problems = 0, None, None, []
   try:
@@ -325,12 +347,12 @@ def extract_face(video_path: str, model_path: str, stride: int = 1, side: str = 
     if held is not None:  # With a stride, the last frame is processed too: no uncovered tail.
       process(*held)
   finally:
-    landmarker.close()
+    tracker.close()
   if not num_frames:
     raise ValueError("no decodable video frame")
   warnings = [f"{len(problems)} undecodable packets, first: {problems[0]}"] if problems else []
-  if state.get("rotation"):
-    warnings.append(f"display rotation {state['rotation']} degrees: frames turned upright")
+  if tracker.rotation:
+    warnings.append(f"display rotation {tracker.rotation} degrees: frames turned upright")
   if info["frames"] and num_frames < info["frames"] - max(2, info["frames"] // 100):
     warnings.append(f"decoded {num_frames} of {info['frames']} declared frames (truncated?)")
   values = np.asarray(rows, np.float32).reshape(-1, len(data.FACE_FEATURE_NAMES))  # [N, 58]
