@@ -29,8 +29,13 @@ setup(
         "matplotlib>=3.7",
         "pandas>=2.0",                   # tidy tables of predictions, cue attributions and reports
         "tqdm>=4.60",
+        "aiohttp>=3.9",                  # the live dashboard's server (server-sent events)
+        "pylsl>=1.16",                   # Lab Streaming Layer outlets of live decisions
     ],
     extras_require={
-        "test": ["pytest>=7", "scikit-learn>=1.3"],
+        # playwright drives the system's Chromium (Debian's chromium package) in the dashboard
+        # test; it never downloads a browser of its own.
+        "test": ["pytest>=7", "scikit-learn>=1.3", "playwright>=1.40"],
     },
+    package_data={"lasca_jax.inference": ["dashboard_static/*"]},
 )

@@ -44,6 +44,7 @@ import dataclasses
 import os
 import queue
 import re
+import stat
 import sys
 import threading
 import time
@@ -74,7 +75,8 @@ class Source:
   """Where frames come from.
 
   Attributes:
-    kind: ``"file"``, ``"camera"`` or ``"stream"`` (a URL PyAV opens).
+    kind: ``"file"``, ``"camera"``, ``"stream"`` (a URL PyAV opens) or ``"pipe"`` (a named
+      pipe another program writes a stream format such as MPEG-TS into).
     target: the path, device or URL handed to PyAV.
     realtime: play a file at its own pace (cameras and streams always are).
     audio: ``"source"`` (the source's audio track), ``"none"`` or ``"mic"`` / ``"mic:DEVICE"``.
@@ -125,6 +127,8 @@ def parse_source(spec: str, realtime: bool = False, audio: str = "source") -> So
   if scheme:
     raise LiveError(f"--source={spec}: unknown scheme {scheme!r}; use one of "
                     f"{', '.join(STREAM_SCHEMES)}, a camera index or a file")
+  if os.path.exists(spec) and stat.S_ISFIFO(os.stat(spec).st_mode):
+    return Source("pipe", spec, True, audio, spec)     # a named pipe another program feeds
   if not os.path.isfile(spec):
     raise LiveError(f"--source={spec}: no such file (give a video or sound file, a camera "
                     "index such as 0, or a stream URL such as rtsp://host/path)")
@@ -205,6 +209,10 @@ class Reader(threading.Thread):
       video = container.streams.video[0] if self.use_video and container.streams.video else None
       sound = (container.streams.audio[0] if self.use_audio and self.source.audio == "source"
                and container.streams.audio else None)
+      if self.use_video and video is None:
+        raise ValueError("the source has no video, but the model uses facial features")
+      if self.use_audio and self.source.audio == "source" and sound is None:
+        raise ValueError("the source has no audio track, but the model uses audio features")
       if video is not None:
         video.thread_type = "AUTO"
         self.fps = video_lib.stream_fps(video)
@@ -329,12 +337,13 @@ class WindowAssembler:
     self.w, self.hz = float(window_seconds), float(hz)
     self.face_period, self.mfcc_hop = float(face_period), float(mfcc_hop)
     self.streams = streams
-    self.face_t: list[float] = []
+    self.face_t: list[float] = []                  # samples not yet pruned
     self.face_v: list[np.ndarray] = []
-    self.audio_t = np.zeros(0)
-    self.audio_v = np.zeros((0, data.NUM_MFCC), np.float32)
+    self.audio_t: list[np.ndarray] = []
+    self.audio_v: list[np.ndarray] = []
+    self.all_face_t: list[float] = []              # every sample's time (for the end)
+    self.all_audio_t: list[np.ndarray] = []
     self.next_window = 0
-    self._face_arr = None
     self.latest = {"face": -np.inf, "audio": -np.inf}   # the newest sample time per stream
 
   def note(self, stream: str, t: float) -> None:
@@ -345,14 +354,28 @@ class WindowAssembler:
     """A processed frame's 58 values (a dropped frame is not added)."""
     self.face_t.append(float(t))
     self.face_v.append(np.asarray(row, np.float32))
-    self._face_arr = None
+    self.all_face_t.append(float(t))
     self.note("face", t)
 
   def add_audio(self, times: np.ndarray, coeffs: np.ndarray) -> None:
     if len(times):
-      self.audio_t = np.concatenate([self.audio_t, times])
-      self.audio_v = np.concatenate([self.audio_v, coeffs])
+      self.audio_t.append(np.asarray(times, np.float64))
+      self.audio_v.append(np.asarray(coeffs, np.float32))
+      self.all_audio_t.append(self.audio_t[-1])
       self.note("audio", times[-1])
+
+  def _prune(self, before: float) -> None:
+    """Forgets the samples no window from ``before`` on can use."""
+    keep = next((i for i, t in enumerate(self.face_t) if t >= before), len(self.face_t))
+    del self.face_t[:keep], self.face_v[:keep]
+    if self.audio_t:
+      t, v = np.concatenate(self.audio_t), np.concatenate(self.audio_v)
+      self.audio_t, self.audio_v = [t[t >= before]], [v[t >= before]]
+
+  @property
+  def margin(self) -> float:
+    """Seconds of samples kept around a window (at least one source period each side)."""
+    return max(1.0, 2 * self.face_period, 2 * self.mfcc_hop)
 
   def _steps(self, j: int, limit: Optional[int] = None) -> np.ndarray:
     """Time-base step indices of window ``j`` (``make_windows``' assignment)."""
@@ -369,16 +392,10 @@ class WindowAssembler:
     return all(self.latest[s] > after + (self.face_period if s == "face" else self.mfcc_hop)
                for s in self.streams)
 
-  def _face(self) -> tuple[np.ndarray, np.ndarray]:
-    if self._face_arr is None:
-      values = (np.stack(self.face_v) if self.face_v else
-                np.zeros((0, len(data.FACE_FEATURE_NAMES)), np.float32))
-      self._face_arr = (np.asarray(self.face_t, np.float64), values)
-    return self._face_arr
-
   def end_steps(self) -> int:
     """The time base's length at the end of the stream (``apply``'s rule)."""
-    end = max(apply._stream_end(self.face_t), apply._stream_end(self.audio_t))  # pylint: disable=protected-access
+    audio = np.concatenate(self.all_audio_t) if self.all_audio_t else np.zeros(0)
+    end = max(apply._stream_end(self.all_face_t), apply._stream_end(audio))  # pylint: disable=protected-access
     return max(int(np.ceil(end * self.hz - 1e-6)), 1)
 
   def window(self, j: int, total_steps: Optional[int] = None
@@ -393,13 +410,18 @@ class WindowAssembler:
     hi = steps[-1] + 1 if total_steps is None or steps[-1] + 1 < total_steps else steps[-1]
     grid = np.arange(lo, hi + 1) / self.hz
     inner = slice(steps[0] - lo, steps[0] - lo + steps.size)
-    margin = max(1.0, 2 * self.face_period, 2 * self.mfcc_hop)
-    ft, fv = self._face()
+    margin = self.margin
+    ft = np.asarray(self.face_t, np.float64)
+    fv = (np.stack(self.face_v) if self.face_v else
+          np.zeros((0, len(data.FACE_FEATURE_NAMES)), np.float32))
     sel = (ft >= grid[0] - margin) & (ft <= grid[-1] + margin)
     face = align.pool_to_time_base(ft[sel], fv[sel], grid, self.face_period)[inner]
-    sel = (self.audio_t >= grid[0] - margin) & (self.audio_t <= grid[-1] + margin)
-    mfcc = align.pool_to_time_base(self.audio_t[sel], self.audio_v[sel], grid,
-                                   self.mfcc_hop)[inner]
+    at = np.concatenate(self.audio_t) if self.audio_t else np.zeros(0)
+    av = (np.concatenate(self.audio_v) if self.audio_v else
+          np.zeros((0, data.NUM_MFCC), np.float32))
+    sel = (at >= grid[0] - margin) & (at <= grid[-1] + margin)
+    mfcc = align.pool_to_time_base(at[sel], av[sel], grid, self.mfcc_hop)[inner]
+    self._prune((steps[-1] + 1) / self.hz - 2 * margin)
     times = steps / self.hz
     values = np.concatenate([face, mfcc], axis=1)
     known = total_steps if total_steps is not None else steps[-1] + 1
@@ -553,7 +575,9 @@ class LiveTracker:
     label = f"{self.predictor.meta['modality']} model {self.predictor.path}"
     if self.use_face:
       video_lib.check_model(self.settings.face_model)
-    if self.source.kind == "file" or self.source.kind == "stream":
+    if self.source.kind == "pipe":      # probing would consume it: the reader checks
+      self.fps = None
+    elif self.source.kind in ("file", "stream"):
       info = probe(self.source)
       if self.use_face and not info["video"]:
         raise LiveError(f"--source={self.source.spec} has no video, but the {label} uses "
@@ -572,6 +596,15 @@ class LiveTracker:
 
   def _warmup(self) -> None:
     """Compiles the decision path (and encodes the warm-up prompts) before the source starts."""
+    if self.use_audio:    # librosa's first calls compile (numba): not during the stream
+      warm = audio_lib.MfccStream(self.settings.sample_rate, self.settings.mfcc_hop_seconds,
+                                  self.settings.mfcc_window_seconds,
+                                  top_db=self.settings.mfcc_top_db)
+      warm.push(np.zeros(self.settings.sample_rate // 2, np.float32))
+      warm.finish()
+    store = self.predictor.embedder.store if self.predictor.uses_text else None
+    if store is not None:
+      store.model.encode(["warm-up"])    # loads the encoder now, not at the first new prompt
     mid = self.predictor.lo[0] + self.predictor.span[0] / 2
     raw = np.stack([mid, mid + self.predictor.span[0] / 4]).astype(np.float32)
     self._decide(raw, ["", ""], [0.0, self.window_seconds], 1, time.monotonic(), {})
@@ -672,10 +705,15 @@ class LiveTracker:
             prev = yield from self._close(asm, prev, total)
           break
         if item.kind == "video":
+          if not self.stats.frames and reader.fps:    # a camera or pipe tells it on opening
+            asm.face_period = s.frame_stride / reader.fps
+            self.fps = self.fps or reader.fps
           self.stats.frames += 1
           self.stats.first_frame = self.stats.first_frame or item.arrived
           self.stats.last_time = max(self.stats.last_time, item.time)
           self.latest_frame = item.rgb
+          if self.frame_hook is not None:
+            self.frame_hook(item.rgb)
           if self.source.paced:
             wall0 = item.arrived - item.time if wall0 is None else wall0
             lag = time.monotonic() - (wall0 + item.time)
@@ -718,6 +756,7 @@ class LiveTracker:
             "the loudest sound so far; see summary substitutes)")
 
   _last_arrival = 0.0
+  frame_hook = None     # called with every frame read (a display's throttled copy)
 
   def _add_audio(self, asm, coeffs, mfcc, audio_start, gaps) -> None:
     if not len(coeffs) or audio_start is None:

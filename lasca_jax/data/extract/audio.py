@@ -168,6 +168,7 @@ class MfccStream:
     self.samples = 0          # samples received
     self.loudest = -np.inf    # loudest log-mel value so far (dB)
     self.floor_rises = 0
+    self._mel_basis = None
 
   def push(self, samples: np.ndarray) -> np.ndarray:
     """``float32 [m, n_mfcc]``: the frames that ``samples`` complete."""
@@ -193,8 +194,9 @@ class MfccStream:
     segment = self._buffer[lo:lo + (stop - 1 - self.frames) * self.hop + self.n_fft]
     spec = librosa.stft(segment, n_fft=self.n_fft, hop_length=self.hop, win_length=self.win,
                         center=False)
-    mel = librosa.feature.melspectrogram(S=np.abs(spec) ** 2, sr=self.sample_rate,
-                                         n_fft=self.n_fft)
+    if self._mel_basis is None:    # melspectrogram's filter bank, made once
+      self._mel_basis = librosa.filters.mel(sr=self.sample_rate, n_fft=self.n_fft)
+    mel = np.einsum("...ft,mf->...mt", np.abs(spec) ** 2, self._mel_basis, optimize=True)
     log_mel = librosa.power_to_db(mel, top_db=None)
     if self.top_db:
       loudest = np.maximum.accumulate(np.maximum(log_mel.max(axis=0), self.loudest))
