@@ -99,12 +99,10 @@ def _model(family: str, vocab_size: int):
   if family == "roberta":      # all-distilroberta-v1
     return transformers.RobertaModel(transformers.RobertaConfig(
         **small, hidden_act="gelu", layer_norm_eps=1e-5, max_position_embeddings=514,
-        type_vocab_size=1, pad_token_id=1, bos_token_id=0, eos_token_id=2),
-        add_pooling_layer=False)
+        type_vocab_size=1, pad_token_id=1, bos_token_id=0, eos_token_id=2))
   return transformers.MPNetModel(transformers.MPNetConfig(   # all-mpnet-base-v2
       **small, hidden_act="gelu", layer_norm_eps=1e-5, max_position_embeddings=514,
-      relative_attention_num_buckets=32, pad_token_id=1, bos_token_id=0, eos_token_id=2),
-      add_pooling_layer=False)
+      relative_attention_num_buckets=32, pad_token_id=1, bos_token_id=0, eos_token_id=2))
 
 
 # name: (family, window, pooling, Dense modules (out, bias, activation), Normalize)
@@ -230,6 +228,19 @@ def test_dense_modules_and_geometry(pairs):
   # Through the engine switch.
   loaded = text_lib.load_model(jax_model.folder, engine="jax")
   np.testing.assert_array_equal(loaded.encode(SHORT[:3]), jax_model.encode(SHORT[:3]))
+
+
+@pytest.mark.parametrize("name", ["distilbert", "roberta", "mpnet"])
+def test_weight_names_with_the_model_type_prefix(pairs, name, tmp_path):
+  import safetensors.numpy  # pylint: disable=import-outside-toplevel
+  jax_model = pairs[name][1]
+  folder = _copy(jax_model.folder, tmp_path)
+  tensors = safetensors.numpy.load_file(str(folder / "model.safetensors"))
+  assert not any(k.startswith(name) for k in tensors)
+  safetensors.numpy.save_file({f"{name}.{k}": v for k, v in tensors.items()},
+                              str(folder / "model.safetensors"))
+  np.testing.assert_array_equal(flax_encoder.JaxSentenceEncoder(str(folder)).encode(SHORT[:4]),
+                                jax_model.encode(SHORT[:4]))
 
 
 def _copy(folder, tmp_path):
