@@ -249,6 +249,20 @@ def _copy(folder, tmp_path):
   return out
 
 
+def test_do_lower_case_lowercases_as_sentence_transformers_does(pairs, tmp_path):
+  from sentence_transformers import SentenceTransformer  # pylint: disable=import-outside-toplevel
+  cased = pairs["roberta"][1]     # a byte-level BPE: case-sensitive
+  folder = _copy(cased.folder, tmp_path)
+  path = folder / "sentence_bert_config.json"
+  path.write_text(json.dumps({**json.loads(path.read_text()), "do_lower_case": True}))
+  torch_model = SentenceTransformer(str(folder), device="cpu")
+  jax_model = flax_encoder.JaxSentenceEncoder(str(folder))
+  texts = SHORT + LONG
+  assert jax_model.tokenize(texts) == _ids(torch_model, texts) != cased.tokenize(texts)
+  assert jax_model.tokenize(SHORT) == cased.tokenize([t.lower() for t in SHORT])
+  assert _max_diff(torch_model, jax_model, SHORT, batch_size=8) < TOLERANCE
+
+
 def test_unsupported_dense_options_and_order_are_clear_errors(pairs, tmp_path):
   folder = _copy(pairs["mpnet_dense"][1].folder, tmp_path)
   modules = json.loads((folder / "modules.json").read_text())

@@ -492,6 +492,12 @@ class JaxSentenceEncoder:
     self.dim = self.head.dim
     self.max_seq_length = self._window()
     tok = tokenizers.Tokenizer.from_file(os.path.join(self.folder, "tokenizer.json"))
+    if self._folder_config().get("do_lower_case"):   # lowercase first, as sentence-transformers
+      rest = tok.normalizer
+      rest = [] if rest is None else list(rest) if isinstance(
+          rest, tokenizers.normalizers.Sequence) else [rest]
+      tok.normalizer = tokenizers.normalizers.Sequence([tokenizers.normalizers.Lowercase()]
+                                                       + rest)
     self.tokenizer = TokenCounter(tok, self.max_seq_length)
     self._tok = tokenizers.Tokenizer.from_str(tok.to_str())
     self._tok.no_padding()
@@ -506,16 +512,17 @@ class JaxSentenceEncoder:
     self._forward = jax.jit(lambda params, ids, mask: head(
         params["dense"], encoder.apply({"params": params["encoder"]}, ids, mask), mask))
 
+  def _folder_config(self, name: str = "sentence_bert_config.json") -> dict:
+    path = os.path.join(self.folder, name)
+    return text_lib.read_json(path, "the Transformer module's config") if os.path.exists(
+        path) else {}
+
   def _window(self) -> int:
     """``max_seq_length`` of ``sentence_bert_config.json`` or else (sentence-transformers >= 6
     keeps it there) the tokenizer's ``model_max_length``, at most the position embedding's
     reach."""
-    limit = 0
-    for name, field in (("sentence_bert_config.json", "max_seq_length"),
-                        ("tokenizer_config.json", "model_max_length")):
-      path = os.path.join(self.folder, name)
-      if not limit and os.path.exists(path):
-        limit = int(text_lib.read_json(path, "the window").get(field) or 0)
+    limit = int(self._folder_config().get("max_seq_length") or 0)
+    limit = limit or int(self._folder_config("tokenizer_config.json").get("model_max_length") or 0)
     positions = self.config.positions
     return min(limit, positions) if limit else positions
 
