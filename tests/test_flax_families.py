@@ -280,3 +280,30 @@ def test_unsupported_dense_options_and_order_are_clear_errors(pairs, tmp_path):
   with pytest.raises(ValueError, match=r"module 1 \(.*Dense\) is not implemented .* in that "
                                        "order"):
     flax_encoder.JaxSentenceEncoder(str(folder))
+
+
+def main():
+  """Prints each variant's max abs difference from sentence-transformers (short prompts in
+  padded batches of 8, prompts over the window in batches of 4) and its largest embedding entry:
+  ``PYTHONPATH=. python tests/test_flax_families.py``."""
+  import tempfile  # pylint: disable=import-outside-toplevel
+  from sentence_transformers import SentenceTransformer  # pylint: disable=import-outside-toplevel
+  base = tempfile.mkdtemp()
+  print("| variant | model_type | window | head | short | over the window | max abs entry |")
+  print("| --- | --- | ---: | --- | ---: | ---: | ---: |")
+  for name in VARIANTS:
+    folder = build(base, name)
+    torch_model = SentenceTransformer(folder, device="cpu")
+    jax_model = flax_encoder.JaxSentenceEncoder(folder)
+    head = jax_model.head
+    short = _max_diff(torch_model, jax_model, SHORT, 8)
+    long = _max_diff(torch_model, jax_model, LONG, 4)
+    top = float(np.abs(torch_model.encode(SHORT + LONG)).max())
+    print(f"| {name} | {jax_model.config.model_type} | {jax_model.max_seq_length} | "
+          f"{'+'.join(head.modes + head.dense)}{'+normalize' if head.normalize else ''} | "
+          f"{short:.1e} | {long:.1e} | {top:.2f} |")
+  shutil.rmtree(base)
+
+
+if __name__ == "__main__":
+  main()
