@@ -42,7 +42,8 @@ def sentences(n: int, low: int, high: int, seed: int) -> list[str]:
           for _ in range(n)]
 
 
-SHORT = sentences(12, 2, 20, seed=1) + ["  Leading and trailing spaces  ", "x", "Ünïcödé café."]
+SHORT = sentences(12, 2, 20, seed=1) + ["  Leading and trailing spaces  ", "x",
+                                         "Ünïcödé café."]
 LONG = sentences(4, 150, 220, seed=2)
 
 
@@ -81,7 +82,7 @@ def _roberta_tokenizer():
   bpe.train_from_iterator(sentences(200, 3, 30, seed=3) + SHORT, vocab_size=600,
                           special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"])
   vocab = bpe.get_vocab()
-  merges = json.loads(bpe._tokenizer.to_str())["model"]["merges"]   # pylint: disable=protected-access
+  merges = json.loads(bpe._tokenizer.to_str())["model"]["merges"]  # pylint: disable=W0212
   merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in merges]
   return RobertaTokenizer(vocab=vocab, merges=merges)
 
@@ -119,7 +120,7 @@ TOKENIZERS = {"distilbert": _bert_tokenizer, "roberta": _roberta_tokenizer,
 def build(base, name: str, seed: int = 0) -> str:
   """Saves variant ``name`` of :data:`VARIANTS` as a sentence-transformers folder."""
   import torch  # pylint: disable=import-outside-toplevel
-  from sentence_transformers import SentenceTransformer, models  # pylint: disable=import-outside-toplevel
+  from sentence_transformers import SentenceTransformer, models  # pylint: disable=C0415
   family, window, pooling, dense, normalize = VARIANTS[name]
   torch.manual_seed(seed)
   tokenizer = TOKENIZERS[family]()

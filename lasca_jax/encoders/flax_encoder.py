@@ -55,9 +55,9 @@ RELATIVE_BUCKETS = 32           # MPNet's relative position buckets (half per di
 RELATIVE_MAX_DISTANCE = 128     # ... logarithmic from 8 tokens apart up to this distance
 
 # config.json fields named otherwise than BERT's, per family.
-RENAMED_FIELDS = {"distilbert": {"dim": "hidden_size", "n_layers": "num_hidden_layers",
-                                 "n_heads": "num_attention_heads", "hidden_dim": "intermediate_size",
-                                 "activation": "hidden_act"}}
+RENAMED_FIELDS = {"distilbert": {
+    "dim": "hidden_size", "n_layers": "num_hidden_layers", "n_heads": "num_attention_heads",
+    "hidden_dim": "intermediate_size", "activation": "hidden_act"}}
 # Fields fixed by a family's architecture, whatever config.json says. MPNet's position padding
 # index is 1 in its embedding code; RoBERTa's is its pad_token_id (set in from_folder).
 FIXED_FIELDS = {"bert": {},
@@ -346,10 +346,10 @@ def dense_module(folder: str, path: str) -> tuple[str, dict]:
   activation = str(cfg.get("activation_function") or "Tanh").rsplit(".", 1)[-1]
   if activation not in DENSE_ACTIVATIONS:
     raise ValueError(f"{where}: Dense activation {cfg.get('activation_function')!r} is not "
-                     f"implemented by the JAX sentence encoder (one of {sorted(DENSE_ACTIVATIONS)})")
-  if (cfg.get("use_residual") or cfg.get("module_input_name", "sentence_embedding")
-      != "sentence_embedding" or (cfg.get("module_output_name") or "sentence_embedding")
-      != "sentence_embedding"):
+                     "implemented by the JAX sentence encoder (one of "
+                     f"{sorted(DENSE_ACTIVATIONS)})")
+  names = (cfg.get("module_input_name"), cfg.get("module_output_name"))
+  if cfg.get("use_residual") or any(n not in (None, "sentence_embedding") for n in names):
     raise ValueError(f"{where}: a Dense module with a residual or other input/output names is "
                      "not implemented by the JAX sentence encoder")
   weights = os.path.join(where, "model.safetensors")
