@@ -73,9 +73,10 @@ def _text(config: ml_collections.ConfigDict) -> None:
                                             # or "chunk" (split at phrase boundaries into pieces
                                             # that fit, encode each, mean-pool the embeddings).
   config.text.engine = "torch"              # What runs the encoder: "torch" (sentence-transformers)
-                                            # or "jax" (lasca_jax.encoders.flax_encoder: BERT
-                                            # backbones, float32, JAX's default device; stored
-                                            # apart from torch's embeddings).
+                                            # or "jax" (lasca_jax.encoders.flax_encoder: BERT,
+                                            # DistilBERT, RoBERTa and MPNet backbones, float32,
+                                            # JAX's default device; stored apart from torch's
+                                            # embeddings).
   config.text.phrase_order = "feature"      # Phrases in a prompt: "feature" order (paper) or
                                             # "salience" (most salient first: a cut drops the weakest).
   config.text.salience_stats = "fold"       # Min-max before salience: "fold" (paper: each fold's

@@ -2,10 +2,10 @@
 
 On the offline all-MiniLM-L6-v2 folder: token ids identical to the sentence transformer's own
 tokenizer, embeddings within 1e-5 (max abs, float32) for short prompts and for prompts over the
-window (truncated), the store's token counts identical; a non-BERT folder fails naming the
-folder and its model_type; the module never imports torch; ``text.engine="jax"`` through the
-store (its own key, torch's key unchanged), the pipeline (the same fold accuracies as torch) and
-the bundle (the engine recorded; older bundles read as torch).
+window (truncated), the store's token counts identical; a folder of a family the module does
+not implement fails naming the folder and its model_type; the module never imports torch;
+``text.engine="jax"`` through the store (its own key, torch's key unchanged), the pipeline (the
+same fold accuracies as torch) and the bundle (the engine recorded; older bundles read as torch).
 """
 
 import json
@@ -121,11 +121,11 @@ def _copy_with(tmp_path, **config_fields):
 
 
 def test_a_folder_of_another_family_is_a_clear_error(tmp_path):
-  folder = _copy_with(tmp_path, model_type="mpnet")
-  with pytest.raises(ValueError, match=f"{folder}: model_type 'mpnet' is not implemented"):
+  folder = _copy_with(tmp_path, model_type="albert")
+  with pytest.raises(ValueError, match=f"{folder}: model_type 'albert' is not implemented"):
     flax_encoder.JaxSentenceEncoder(folder)
   with pytest.raises(ValueError, match="config.text.engine='jax' cannot run .*model_type "
-                                       "'mpnet'.*engine=torch"):
+                                       "'albert'.*engine=torch"):
     text_lib.load_model(folder, engine="jax")
   with pytest.raises(ValueError, match="unknown config.text.engine 'tf'"):
     text_lib.load_model(folder, engine="tf")

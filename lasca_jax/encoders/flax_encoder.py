@@ -1,30 +1,40 @@
-"""The frozen sentence encoder in JAX: a Flax BERT with sentence-transformers pooling.
+"""The frozen sentence encoder in JAX: a Flax transformer with sentence-transformers' modules.
 
 :class:`JaxSentenceEncoder` loads a local sentence-transformers folder without torch: the
-transformer's shape from ``config.json``, its weights from ``model.safetensors`` (read with
-``safetensors.numpy``), the tokenizer from ``tokenizer.json`` (the ``tokenizers`` library), the
-window from ``sentence_bert_config.json`` (``max_seq_length``) and the module list from
-``modules.json`` (a ``Transformer``, a ``Pooling`` module: mean, CLS, max or mean-sqrt-len
-pooling over the attention mask, and an optional ``Normalize``). It answers what
+transformer's shape from ``config.json`` (its ``model_type`` picks the family), its weights from
+``model.safetensors`` (read with ``safetensors.numpy``), the tokenizer from ``tokenizer.json``
+(the ``tokenizers`` library), the window from ``sentence_bert_config.json``
+(``max_seq_length``) and the module list from ``modules.json`` (a ``Transformer``, a ``Pooling``
+module: mean, CLS, max or mean-sqrt-len pooling over the attention mask, optional ``Dense``
+projections, and an optional ``Normalize``). It answers what
 :class:`lasca_jax.encoders.encoding.EmbeddingStore` asks of a ``SentenceTransformer``:
 ``encode``, ``tokenizer(texts, ...)["input_ids"]`` (untruncated token counts),
 ``max_seq_length`` and ``get_sentence_embedding_dimension()``; ``config.text.engine="jax"``
 selects it (:func:`lasca_jax.encoders.text.load_model`).
 
+The four families share one post-LayerNorm transformer (:class:`Encoder`) and differ in what
+:class:`EncoderConfig` records: BERT has token types and positions 0, 1, 2, ...; DistilBERT
+has no token types; RoBERTa counts positions from its padding index + 1 over the non-pad
+tokens; MPNet does too, has no token types and adds a relative position bias (32 buckets, one
+table shared by all layers) to the attention scores. Their weight names are mapped by
+:data:`LAYER_WEIGHTS`.
+
 Batches are padded to a length bucket (:func:`length_buckets`: 16, then multiples of 32 up to
 the window) and a batch size bucket (powers of two), so each shape compiles once; the forward
 pass is one jitted function of the weights and the token ids.
 
-Scope: the BERT family (``model_type == "bert"``: all-MiniLM-L6-v2, all-MiniLM-L12-v2), in
-float32. Not yet: DistilBERT, RoBERTa (all-distilroberta-v1) and MPNet (all-mpnet-base-v2,
-multi-qa-mpnet-base-dot-v1), ``Dense`` modules after the pooling, half precision, and sharding a
-batch over several devices.
+Scope: ``model_type`` in :data:`FAMILIES`, in float32: BERT (all-MiniLM-L6-v2,
+all-MiniLM-L12-v2), DistilBERT (multi-qa-distilbert-cos-v1), RoBERTa (all-distilroberta-v1)
+and MPNet (all-mpnet-base-v2, multi-qa-mpnet-base-dot-v1), with ``Dense`` modules after the
+pooling. Checked against sentence-transformers on the packaged all-MiniLM-L6-v2 and on small
+randomly initialised models of each family (``tests/test_flax_families.py``); the other paper
+backbones' own weights were not available offline to check. Not yet: half precision, and
+sharding a batch over several devices.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from typing import Sequence
 
@@ -37,49 +47,78 @@ import tokenizers
 
 from lasca_jax.encoders import text as text_lib
 
-FAMILIES = ("bert",)            # config.json model_type values this module implements
+FAMILIES = ("bert", "distilbert", "mpnet", "roberta")   # config.json model_type values implemented
 MIN_BUCKET = 16                 # shortest padded sequence length
 BUCKET_STEP = 32                # padded lengths above it: multiples of this, then the window
 POOLING_MODES = ("cls_token", "max_tokens", "mean_tokens", "mean_sqrt_len_tokens")
+RELATIVE_BUCKETS = 32           # MPNet's relative position buckets (half per direction) ...
+RELATIVE_MAX_DISTANCE = 128     # ... logarithmic from 8 tokens apart up to this distance
+
+# config.json fields named otherwise than BERT's, per family.
+RENAMED_FIELDS = {"distilbert": {
+    "dim": "hidden_size", "n_layers": "num_hidden_layers", "n_heads": "num_attention_heads",
+    "hidden_dim": "intermediate_size", "activation": "hidden_act"}}
+# Fields fixed by a family's architecture, whatever config.json says. MPNet's position padding
+# index is 1 in its embedding code; RoBERTa's is its pad_token_id (set in from_folder).
+FIXED_FIELDS = {"bert": {},
+                "roberta": {},
+                "distilbert": {"type_vocab_size": 0, "layer_norm_eps": 1e-12},
+                "mpnet": {"type_vocab_size": 0, "position_padding_idx": 1,
+                          "relative_buckets": RELATIVE_BUCKETS}}
 
 
 @dataclasses.dataclass(frozen=True)
-class BertConfig:
-  """The fields of a Hugging Face BERT ``config.json`` the forward pass needs."""
+class EncoderConfig:
+  """What the forward pass needs of a Hugging Face ``config.json``, in BERT's field names."""
+  model_type: str
   vocab_size: int
   hidden_size: int
   num_hidden_layers: int
   num_attention_heads: int
   intermediate_size: int
   max_position_embeddings: int = 512
-  type_vocab_size: int = 2
+  type_vocab_size: int = 2          # 0: no token-type embedding (DistilBERT, MPNet)
   layer_norm_eps: float = 1e-12
   hidden_act: str = "gelu"
   pad_token_id: int = 0
+  position_padding_idx: int = -1    # >= 0: positions count non-pad tokens from this + 1
+  relative_buckets: int = 0         # > 0: MPNet's relative position bias
+
+  @property
+  def positions(self) -> int:
+    """The longest sequence the position embedding covers."""
+    return self.max_position_embeddings - max(self.position_padding_idx + 1, 0)
 
   @classmethod
-  def from_folder(cls, folder: str) -> "BertConfig":
+  def from_folder(cls, folder: str) -> "EncoderConfig":
     """Reads ``folder/config.json``.
 
     Raises:
-      ValueError: naming the folder and its ``model_type`` when it is not a BERT, or an
-        unsupported position embedding or activation.
+      ValueError: naming the folder and its ``model_type`` when it is not one of
+        :data:`FAMILIES`, or an unsupported position embedding or activation.
     """
     raw = text_lib.read_json(os.path.join(folder, "config.json"), "the transformer's config")
     model_type = raw.get("model_type")
     if model_type not in FAMILIES:
       raise ValueError(f"{folder}: model_type {model_type!r} is not implemented by the JAX "
-                       f"sentence encoder (it supports {FAMILIES} only: all-MiniLM-L6-v2, "
-                       "all-MiniLM-L12-v2); use the torch engine for this backbone")
+                       f"sentence encoder (it supports {FAMILIES}: the MiniLM, DistilBERT, "
+                       "DistilRoBERTa and MPNet backbones); use the torch engine for this "
+                       "backbone")
     position = raw.get("position_embedding_type", "absolute")
     if position != "absolute":
       raise ValueError(f"{folder}: position_embedding_type {position!r} is not implemented by "
                        "the JAX sentence encoder (absolute only)")
+    renamed = RENAMED_FIELDS.get(model_type, {})
+    raw = {renamed.get(k, k): v for k, v in raw.items() if v is not None}
     if raw.get("hidden_act", "gelu") not in ACTIVATIONS:
-      raise ValueError(f"{folder}: hidden_act {raw.get('hidden_act')!r} is not implemented by "
+      raise ValueError(f"{folder}: activation {raw.get('hidden_act')!r} is not implemented by "
                        f"the JAX sentence encoder (one of {sorted(ACTIVATIONS)})")
-    fields = {f.name for f in dataclasses.fields(cls)}
-    return cls(**{k: v for k, v in raw.items() if k in fields and v is not None})
+    fields = {f.name for f in dataclasses.fields(cls)} - {"position_padding_idx",
+                                                         "relative_buckets"}
+    values = {k: v for k, v in raw.items() if k in fields}
+    if model_type == "roberta":
+      values["position_padding_idx"] = int(raw.get("pad_token_id", 1))
+    return cls(**{**values, **FIXED_FIELDS[model_type]})
 
 
 ACTIVATIONS = {
@@ -90,9 +129,39 @@ ACTIVATIONS = {
 }
 
 
+def relative_buckets(length: int, buckets: int = RELATIVE_BUCKETS,
+                     max_distance: int = RELATIVE_MAX_DISTANCE) -> np.ndarray:
+  """``int [L, L]``: MPNet's bucket of key position ``k`` seen from query position ``q``.
+
+  Half the buckets for keys after the query, half for the others; in each half, distances below
+  a quarter of ``buckets`` have their own bucket, longer ones share logarithmically wider ones
+  up to ``max_distance``, beyond which they share the last. Computed in float32 on the host
+  (the lengths are static), as torch computes it.
+  """
+  rel = np.arange(length)[None, :] - np.arange(length)[:, None]     # [q, k]: k - q
+  half = buckets // 2
+  exact = half // 2
+  n = np.abs(rel)
+  scale = np.float32(np.log(max_distance / exact))
+  logs = np.log(np.maximum(n, 1).astype(np.float32) / np.float32(exact)) / scale
+  far = np.minimum(exact + (logs * np.float32(half - exact)).astype(np.int64), half - 1)
+  return np.where(rel > 0, half, 0) + np.where(n < exact, n, far)
+
+
+def position_ids(ids, config: EncoderConfig):
+  """``int [B, L]``: 0, 1, 2, ... or, with a position padding index ``p`` (RoBERTa, MPNet),
+  ``p + 1, p + 2, ...`` over the tokens other than ``p`` and ``p`` at those."""
+  p = config.position_padding_idx
+  if p < 0:
+    return jnp.broadcast_to(jnp.arange(ids.shape[1]), ids.shape)
+  real = (ids != p).astype(jnp.int32)
+  return jnp.cumsum(real, axis=1) * real + p
+
+
 class SelfAttention(nn.Module):
-  """Multi-head scaled dot-product attention over unmasked positions."""
-  config: BertConfig
+  """Multi-head scaled dot-product attention; ``bias`` (``[B or 1, H or 1, L, L]``) is added to
+  the scores (the padding mask, MPNet's relative positions)."""
+  config: EncoderConfig
 
   @nn.compact
   def __call__(self, x, bias):
@@ -109,8 +178,9 @@ class SelfAttention(nn.Module):
 
 
 class Layer(nn.Module):
-  """One post-LayerNorm transformer block: attention, then the feed-forward network."""
-  config: BertConfig
+  """One post-LayerNorm transformer block: attention, then the feed-forward network (the same
+  block in all four families, under different weight names)."""
+  config: EncoderConfig
 
   @nn.compact
   def __call__(self, x, bias):
@@ -121,38 +191,73 @@ class Layer(nn.Module):
     return ln("output_norm")(x + nn.Dense(c.hidden_size, name="output")(h))
 
 
-class Bert(nn.Module):
-  """Token, position and token-type embeddings, LayerNorm, then the layers; returns the last
-  hidden states ``[B, L, H]``."""
-  config: BertConfig
+class Encoder(nn.Module):
+  """Token and position embeddings (plus token types where the family has them), LayerNorm,
+  then the layers; returns the last hidden states ``[B, L, H]``."""
+  config: EncoderConfig
 
   @nn.compact
   def __call__(self, ids, mask):
     c = self.config
-    positions = jnp.arange(ids.shape[1])[None, :]
-    x = (nn.Embed(c.vocab_size, c.hidden_size, name="word")(ids)
-         + nn.Embed(c.max_position_embeddings, c.hidden_size, name="position")(positions)
-         + nn.Embed(c.type_vocab_size, c.hidden_size, name="token_type")(jnp.zeros_like(ids)))
+    embed = lambda n, name: nn.Embed(n, c.hidden_size, name=name)
+    x = (embed(c.vocab_size, "word")(ids)
+         + embed(c.max_position_embeddings, "position")(position_ids(ids, c)))
+    if c.type_vocab_size:
+      x = x + embed(c.type_vocab_size, "token_type")(jnp.zeros_like(ids))
     x = nn.LayerNorm(epsilon=c.layer_norm_eps, name="embedding_norm")(x)
-    bias = jnp.where(mask[:, None, None, :] > 0, 0.0, jnp.finfo(jnp.float32).min)
+    bias = jnp.where(mask[:, None, None, :] > 0, 0.0, jnp.finfo(jnp.float32).min)  # [B, 1, 1, L]
+    if c.relative_buckets:   # one [1, H, L, L] bias for every layer
+      table = nn.Embed(c.relative_buckets, c.num_attention_heads, name="relative_bias")
+      bias = bias + table(relative_buckets(ids.shape[1], c.relative_buckets)).transpose(2, 0, 1)
     for i in range(c.num_hidden_layers):
       x = Layer(c, name=f"layer_{i}")(x, bias)
     return x
 
 
-def bert_params(tensors: dict[str, np.ndarray], config: BertConfig, folder: str) -> dict:
-  """The :class:`Bert` parameter tree from a Hugging Face BERT state dict (``nn.Linear``
-  weights are ``[out, in]``, Flax kernels ``[in, out]``).
+# Hugging Face names of each layer's weights ("{}" is the layer's index), per family.
+_BERT_LAYER = {"query": "encoder.layer.{}.attention.self.query",
+               "key": "encoder.layer.{}.attention.self.key",
+               "value": "encoder.layer.{}.attention.self.value",
+               "attention_output": "encoder.layer.{}.attention.output.dense",
+               "attention_norm": "encoder.layer.{}.attention.output.LayerNorm",
+               "intermediate": "encoder.layer.{}.intermediate.dense",
+               "output": "encoder.layer.{}.output.dense",
+               "output_norm": "encoder.layer.{}.output.LayerNorm"}
+LAYER_WEIGHTS = {
+    "bert": _BERT_LAYER,
+    "roberta": _BERT_LAYER,
+    "mpnet": {**_BERT_LAYER, "query": "encoder.layer.{}.attention.attn.q",
+              "key": "encoder.layer.{}.attention.attn.k",
+              "value": "encoder.layer.{}.attention.attn.v",
+              "attention_output": "encoder.layer.{}.attention.attn.o",
+              "attention_norm": "encoder.layer.{}.attention.LayerNorm"},
+    "distilbert": {"query": "transformer.layer.{}.attention.q_lin",
+                   "key": "transformer.layer.{}.attention.k_lin",
+                   "value": "transformer.layer.{}.attention.v_lin",
+                   "attention_output": "transformer.layer.{}.attention.out_lin",
+                   "attention_norm": "transformer.layer.{}.sa_layer_norm",
+                   "intermediate": "transformer.layer.{}.ffn.lin1",
+                   "output": "transformer.layer.{}.ffn.lin2",
+                   "output_norm": "transformer.layer.{}.output_layer_norm"},
+}
+
+
+def encoder_params(tensors: dict[str, np.ndarray], config: EncoderConfig, folder: str) -> dict:
+  """The :class:`Encoder` parameter tree from a Hugging Face state dict, its names with or
+  without the model-type prefix (``bert.``, ``roberta.``, ...). ``nn.Linear`` weights are
+  ``[out, in]``, Flax kernels ``[in, out]``.
 
   Raises:
     ValueError: naming the folder and the first missing weight.
   """
-  prefix = "bert." if any(k.startswith("bert.") for k in tensors) else ""
+  family = config.model_type
+  prefix = f"{family}." if any(k.startswith(f"{family}.") for k in tensors) else ""
 
   def get(name):
     key = prefix + name
     if key not in tensors:
-      raise ValueError(f"{folder}: model.safetensors has no weight {key!r}; is it a BERT?")
+      raise ValueError(f"{folder}: model.safetensors has no weight {key!r}; is it a "
+                       f"{family} model?")
     return np.asarray(tensors[key], np.float32)
 
   dense = lambda n: {"kernel": get(f"{n}.weight").T, "bias": get(f"{n}.bias")}
@@ -160,27 +265,28 @@ def bert_params(tensors: dict[str, np.ndarray], config: BertConfig, folder: str)
   params = {
       "word": {"embedding": get("embeddings.word_embeddings.weight")},
       "position": {"embedding": get("embeddings.position_embeddings.weight")},
-      "token_type": {"embedding": get("embeddings.token_type_embeddings.weight")},
       "embedding_norm": norm("embeddings.LayerNorm"),
   }
+  if config.type_vocab_size:
+    params["token_type"] = {"embedding": get("embeddings.token_type_embeddings.weight")}
+  if config.relative_buckets:
+    params["relative_bias"] = {"embedding": get("encoder.relative_attention_bias.weight")}
+  names = LAYER_WEIGHTS[family]
   for i in range(config.num_hidden_layers):
-    p = f"encoder.layer.{i}."
+    n = {part: name.format(i) for part, name in names.items()}
     params[f"layer_{i}"] = {
-        "attention": {"query": dense(p + "attention.self.query"),
-                      "key": dense(p + "attention.self.key"),
-                      "value": dense(p + "attention.self.value"),
-                      "output": dense(p + "attention.output.dense")},
-        "attention_norm": norm(p + "attention.output.LayerNorm"),
-        "intermediate": dense(p + "intermediate.dense"),
-        "output": dense(p + "output.dense"),
-        "output_norm": norm(p + "output.LayerNorm"),
+        "attention": {"query": dense(n["query"]), "key": dense(n["key"]),
+                      "value": dense(n["value"]), "output": dense(n["attention_output"])},
+        "attention_norm": norm(n["attention_norm"]),
+        "intermediate": dense(n["intermediate"]),
+        "output": dense(n["output"]),
+        "output_norm": norm(n["output_norm"]),
     }
   return params
 
 
-def pool(hidden, mask, modes: Sequence[str], normalize: bool):
-  """sentence-transformers' ``Pooling`` (the modes' vectors concatenated in its order) and
-  ``Normalize`` (L2, norms clamped at 1e-12)."""
+def pool(hidden, mask, modes: Sequence[str]):
+  """sentence-transformers' ``Pooling``: the modes' vectors concatenated in its order."""
   m = mask[..., None].astype(hidden.dtype)
   count = jnp.maximum(m.sum(axis=1), 1e-9)
   total = (hidden * m).sum(axis=1)
@@ -194,44 +300,139 @@ def pool(hidden, mask, modes: Sequence[str], normalize: bool):
       parts.append(total / count)
     elif mode == "mean_sqrt_len_tokens":
       parts.append(total / jnp.sqrt(count))
-  out = jnp.concatenate(parts, axis=-1)
-  if normalize:
-    out = out / jnp.maximum(jnp.linalg.norm(out, axis=-1, keepdims=True), 1e-12)
-  return out
+  return jnp.concatenate(parts, axis=-1)
 
 
-def read_modules(folder: str) -> tuple[list[str], bool, int]:
-  """``(pooling modes, normalize, dimension)`` from ``modules.json`` and the pooling config.
+def normalize(x):
+  """sentence-transformers' ``Normalize``: L2, norms clamped at 1e-12."""
+  return x / jnp.maximum(jnp.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
+
+
+# sentence-transformers Dense activations, by the torch class name its config.json records.
+DENSE_ACTIVATIONS = {
+    "Tanh": jnp.tanh,
+    "Identity": lambda x: x,
+    "ReLU": nn.relu,
+    "Sigmoid": nn.sigmoid,
+    "GELU": lambda x: nn.gelu(x, approximate=False),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Head:
+  """What follows the transformer in ``modules.json``: pooling, ``Dense`` projections (their
+  activations, in order), ``Normalize``; ``dim`` is the embedding's size."""
+  modes: tuple[str, ...]
+  dense: tuple[str, ...] = ()
+  normalize: bool = False
+  dim: int = 0
+
+  def __call__(self, params: list[dict], hidden, mask):
+    out = pool(hidden, mask, self.modes)
+    for activation, p in zip(self.dense, params):
+      out = DENSE_ACTIVATIONS[activation](out @ p["kernel"] + p["bias"])
+    return normalize(out) if self.normalize else out
+
+
+def dense_module(folder: str, path: str) -> tuple[str, dict]:
+  """``(activation, {"kernel", "bias"})`` of a sentence-transformers ``Dense`` module folder.
 
   Raises:
-    ValueError: naming the folder for a module this encoder does not implement (a ``Dense``
-      projection, say) or a missing pooling module.
+    ValueError: naming the module folder for an option this encoder does not implement or
+      weights it cannot read without torch.
+  """
+  where = os.path.join(folder, path)
+  cfg = text_lib.read_json(os.path.join(where, "config.json"), "the Dense module's config")
+  activation = str(cfg.get("activation_function") or "Tanh").rsplit(".", 1)[-1]
+  if activation not in DENSE_ACTIVATIONS:
+    raise ValueError(f"{where}: Dense activation {cfg.get('activation_function')!r} is not "
+                     "implemented by the JAX sentence encoder (one of "
+                     f"{sorted(DENSE_ACTIVATIONS)})")
+  names = (cfg.get("module_input_name"), cfg.get("module_output_name"))
+  if cfg.get("use_residual") or any(n not in (None, "sentence_embedding") for n in names):
+    raise ValueError(f"{where}: a Dense module with a residual or other input/output names is "
+                     "not implemented by the JAX sentence encoder")
+  weights = os.path.join(where, "model.safetensors")
+  if not os.path.exists(weights):
+    raise ValueError(f"{where}: no model.safetensors (the JAX sentence encoder does not read "
+                     "pytorch_model.bin); re-save the model with sentence-transformers' "
+                     "safe_serialization=True, or use the torch engine")
+  tensors = safetensors.numpy.load_file(weights)
+  kernel = np.asarray(tensors["linear.weight"], np.float32).T        # [in, out]
+  if kernel.shape != (int(cfg["in_features"]), int(cfg["out_features"])):
+    raise ValueError(f"{where}: linear.weight has shape {kernel.shape[::-1]}, config.json says "
+                     f"({cfg['out_features']}, {cfg['in_features']})")
+  bias = tensors.get("linear.bias") if cfg.get("bias", True) else None
+  bias = np.zeros(kernel.shape[1], np.float32) if bias is None else np.asarray(bias, np.float32)
+  return activation, {"kernel": kernel, "bias": bias}
+
+
+# sentence-transformers >= 6 names of the pooling modes (its Pooling config's "pooling_mode").
+POOLING_NAMES = {"cls": "cls_token", "max": "max_tokens", "mean": "mean_tokens",
+                 "mean_sqrt_len_tokens": "mean_sqrt_len_tokens"}
+
+
+def pooling(folder: str, path: str) -> tuple[list[str], int]:
+  """``(modes, dimension)`` of a ``Pooling`` module's config, in either format:
+  ``"pooling_mode": "mean"`` or a list, in concatenation order, with ``embedding_dimension``
+  (sentence-transformers >= 6), or ``pooling_mode_<mode>: true`` flags, concatenated in
+  :data:`POOLING_MODES` order, with ``word_embedding_dimension`` (earlier releases, the hub
+  models').
+
+  Raises:
+    ValueError: naming the folder for a mode this encoder does not implement, or none.
+  """
+  cfg = text_lib.read_json(os.path.join(folder, path, "config.json"), "the Pooling config")
+  if "pooling_mode" in cfg:
+    named = cfg["pooling_mode"]
+    named = [named] if isinstance(named, str) else list(named)
+    unknown = [m for m in named if m not in POOLING_NAMES]
+    modes = [POOLING_NAMES[m] for m in named if m in POOLING_NAMES]
+  else:
+    modes = [m for m in POOLING_MODES if cfg.get(f"pooling_mode_{m}")]
+    unknown = sorted(k for k, v in cfg.items() if k.startswith("pooling_mode_") and v and
+                     k[len("pooling_mode_"):] not in POOLING_MODES)
+  if unknown or not modes:
+    raise ValueError(f"{folder}: pooling {unknown or 'none'} is not implemented by the JAX "
+                     f"sentence encoder (modes: {POOLING_MODES})")
+  width = cfg.get("embedding_dimension", cfg.get("word_embedding_dimension"))
+  return modes, int(width) * len(modes)
+
+
+def read_modules(folder: str) -> tuple[Head, list[dict]]:
+  """The :class:`Head` from ``modules.json`` and its modules' configs, and the ``Dense``
+  modules' parameters.
+
+  Raises:
+    ValueError: naming the folder for a module this encoder does not implement, modules out of
+      order (a ``Dense`` before the pooling or after ``Normalize``), or a missing pooling module.
   """
   modules = text_lib.read_json(os.path.join(folder, "modules.json"),
                                "the sentence-transformers module list")
-  modes, normalize, dim = None, False, 0
+  modes, dense, params, normalized, dim = None, [], [], False, 0
   for i, module in enumerate(modules):
     kind = str(module.get("type", "")).rsplit(".", 1)[-1]
     if kind == "Transformer" and i == 0:
       continue
     if kind == "Pooling" and modes is None:
-      with open(os.path.join(folder, module.get("path", ""), "config.json")) as f:
-        cfg = json.load(f)
-      modes = [m for m in POOLING_MODES if cfg.get(f"pooling_mode_{m}")]
-      unknown = sorted(k for k, v in cfg.items() if k.startswith("pooling_mode_") and v and
-                       k[len("pooling_mode_"):] not in POOLING_MODES)
-      if unknown or not modes:
-        raise ValueError(f"{folder}: pooling {unknown or 'none'} is not implemented by the JAX "
-                         f"sentence encoder (modes: {POOLING_MODES})")
-      dim = int(cfg["word_embedding_dimension"]) * len(modes)
-    elif kind == "Normalize" and modes is not None and not normalize:
-      normalize = True
+      modes, dim = pooling(folder, module.get("path", ""))
+    elif kind == "Dense" and modes is not None and not normalized:
+      activation, p = dense_module(folder, module.get("path", ""))
+      if p["kernel"].shape[0] != dim:
+        raise ValueError(f"{folder}: Dense module {i} takes {p['kernel'].shape[0]} features, "
+                         f"the module before it gives {dim}")
+      dense.append(activation)
+      params.append(p)
+      dim = p["kernel"].shape[1]
+    elif kind == "Normalize" and modes is not None and not normalized:
+      normalized = True
     else:
       raise ValueError(f"{folder}: module {i} ({module.get('type')}) is not implemented by the "
-                       "JAX sentence encoder (Transformer, Pooling, Normalize only)")
+                       "JAX sentence encoder (Transformer, Pooling, Dense, Normalize only, in "
+                       "that order)")
   if modes is None:
     raise ValueError(f"{folder}: modules.json has no Pooling module")
-  return modes, normalize, dim
+  return Head(tuple(modes), tuple(dense), normalized, dim), params
 
 
 def length_buckets(limit: int) -> tuple[int, ...]:
@@ -268,11 +469,12 @@ class TokenCounter:
 
 
 class JaxSentenceEncoder:
-  """A frozen BERT sentence transformer from a local folder, run by JAX (no torch).
+  """A frozen sentence transformer from a local folder, run by JAX (no torch).
 
   Attributes:
     folder: the sentence-transformers folder.
-    config: its :class:`BertConfig`.
+    config: its :class:`EncoderConfig`.
+    head: its :class:`Head` (pooling, ``Dense`` modules, ``Normalize``).
     max_seq_length: the window; longer inputs are truncated to it (special tokens included).
     tokenizer: a :class:`TokenCounter` (untruncated counts for the store's length checks).
     buckets: the padded sequence lengths a batch is compiled at.
@@ -285,30 +487,43 @@ class JaxSentenceEncoder:
                        "float32 only (half precision is not yet implemented); use "
                        "--config.text.precision=float32 or the torch engine")
     self.folder = str(folder)
-    self.config = BertConfig.from_folder(self.folder)
-    self.modes, self.normalize, self.dim = read_modules(self.folder)
+    self.config = EncoderConfig.from_folder(self.folder)
+    self.head, dense_params = read_modules(self.folder)
+    self.dim = self.head.dim
     self.max_seq_length = self._window()
     tok = tokenizers.Tokenizer.from_file(os.path.join(self.folder, "tokenizer.json"))
+    if self._folder_config().get("do_lower_case"):   # lowercase first, as sentence-transformers
+      rest = tok.normalizer
+      rest = [] if rest is None else list(rest) if isinstance(
+          rest, tokenizers.normalizers.Sequence) else [rest]
+      tok.normalizer = tokenizers.normalizers.Sequence([tokenizers.normalizers.Lowercase()]
+                                                       + rest)
     self.tokenizer = TokenCounter(tok, self.max_seq_length)
     self._tok = tokenizers.Tokenizer.from_str(tok.to_str())
     self._tok.no_padding()
     self._tok.enable_truncation(self.max_seq_length)
     self.buckets = length_buckets(self.max_seq_length)
     tensors = safetensors.numpy.load_file(os.path.join(self.folder, "model.safetensors"))
-    self.params = jax.tree.map(jnp.asarray, bert_params(tensors, self.config, self.folder))
+    self.params = jax.tree.map(jnp.asarray, {
+        "encoder": encoder_params(tensors, self.config, self.folder), "dense": dense_params})
     self.transformer_shape = (self.config.num_hidden_layers, self.config.hidden_size,
                               self.config.intermediate_size)
-    bert, modes, normalize = Bert(self.config), tuple(self.modes), self.normalize
-    self._forward = jax.jit(lambda params, ids, mask: pool(
-        bert.apply({"params": params}, ids, mask), mask, modes, normalize))
+    encoder, head = Encoder(self.config), self.head
+    self._forward = jax.jit(lambda params, ids, mask: head(
+        params["dense"], encoder.apply({"params": params["encoder"]}, ids, mask), mask))
+
+  def _folder_config(self, name: str = "sentence_bert_config.json") -> dict:
+    path = os.path.join(self.folder, name)
+    return text_lib.read_json(path, "the Transformer module's config") if os.path.exists(
+        path) else {}
 
   def _window(self) -> int:
-    path = os.path.join(self.folder, "sentence_bert_config.json")
-    limit = 0
-    if os.path.exists(path):
-      with open(path) as f:
-        limit = int(json.load(f).get("max_seq_length") or 0)
-    positions = self.config.max_position_embeddings
+    """``max_seq_length`` of ``sentence_bert_config.json`` or else (sentence-transformers >= 6
+    keeps it there) the tokenizer's ``model_max_length``, at most the position embedding's
+    reach."""
+    limit = int(self._folder_config().get("max_seq_length") or 0)
+    limit = limit or int(self._folder_config("tokenizer_config.json").get("model_max_length") or 0)
+    positions = self.config.positions
     return min(limit, positions) if limit else positions
 
   def get_sentence_embedding_dimension(self) -> int:

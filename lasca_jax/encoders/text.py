@@ -302,8 +302,9 @@ def load_model(backbone: str, model_path: str = "", device: str = "auto",
   """Loads the frozen sentence-transformer, with a clear error when weights are unavailable
   (at once when a hub model is neither cached nor reachable: :func:`hub_access`).
 
-  ``engine="jax"`` returns a :class:`lasca_jax.encoders.flax_encoder.JaxSentenceEncoder` (BERT
-  backbones only; a hub model is read from the Hugging Face cache or downloaded there).
+  ``engine="jax"`` returns a :class:`lasca_jax.encoders.flax_encoder.JaxSentenceEncoder` (the BERT,
+  DistilBERT, RoBERTa and MPNet families of :data:`flax_encoder.FAMILIES`; a hub model is read
+  from the Hugging Face cache or downloaded there).
 
   Raises:
     ValueError: an unknown engine, or ``engine="jax"`` with a backbone it does not implement
