@@ -23,6 +23,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 
 import numpy as np
@@ -300,8 +301,21 @@ def test_dashboard_and_lsl_receive_every_decision_at_real_time_pace(fused_run, t
     assert head[-1] == f"dashboard: http://127.0.0.1:{port}/"
     streams = pylsl.resolve_byprop("name", name, 1, 10.0)
     assert streams, "the LSL outlet is not visible"
-    inlet = pylsl.StreamInlet(streams[0])
+    inlet = pylsl.StreamInlet(streams[0], recover=False)
     inlet.open_stream(10.0)
+    samples, stamps, done = [], [], threading.Event()
+
+    def pull():   # while the outlet lives (after it closes the inlet reports the loss)
+      while not done.is_set():
+        try:
+          sample, stamp = inlet.pull_sample(timeout=0.2)
+        except pylsl.util.LostError:
+          return
+        if sample is not None:
+          samples.append(sample)
+          stamps.append(stamp)
+    puller = threading.Thread(target=pull, daemon=True)
+    puller.start()
     outside = []
     with sync_playwright() as p:
       browser = p.chromium.launch(executable_path=chromium, args=[
@@ -333,7 +347,8 @@ def test_dashboard_and_lsl_receive_every_decision_at_real_time_pace(fused_run, t
       browser.close()
     tail = proc.stdout.read().splitlines()
     assert proc.wait(60) == 0, "\n".join(head + tail)
-    samples, stamps = inlet.pull_chunk(timeout=5.0)
+    done.set()
+    puller.join(10)
   finally:
     if proc.poll() is None:
       proc.kill()

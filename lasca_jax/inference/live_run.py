@@ -95,13 +95,13 @@ def end_line(summary: dict, output: Optional[str]) -> str:
   where = f" -> {os.path.join(output, 'predictions.csv')}" if output else ""
   end, detail = summary["end"], summary["end_detail"]
   if end == "ended":
-    return f"stream ended after {summary['stream_seconds']:g} s: {done}{where}"
+    return f"stream ended after {summary['stream_seconds']:.1f} s: {done}{where}"
   if end in ("interrupted", "terminated"):
     name = "SIGINT" if end == "interrupted" else "SIGTERM"
-    return f"stopped by {name} after {summary['stream_seconds']:g} s: {done}{where}"
+    return f"stopped by {name} after {summary['stream_seconds']:.1f} s: {done}{where}"
   if end == "stalled":
     return f"source stalled ({detail}): {done}{where}"
-  return f"source broke after {summary['stream_seconds']:g} s ({detail}): {done}{where}"
+  return f"source broke after {summary['stream_seconds']:.1f} s ({detail}): {done}{where}"
 
 
 def run_live(run_dir: str, source: str, output: Optional[str] = None,
