@@ -59,7 +59,9 @@ def prompt_hash(text: str) -> bytes:
 
 
 def _connect(path: str, timeout_s: float, wal: bool) -> sqlite3.Connection:
-  conn = sqlite3.connect(path, timeout=timeout_s, isolation_level=None)
+  # Not tied to its creating thread: live tracking warms the store up on one thread and decides
+  # on another (one at a time; SQLite itself serialises access).
+  conn = sqlite3.connect(path, timeout=timeout_s, isolation_level=None, check_same_thread=False)
   conn.execute(f"PRAGMA busy_timeout={int(timeout_s * 1000)}")
   if wal:
     conn.execute("PRAGMA journal_mode=WAL")

@@ -671,10 +671,22 @@ class LiveTracker:
     prev = None        # (raw [F], reason, start) of the previous window
     held = None        # the last frame skipped by the stride (processed at the end, as offline)
     wall0 = None       # monotonic time of the first frame of a paced source, minus its time
+    jobs: queue.Queue = queue.Queue()
+    done: queue.Queue = queue.Queue()
+    decider = threading.Thread(target=self._decide_all, args=(jobs, done), daemon=True,
+                               name="lasca-live-decide")
+    decider.start()
+    finished = False
     for r in readers:
       r.start()
     try:
       while True:
+        while not done.empty():             # decisions made since the last item
+          decision = done.get()
+          if isinstance(decision, BaseException):
+            raise decision
+          if decision is not None:
+            yield decision
         try:
           item = items.get(timeout=0.1)
         except queue.Empty:
@@ -702,7 +714,7 @@ class LiveTracker:
             self._add_audio(asm, mfcc.finish(), mfcc, audio_start, gaps)
           total = asm.end_steps()
           while asm._steps(asm.next_window, total).size:   # pylint: disable=protected-access
-            prev = yield from self._close(asm, prev, total)
+            prev = self._close(asm, prev, total, jobs)
           break
         if item.kind == "video":
           if not self.stats.frames and reader.fps:    # a camera or pipe tells it on opening
@@ -738,9 +750,21 @@ class LiveTracker:
                                      item.samples.size / s.sample_rate)
           self._add_audio(asm, mfcc.push(item.samples), mfcc, audio_start, gaps)
         while asm.closable():
-          prev = yield from self._close(asm, prev, None)
+          prev = self._close(asm, prev, None, jobs)
+      # The pairs of windows closed so far are decided, whatever ended the stream.
+      jobs.put(None)
+      while True:
+        decision = done.get()
+        if isinstance(decision, BaseException):
+          raise decision
+        if decision is None:
+          break
+        yield decision
+      finished = True
     finally:
       self.stop.set()
+      if not finished:
+        jobs.put(None)
       if self.tracker is not None:
         self.tracker.close()
       if reader.problems:
@@ -768,8 +792,9 @@ class LiveTracker:
     audio_lib.blank_gaps(coeffs, times, gaps, self.settings.mfcc_window_seconds)
     asm.add_audio(times, coeffs)
 
-  def _close(self, asm: WindowAssembler, prev, total: Optional[int]):
-    """Closes window ``asm.next_window``; yields the decision of the pair it ends."""
+  def _close(self, asm: WindowAssembler, prev, total: Optional[int], jobs: queue.Queue):
+    """Closes window ``asm.next_window`` and hands the pair it ends to the decision thread;
+    returns the window's ``(raw [F], reason, start)``."""
     closed = time.monotonic()
     j = asm.next_window
     win, last = asm.window(j, total)
@@ -782,13 +807,28 @@ class LiveTracker:
     self.stats.windows += 1
     current = (raw, reason, float(win.start[0]))
     if prev is not None:
-      decision = self._decide(np.stack([prev[0], raw]), [prev[1], reason],
-                              [prev[2], current[2]], j, closed, {"pool": pooled})
-      self._record(decision)
-      if decision.encoded:
-        self.stats.cold_encode_ms.append(decision.latency_ms["represent"])
-      yield decision
+      jobs.put((np.stack([prev[0], raw]), [prev[1], reason], [prev[2], current[2]], j, closed,
+                {"pool": pooled}))
     return current
+
+  def _decide_all(self, jobs: queue.Queue, done: queue.Queue) -> None:
+    """The decision thread: decides the pairs ``jobs`` hands it, in order, until None (so the
+    face pass goes on while a prompt is encoded)."""
+    while True:
+      job = jobs.get()
+      if job is None:
+        done.put(None)
+        return
+      try:
+        decision = self._decide(*job)
+        self._record(decision)
+        if decision.encoded:
+          self.stats.cold_encode_ms.append(decision.latency_ms["represent"])
+        done.put(decision)
+      except BaseException as e:  # pylint: disable=broad-except
+        done.put(e)
+        done.put(None)
+        return
 
   def summary(self) -> dict:
     """``summary.json`` of the run so far."""

@@ -103,7 +103,7 @@ function draw() {
   }
   g.setLineDash([]);
   const step = Math.max(span, Math.ceil((t1 - t0) / 8 / span) * span);
-  for (let t = Math.ceil(t0 / step) * step; t <= t1 + 1e-9; t += step) g.fillText(`${t.toFixed(0)} s`, x(t) - 8, h - 8);
+  for (let t = Math.ceil(t0 / step) * step; t <= t1 + 1e-9; t += step) g.fillText(`${Number.isInteger(t) ? t : t.toFixed(1)} s`, x(t) - 8, h - 8);
   const shown = pts.filter((p) => p.t >= t0);
   if (!shown.length) return;
   g.beginPath();
