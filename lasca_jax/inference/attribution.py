@@ -41,7 +41,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from lasca_jax.inference import ensemble
-from lasca_jax.method import templates
 from lasca_jax.model import bundle as bundle_lib, mlp
 
 
@@ -106,25 +105,6 @@ def integrated_gradients(predictor, diff: np.ndarray, steps: int = 32,
   return np.concatenate(attrs, 1), np.concatenate(gaps, 1)
 
 
-class _Prompter:
-  """Renders salience masks into prompts as training did (the run's recipe: template and phrase
-  order), each distinct mask (and, for ``phrase_order="salience"``, order) once."""
-
-  def __init__(self, predictor):
-    self.recipe = predictor.recipe
-    self.memo: dict[bytes, str] = {}
-
-  def __call__(self, mask: np.ndarray, values: np.ndarray) -> str:
-    key = np.packbits(mask).tobytes()
-    if self.recipe.phrase_order == "salience":
-      key += templates.salience_ranks(mask[None], values[None]).tobytes()
-    text = self.memo.get(key)
-    if text is None:
-      prompts, index = self.recipe.prompts(mask[None], values[None])
-      text = self.memo[key] = str(prompts[index[0]])
-    return text
-
-
 def _side_values(rep, first: np.ndarray, second: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
   """``[K, N, F]`` the values salience (and phrase order) used, of each decision's windows."""
   values = rep.values if rep.values is not None else rep.x
@@ -134,16 +114,18 @@ def _side_values(rep, first: np.ndarray, second: np.ndarray) -> tuple[np.ndarray
 
 
 def _logits_by_fold(predictor, fold: np.ndarray, diff: np.ndarray) -> np.ndarray:
-  """Logits of rows ``diff [M, d]``, row ``m`` decided by fold model ``fold[m]``."""
-  out = np.zeros(diff.shape[0], np.float32)
+  """Logits of rows ``diff [M, d]``, row ``m`` decided by fold model ``fold[m]`` (one call of
+  every fold model on its own rows, padded to a few compiled sizes)."""
+  if not diff.shape[0]:
+    return np.zeros(0, np.float32)
+  rank = np.zeros(fold.size, np.int64)              # each row's place among its fold's rows
   for k in np.unique(fold):
     rows = np.flatnonzero(fold == k)
-    n = rows.size
-    size = max(256, 1 << int(np.ceil(np.log2(n))))       # few compiled shapes
-    stacked = np.zeros((predictor.num_folds, size, diff.shape[1]), np.float32)
-    stacked[k, :n] = diff[rows]
-    out[rows] = predictor.logits(stacked)[k, :n]
-  return out
+    rank[rows] = np.arange(rows.size)
+  size = max(256, 1 << int(np.ceil(np.log2(rank.max() + 1))))
+  stacked = np.zeros((predictor.num_folds, size, diff.shape[1]), np.float32)
+  stacked[fold, rank] = diff
+  return predictor.logits(stacked)[fold, rank].astype(np.float32)
 
 
 def _removal_logits(predictor, diff: np.ndarray,
@@ -153,21 +135,18 @@ def _removal_logits(predictor, diff: np.ndarray,
   ``values`` (:func:`_side_values`) order the phrases as training did."""
   if not items:
     return np.zeros(0, np.float32)
-  prompter = _Prompter(predictor)
   fold = np.array([it[0] for it in items])
   dec = np.array([it[1] for it in items])
   new = diff[fold, dec].copy()                                        # [M, d]
   part = predictor.slices()
   v1, v2 = values
   if predictor.uses_text:
-    texts_first = [prompter(it[2], v1[it[0], it[1]]) for it in items]
-    texts_second = [prompter(it[3], v2[it[0], it[1]]) for it in items]
-    distinct = sorted(set(texts_first) | set(texts_second))
-    table = predictor.embed(distinct)
-    row = {t: i for i, t in enumerate(distinct)}
-    s1 = table[[row[t] for t in texts_first]]
-    s2 = table[[row[t] for t in texts_second]]
-    new[:, part["text"]] = s2 - s1
+    # Every mask rendered in one call, each distinct one once, as training rendered them.
+    masks = np.stack([it[2] for it in items] + [it[3] for it in items])
+    side = np.stack([v1[it[0], it[1]] for it in items] + [v2[it[0], it[1]] for it in items])
+    distinct, index = predictor.recipe.prompts(masks, side)
+    table = predictor.embed(list(distinct))
+    new[:, part["text"]] = table[index[len(items):]] - table[index[:len(items)]]
   if "mask" in part:                               # the salience-mask control: [x || m]
     m1 = np.stack([it[2] for it in items]).astype(np.float32)
     m2 = np.stack([it[3] for it in items]).astype(np.float32)
