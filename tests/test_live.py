@@ -18,6 +18,7 @@
 import dataclasses
 import json
 import os
+import pathlib
 import shutil
 import signal
 import socket
@@ -438,23 +439,14 @@ def test_bad_setups_fail_in_one_line_before_anything_starts(fused_run, tmp_path)
 def test_a_stalled_source_ends_with_its_status(fused_run, tmp_path):
   """A stream that stops sending (a FIFO kept open without data) ends as stalled, exit 3,
   with the decisions made until then."""
-  import av  # pylint: disable=import-outside-toplevel
   clip = str(media_fixtures.shared_file(CLIPS[1]))
-  ts = str(tmp_path / "clip.ts")                       # the clip as a stream format
-  with av.open(clip) as src, av.open(ts, "w", format="mpegts") as dst:
-    streams = {s.index: dst.add_stream_from_template(s) for s in (src.streams.video[0],
-                                                                    src.streams.audio[0])}
-    for packet in src.demux(*[src.streams.video[0], src.streams.audio[0]]):
-      if packet.dts is None:
-        continue
-      packet.stream = streams[packet.stream.index]
-      dst.mux(packet)
+  ts = _as_mpegts(clip, str(tmp_path / "clip.ts"))
   fifo = str(tmp_path / "stream.ts")
   os.mkfifo(fifo)
   out = tmp_path / "out"
   proc = _start([f"--run={fused_run}", f"--source={fifo}", "--realtime", "--stall_seconds=2",
                  f"--output={out}"])
-  data = open(ts, "rb").read()
+  data = pathlib.Path(ts).read_bytes()
   try:
     with open(fifo, "wb") as pipe:                     # 80 % of the stream, then silence
       pipe.write(data[:int(len(data) * 0.8)])
@@ -467,3 +459,99 @@ def test_a_stalled_source_ends_with_its_status(fused_run, tmp_path):
   assert "no frame or sound for 2 s" in lines[-1]
   summary = json.loads((out / "summary.json").read_text())
   assert summary["end"] == "stalled" and summary["pairs"] >= 1
+
+
+def _as_mpegts(clip: str, path: str) -> str:
+  """The clip remuxed into MPEG-TS, a format that can be streamed and cut anywhere."""
+  import av  # pylint: disable=import-outside-toplevel
+  with av.open(clip) as src, av.open(path, "w", format="mpegts") as dst:
+    pairs = {s.index: dst.add_stream_from_template(s) for s in (src.streams.video[0],
+                                                                 src.streams.audio[0])}
+    for packet in src.demux(src.streams.video[0], src.streams.audio[0]):
+      if packet.dts is None:
+        continue
+      packet.stream = pairs[packet.stream.index]
+      dst.mux(packet)
+  return path
+
+
+class _Server:
+  """A local HTTP server of one file; ``cut`` < 1 sends that share of it and drops the
+  connection (a stream that breaks)."""
+
+  def __init__(self, path: str, cut: float = 1.0):
+    import http.server  # pylint: disable=import-outside-toplevel
+    payload = pathlib.Path(path).read_bytes()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+      def do_GET(self):  # pylint: disable=invalid-name
+        self.send_response(200)
+        self.send_header("Content-Type", "video/mp2t")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload[:int(len(payload) * cut)])
+        self.wfile.flush()
+        self.connection.shutdown(socket.SHUT_RDWR)
+
+      def log_message(self, *args):
+        del args
+
+    self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/clip.ts"
+    threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+  def close(self):
+    self.httpd.shutdown()
+
+
+def test_a_network_stream_is_decided_as_the_file_and_a_dropped_one_says_it_broke(fused_run,
+                                                                                 tmp_path):
+  clip = str(media_fixtures.shared_file(CLIPS[1]))
+  ts = _as_mpegts(clip, str(tmp_path / "clip.ts"))
+  face = media_fixtures.face_model()
+  predictor = ensemble.load_bundle(fused_run)
+  whole = live.LiveTracker(predictor, live.parse_source(ts), face)
+  reference = list(whole.decisions())
+  server = _Server(ts)
+  try:
+    source = live.parse_source(server.url)
+    assert source.kind == "stream" and source.paced
+    tracker = live.LiveTracker(predictor, source, face)
+    decisions = list(tracker.decisions())
+  finally:
+    server.close()
+  assert tracker.stats.end == "ended" and tracker.stats.dropped_frames == 0
+  assert [d.row["status"] for d in decisions] == [d.row["status"] for d in reference]
+  np.testing.assert_allclose([d.row["p_increase"] for d in decisions if d.decided],
+                             [d.row["p_increase"] for d in reference if d.decided], atol=1e-6)
+  # The connection drops after 60 % of the stream: the windows closed until then are decided,
+  # and the run says how it ended.
+  broken = _Server(ts, cut=0.6)
+  try:
+    tracker = live.LiveTracker(predictor, live.parse_source(broken.url), face)
+    decisions = list(tracker.decisions())
+  finally:
+    broken.close()
+  summary = tracker.summary()
+  assert summary["end"] == "broken" and "Input/output error" in summary["end_detail"]
+  assert 1 <= len(decisions) < len(reference)
+  assert summary["stream_seconds"] < 5.5
+
+
+def test_a_face_pass_that_cannot_keep_up_drops_frames_and_says_so(fused_run):
+  """With no lag allowed, frames that arrive while the face pass is busy are dropped and
+  counted; the windows they thin out are reported, not decided on too few frames."""
+  clip = str(media_fixtures.shared_file(CLIPS[0]))
+  tracker = live.LiveTracker(ensemble.load_bundle(fused_run),
+                             live.parse_source(clip, realtime=True), media_fixtures.face_model(),
+                             max_lag=0.0)
+  decisions = list(tracker.decisions())
+  s = tracker.summary()
+  assert s["end"] == "ended" and s["frames_read"] == 135
+  assert 0 < s["frames_dropped"] < 135
+  assert s["frames_processed"] + s["frames_dropped"] == s["frames_read"]
+  assert s["effective_fps"] < s["source_fps"]
+  assert len(decisions) == s["pairs"]
+  for d in decisions:
+    if not d.decided and "face in" in d.row["status"]:
+      assert "(< 50%)" in d.row["status"]
