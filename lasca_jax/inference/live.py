@@ -656,8 +656,11 @@ class LiveTracker:
     self.stats.started = t0
     reader = Reader(self.source, self.use_face, self.use_audio and self.source.audio == "source",
                     s.sample_rate, items, self.stop)
-    readers = [reader]
-    if self.use_audio and self.source.audio.startswith("mic"):
+    mic = self.use_audio and self.source.audio.startswith("mic")
+    # The source's reader only when it has something to read (an audio model with a
+    # microphone reads the microphone alone).
+    readers = [reader] if (self.use_face or not mic) else []
+    if mic:
       readers.append(MicReader(self.source.audio.partition(":")[2], s.sample_rate, items,
                                self.stop, t0))
     fps = self.fps or 30.0
@@ -717,6 +720,8 @@ class LiveTracker:
             prev = self._close(asm, prev, total, jobs)
           break
         if item.kind == "video":
+          if mic:    # a microphone has no clock of the camera's: both on the wall clock
+            item.time = item.arrived - t0
           if not self.stats.frames and reader.fps:    # a camera or pipe tells it on opening
             asm.face_period = s.frame_stride / reader.fps
             self.fps = self.fps or reader.fps
