@@ -69,4 +69,5 @@ def main(argv):
 if __name__ == "__main__":
   flags.mark_flags_as_required(["run", "source"])
   logging.set_verbosity(logging.WARNING)
-  cli.run(main)
+  cli.run(main, resume="--output keeps every pair decided before it (none when the source had "
+                      "not started)")

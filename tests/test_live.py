@@ -408,6 +408,18 @@ def test_bad_setups_fail_in_one_line_before_anything_starts(fused_run, tmp_path)
     live.parse_source(str(tmp_path / "missing.mp4"))
   with pytest.raises(live.LiveError, match="unknown scheme 'ftp'"):
     live.parse_source("ftp://host/x")
+  with pytest.raises(live.LiveError, match="is a folder"):
+    live.parse_source(str(tmp_path))
+  text = tmp_path / "notes.txt"
+  text.write_text("not a video\n")
+  with pytest.raises(live.LiveError, match="not a video or sound file that PyAV can read"):
+    live.probe(live.parse_source(str(text)))
+  if sys.platform.startswith("linux") and not os.path.exists("/dev/video97"):
+    with pytest.raises(live.LiveError, match="no camera /dev/video97"):
+      live.probe(live.parse_source("97"))
+  for bad, why in (("abc", "give HOST:PORT"), ("99999", "1-65535")):
+    with pytest.raises(dashboard_lib.DashboardError, match=why):
+      dashboard_lib.parse_address(bad)
   predictor = ensemble.load_bundle(fused_run)
   silent = media_fixtures.write_video(str(tmp_path / "silent.mp4"), 30, fps=25)
   with pytest.raises(live.LiveError, match="has no audio track, but the multimodal model"):
@@ -479,7 +491,7 @@ class _Server:
   """A local HTTP server of one file; ``cut`` < 1 sends that share of it and drops the
   connection (a stream that breaks)."""
 
-  def __init__(self, path: str, cut: float = 1.0):
+  def __init__(self, path: str, cut: float = 1.0, hang: bool = False):
     import http.server  # pylint: disable=import-outside-toplevel
     payload = pathlib.Path(path).read_bytes()
 
@@ -491,6 +503,8 @@ class _Server:
         self.end_headers()
         self.wfile.write(payload[:int(len(payload) * cut)])
         self.wfile.flush()
+        if hang:                      # the connection stays open, silent
+          time.sleep(30)
         self.connection.shutdown(socket.SHUT_RDWR)
 
       def log_message(self, *args):
@@ -536,6 +550,16 @@ def test_a_network_stream_is_decided_as_the_file_and_a_dropped_one_says_it_broke
   assert summary["end"] == "broken" and "Input/output error" in summary["end_detail"]
   assert 1 <= len(decisions) < len(reference)
   assert summary["stream_seconds"] < 5.5
+  # It stays open but silent: stalled, after --stall_seconds (PyAV's own timeout is longer).
+  silent = _Server(ts, cut=0.6, hang=True)
+  try:
+    tracker = live.LiveTracker(predictor, live.parse_source(silent.url), face, stall_seconds=2)
+    t0 = time.monotonic()
+    decisions = list(tracker.decisions())
+  finally:
+    silent.close()
+  assert tracker.stats.end == "stalled" and time.monotonic() - t0 < 25
+  assert 1 <= len(decisions) < len(reference)
 
 
 def test_a_face_pass_that_cannot_keep_up_drops_frames_and_says_so(fused_run):

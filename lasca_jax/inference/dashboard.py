@@ -49,8 +49,10 @@ def parse_address(address: str) -> tuple[str, int]:
     number = int(port)
   except ValueError:
     number = -1
-  if not 0 <= number <= 65535:
+  if number == -1:
     raise DashboardError(f"--serve={address}: give HOST:PORT or PORT (e.g. 127.0.0.1:8765)")
+  if not 1 <= number <= 65535:
+    raise DashboardError(f"--serve={address}: the port must be 1-65535")
   return host, number
 
 
@@ -177,6 +179,8 @@ class Dashboard:
         except asyncio.TimeoutError:
           await response.write(b": keep-alive\n\n")
           continue
+        if kind == "closed":          # the server stops: end the stream cleanly
+          break
         await response.write(_event(kind, payload))
     except (ConnectionResetError, asyncio.CancelledError):
       pass
@@ -220,7 +224,7 @@ class Dashboard:
       async def _stop():
         for inbox in list(self._clients):
           inbox.put_nowait(("closed", {}))
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(0.2)       # the event streams return their responses
         loop.stop()
       asyncio.run_coroutine_threadsafe(_stop(), loop)
     if self._thread is not None:

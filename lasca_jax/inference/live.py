@@ -129,6 +129,9 @@ def parse_source(spec: str, realtime: bool = False, audio: str = "source") -> So
                     f"{', '.join(STREAM_SCHEMES)}, a camera index or a file")
   if os.path.exists(spec) and stat.S_ISFIFO(os.stat(spec).st_mode):
     return Source("pipe", spec, True, audio, spec)     # a named pipe another program feeds
+  if os.path.isdir(spec):
+    raise LiveError(f"--source={spec} is a folder: give one video or sound file, a camera index "
+                    "or a stream URL")
   if not os.path.isfile(spec):
     raise LiveError(f"--source={spec}: no such file (give a video or sound file, a camera "
                     "index such as 0, or a stream URL such as rtsp://host/path)")
@@ -147,14 +150,43 @@ def probe(source: Source) -> dict:
   Raises:
     LiveError: the source cannot be opened (names it and PyAV's reason).
   """
+  if source.kind == "camera" and source.format == "v4l2" and not os.path.exists(source.target):
+    raise LiveError(f"--source={source.spec}: there is no camera {source.target} on this machine "
+                    "(ls /dev/video* lists the cameras)")
   try:
     with _open(source.target, source.format) as container:
       video = container.streams.video
       fps = video_lib.stream_fps(video[0]) if video else None
       return {"video": bool(video), "audio": bool(container.streams.audio), "fps": fps}
   except Exception as e:  # pylint: disable=broad-except
-    raise LiveError(f"--source={source.spec}: cannot open it ({type(e).__name__}: "
-                    f"{' '.join(str(e).split())[:160]})") from None
+    import av  # pylint: disable=import-outside-toplevel
+    why = ("not a video or sound file that PyAV can read"
+           if isinstance(e, av.error.InvalidDataError) else
+           f"{type(e).__name__}: {' '.join(str(e).split())[:160]}")
+    raise LiveError(f"--source={source.spec}: cannot open it ({why})") from None
+
+
+MIC_FORMATS = ("pulse", "alsa")
+
+
+def open_microphone(device: str):
+  """A PyAV container of the microphone ``device`` (pulse, else alsa input).
+
+  Raises:
+    LiveError: neither opens, with both reasons; PyAV's pip wheels are built without pulse and
+      with an alsa that cannot find its configuration, so a microphone needs a PyAV built on the
+      system's FFmpeg (e.g. conda-forge's ``av``).
+  """
+  reasons = []
+  for fmt in MIC_FORMATS:
+    try:
+      return _open(device or "default", fmt)
+    except Exception as e:  # pylint: disable=broad-except
+      reasons.append(f"{fmt}: {' '.join(str(e).split())[:120]}")
+  raise LiveError(f"--audio=mic: no microphone {device or 'default'!r} ({'; '.join(reasons)}); "
+                  "PyAV's pip wheels have no pulse input and an alsa input that misses its "
+                  "configuration: install a PyAV built on the system's FFmpeg (conda-forge's av) "
+                  "or give the sound in the source")
 
 
 @dataclasses.dataclass
@@ -177,7 +209,7 @@ class Reader(threading.Thread):
   possible waits for the tracker; paced sources never wait)."""
 
   def __init__(self, source: Source, use_video: bool, use_audio: bool, sample_rate: int,
-               items: "queue.Queue[Item]", stop: threading.Event, timeout: float = 10.0):
+               items: "queue.Queue[Item]", stop: threading.Event, timeout: float = 20.0):
     super().__init__(daemon=True, name="lasca-live-reader")
     self.source, self.use_video, self.use_audio = source, use_video, use_audio
     self.sample_rate, self.items, self.stop, self.timeout = sample_rate, items, stop, timeout
@@ -257,6 +289,11 @@ class Reader(threading.Thread):
           samples = decoder.decode(packet)
           if samples.size:
             start = (decoder.start or 0.0) + before / decoder.sample_rate
+            if video is None and self.source.kind == "file" and self.source.realtime:
+              wall0 = time.monotonic() - start if wall0 is None else wall0   # sound's own pace
+              delay = wall0 + start - time.monotonic()
+              if delay > 0:
+                time.sleep(delay)
             item = Item("audio", samples=samples, start=start, gaps=tuple(decoder.gaps),
                         arrived=time.monotonic())
             if origin is None:
@@ -291,15 +328,7 @@ class MicReader(threading.Thread):
 
   def run(self) -> None:
     try:
-      container = None
-      for fmt in ("pulse", "alsa"):
-        try:
-          container = _open(self.device, fmt)
-          break
-        except Exception:  # pylint: disable=broad-except
-          continue
-      if container is None:
-        raise OSError(f"no microphone {self.device!r} (tried pulse and alsa)")
+      container = open_microphone(self.device)
       with container:
         stream = container.streams.audio[0]
         decoder = audio_lib.AudioDecoder(stream, self.sample_rate)
@@ -590,9 +619,11 @@ class LiveTracker:
       raise LiveError(f"--source={self.source.spec} is a camera, which gives no sound, but the "
                       f"{label} uses audio features: add --audio=mic (or mic:DEVICE)")
     else:
-      self.fps = None
+      self.fps = probe(self.source)["fps"] if self.use_face else None    # the camera is there
     if self.use_audio and self.source.audio == "none":
       raise LiveError(f"--audio=none, but the {label} uses audio features")
+    if self.use_audio and self.source.audio.startswith("mic"):
+      open_microphone(self.source.audio.partition(":")[2]).close()
 
   def _warmup(self) -> None:
     """Compiles the decision path (and encodes the warm-up prompts) before the source starts."""
@@ -640,6 +671,13 @@ class LiveTracker:
     for stage, ms in decision.latency_ms.items():
       s.latency.setdefault(f"{key}:{stage}", []).append(ms)
 
+  def close(self) -> None:
+    """Releases the face model (:meth:`decisions` does it when it ends; this is for a tracker
+    that never ran)."""
+    if self.tracker is not None:
+      self.tracker.close()
+      self.tracker = None
+
   def request_stop(self, reason: str) -> None:
     """Ends :meth:`decisions` after the windows already closed (``reason``: ``"interrupted"``,
     ``"terminated"``); thread-safe."""
@@ -654,8 +692,9 @@ class LiveTracker:
     items: "queue.Queue[Item]" = queue.Queue(maxsize=0 if self.source.paced else 64)
     t0 = time.monotonic()
     self.stats.started = t0
+    # PyAV's own read timeout waits longer than the stall check, which then says "stalled".
     reader = Reader(self.source, self.use_face, self.use_audio and self.source.audio == "source",
-                    s.sample_rate, items, self.stop)
+                    s.sample_rate, items, self.stop, timeout=self.stall_seconds + 10.0)
     mic = self.use_audio and self.source.audio.startswith("mic")
     # The source's reader only when it has something to read (an audio model with a
     # microphone reads the microphone alone).
@@ -770,8 +809,7 @@ class LiveTracker:
       self.stop.set()
       if not finished:
         jobs.put(None)
-      if self.tracker is not None:
-        self.tracker.close()
+      self.close()
       if reader.problems:
         self.stats.warnings.append(f"{len(reader.problems)} undecodable packets, first: "
                                    f"{reader.problems[0]}")
@@ -841,7 +879,7 @@ class LiveTracker:
     latency = {k: percentiles(v) for k, v in sorted(s.latency.items())}
     return {
         "run": os.path.abspath(os.path.dirname(p.path)), "source": self.source.spec,
-        "source_kind": self.source.kind, "realtime": self.source.paced,
+        "source_kind": self.source.kind, "paced": self.source.paced,
         "target": p.meta["target"], "model_label": p.meta["model_label"], "fusion": p.fusion,
         "modality": p.meta["modality"], "fold_models": p.num_folds,
         "window_seconds": self.window_seconds, "end": s.end, "end_detail": s.detail,

@@ -126,17 +126,15 @@ def run_live(run_dir: str, source: str, output: Optional[str] = None,
   if serve:
     from lasca_jax.inference import dashboard  # pylint: disable=import-outside-toplevel
     board = dashboard.Dashboard(serve, {})
-  lock = None
+  lock = tracker = outlet = None
   try:
     if output:
       lock = files_lib.hold_lock(output, "experiments/live.py")
     tracker = live.LiveTracker(predictor, src, face_model, explain, top, ig_steps, max_lag,
                                stall_seconds)
-    info = dict(tracker.summary(), started=datetime.datetime.now().astimezone().isoformat(
-        timespec="seconds"))
-    for key in ("end", "end_detail", "latency_ms", "warnings"):
-      info.pop(key, None)
-    outlet = None
+    summary = tracker.summary()
+    info = {k: summary[k] for k in INFO_KEYS}
+    info["started"] = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
     if lsl:
       from lasca_jax.inference import lsl as lsl_lib  # pylint: disable=import-outside-toplevel
       outlet = lsl_lib.LslOutlet(lsl_name, f"lasca_jax:{os.path.abspath(run_dir)}", {
@@ -157,17 +155,36 @@ def run_live(run_dir: str, source: str, output: Optional[str] = None,
   finally:
     if board is not None:
       board.close()
+    if outlet is not None:
+      outlet.close()
+    if tracker is not None:
+      tracker.close()
     if lock is not None:
       lock.close()
   return summary, live.EXIT_CODES.get(summary["end"], 1)
 
 
+# What live.json and the dashboard's header say of a run (not its counters).
+INFO_KEYS = ("run", "source", "source_kind", "paced", "target", "model_label", "fusion",
+             "modality", "fold_models", "window_seconds", "source_fps", "substitutes")
+
+
 def _loop(tracker, writer, outlet, board, echo) -> dict:
   previous = {}
   in_main = threading.current_thread() is threading.main_thread()
+
+  def stop(signum, frame, reason):
+    del frame
+    if tracker.stop.is_set():     # a second signal: stop now, without the pending decisions
+      signal.signal(signum, previous[signum])
+      raise KeyboardInterrupt
+    tracker.request_stop(reason)
+
   if in_main:
     for sig, reason in ((signal.SIGINT, "interrupted"), (signal.SIGTERM, "terminated")):
-      previous[sig] = signal.signal(sig, lambda *_, r=reason: tracker.request_stop(r))
+      if signal.getsignal(sig) is signal.SIG_IGN:   # e.g. a background job: stays ignored
+        continue
+      previous[sig] = signal.signal(sig, lambda n, f, r=reason: stop(n, f, r))
   if board is not None:
     tracker.frame_hook = board.set_frame
   try:
