@@ -14,6 +14,8 @@ experiment software (PsychoPy, Unity) on LSL's clock:
 from __future__ import annotations
 
 import json
+import os
+import tempfile
 from typing import Any
 
 CHANNELS = (("p_increase", "probability"), ("p_increase_std", "probability"),
@@ -22,11 +24,25 @@ CHANNELS = (("p_increase", "probability"), ("p_increase_std", "probability"),
             ("latency_ms", "milliseconds"))
 
 
+def quiet_liblsl() -> None:
+  """liblsl logs its start-up at INFO to stderr; unless ``$LSLAPICFG`` names a configuration of
+  the user's, it gets one that logs errors only (before pylsl loads liblsl)."""
+  if os.environ.get("LSLAPICFG"):
+    return
+  path = os.path.join(tempfile.gettempdir(), "lasca_jax_lsl_api.cfg")
+  if not os.path.exists(path):
+    with open(path + f".{os.getpid()}", "w", encoding="utf-8") as f:
+      f.write("[log]\nlevel = -2\n")
+    os.replace(path + f".{os.getpid()}", path)
+  os.environ["LSLAPICFG"] = path
+
+
 class LslOutlet:
   """The two outlets (module docstring); ``name`` is the stream name, ``source_id`` makes a
   restarted run's stream recognisable to recorders."""
 
   def __init__(self, name: str, source_id: str, info: dict):
+    quiet_liblsl()
     try:
       import pylsl  # pylint: disable=import-outside-toplevel
     except ImportError as e:
