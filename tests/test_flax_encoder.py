@@ -105,9 +105,26 @@ def test_long_prompts_are_truncated_as_sentence_transformers_does(prompts, torch
 
 
 def test_length_buckets():
-  assert flax_encoder.length_buckets(256) == (16, 32, 64, 96, 128, 160, 192, 224, 256)
-  assert flax_encoder.length_buckets(100) == (16, 32, 64, 96, 100)
+  assert flax_encoder.length_buckets(256) == tuple(range(16, 257, 16))
+  assert flax_encoder.length_buckets(100) == (16, 32, 48, 64, 80, 96, 100)
   assert flax_encoder.length_buckets(16) == (16,)
+
+
+def test_micro_batches_cover_every_text_once_longest_first():
+  lengths = [5, 100, 37, 256, 17, 16, 90, 99] * 3
+  buckets = flax_encoder.length_buckets(256)
+  for devices in (1, 2):
+    calls = flax_encoder.micro_batches(lengths, buckets, devices, tokens=512)
+    seen = np.concatenate([idx for idx, _, _ in calls])
+    assert sorted(seen.tolist()) == list(range(len(lengths)))
+    assert [lengths[i] for i in seen] == sorted(lengths, reverse=True)
+    for idx, rows, width in calls:
+      assert max(lengths[i] for i in idx) <= width == flax_encoder._bucket(  # pylint: disable=protected-access
+          lengths[idx[0]], buckets)
+      per_device = rows // devices
+      assert rows % devices == 0 and len(idx) <= rows
+      assert per_device & (per_device - 1) == 0 and (per_device * width <= 512 or per_device == 1)
+    assert {(r, w) for _, r, w in calls} >= {(devices * 2, 256), (devices * 4, 112)}
 
 
 def _copy_with(tmp_path, **config_fields):
