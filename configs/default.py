@@ -68,7 +68,8 @@ def _text(config: ml_collections.ConfigDict) -> None:
   config.text.device = "auto"               # Torch device of the frozen encoder: "auto" (cuda when
                                             # torch sees a GPU, else cpu), "cpu", "cuda[:N]".
   config.text.precision = "auto"            # Encoder weights: "auto" (float16 on a GPU, float32 on
-                                            # cpu), "float32", "float16", "bfloat16".
+                                            # cpu; float32 for engine "jax"), "float32",
+                                            # "float16", "bfloat16" (both engines; stored apart).
   config.text.long_prompts = "truncate"     # Prompts over the encoder's window: "truncate" (paper)
                                             # or "chunk" (split at phrase boundaries into pieces
                                             # that fit, encode each, mean-pool the embeddings).

@@ -31,18 +31,23 @@ forward pass is one jitted function of the weights and the token ids; a batch of
 dispatched before any result is read, and each call's rows are split over the local devices
 (the trainer's mesh, :func:`lasca_jax.model.programs.units_mesh`).
 
-Scope: ``model_type`` in :data:`FAMILIES`, in float32: BERT (all-MiniLM-L6-v2,
+Precision (:data:`PRECISIONS`): the transformer's weights and computation in float32, bfloat16
+or float16 (LayerNorm statistics in float32, as Flax computes them), the pooling, ``Dense``
+modules and ``Normalize`` in float32. Half precision agrees with sentence-transformers run in
+the same precision to a cosine of 0.999 (``tests/test_flax_encoder.py``), not to 1e-5.
+
+Scope: ``model_type`` in :data:`FAMILIES`: BERT (all-MiniLM-L6-v2,
 all-MiniLM-L12-v2), DistilBERT (multi-qa-distilbert-cos-v1), RoBERTa (all-distilroberta-v1)
 and MPNet (all-mpnet-base-v2, multi-qa-mpnet-base-dot-v1), with ``Dense`` modules after the
 pooling. Checked against sentence-transformers on the packaged all-MiniLM-L6-v2 and on small
 randomly initialised models of each family (``tests/test_flax_families.py``); the other paper
-backbones' own weights were not available offline to check. Not yet: half precision, and
-sharding a batch over several devices.
+backbones' own weights were not available offline to check.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from typing import Sequence
 
@@ -59,6 +64,7 @@ from lasca_jax.model import programs
 FAMILIES = ("bert", "distilbert", "mpnet", "roberta")   # config.json model_type values implemented
 MIN_BUCKET = 16                 # shortest padded sequence length
 BUCKET_STEP = 16                # padded lengths above it: multiples of this, then the window
+PRECISIONS = ("float32", "bfloat16", "float16")   # the transformer's weights and compute
 MICRO_TOKENS = 512              # padded tokens per device and compiled call (see micro_batches)
 POOLING_MODES = ("cls_token", "max_tokens", "mean_tokens", "mean_sqrt_len_tokens")
 RELATIVE_BUCKETS = 32           # MPNet's relative position buckets (half per direction) ...
@@ -184,7 +190,7 @@ class SelfAttention(nn.Module):
     heads, width = c.num_attention_heads, c.hidden_size // c.num_attention_heads
     qkv = nn.Dense(3 * c.hidden_size, name="qkv")(x)
     q, k, v = qkv.reshape(x.shape[:2] + (3, heads, width)).transpose(2, 0, 3, 1, 4)
-    scores = jnp.einsum("bhqd,bhkd->bhqk", q, k) / jnp.sqrt(jnp.float32(width)) + bias
+    scores = jnp.einsum("bhqd,bhkd->bhqk", q, k) / math.sqrt(width) + bias
     weights = jax.nn.softmax(scores, axis=-1)
     out = jnp.einsum("bhqk,bhkd->bhqd", weights, v).transpose(0, 2, 1, 3).reshape(x.shape)
     return nn.Dense(c.hidden_size, name="output")(out)
@@ -218,7 +224,8 @@ class Encoder(nn.Module):
     if c.type_vocab_size:
       x = x + embed(c.type_vocab_size, "token_type")(jnp.zeros_like(ids))
     x = nn.LayerNorm(epsilon=c.layer_norm_eps, name="embedding_norm")(x)
-    bias = jnp.where(mask[:, None, None, :] > 0, 0.0, jnp.finfo(jnp.float32).min)  # [B, 1, 1, L]
+    bias = jnp.where(mask[:, None, None, :] > 0, 0.0,
+                     jnp.finfo(x.dtype).min).astype(x.dtype)               # [B, 1, 1, L]
     if c.relative_buckets:   # one [1, H, L, L] bias for every layer
       table = nn.Embed(c.relative_buckets, c.num_attention_heads, name="relative_bias")
       bias = bias + table(relative_buckets(ids.shape[1], c.relative_buckets)).transpose(2, 0, 1)
@@ -518,10 +525,10 @@ class JaxSentenceEncoder:
   """
 
   def __init__(self, folder: str, precision: str = "float32"):
-    if precision != "float32":
+    if precision not in PRECISIONS:
       raise ValueError(f"config.text.precision={precision!r}: the JAX sentence encoder runs "
-                       "float32 only (half precision is not yet implemented); use "
-                       "--config.text.precision=float32 or the torch engine")
+                       f"one of {PRECISIONS}")
+    self.precision, dtype = precision, jnp.dtype(precision)
     self.folder = str(folder)
     self.config = EncoderConfig.from_folder(self.folder)
     self.head, dense_params = read_modules(self.folder)
@@ -540,8 +547,10 @@ class JaxSentenceEncoder:
     self._tok.enable_truncation(self.max_seq_length)
     self.buckets = length_buckets(self.max_seq_length)
     tensors = safetensors.numpy.load_file(os.path.join(self.folder, "model.safetensors"))
-    self.params = jax.tree.map(jnp.asarray, {
-        "encoder": encoder_params(tensors, self.config, self.folder), "dense": dense_params})
+    self.params = {   # the transformer in ``precision``, the Dense modules in float32
+        "encoder": jax.tree.map(lambda a: jnp.asarray(a, dtype),
+                                encoder_params(tensors, self.config, self.folder)),
+        "dense": jax.tree.map(jnp.asarray, dense_params)}
     self.transformer_shape = (self.config.num_hidden_layers, self.config.hidden_size,
                               self.config.intermediate_size)
     self.devices = jax.local_devices()
@@ -550,9 +559,9 @@ class JaxSentenceEncoder:
     whole = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
     self.params = jax.device_put(self.params, whole)
     encoder, head = Encoder(self.config), self.head
-    self._forward = jax.jit(lambda params, ids, mask: head(
-        params["dense"], encoder.apply({"params": params["encoder"]}, ids, mask), mask),
-        in_shardings=(whole, rows, rows), out_shardings=rows)
+    self._forward = jax.jit(lambda params, ids, mask: head(   # pooling etc. in float32
+        params["dense"], encoder.apply({"params": params["encoder"]}, ids, mask).astype(
+            jnp.float32), mask), in_shardings=(whole, rows, rows), out_shardings=rows)
 
   def _folder_config(self, name: str = "sentence_bert_config.json") -> dict:
     path = os.path.join(self.folder, name)
