@@ -78,9 +78,9 @@ def _text(config: ml_collections.ConfigDict) -> None:
                                             # DistilBERT, RoBERTa and MPNet backbones, JAX's
                                             # devices; stored apart from torch's embeddings).
                                             # torch stays the default: JAX gives the same fold
-                                            # accuracies and ~1.4x torch compiled, but only 1.05x
-                                            # on a cold synthetic main run, and switching would
-                                            # re-encode every stored embedding (new key).
+                                            # accuracies, but on a CPU 0.92x torch idle (1.05-1.4x
+                                            # only under load), compiles each shape once, and
+                                            # switching would re-encode every stored embedding.
                                             # docs/performance.md "The encoder in JAX".
   config.text.phrase_order = "feature"      # Phrases in a prompt: "feature" order (paper) or
                                             # "salience" (most salient first: a cut drops the weakest).

@@ -190,8 +190,8 @@ def test_micro_batches_cover_every_text_once_longest_first():
     assert sorted(seen.tolist()) == list(range(len(lengths)))
     assert [lengths[i] for i in seen] == sorted(lengths, reverse=True)
     for idx, rows, width in calls:
-      assert max(lengths[i] for i in idx) <= width == flax_encoder._bucket(  # pylint: disable=protected-access
-          lengths[idx[0]], buckets)
+      bucket = flax_encoder._bucket(lengths[idx[0]], buckets)  # pylint: disable=protected-access
+      assert max(lengths[i] for i in idx) <= width == bucket
       per_device = rows // devices
       assert rows % devices == 0 and len(idx) <= rows
       assert per_device & (per_device - 1) == 0 and (per_device * width <= 512 or per_device == 1)

@@ -22,14 +22,14 @@ table shared by all layers) to the attention scores. Their weight names are mapp
 Texts are run in micro-batches (:func:`micro_batches`): sorted longest first, about
 :data:`MICRO_TOKENS` padded tokens per device and call, each padded to its own length bucket
 (:func:`length_buckets`: 16, then multiples of 16 up to the window), so there is one compiled
-shape per length bucket and little padding. On a CPU this is faster than large batches: XLA runs
-a program's matmuls on one core, and small calls keep the attention scores and the feed-forward
-activations in cache (a 64 x 128 token batch ran at 58 GFLOP/s, the same tokens as 4 x 128
-calls at 87-98, on the 2-core development machine). The queries, keys and values come from one
-projection and the heads are laid out ``[B, H, L, D]`` before the attention products. The
-forward pass is one jitted function of the weights and the token ids; a batch of calls is
-dispatched before any result is read, and each call's rows are split over the local devices
-(the trainer's mesh, :func:`lasca_jax.model.programs.units_mesh`).
+shape per length bucket and little padding. On a CPU this is faster than large batches: small
+calls keep the attention scores and the feed-forward activations in cache (a 64 x 128 token
+batch ran at 58 GFLOP/s, the same tokens as 4 x 128 calls at 87-98, on the 2-core development
+machine; calls of 1,024 or 2,048 tokens were slower than 512). The queries, keys and values
+come from one projection and the heads are laid out ``[B, H, L, D]`` before the attention
+products. The forward pass is one jitted function of the weights and the token ids; a batch of
+calls is dispatched before any result is read, and each call's rows are split over the local
+devices (the trainer's mesh, :func:`lasca_jax.model.programs.units_mesh`).
 
 Precision (:data:`PRECISIONS`): the transformer's weights and computation in float32, bfloat16
 or float16 (LayerNorm statistics in float32, as Flax computes them), the pooling, ``Dense``
@@ -471,7 +471,7 @@ def _bucket(n: int, buckets: Sequence[int]) -> int:
 
 
 def micro_batches(lengths: Sequence[int], buckets: Sequence[int], devices: int = 1,
-                  tokens: int = MICRO_TOKENS) -> list[tuple[np.ndarray, int, int]]:
+                  tokens: int = 0) -> list[tuple[np.ndarray, int, int]]:
   """``(indices, rows, width)`` per compiled call: ``lengths`` longest first, ``rows``
   sequences at a time padded to ``width``, the length bucket of the longest.
 
@@ -479,6 +479,7 @@ def micro_batches(lengths: Sequence[int], buckets: Sequence[int], devices: int =
   per device (at least one sequence), so there is one shape per length bucket; the last call
   of a width may hold fewer than ``rows`` sequences (the rest is padding).
   """
+  tokens = tokens or MICRO_TOKENS
   order = np.argsort([-n for n in lengths], kind="stable")
   out, start = [], 0
   while start < len(order):
