@@ -10,12 +10,15 @@ Sections (``--sections``, in order):
 
 * ``encoder``: the distinct prompts of the config (or of ``model.fusion="text"`` when the config
   has no text part) are computed with the cached stages, a fixed sample of ``--encoder_prompts``
-  of them (by prompt hash) is encoded into a fresh, temporary store (nothing is served from a
-  cache), and the section reports prompts/s, tokens/s, the encoder's matmul GFLOP/s (FLOPs per
+  of them (by prompt hash) is encoded into fresh, temporary stores (nothing is served from a
+  cache) by each engine of ``--encoder_engines`` (torch, jax), cold (model load and first
+  encoding, JAX's compilation included) and compiled (again, by the loaded model), and the
+  section reports, in one table, prompts/s, tokens/s, the encoder's matmul GFLOP/s (FLOPs per
   token from the backbone's own config, ``lasca_jax.encoders.text.encoder_flops``) and their share of
   the matmul peak measured in the same process (``lasca_jax.encoders.text.device_peak_gflops``: on a
   CPU the f32 peak, best of XLA and numpy's BLAS; on a GPU a torch matmul in the encoder's
-  precision). On a CPU it also times torch's own f32 matmul at the peak's square size and at the
+  precision), the ratio of the engines' prompts/s and the largest difference of their
+  embeddings. On a CPU it also times torch's own f32 matmul at the peak's square size and at the
   encoder's feed-forward shape; ``--profile`` writes torch.profiler's operator table of one batch.
 
 * ``devices``: the local JAX devices and how a run's (configuration, fold) units are laid out on
@@ -82,6 +85,8 @@ _PROMPTS = flags.DEFINE_integer("encoder_prompts", 2000, "Encoder section: disti
                                 "encode (a fixed sample by prompt hash); 0 -> all of the config's.")
 _BUDGETS = flags.DEFINE_list("token_budgets", [], "Encoder section: token budgets to compare "
                              "(default: the config's text.token_budget).")
+_ENGINES = flags.DEFINE_list("encoder_engines", ["torch", "jax"], "Encoder section: engines "
+                             "(config.text.engine) to compare on the same prompts, in order.")
 _PROFILE = flags.DEFINE_string("profile", "", "Encoder section: write torch.profiler's table of "
                                "one batch here.")
 _SKLEARN = flags.DEFINE_bool("sklearn", True, "Time scikit-learn on the same folds.")
@@ -295,61 +300,161 @@ def step_section(config) -> dict:
   return result
 
 
+def _encode_once(tcfg, engine: str, budget: int, prompts: list[str], tmp: str, model=None):
+  """Encodes ``prompts`` into a fresh store with ``engine``; the store (closed) and its model.
+
+  Without ``model`` the model is loaded first and the load counted in ``seconds`` beside the
+  store's own clock (tokenising, encoding, committing), which for JAX includes compiling each
+  shape the first time."""
+  start = time.perf_counter()
+  store = encoding.EmbeddingStore(
+      os.path.join(tmp, f"{engine}-{budget}-{'warm' if model else 'cold'}"), tcfg.backbone,
+      tcfg.model_path, tcfg.get("device", "auto"), int(tcfg.batch_size), budget,
+      tcfg.get("precision", "auto"), tcfg.get("long_prompts", "truncate"), engine=engine)
+  if model is not None:
+    store._model = model   # pylint: disable=protected-access
+  model = store.model
+  load = time.perf_counter() - start
+  emb = store.embed(prompts, progress=False)
+  store.store.close()
+  return store, model, load, emb
+
+
+def _peak(device: str) -> tuple[float, str, float]:
+  """The matmul peak measured now (``text_lib.device_peak_gflops`` keeps its first figure):
+  ``(GFLOP/s, how, XLA's own GFLOP/s)``."""
+  if device.startswith("cuda"):
+    return (*text_lib.device_peak_gflops(device, "float32"), 0.0)
+  p = peak.measure_peak(sizes=(512, 1024), repeats=3)
+  return p.gflops, f"f32 matmul, {p.source}", p.xla_gflops
+
+
+def _encoder_row(store, peak_gflops: float, seconds: float) -> dict:
+  """Prompts/s, tokens/s, GFLOP/s and share of the peak of what ``store`` encoded, over
+  ``seconds``."""
+  s = store.stats
+  out = {"seconds": round(seconds, 2), "prompts_per_s": round(s.prompts / seconds, 2),
+         "tokens_per_s": round(s.tokens / seconds, 1),
+         "padding_fraction": store.throughput().get("padding_fraction"),
+         "device": store.device, "precision": store.precision}
+  if s.flops:
+    out["gflops"] = round(s.flops / seconds / 1e9, 2)
+    out["share_of_peak"] = round(s.flops / seconds / 1e9 / peak_gflops, 4)
+  return out
+
+
 def encoder_section(config, num_prompts: int = 2000, token_budgets=(), profile_path: str = "",
-                    verbose: bool = True) -> dict:
-  """Encoder throughput of ``config.text`` on its own prompts; returns and prints the figures.
+                    verbose: bool = True, engines=("torch", "jax")) -> dict:
+  """Encoder throughput of ``config.text`` on its own prompts, for each engine; returns and
+  prints the figures.
+
+  Per engine and token budget, in this process: *cold* (the model loaded and the prompts
+  encoded into a fresh store: torch's first batches, JAX's compilation of each shape, with
+  no persistent compilation cache unless ``JAX_COMPILATION_CACHE_DIR`` is set) and *compiled*
+  (the same prompts encoded again into another fresh store by the loaded model). The cold row
+  counts the load and the encoding; the compiled row the store's own clock (tokenising,
+  encoding, committing). Shares are of the f32 matmul peak measured in the same process after
+  each engine's runs (the highest of those measurements).
 
   Returns:
-    ``{"prompts": n, "tokens_per_prompt": ..., "runs": [per token budget: prompts_per_s,
-    tokens_per_s, gflops, peak_gflops, share_of_peak, device, precision, ...],
-    "torch_matmul_gflops": {...}}``.
+    ``{"prompts": n, "tokens_per_prompt": ..., "runs": [per engine and token budget:
+    {"engine", "token_budget", "cold": {...}, "compiled": {...}}], "ratios": {...},
+    "max_abs_difference": ..., "torch_matmul_gflops": {...}}``.
   """
   import torch  # pylint: disable=import-outside-toplevel
   tcfg = config.text
   prompts = timing.sample_prompts(timing.config_prompts(config), num_prompts)
   budgets = [int(b) for b in token_budgets] or [int(tcfg.get("token_budget", 0))]
   out = {"prompts": len(prompts), "backbone": tcfg.backbone, "runs": [],
-         "torch_threads": torch.get_num_threads()}
+         "torch_threads": torch.get_num_threads(), "jax_devices": len(jax.local_devices()),
+         "load_before": _load()}
+  embs, store = {}, None
   with tempfile.TemporaryDirectory() as tmp:
-    for budget in budgets:
-      store = encoding.EmbeddingStore(
-          os.path.join(tmp, f"budget{budget}"), tcfg.backbone, tcfg.model_path,
-          tcfg.get("device", "auto"), int(tcfg.batch_size), budget, tcfg.get("precision", "auto"),
-          tcfg.get("long_prompts", "truncate"))
-      store.model.encode(prompts[:16], batch_size=16, show_progress_bar=False)   # load and warm
-      store.embed(prompts, progress=False)
-      peak, how = text_lib.device_peak_gflops(store.device, store.precision)
-      run = {"token_budget": budget, "prompts_per_s": round(store.stats.prompts /
-                                                            store.stats.seconds, 2),
-             **store.throughput(peak), "peak": how}
-      out["runs"].append(run)
-      out["tokens_per_prompt"] = round(store.stats.tokens / max(store.stats.texts, 1), 1)
-      if profile_path and budget == budgets[-1]:
-        batches = encoding.token_batches(text_lib.token_counts(store.model, prompts), budget,
-                                       int(tcfg.batch_size))
-        batch = batches[len(batches) // 2]
-        timing.profile_batch(store, [prompts[i] for i in batch], profile_path)
-        out["profile"] = profile_path
-      store.store.close()
-      if verbose:
-        print(f"encoder {tcfg.backbone} on {run['device']} ({run['precision']}), token budget "
-              f"{budget}: {run['prompts_per_s']} prompts/s, {run['tokens_per_s']} tokens/s, "
-              f"{run.get('gflops')} GFLOP/s = {100 * run.get('share_of_peak', 0):.1f} % of the "
-              f"{run['peak_gflops']} GFLOP/s peak ({how}); padding {run['padding_fraction']}")
-  device = out["runs"][-1]["device"]
-  shape = text_lib.transformer_shape(store.model)
-  if shape is not None and not device.startswith("cuda"):
-    tokens = max(out["runs"][-1]["token_budget"], 2048)
+    for engine in engines:
+      model = None
+      for budget in budgets:
+        cold_store, model, load, _ = _encode_once(tcfg, engine, budget, prompts, tmp, model)
+        store, _, _, embs[engine] = _encode_once(tcfg, engine, budget, prompts, tmp, model)
+        out["runs"].append({"engine": engine, "token_budget": budget, "load": _load(),
+                            "cold_store": cold_store, "compiled_store": store,
+                            "cold_seconds": cold_store.stats.seconds + load,
+                            "load_seconds": round(load, 2),
+                            "peak_now": _peak(store.device)})
+        out["tokens_per_prompt"] = round(store.stats.tokens / max(store.stats.texts, 1), 1)
+        if profile_path and engine == "torch" and budget == budgets[-1]:
+          batches = encoding.token_batches(text_lib.token_counts(model, prompts), budget,
+                                           int(tcfg.batch_size))
+          batch = batches[len(batches) // 2]
+          store._model = model   # pylint: disable=protected-access
+          timing.profile_batch(store, [prompts[i] for i in batch], profile_path)
+          out["profile"] = profile_path
+  # Shares of the highest peak measured in the run (one after each engine's runs): a peak
+  # measured while the shared machine was busy would flatter the shares.
+  best = max(out["runs"], key=lambda r: r["peak_now"][0])["peak_now"]
+  out["peak_gflops"], out["peak"] = round(best[0], 1), best[1]
+  out["peaks_measured"] = [round(r["peak_now"][0], 1) for r in out["runs"]]
+  xla = max(r["peak_now"][2] for r in out["runs"])
+  out["xla_peak_gflops"] = round(xla, 1)
+  for r in out["runs"]:
+    cold = _encoder_row(r.pop("cold_store"), best[0], r.pop("cold_seconds"))
+    store = r.pop("compiled_store")
+    r.update(cold=dict(cold, load_seconds=r.pop("load_seconds")),
+             compiled=_encoder_row(store, best[0], store.stats.seconds))
+    for when in ("cold", "compiled"):
+      if xla and "gflops" in r[when]:
+        r[when]["share_of_xla_peak"] = round(r[when]["gflops"] / xla, 4)
+    del r["peak_now"]
+  by = {(r["engine"], r["token_budget"]): r for r in out["runs"]}
+  for budget in budgets:
+    if ("torch", budget) in by and ("jax", budget) in by:
+      out["ratios"] = out.get("ratios", {})
+      out["ratios"][str(budget)] = {
+          when: round(by["jax", budget][when]["prompts_per_s"] /
+                      by["torch", budget][when]["prompts_per_s"], 3)
+          for when in ("cold", "compiled")}
+  if len(embs) == 2:
+    out["max_abs_difference"] = float(np.abs(embs["torch"] - embs["jax"]).max())
+  out["load_after"] = _load()
+  device = out["runs"][-1]["cold"]["device"]
+  shape = text_lib.transformer_shape(model)
+  if shape is not None and device == "cpu":
+    tokens = max(budgets[-1], 2048)
     out["torch_matmul_gflops"] = {
         "square_1024": round(timing.torch_matmul_gflops(1024, 1024, 1024), 1),
         f"ffn_{tokens}x{shape.hidden}x{shape.intermediate}": round(timing.torch_matmul_gflops(
             tokens, shape.hidden, shape.intermediate), 1)}
-    if verbose:
-      print(f"torch f32 matmul on this CPU ({out['torch_threads']} threads): "
-            f"{out['torch_matmul_gflops']} GFLOP/s")
   if verbose:
-    print(f"{len(prompts)} prompts of {out['tokens_per_prompt']} tokens on average")
+    _print_encoder(out)
   return out
+
+
+def _print_encoder(out: dict) -> None:
+  print(f"encoder {out['backbone']}: {out['prompts']} prompts of {out['tokens_per_prompt']} "
+        f"tokens on average; f32 matmul peak {out['peak_gflops']} GFLOP/s ({out['peak']}; "
+        f"highest of {out['peaks_measured']}; XLA's own {out['xla_peak_gflops']}); "
+        f"torch {out['torch_threads']} threads, JAX {out['jax_devices']} device(s); "
+        f"{out['load_before']}")
+  print(f"| {'engine':<6} | {'budget':>6} | {'run':<8} | {'s':>7} | {'prompts/s':>9} | "
+        f"{'tokens/s':>9} | {'GFLOP/s':>7} | {'of peak':>7} | {'of XLA':>7} | {'padding':>7} |")
+  print(f"| {'-' * 6} | {'-' * 5}:| {'-' * 8} | {'-' * 6}:| {'-' * 8}:| {'-' * 8}:| {'-' * 6}:|"
+        f" {'-' * 6}:| {'-' * 6}:| {'-' * 6}:|")
+  for r in out["runs"]:
+    for when in ("compiled", "cold"):
+      x = r[when]
+      print(f"| {r['engine']:<6} | {r['token_budget']:>6} | {when:<8} | {x['seconds']:>7.2f} | "
+            f"{x['prompts_per_s']:>9.1f} | {x['tokens_per_s']:>9.0f} | "
+            f"{x.get('gflops', 0):>7.1f} | {100 * x.get('share_of_peak', 0):>6.1f}% | "
+            f"{100 * x.get('share_of_xla_peak', 0):>6.1f}% | {x['padding_fraction']:>7.3f} |")
+  for budget, ratio in out.get("ratios", {}).items():
+    print(f"jax / torch prompts/s, token budget {budget}: compiled {ratio['compiled']:.2f}x, "
+          f"cold {ratio['cold']:.2f}x")
+  if "max_abs_difference" in out:
+    print(f"largest difference between the engines' embeddings: "
+          f"{out['max_abs_difference']:.2e}")
+  if "torch_matmul_gflops" in out:
+    print(f"torch f32 matmul on this CPU ({out['torch_threads']} threads): "
+          f"{out['torch_matmul_gflops']} GFLOP/s")
+  print(f"({out['load_after']} at the end)")
 
 
 def select_section(config, grid: str) -> dict:
@@ -381,7 +486,8 @@ def select_section(config, grid: str) -> dict:
 
 
 SECTIONS = {"encoder": lambda config: encoder_section(config, _PROMPTS.value, _BUDGETS.value,
-                                                     _PROFILE.value),
+                                                     _PROFILE.value,
+                                                     engines=_ENGINES.value),
             "devices": devices_section,
             "step": step_section,
             "training": lambda config: training_section(config, _SKLEARN.value,

@@ -23,6 +23,7 @@ from absl import flags, logging
 from ml_collections import config_flags
 
 from lasca_jax.encoders import store
+from lasca_jax.model import placement
 from lasca_jax.run import cli, shards, validate
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file.",
@@ -52,6 +53,8 @@ def main(argv):
         print(f"{backbone}: {n} prompts of this {'sweep' if _SWEEP.value else 'config'} "
               "still missing" + ("" if n else " (all cached)"))
       return
+    # The JAX encoder's compiled shapes (config.text.engine="jax") are kept across processes.
+    placement.enable_compilation_cache(config.get("compilation_cache", ""))
     for s in shards.encode_shard(config, _INDEX.value, _NUM.value, _SWEEP.value, _OWN.value):
       rate = f", {s['texts_per_s']} prompts/s, {s['tokens_per_s']} tokens/s" if s.get(
           "texts_per_s") else ""

@@ -104,10 +104,98 @@ def test_long_prompts_are_truncated_as_sentence_transformers_does(prompts, torch
   assert len(cut) == 256 and cut[-1] == 102   # [SEP] kept at the end of the window
 
 
+HALF_COSINE = 0.999   # as tests/test_store.py asks of torch's float16 against its float32
+
+
+@pytest.mark.parametrize("precision", ["bfloat16", "float16"])
+def test_half_precision_matches_sentence_transformers_in_that_precision(prompts, precision,
+                                                                        jax_model, tmp_path):
+  """Weights and compute in ``precision``, pooling and normalisation in float32, against
+  sentence-transformers cast to the same precision: a cosine of at least 0.999 to it (and to
+  float32), where float32 agrees to 1e-5; its own store key."""
+  texts = short_sample(prompts, 16)
+  torch_half = text_lib.load_model("all-MiniLM-L6-v2", device="cpu", precision=precision)
+  jax_half = text_lib.load_model("all-MiniLM-L6-v2", precision=precision, engine="jax")
+  assert jax_half.params["encoder"]["word"]["embedding"].dtype == np.dtype(precision)
+  want = np.asarray(torch_half.encode(texts, convert_to_numpy=True, show_progress_bar=False),
+                    np.float64)
+  got = jax_half.encode(texts)
+  full = jax_model.encode(texts)
+  assert got.dtype == np.float32
+  np.testing.assert_allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-6)   # float32 Normalize
+  cos = lambda a, b: (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+  assert cos(got, want).min() >= HALF_COSINE and cos(got, full).min() >= HALF_COSINE
+  assert 1e-5 < np.abs(got - full).max() < 0.05
+  key = text_lib.store_key("all-MiniLM-L6-v2")
+  assert embedder_lib.EncoderSettings(precision=precision, engine="jax").store(
+      str(tmp_path)).key == f"{key}-{precision}-jax"
+
+
+def test_a_second_process_finds_the_compiled_shapes_in_the_persistent_cache(tmp_path):
+  """With JAX's persistent compilation cache on (``config.compilation_cache``), the encoder's
+  shapes compile once: a second process loads them (cache hits, no new entries)."""
+  code = ("import sys, jax; from jax import monitoring; "
+          "from lasca_jax.model import placement; "
+          "placement.enable_compilation_cache(sys.argv[1]); "
+          "hits = []; monitoring.register_event_listener("
+          "lambda e, **_: hits.append(e) if e.endswith('cache_hits') else None); "
+          "from lasca_jax.encoders import flax_encoder as f, text; "
+          "m = f.JaxSentenceEncoder(text._packaged_minilm_l6()); "
+          "m.encode(['The face shows a smile.', 'A calm voice.']); print(len(hits))")
+  env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+  env.pop("JAX_COMPILATION_CACHE_DIR", None)
+  runs = []
+  for _ in range(2):
+    done = subprocess.run([sys.executable, "-c", code, str(tmp_path)], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    runs.append((int(done.stdout.strip().splitlines()[-1]), sorted(os.listdir(tmp_path))))
+  (first_hits, first_files), (second_hits, second_files) = runs
+  assert first_hits == 0 and first_files and second_hits >= 1 and second_files == first_files
+
+
+def test_two_host_devices_give_the_one_device_embeddings(prompts, jax_model, tmp_path):
+  """Each micro-batch's rows split over 2 XLA host devices (the trainer's mesh), in a fresh
+  process (``XLA_FLAGS`` is read when JAX starts): the 1-device embeddings within 1e-6."""
+  texts = short_sample(prompts, 20) + long_prompts(prompts, jax_model, 2) + ["A calm voice."]
+  (tmp_path / "texts.json").write_text(json.dumps(texts))
+  code = ("import json, sys, jax, numpy as np; "
+          "from lasca_jax.encoders import flax_encoder as f, text; "
+          "m = f.JaxSentenceEncoder(text._packaged_minilm_l6()); "
+          "assert len(m.devices) == 2 == len(jax.local_devices()); "
+          "np.save(sys.argv[2], m.encode(json.load(open(sys.argv[1]))))")
+  env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""),
+             XLA_FLAGS="--xla_force_host_platform_device_count=2")
+  done = subprocess.run([sys.executable, "-c", code, str(tmp_path / "texts.json"),
+                         str(tmp_path / "two.npy")], cwd=ROOT, env=env, capture_output=True,
+                        text=True, timeout=300)
+  assert done.returncode == 0, done.stderr[-2000:]
+  assert len(jax_model.devices) == 1
+  np.testing.assert_allclose(np.load(tmp_path / "two.npy"), jax_model.encode(texts), atol=1e-6,
+                             rtol=0)
+
+
 def test_length_buckets():
-  assert flax_encoder.length_buckets(256) == (16, 32, 64, 96, 128, 160, 192, 224, 256)
-  assert flax_encoder.length_buckets(100) == (16, 32, 64, 96, 100)
+  assert flax_encoder.length_buckets(256) == tuple(range(16, 257, 16))
+  assert flax_encoder.length_buckets(100) == (16, 32, 48, 64, 80, 96, 100)
   assert flax_encoder.length_buckets(16) == (16,)
+
+
+def test_micro_batches_cover_every_text_once_longest_first():
+  lengths = [5, 100, 37, 256, 17, 16, 90, 99] * 3
+  buckets = flax_encoder.length_buckets(256)
+  for devices in (1, 2):
+    calls = flax_encoder.micro_batches(lengths, buckets, devices, tokens=512)
+    seen = np.concatenate([idx for idx, _, _ in calls])
+    assert sorted(seen.tolist()) == list(range(len(lengths)))
+    assert [lengths[i] for i in seen] == sorted(lengths, reverse=True)
+    for idx, rows, width in calls:
+      bucket = flax_encoder._bucket(lengths[idx[0]], buckets)  # pylint: disable=protected-access
+      assert max(lengths[i] for i in idx) <= width == bucket
+      per_device = rows // devices
+      assert rows % devices == 0 and len(idx) <= rows
+      assert per_device & (per_device - 1) == 0 and (per_device * width <= 512 or per_device == 1)
+    assert {(r, w) for _, r, w in calls} >= {(devices * 2, 256), (devices * 4, 112)}
 
 
 def _copy_with(tmp_path, **config_fields):
@@ -132,8 +220,9 @@ def test_a_folder_of_another_family_is_a_clear_error(tmp_path):
   config = make_tiny_config(tmp_path / "cache", **{"text.engine": "tf"})
   assert [p for p in validate.problems(config) if p.startswith("text.engine=")]
   assert not validate.problems(make_tiny_config(tmp_path / "cache", **{"text.engine": "jax"}))
-  with pytest.raises(ValueError, match="float32 only"):
-    encoding.EmbeddingStore(str(tmp_path), "all-MiniLM-L6-v2", precision="bfloat16",
+  with pytest.raises(ValueError, match="unknown config.text.precision 'float64' with "
+                                       "config.text.engine='jax'"):
+    encoding.EmbeddingStore(str(tmp_path), "all-MiniLM-L6-v2", precision="float64",
                             engine="jax")
 
 

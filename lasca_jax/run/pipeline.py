@@ -437,6 +437,8 @@ def finish(out: RunDir, config, inputs: RunInputs, output: train.TrainOutput, se
 def train_run(config, out: RunDir, cache: cache_lib.StageCache) -> TrainedRun:
   """Prepares ``config``, trains all its folds in one compiled call and writes the run to
   ``out`` (:func:`finish`)."""
+  # Before prepare: the JAX sentence encoder's compiled shapes are kept there too.
+  compilation_cache = placement.enable_compilation_cache(config.get("compilation_cache", ""))
   inputs = prepare(config, cache, out.log)
   settings = inputs.train_settings
   layout = settings_lib.layout(config)
@@ -444,8 +446,7 @@ def train_run(config, out: RunDir, cache: cache_lib.StageCache) -> TrainedRun:
   out.log("train", folds=inputs.num_folds, input_dim=inputs.input_dim,
           hidden=list(settings.hidden_sizes(inputs.input_dim)), hidden_from_dim=settings.hidden_dim,
           devices=plan.devices, platform=plan.platform, lanes=plan.lanes,
-          fast_compile=settings.fast_compile,
-          compilation_cache=placement.enable_compilation_cache(config.get("compilation_cache", "")))
+          fast_compile=settings.fast_compile, compilation_cache=compilation_cache)
   t0, before = time.time(), dict(programs.counts)
   output = train.train_folds(settings, int(config.seed), inputs.z, inputs.pairs, inputs.folds,
                              layout)
