@@ -109,8 +109,7 @@ def test_window_assembler_equals_the_offline_windows(fps, stride, window, hz, au
               "meta": {"settings": {"frame_stride": stride, "mfcc_hop_seconds": 0.01},
                        "fps": fps, "has_audio": True}}
   stub = _Stub(window, hz)
-  end = max(apply._stream_end(features["frame_times"]), apply._stream_end(audio_times))  # pylint: disable=protected-access
-  times = np.arange(max(int(np.ceil(end * hz - 1e-6)), 1)) / hz
+  times = apply.time_base(features["frame_times"], audio_times, hz)
   values = load_lib.on_time_base(features, times, frame_clock="pts")
   offline = apply.window_input(apply.FrameInput(times, values, "feature file"), stub)
 
@@ -129,7 +128,7 @@ def test_window_assembler_equals_the_offline_windows(fps, stride, window, hz, au
   assert len(got) < len(offline.start)           # most windows closed before the end
   total = asm.end_steps()
   assert total == times.size
-  while asm._steps(asm.next_window, total).size:  # pylint: disable=protected-access
+  while asm.steps(asm.next_window, total).size:
     got.append(asm.window(asm.next_window, total)[0])
     asm.next_window += 1
   assert len(got) == len(offline.start)

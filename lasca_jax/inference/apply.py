@@ -95,17 +95,22 @@ def _stream_end(times) -> float:
   return float(t[-1]) + (float(np.median(np.diff(t))) if t.size > 1 else 0.0)
 
 
+def time_base(frame_times, audio_times, hz: float) -> np.ndarray:
+  """``float64 [T]`` the time base (steps ``k / hz``) that a recording's frames are pooled
+  onto: up to the later stream's end. A stream covers its last frame's period too: a 6.0 s
+  clip at 5 fps (last frame at 5.8 s) holds the whole 3-6 s window."""
+  end = max(_stream_end(frame_times), _stream_end(audio_times))
+  return np.arange(max(int(np.ceil(end * hz - 1e-6)), 1)) / hz
+
+
 def _from_feature_file(path: str, predictor, features: dict, kind: str, frames: int,
                        warnings: list) -> FrameInput:
   meta = features["meta"]
   has_face = bool(np.asarray(features["face_valid"]).any())
   has_audio = bool(meta.get("has_audio", features["mfcc"].shape[0] > 0))
   _require_streams(path, predictor, has_face, has_audio)
-  hz = float(predictor.meta["time_base_hz"])
-  # A stream covers its last frame's period too: a 6.0 s clip at 5 fps (last frame at 5.8 s)
-  # holds the whole 3-6 s window.
-  end = max(_stream_end(features["frame_times"]), _stream_end(features["audio_times"]))
-  times = np.arange(max(int(np.ceil(end * hz - 1e-6)), 1)) / hz
+  times = time_base(features["frame_times"], features["audio_times"],
+                    float(predictor.meta["time_base_hz"]))
   values = load_lib.on_time_base(features, times, frame_clock="pts")        # [T, 73]
   return FrameInput(times, _columns(path, predictor, list(load_lib.FEATURE_NAMES), values), kind,
                     frames, warnings)
@@ -340,7 +345,7 @@ def predict_recording(predictor, frames: FrameInput, explain: bool = True, top: 
       (0, 2), int)
   decided = np.flatnonzero(usable[pairs[:, 0]] & usable[pairs[:, 1]]) if pairs.size else (
       np.zeros(0, int))
-  encoded_before = _encoded(predictor)
+  encoded_before = encoded_count(predictor)
   rep = predictor.represent(win.features, recording=np.zeros(num_w, np.int32), usable=usable)
   k_idx = np.arange(predictor.num_folds)[:, None]
   first, second = pairs[decided, 0], pairs[decided, 1]
@@ -373,7 +378,7 @@ def predict_recording(predictor, frames: FrameInput, explain: bool = True, top: 
       "pairs": int(len(pairs)), "decided": int(decided.size),
       "increase": int((prob.mean(0) >= 0.5).sum()) if decided.size else 0,
       "mean_p_increase": float(prob.mean()) if decided.size else None,
-      "prompts_encoded": _encoded(predictor) - encoded_before,
+      "prompts_encoded": encoded_count(predictor) - encoded_before,
       "seconds_decide": round(t_decide, 4), "seconds_explain": round(t_explain, 4),
       "warnings": (list(frames.warnings) + length_warnings(frames, win, w, predictor) +
                    input_warnings(predictor, win.features, usable)),
@@ -394,7 +399,7 @@ def window_reasons(win: windows_lib.Windows, end: float, predictor) -> list[str]
           for r, start in zip(unusable_reasons(win, predictor), win.start)]
 
 
-def _encoded(predictor) -> int:
+def encoded_count(predictor) -> int:
   """Prompts the predictor's embedding store has encoded so far (0 without one)."""
   store = predictor.embedder.store if predictor.uses_text else None
   return store.encoded_count if store is not None else 0

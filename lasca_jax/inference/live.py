@@ -406,7 +406,7 @@ class WindowAssembler:
     """Seconds of samples kept around a window (at least one source period each side)."""
     return max(1.0, 2 * self.face_period, 2 * self.mfcc_hop)
 
-  def _steps(self, j: int, limit: Optional[int] = None) -> np.ndarray:
+  def steps(self, j: int, limit: Optional[int] = None) -> np.ndarray:
     """Time-base step indices of window ``j`` (``make_windows``' assignment)."""
     lo = max(int(np.floor(j * self.w * self.hz)) - 2, 0)
     hi = int(np.ceil((j + 1) * self.w * self.hz)) + 2
@@ -416,23 +416,22 @@ class WindowAssembler:
 
   def closable(self) -> bool:
     """Whether window :attr:`next_window` can be closed now."""
-    steps = self._steps(self.next_window)
+    steps = self.steps(self.next_window)
     after = (steps[-1] + 1) / self.hz
     return all(self.latest[s] > after + (self.face_period if s == "face" else self.mfcc_hop)
                for s in self.streams)
 
   def end_steps(self) -> int:
-    """The time base's length at the end of the stream (``apply``'s rule)."""
+    """The time base's length at the end of the stream (:func:`apply.time_base`)."""
     audio = np.concatenate(self.all_audio_t) if self.all_audio_t else np.zeros(0)
-    end = max(apply._stream_end(self.all_face_t), apply._stream_end(audio))  # pylint: disable=protected-access
-    return max(int(np.ceil(end * self.hz - 1e-6)), 1)
+    return apply.time_base(self.all_face_t, audio, self.hz).size
 
   def window(self, j: int, total_steps: Optional[int] = None
              ) -> tuple[windows_lib.Windows, float]:
     """Window ``j`` as a one-window :class:`~lasca_jax.method.windows.Windows` (all 73 columns)
     and the last time-base step's time seen so far (the recording's end when ``total_steps``,
     the time base's final length, is given)."""
-    steps = self._steps(j, total_steps)
+    steps = self.steps(j, total_steps)
     # One step beyond each side (where it exists) so that the edges between steps are the ones
     # the whole time base has.
     lo = steps[0] - 1 if steps[0] > 0 else steps[0]
@@ -518,13 +517,11 @@ class LiveStats:
   windows: int = 0
   decisions: int = 0             # decided pairs
   pairs: int = 0
-  started: float = 0.0           # time.monotonic()
   first_frame: Optional[float] = None
   last_time: float = 0.0         # stream time of the last item
   end: str = ""                  # "ended", "stalled", "broken", "interrupted", "terminated"
   detail: str = ""
   latency: dict = dataclasses.field(default_factory=dict)   # stage -> [ms]
-  cold_encode_ms: list = dataclasses.field(default_factory=list)
   max_lag: float = 0.0
   warnings: list = dataclasses.field(default_factory=list)
 
@@ -566,7 +563,6 @@ class LiveTracker:
     self.stats = LiveStats()
     self.stop = threading.Event()
     self.stop_reason = ""
-    self.latest_frame: Optional[np.ndarray] = None    # the last RGB frame read (for a display)
     mods = set(predictor.modalities)
     self.use_face, self.use_audio = "face" in mods, "audio" in mods
     meta = predictor.meta
@@ -644,7 +640,7 @@ class LiveTracker:
               timing: dict) -> Decision:
     p = self.predictor
     t0 = time.monotonic()
-    encoded = apply._encoded(p)   # pylint: disable=protected-access
+    encoded = apply.encoded_count(p)
     rep = p.represent(raw)
     t1 = time.monotonic()
     prob, cues = None, []
@@ -657,7 +653,7 @@ class LiveTracker:
       cues = attribution.top_cues(expl, p.feature_names, self.top)[0]
     t3 = time.monotonic()
     row = apply.pair_row(p, starts, rep, 0, 1, prob, cues, reasons)
-    encoded = apply._encoded(p) - encoded   # pylint: disable=protected-access
+    encoded = apply.encoded_count(p) - encoded
     latency = dict(timing, represent=(t1 - t0) * 1e3, mlp=(t2 - t1) * 1e3, cues=(t3 - t2) * 1e3)
     latency["total"] = (time.monotonic() - closed) * 1e3
     return Decision(row, window, [] if prob is None else [float(v) for v in prob], cues,
@@ -691,7 +687,6 @@ class LiveTracker:
     s = self.settings
     items: "queue.Queue[Item]" = queue.Queue(maxsize=0 if self.source.paced else 64)
     t0 = time.monotonic()
-    self.stats.started = t0
     # PyAV's own read timeout waits longer than the stall check, which then says "stalled".
     reader = Reader(self.source, self.use_face, self.use_audio and self.source.audio == "source",
                     s.sample_rate, items, self.stop, timeout=self.stall_seconds + 10.0)
@@ -755,7 +750,7 @@ class LiveTracker:
           if mfcc is not None:
             self._add_audio(asm, mfcc.finish(), mfcc, audio_start, gaps)
           total = asm.end_steps()
-          while asm._steps(asm.next_window, total).size:   # pylint: disable=protected-access
+          while asm.steps(asm.next_window, total).size:
             prev = self._close(asm, prev, total, jobs)
           break
         if item.kind == "video":
@@ -767,7 +762,6 @@ class LiveTracker:
           self.stats.frames += 1
           self.stats.first_frame = self.stats.first_frame or item.arrived
           self.stats.last_time = max(self.stats.last_time, item.time)
-          self.latest_frame = item.rgb
           if self.frame_hook is not None:
             self.frame_hook(item.rgb)
           if self.source.paced:
@@ -865,8 +859,6 @@ class LiveTracker:
       try:
         decision = self._decide(*job)
         self._record(decision)
-        if decision.encoded:
-          self.stats.cold_encode_ms.append(decision.latency_ms["represent"])
         done.put(decision)
       except BaseException as e:  # pylint: disable=broad-except
         done.put(e)
