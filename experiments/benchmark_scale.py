@@ -19,7 +19,11 @@ Sections (``--sections``, in order):
   CPU the f32 peak, best of XLA and numpy's BLAS; on a GPU a torch matmul in the encoder's
   precision), the ratio of the engines' prompts/s and the largest difference of their
   embeddings. On a CPU it also times torch's own f32 matmul at the peak's square size and at the
-  encoder's feed-forward shape; ``--profile`` writes torch.profiler's operator table of one batch.
+  encoder's feed-forward shape. ``--profile=PATH`` writes, per engine, where one batch's time
+  goes: torch.profiler's operator table of one batch, and for JAX the XLA operations of one
+  compiled micro-batch traced with ``jax.profiler``, named by the JAX operation each came from
+  (``lasca_jax.run.timing.jax_op_table``); with both engines ``PATH`` becomes
+  ``<stem>.torch<ext>`` and ``<stem>.jax<ext>``.
 
 * ``devices``: the local JAX devices and how a run's (configuration, fold) units are laid out on
   them (``config.train.devices``, ``config.train.lanes``; see ``lasca_jax.model.placement.plan``).
@@ -87,8 +91,8 @@ _BUDGETS = flags.DEFINE_list("token_budgets", [], "Encoder section: token budget
                              "(default: the config's text.token_budget).")
 _ENGINES = flags.DEFINE_list("encoder_engines", ["torch", "jax"], "Encoder section: engines "
                              "(config.text.engine) to compare on the same prompts, in order.")
-_PROFILE = flags.DEFINE_string("profile", "", "Encoder section: write torch.profiler's table of "
-                               "one batch here.")
+_PROFILE = flags.DEFINE_string("profile", "", "Encoder section: write each engine's operator "
+                               "table of one batch here (<stem>.<engine><ext> with two engines).")
 _SKLEARN = flags.DEFINE_bool("sklearn", True, "Time scikit-learn on the same folds.")
 _REPEATS = flags.DEFINE_integer("repeats", 3, "Training section: rounds of fresh processes "
                                 "(first run, repeated run, scikit-learn); a row is the best of "
@@ -343,6 +347,14 @@ def _encoder_row(store, peak_gflops: float, seconds: float) -> dict:
   return out
 
 
+def _profile_path(path: str, engine: str, engines) -> str:
+  """``--profile``'s file for ``engine``: the path itself for one engine, else ``<stem>.<engine><ext>``."""
+  if len(engines) == 1:
+    return path
+  stem, ext = os.path.splitext(path)
+  return f"{stem}.{engine}{ext}"
+
+
 def encoder_section(config, num_prompts: int = 2000, token_budgets=(), profile_path: str = "",
                     verbose: bool = True, engines=("torch", "jax")) -> dict:
   """Encoder throughput of ``config.text`` on its own prompts, for each engine; returns and
@@ -381,13 +393,17 @@ def encoder_section(config, num_prompts: int = 2000, token_budgets=(), profile_p
                             "load_seconds": round(load, 2),
                             "peak_now": _peak(store.device)})
         out["tokens_per_prompt"] = round(store.stats.tokens / max(store.stats.texts, 1), 1)
-        if profile_path and engine == "torch" and budget == budgets[-1]:
-          batches = encoding.token_batches(text_lib.token_counts(model, prompts), budget,
-                                           int(tcfg.batch_size))
-          batch = batches[len(batches) // 2]
-          store._model = model   # pylint: disable=protected-access
-          timing.profile_batch(store, [prompts[i] for i in batch], profile_path)
-          out["profile"] = profile_path
+        if profile_path and budget == budgets[-1]:
+          path = _profile_path(profile_path, engine, engines)
+          if engine == "jax":
+            out["jax_profile"] = timing.profile_jax_batch(model, prompts, path, tcfg.backbone)
+          else:
+            batches = encoding.token_batches(text_lib.token_counts(model, prompts), budget,
+                                             int(tcfg.batch_size))
+            batch = batches[len(batches) // 2]
+            store._model = model   # pylint: disable=protected-access
+            timing.profile_batch(store, [prompts[i] for i in batch], path)
+          out.setdefault("profiles", {})[engine] = path
   # Shares of the highest peak measured in the run (one after each engine's runs): a peak
   # measured while the shared machine was busy would flatter the shares.
   best = max(out["runs"], key=lambda r: r["peak_now"][0])["peak_now"]

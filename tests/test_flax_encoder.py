@@ -198,6 +198,23 @@ def test_micro_batches_cover_every_text_once_longest_first():
     assert {(r, w) for _, r, w in calls} >= {(devices * 2, 256), (devices * 4, 112)}
 
 
+def test_the_op_table_names_the_encoders_own_operations(prompts, jax_model):
+  """benchmark_scale's JAX profile: every traced XLA operation of one micro-batch is named by
+  the JAX operation it came from, all six layers' projections are there, and the shares add
+  up (a change of the trace's format or of the programs' metadata would empty the table)."""
+  from lasca_jax.run import timing  # pylint: disable=import-outside-toplevel
+  summary, table = timing.jax_op_table(jax_model, short_sample(prompts, 40), repeats=2)
+  ops = {r["op"] for r in table}
+  for name in ("qkv", "output", "intermediate"):
+    assert any(op.endswith(f"{name}/dot_general") for op in ops), (name, ops)
+  assert not any("layer_" in op for op in ops)       # the layers merged
+  assert abs(sum(r["share"] for r in table) - 1) < 1e-3
+  assert [r["ms_per_call"] for r in table] == sorted((r["ms_per_call"] for r in table),
+                                                     reverse=True)
+  assert 0.3 < summary["dot_share"] <= 1 and summary["traced_ms"] > 0
+  assert summary["rows"] % summary["devices"] == 0 and summary["width"] in jax_model.buckets
+
+
 def _copy_with(tmp_path, **config_fields):
   folder = tmp_path / "model"
   shutil.copytree(FOLDER, folder, ignore=shutil.ignore_patterns("model.safetensors"))

@@ -523,6 +523,9 @@ class JaxSentenceEncoder:
     tokenizer: a :class:`TokenCounter` (untruncated counts for the store's length checks).
     buckets: the padded sequence lengths a batch is compiled at.
     transformer_shape: ``(layers, hidden, intermediate)`` for the FLOP counts.
+    params: the weights, replicated on :attr:`devices`.
+    forward: the jitted ``(params, tokens, mask) -> float32 [rows, dim]`` of one padded
+      micro-batch (rows split over :attr:`devices`).
   """
 
   def __init__(self, folder: str, precision: str = "float32"):
@@ -560,7 +563,7 @@ class JaxSentenceEncoder:
     whole = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
     self.params = jax.device_put(self.params, whole)
     encoder, head = Encoder(self.config), self.head
-    self._forward = jax.jit(lambda params, ids, mask: head(   # pooling etc. in float32
+    self.forward = jax.jit(lambda params, ids, mask: head(   # pooling etc. in float32
         params["dense"], encoder.apply({"params": params["encoder"]}, ids, mask).astype(
             jnp.float32), mask), in_shardings=(whole, rows, rows), out_shardings=rows)
 
@@ -587,6 +590,21 @@ class JaxSentenceEncoder:
     """Token ids as encoded: special tokens added, truncated at :attr:`max_seq_length`."""
     return [e.ids for e in self._tok.encode_batch(list(texts))]
 
+  def micro_batches(self, ids: Sequence[Sequence[int]]) -> list[tuple[np.ndarray, int, int]]:
+    """:func:`micro_batches` of token ids ``ids`` on this encoder's buckets and devices."""
+    return micro_batches([len(i) for i in ids], self.buckets, len(self.devices))
+
+  def padded(self, ids: Sequence[Sequence[int]], idx: Sequence[int], rows: int,
+             width: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(tokens, mask)``, ``int32 [rows, width]``: the sequences ``ids[idx]`` padded, then
+    padding rows (the arguments of :attr:`forward` for one micro-batch)."""
+    tokens = np.full((rows, width), self.config.pad_token_id, np.int32)
+    mask = np.zeros((rows, width), np.int32)
+    for r, i in enumerate(idx):
+      tokens[r, :len(ids[i])] = ids[i]
+      mask[r, :len(ids[i])] = 1
+    return tokens, mask
+
   def encode(self, texts: Sequence[str] | str, batch_size: int = 32, convert_to_numpy: bool = True,
              show_progress_bar: bool = False, **_) -> np.ndarray:
     """``float32 [n, dim]`` (``[dim]`` for one string), as ``SentenceTransformer.encode``.
@@ -601,15 +619,8 @@ class JaxSentenceEncoder:
     texts = [texts] if single else list(texts)
     out = np.zeros((len(texts), self.dim), np.float32)
     ids = self.tokenize(texts)
-    pending = []
-    for idx, rows, width in micro_batches([len(i) for i in ids], self.buckets,
-                                          len(self.devices)):
-      tokens = np.full((rows, width), self.config.pad_token_id, np.int32)
-      mask = np.zeros((rows, width), np.int32)
-      for r, i in enumerate(idx):
-        tokens[r, :len(ids[i])] = ids[i]
-        mask[r, :len(ids[i])] = 1
-      pending.append((idx, self._forward(self.params, tokens, mask)))
+    pending = [(idx, self.forward(self.params, *self.padded(ids, idx, rows, width)))
+               for idx, rows, width in self.micro_batches(ids)]
     for idx, emb in pending:
       out[idx] = np.asarray(emb, np.float32)[:len(idx)]
     return out[0] if single else out

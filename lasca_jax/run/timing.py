@@ -184,6 +184,70 @@ def torch_matmul_gflops(m: int, k: int, n: int, device: str = "cpu", repeats: in
   return 2.0 * m * k * n / best / 1e9
 
 
+def jax_op_table(model, prompts: list[str], repeats: int = 10) -> tuple[dict, list[dict]]:
+  """Where the JAX encoder ``model`` (a ``flax_encoder.JaxSentenceEncoder``) spends one
+  micro-batch of ``prompts`` (the middle one of :meth:`micro_batches`): the call traced
+  ``repeats`` times with ``jax.profiler``, each traced XLA operation named by the JAX operation
+  it came from (``op_name`` of the compiled program's metadata, layers merged).
+
+  Returns ``(summary, rows)``: ``summary`` has the shape, the compiled call's milliseconds and
+  the share of the traced operations' time in matrix products (``dot_general``); ``rows``
+  (largest first) ``{"op", "kind", "ms_per_call", "share"}``, times summed over the devices.
+  """
+  import glob, gzip, json, re, tempfile  # pylint: disable=import-outside-toplevel,multiple-imports
+  ids = model.tokenize(prompts)
+  batches = model.micro_batches(ids)
+  idx, rows, width = batches[len(batches) // 2]
+  args = (model.params, *model.padded(ids, idx, rows, width))
+  jax.block_until_ready(model.forward(*args))
+  names = {}   # XLA operation -> the JAX operation it came from
+  for m in re.finditer(r'%([\w.\-]+) = .*?metadata=\{op_name="([^"]+)"',
+                       model.forward.lower(*args).compile().as_text()):
+    names[m.group(1)] = re.sub(r"layer_\d+/", "", m.group(2).split(")/", 1)[-1])
+  start = time.perf_counter()
+  for _ in range(repeats):
+    out = model.forward(*args)
+  jax.block_until_ready(out)
+  call_ms = (time.perf_counter() - start) / repeats * 1e3
+  totals: dict[tuple[str, str], float] = {}
+  with tempfile.TemporaryDirectory() as tmp:
+    jax.profiler.start_trace(tmp, create_perfetto_trace=True)
+    for _ in range(repeats):
+      out = model.forward(*args)
+    jax.block_until_ready(out)
+    jax.profiler.stop_trace()
+    with gzip.open(sorted(glob.glob(os.path.join(tmp, "**", "*perfetto*"), recursive=True))[-1],
+                   "rt") as f:
+      trace = json.load(f)
+  for e in trace["traceEvents"] if isinstance(trace, dict) else trace:
+    if e.get("ph") == "X" and e.get("name") in names:
+      key = (names[e["name"]], re.sub(r"\.\d+$", "", e["name"]))
+      totals[key] = totals.get(key, 0.0) + e.get("dur", 0) / 1e3 / repeats
+  total = sum(totals.values()) or 1.0
+  table = [{"op": op, "kind": kind, "ms_per_call": round(ms, 3), "share": round(ms / total, 4)}
+           for (op, kind), ms in sorted(totals.items(), key=lambda kv: -kv[1])]
+  summary = {"rows": rows, "width": width, "sequences": len(idx),
+             "devices": len(model.devices), "repeats": repeats,
+             "call_ms": round(call_ms, 2), "traced_ms": round(sum(totals.values()), 2),
+             "dot_share": round(sum(r["share"] for r in table if "dot_general" in r["op"]), 4)}
+  return summary, table
+
+
+def profile_jax_batch(model, prompts: list[str], path: str, backbone: str = "") -> dict:
+  """Writes :func:`jax_op_table` of ``prompts`` to ``path``; returns its summary."""
+  summary, table = jax_op_table(model, prompts)
+  with open(path, "w") as f:
+    f.write(f"{len(prompts)} prompts, one micro-batch of {summary['rows']} x {summary['width']} "
+            f"tokens ({summary['sequences']} sequences) on {summary['devices']} JAX device(s), "
+            f"{backbone}: {summary['call_ms']} ms per compiled call; traced operations "
+            f"{summary['traced_ms']} ms per call, summed over the devices, "
+            f"{100 * summary['dot_share']:.1f} % of it in matrix products\n")
+    f.write(f"{'ms/call':>9}  {'share':>6}  operation [XLA kind]\n")
+    for r in table:
+      f.write(f"{r['ms_per_call']:>9.3f}  {100 * r['share']:>5.1f}%  {r['op']} [{r['kind']}]\n")
+  return summary
+
+
 def profile_batch(store: encoding.EmbeddingStore, prompts: list[str], path: str) -> None:
   """torch.profiler's operator table (self CPU time) of encoding ``prompts`` once."""
   import torch  # pylint: disable=import-outside-toplevel
