@@ -294,8 +294,10 @@ def test_dashboard_and_lsl_receive_every_decision_at_real_time_pace(fused_run, t
   from playwright.sync_api import sync_playwright  # pylint: disable=import-outside-toplevel
   port, out, name = _free_port(), tmp_path / "out", f"lasca_jax_test_{os.getpid()}"
   clip = str(media_fixtures.shared_file(CLIPS[0]))
+  # --max_lag=60: every frame processed, so the decisions do not depend on how fast the face
+  # pass runs beside Chromium on a busy machine (dropping has its own test).
   proc = _start([f"--run={fused_run}", f"--source={clip}", "--realtime", f"--serve={port}",
-                 "--lsl", f"--lsl_name={name}", f"--output={out}"])
+                 "--lsl", f"--lsl_name={name}", f"--output={out}", "--max_lag=60"])
   try:
     head = _read_until(proc, "dashboard:")
     assert head[-1] == f"dashboard: http://127.0.0.1:{port}/"
@@ -529,7 +531,9 @@ def test_a_network_stream_is_decided_as_the_file_and_a_dropped_one_says_it_broke
   try:
     source = live.parse_source(server.url)
     assert source.kind == "stream" and source.paced
-    tracker = live.LiveTracker(predictor, source, face)
+    # Equality with the file needs every frame, however slow the machine's face pass is:
+    # dropping has its own test.
+    tracker = live.LiveTracker(predictor, source, face, max_lag=60.0)
     decisions = list(tracker.decisions())
   finally:
     server.close()
