@@ -78,8 +78,8 @@ def _text(config: ml_collections.ConfigDict) -> None:
                                             # DistilBERT, RoBERTa and MPNet backbones, JAX's
                                             # devices; stored apart from torch's embeddings).
                                             # torch stays the default: JAX gives the same fold
-                                            # accuracies, but on a CPU 0.92x torch idle (1.05-1.4x
-                                            # only under load), compiles each shape once, and
+                                            # accuracies, but on a CPU 0.92-1.30x torch compiled
+                                            # and 1.05x cold, compiles each shape once, and
                                             # switching would re-encode every stored embedding.
                                             # docs/performance.md "The encoder in JAX".
   config.text.phrase_order = "feature"      # Phrases in a prompt: "feature" order (paper) or
