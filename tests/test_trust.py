@@ -8,8 +8,8 @@ import sys
 import numpy as np
 import pytest
 
-from lasca_jax.run import rundir
-from conftest import ROOT
+from lasca_jax.run import pipeline, rundir
+from conftest import ROOT, make_tiny_config
 
 
 def _run_script(script, *args, env=None, timeout=300):
@@ -175,8 +175,30 @@ def test_two_runs_into_one_workdir_are_refused(tmp_path):
   first = rundir.RunDir.start(str(tmp_path / "run"), claim="experiments/main.py")
   with pytest.raises(files_lib.Busy, match=r"run is being written by experiments/main.py \(pid"):
     rundir.RunDir.start(str(tmp_path / "run"), claim="experiments/main.py")
-  first.lock.close()
+  first.release()
   rundir.RunDir.start(str(tmp_path / "run"), claim="experiments/main.py")
+
+
+def test_a_run_stopped_in_a_notebook_can_be_run_again_in_the_same_process(tmp_path,
+                                                                          monkeypatch):
+  """``pipeline.run`` releases its folder however it ends: an interrupted run whose traceback
+  the notebook keeps (``sys.last_traceback`` holds its frames) does not leave the folder locked
+  against the same process's next run."""
+  config = make_tiny_config(tmp_path / "cache", **{"model.fusion": "features"})
+  workdir = str(tmp_path / "run")
+  real = pipeline.train_run
+
+  def interrupted(*args, **kwargs):
+    raise KeyboardInterrupt
+
+  monkeypatch.setattr(pipeline, "train_run", interrupted)
+  with pytest.raises(KeyboardInterrupt) as kept:
+    pipeline.run(config, workdir)
+  monkeypatch.setattr(pipeline, "train_run", real)
+  arrays = pipeline.run(config, workdir)                 # not "being written by ... (pid <own>)"
+  assert kept.tb is not None and "test_accuracy" in arrays
+  events = [json.loads(l)["event"] for l in open(os.path.join(workdir, "log.jsonl"))]
+  assert events[-1] == "done"
 
 
 # ----------------------------------------------------------------------------- 10: no network

@@ -480,6 +480,8 @@ def run(config, workdir: str) -> dict[str, np.ndarray]:
     with contextlib.suppress(OSError):
       out.fail(config, out.log.last_event, e, announce=False)  # The caller says it.
     raise
+  finally:   # Released now: a notebook's traceback would otherwise keep the folder locked.
+    out.release()
   arrays["_cache_hits"] = cache.hits
   arrays["_cache_misses"] = cache.misses
   return arrays

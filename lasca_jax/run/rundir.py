@@ -127,6 +127,13 @@ class RunDir:
       run.log("start", workdir=path, **fields, **dict(resolved or {}))
     return run
 
+  def release(self) -> None:
+    """Releases the folder's lock (``start(claim=...)``), so that this process or another can
+    write the folder again; nothing when it holds none."""
+    if self.lock is not None:
+      self.lock.close()
+      self.lock = None
+
   def file(self, name: str) -> str:
     """The path of ``name`` in the run directory."""
     if not self.path:
