@@ -9,8 +9,13 @@ sample of them, torch's matmul rate, a profile of one batch.
 
 from __future__ import annotations
 
+import glob
+import gzip
 import hashlib
+import json
 import os
+import re
+import tempfile
 import time
 
 import jax
@@ -194,7 +199,6 @@ def jax_op_table(model, prompts: list[str], repeats: int = 10) -> tuple[dict, li
   the share of the traced operations' time in matrix products (``dot_general``); ``rows``
   (largest first) ``{"op", "kind", "ms_per_call", "share"}``, times summed over the devices.
   """
-  import glob, gzip, json, re, tempfile  # pylint: disable=import-outside-toplevel,multiple-imports
   ids = model.tokenize(prompts)
   batches = model.micro_batches(ids)
   idx, rows, width = batches[len(batches) // 2]
