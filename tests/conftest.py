@@ -63,10 +63,22 @@ def short_backbone(tmp_path_factory):
   return tiny_sentence_transformer(tmp_path_factory.mktemp("short_backbone"), 24)
 
 
+def st_modules():
+  """sentence-transformers' module classes (``Transformer``, ``Pooling``, ``Dense``,
+  ``Normalize``) where this version keeps them (``sentence_transformers.models`` before 6, where
+  6 warns)."""
+  try:
+    from sentence_transformers.sentence_transformer import modules  # pylint: disable=C0415
+  except ImportError:
+    from sentence_transformers import models as modules  # pylint: disable=C0415
+  return modules
+
+
 def tiny_sentence_transformer(base, max_seq_length: int) -> str:
   """The folder of a randomly initialised 1-layer, 32-d sentence transformer (seed 0)."""
   import torch  # pylint: disable=import-outside-toplevel
-  from sentence_transformers import SentenceTransformer, models  # pylint: disable=import-outside-toplevel
+  from sentence_transformers import SentenceTransformer  # pylint: disable=import-outside-toplevel
+  models = st_modules()
   from transformers import AutoTokenizer, BertConfig, BertModel  # pylint: disable=import-outside-toplevel
 
   from lasca_jax.encoders import text as text_lib  # pylint: disable=import-outside-toplevel

@@ -73,7 +73,7 @@ def test_token_ids_are_those_of_sentence_transformers(prompts, torch_model, jax_
   assert text_lib.count_truncated(jax_model, texts) == text_lib.count_truncated(torch_model,
                                                                                 texts) > 0
   assert (jax_model.get_sentence_embedding_dimension() ==
-          torch_model.get_sentence_embedding_dimension() == 384)
+          text_lib.embedding_dimension(torch_model) == 384)
   assert text_lib.transformer_shape(jax_model) == text_lib.transformer_shape(torch_model)
 
 

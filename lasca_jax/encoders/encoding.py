@@ -222,7 +222,7 @@ class EmbeddingStore:
   def _register_and_count(self, texts: Sequence[str]) -> np.ndarray:
     """Token counts for a legacy import; records the backbone as the encoder describes it."""
     model = self.model
-    self.store.register(self.key, self.backbone, model.get_sentence_embedding_dimension(),
+    self.store.register(self.key, self.backbone, text_lib.embedding_dimension(model),
                         text_lib.max_tokens(model), self.precision)
     return text_lib.token_counts(model, texts)
 

@@ -127,8 +127,15 @@ def embedding_geometry(backbone: str, model_path: str = "") -> tuple[int, bool]:
           dim = int(cfg[field])
           break
   if not dim:  # a layout this reader does not know: ask the loaded model
-    dim = int(load_model(backbone, model_path).get_sentence_embedding_dimension())
+    dim = embedding_dimension(load_model(backbone, model_path))
   return dim, normalized
+
+
+def embedding_dimension(model) -> int:
+  """The width of ``model``'s embeddings, under sentence-transformers' name of any version
+  (``get_embedding_dimension`` from 6 on, where the older name warns)."""
+  get = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
+  return int(get())
 
 
 def store_key(backbone: str, model_path: str = "") -> str:
