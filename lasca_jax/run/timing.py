@@ -203,21 +203,21 @@ def jax_op_table(model, prompts: list[str], repeats: int = 10) -> tuple[dict, li
   batches = model.micro_batches(ids)
   idx, rows, width = batches[len(batches) // 2]
   args = (model.params, *model.padded(ids, idx, rows, width))
-  jax.block_until_ready(model.forward(*args))
+  forward = model.forward.lower(*args).compile()   # the program traced is the one named
+  jax.block_until_ready(forward(*args))
   names = {}   # XLA operation -> the JAX operation it came from
-  for m in re.finditer(r'%([\w.\-]+) = .*?metadata=\{op_name="([^"]+)"',
-                       model.forward.lower(*args).compile().as_text()):
+  for m in re.finditer(r'%([\w.\-]+) = .*?metadata=\{op_name="([^"]+)"', forward.as_text()):
     names[m.group(1)] = re.sub(r"layer_\d+/", "", m.group(2).split(")/", 1)[-1])
   start = time.perf_counter()
   for _ in range(repeats):
-    out = model.forward(*args)
+    out = forward(*args)
   jax.block_until_ready(out)
   call_ms = (time.perf_counter() - start) / repeats * 1e3
   totals: dict[tuple[str, str], float] = {}
   with tempfile.TemporaryDirectory() as tmp:
     jax.profiler.start_trace(tmp, create_perfetto_trace=True)
     for _ in range(repeats):
-      out = model.forward(*args)
+      out = forward(*args)
     jax.block_until_ready(out)
     jax.profiler.stop_trace()
     with gzip.open(sorted(glob.glob(os.path.join(tmp, "**", "*perfetto*"), recursive=True))[-1],
